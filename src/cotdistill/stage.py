@@ -1,0 +1,37 @@
+"""What every stage script shares: argument parsing basics, logging, clean failures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Callable
+
+from .config import ConfigError
+from .registry import UnknownNameError
+
+# Expected failures (bad params, bad data, missing files) end in one line on stderr.
+USER_ERRORS = (ConfigError, UnknownNameError, FileNotFoundError, ValueError)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    return ap
+
+
+def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=os.environ.get("COTDISTILL_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    # Quiet the libraries' own progress chatter; our loops draw their own bars.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        main(argv)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def log_config(name: str, cfg: dict) -> None:
+    logging.getLogger(name).info("resolved config: %s", json.dumps(cfg, sort_keys=True, default=str))

@@ -1,0 +1,1 @@
+"""Student models: presets, construction and loading, training."""

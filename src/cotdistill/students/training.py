@@ -1,0 +1,153 @@
+"""Finetune a student with transformers' Seq2SeqTrainer (transformers 5 API).
+
+Checkpoints go to a folder outside DVC's outputs (DVC deletes a stage's outputs before
+it runs), keyed by everything that determines the run, so a killed train stage resumes
+from its last checkpoint when it is rerun with the same inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+VARIANTS = ("answer", "cot")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedTrain:
+    """Training settings after the preset's defaults fill the `None`s of params.train."""
+
+    max_steps: int
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    warmup_ratio: float
+    weight_decay: float
+    max_source_length: int
+    max_target_length: int
+    eval_steps: int
+    save_steps: int
+    logging_steps: int
+    precision: str
+    gradient_checkpointing: bool
+    optimizer: str
+
+
+def resolve(train_cfg, preset) -> ResolvedTrain:
+    values = {}
+    for f in dataclasses.fields(ResolvedTrain):
+        v = getattr(train_cfg, f.name)
+        values[f.name] = getattr(preset, f.name) if v is None else v
+    # bf16 needs hardware support; on a CPU or an older GPU train in fp32 instead.
+    if values["precision"] == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        values["precision"] = "fp32"
+    if values["precision"] == "fp16" and not torch.cuda.is_available():
+        values["precision"] = "fp32"
+    return ResolvedTrain(**values)
+
+
+def pairs_for_variant(variant: str, prepared: list[dict], filtered: list[dict]) -> list[tuple[str, str]]:
+    """(source, target) pairs: `answer` = question -> gold answer over the whole train
+    split (the paper's baseline); `cot` = question -> filtered teacher CoT."""
+    if variant == "answer":
+        return [(r["question"], r["answer"]) for r in prepared]
+    if variant == "cot":
+        return [(r["question"], r["target"]) for r in filtered]
+    raise ValueError(f"unknown variant '{variant}'; allowed: {', '.join(VARIANTS)}")
+
+
+def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_source: int, max_target: int):
+    from datasets import Dataset
+
+    sources = tokenizer([s for s, _ in pairs], max_length=max_source, truncation=True)
+    targets = tokenizer(text_target=[t for _, t in pairs], max_length=max_target, truncation=True)
+    rows = {
+        "input_ids": sources["input_ids"],
+        "attention_mask": sources["attention_mask"],
+        "labels": targets["input_ids"],
+    }
+    rows["length"] = [len(a) + len(b) for a, b in zip(rows["input_ids"], rows["labels"])]
+    return Dataset.from_dict(rows)
+
+
+def run_key(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train(
+    model,
+    tokenizer,
+    train_pairs: list[tuple[str, str]],
+    val_pairs: list[tuple[str, str]],
+    cfg: ResolvedTrain,
+    checkpoint_dir: Path,
+    seed: int,
+    callbacks: list | None = None,
+) -> dict:
+    """Train to cfg.max_steps (resuming from checkpoint_dir if it holds one)."""
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not train_pairs:
+        raise ValueError("no training examples: the filter kept nothing (see metrics/filter.json)")
+    train_ds = tokenize_pairs(tokenizer, train_pairs, cfg.max_source_length, cfg.max_target_length)
+    val_ds = tokenize_pairs(tokenizer, val_pairs, cfg.max_source_length, cfg.max_target_length) if val_pairs else None
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(checkpoint_dir),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of max_steps
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="linear",
+        optim=cfg.optimizer,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if val_ds is not None else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, padding=True),
+        processing_class=tokenizer,
+        callbacks=callbacks or [],
+    )
+    last = get_last_checkpoint(str(checkpoint_dir))
+    result = trainer.train(resume_from_checkpoint=last)
+    metrics = {
+        "train_loss": round(float(result.training_loss), 5),
+        "steps": int(trainer.state.global_step),
+        "epochs": round(float(trainer.state.epoch or 0.0), 3),
+        "train_examples": len(train_pairs),
+        "resumed_from_step": int(Path(last).name.split("-")[-1]) if last else 0,
+        "train_runtime_s": round(float(result.metrics.get("train_runtime", math.nan)), 2),
+    }
+    if val_ds is not None:
+        ev = trainer.evaluate()
+        metrics["eval_loss"] = round(float(ev["eval_loss"]), 5)
+    return metrics, trainer.state.log_history

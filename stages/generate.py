@@ -1,0 +1,61 @@
+"""generate: the teacher writes a chain of thought for every train and validation question.
+
+Requests go through a persistent cache at the repository root, so a rerun, a resumed
+run or another experiment with the same teacher settings pays for nothing twice.
+"""
+
+from cotdistill import stage
+from cotdistill.config import load_params, to_dict
+from cotdistill.io import read_jsonl, write_json, write_jsonl
+from cotdistill.paths import shared_path
+from cotdistill.prompts import STOP_STRINGS, load_prompt_file, render
+from cotdistill.teachers import Sampling, make_backend
+from cotdistill.teachers.cache import RequestCache
+from cotdistill.teachers.generation import generate_all
+from cotdistill.teachers.presets import TEACHERS
+
+
+def main(argv=None):
+    ap = stage.parser(__doc__)
+    ap.add_argument("--inputs", nargs="+", required=True, help="prepared split files to generate for")
+    ap.add_argument("--prompt", required=True, help="the dataset's prompt file")
+    ap.add_argument("--cache", required=True, help="request cache (relative to the repo root)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--metrics", required=True)
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    cfg = params.generate
+    preset = TEACHERS.get(params.teacher)
+    prompt_file = load_prompt_file(args.prompt)
+    stage.log_config("generate", {"teacher": params.teacher, **to_dict(cfg)})
+
+    records = []
+    for path in args.inputs:
+        rows = read_jsonl(path)
+        if cfg.max_questions is not None:
+            rows = rows[: cfg.max_questions]
+        records += rows
+    hint = cfg.answer_hint
+    prompts = [render(prompt_file, r["question"], r["answer"] if hint else None, cfg.shots) for r in records]
+    sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS, params.seed)
+
+    cache = RequestCache(shared_path(args.cache))
+    backend = make_backend(preset)
+    results, stats = generate_all(backend, prompts, sampling, cache, cfg.batch_size, cfg.num_samples)
+    cache.close()
+
+    rows = []
+    for rec, samples in zip(records, results):
+        for s, c in enumerate(samples):
+            rows.append({
+                "id": rec["id"], "sample": s, "text": c.text, "finish_reason": c.finish_reason,
+                "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                "teacher": params.teacher, **{f"teacher_{k}": v for k, v in backend.identity.items()},
+            })
+    write_jsonl(args.out, rows)
+    write_json(args.metrics, {"teacher": params.teacher, "questions": len(records), **stats.as_dict()})
+
+
+if __name__ == "__main__":
+    stage.run(main)
