@@ -16,7 +16,7 @@ from .registry import Registry
 
 # "The answer is X", "the final answer is: X", "Answer: X", "#### X"
 _MARKER = re.compile(
-    r"(?:the\s+(?:final\s+)?answer\s+is\s*:?|^\s*answer\s*:|####)\s*(?P<rest>[^\n]*)",
+    r"the\s+(?:final\s+)?answer\s+is\s*:?|^\s*answer\s*:|####",
     re.IGNORECASE | re.MULTILINE,
 )
 _NUMBER = re.compile(
@@ -26,8 +26,9 @@ _NUMBER = re.compile(
 
 
 def _last_marker(text: str) -> Optional[str]:
+    """The rest of the line after the last final-answer marker, or None."""
     matches = list(_MARKER.finditer(text))
-    return matches[-1].group("rest").strip() if matches else None
+    return text[matches[-1].end() :].split("\n", 1)[0].strip() if matches else None
 
 
 def canonical_number(value: Fraction) -> str:

@@ -130,7 +130,14 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, where)
+        if value is None:
+            raise ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got null")
+        if typing.get_origin(inner[0]) is Literal:
+            return _coerce(value, inner[0], key, where)
+        try:
+            return _coerce(value, inner[0], key, where)
+        except ConfigError:
+            raise ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}") from None
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

@@ -70,6 +70,25 @@ STUDENTS.register(
     ),
 )
 
+# A still smaller offline student for smoke tests and quick sweeps (about 1M parameters).
+STUDENTS.register(
+    "t5-mini",
+    StudentPreset(
+        name="t5-mini",
+        params_m=1.1,
+        config=dict(
+            d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2,
+            num_heads=4, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+            tie_word_embeddings=False,
+        ),
+        batch_size=32,
+        learning_rate=2e-3,
+        precision="fp32",
+        optimizer="adamw_torch",
+        tokenizer_vocab_size=600,
+    ),
+)
+
 _HUB_SIZES = {  # size -> (T5 v1.1 params M, Flan-T5 params M)
     "small": (77, 77),
     "base": (248, 248),

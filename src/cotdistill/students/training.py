@@ -112,7 +112,7 @@ def train(
         optim=cfg.optimizer,
         bf16=cfg.precision == "bf16",
         fp16=cfg.precision == "fp16",
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding
         logging_steps=cfg.logging_steps,
         logging_first_step=True,

@@ -1,0 +1,163 @@
+"""End to end: the real stage commands through `dvc repro` on a tiny configuration.
+
+Runs in a temporary copy of the repository (its own git + DVC repo and MLflow store),
+then checks the no-op rerun, a change that must rerun only evaluate, and a queued
+two-model sweep that lands in `dvc exp show` and in MLflow.
+"""
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO, run_cmd, venv_bin
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "model": "t5-mini",
+    "prepare": {"n_train": 12, "n_validation": 4, "n_test": 8, "n_test_ood": 8},
+    "generate": {"batch_size": 8, "max_new_tokens": 48, "shots": 2},
+    "train": {"max_steps": 6, "eval_steps": 3, "save_steps": 3, "logging_steps": 1},
+    "evaluate": {"max_new_tokens": 40},
+}
+
+
+def _deep_update(d, u):
+    for k, v in u.items():
+        if isinstance(v, dict):
+            _deep_update(d.setdefault(k, {}), v)
+        else:
+            d[k] = v
+    return d
+
+
+def _ran(stdout: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", stdout))
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for rel in files:
+        if (REPO / rel).is_file():
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest)
+    for stale in ("dvc.lock",):
+        (root / stale).unlink(missing_ok=True)
+    shutil.rmtree(root / "metrics", ignore_errors=True)
+    params = _deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        "PATH": f"{Path(venv_bin('dvc')).parent}:{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(var, None)
+    run_cmd(["git", "init", "-q", "-b", "main"], root, env)
+    run_cmd(["git", "add", "-A"], root, env)
+    run_cmd(["git", "commit", "-qm", "tiny"], root, env)
+    return root, env
+
+
+def _mlflow_runs(root: Path) -> list[dict]:
+    db = sqlite3.connect(root / "mlflow.db")
+    runs = {}
+    for run_uuid, key, value in db.execute("SELECT run_uuid, key, value FROM tags"):
+        runs.setdefault(run_uuid, {})[key] = value
+    for run_uuid, key, value in db.execute("SELECT run_uuid, key, value FROM latest_metrics"):
+        runs.setdefault(run_uuid, {})["metric:" + key] = value
+    for run_uuid, key, value in db.execute("SELECT run_uuid, key, value FROM params"):
+        runs.setdefault(run_uuid, {})["param:" + key] = value
+    return list(runs.values())
+
+
+def test_repro_runs_every_stage(tiny_repo):
+    root, env = tiny_repo
+    proc = run_cmd([venv_bin("dvc"), "repro"], root, env)
+    assert _ran(proc.stdout) == {"prepare", "generate", "filter", "train@answer", "train@cot",
+                                 "evaluate@answer", "evaluate@cot", "report"}
+    prep = json.loads((root / "metrics/prepare.json").read_text())
+    assert prep["n_train"] == 12 and prep["n_test_ood"] == 8
+    gen = json.loads((root / "metrics/generate.json").read_text())
+    assert gen["requests"] == 16 and gen["requests_sent"] + gen["cache_hits"] == 16
+    filt = json.loads((root / "metrics/filter.json").read_text())
+    assert filt["kept"] + filt["dropped"] == filt["generations"] == 12
+    for variant in ("answer", "cot"):
+        m = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
+        assert m["id"]["n"] == 8 and m["ood"]["n"] == 8 and 0 <= m["id"]["accuracy"] <= 1
+        assert (root / f"models/{variant}/config.json").exists()
+        preds = (root / f"data/eval/{variant}/predictions.jsonl").read_text().splitlines()
+        assert len(preds) == 16
+        assert json.loads((root / f"metrics/train/{variant}.json").read_text())["steps"] == 6
+    report = (root / "metrics/report.md").read_text()
+    assert "| coin_flip | answer |" in report and "| coin_flip | cot |" in report
+    runs = _mlflow_runs(root)
+    assert sorted(r["variant"] for r in runs) == ["answer", "cot"]
+    for r in runs:
+        assert r["dvc_experiment"] == "workspace" and r["dataset"] == "coin_flip"
+        assert r["student"] == "t5-mini" and r["teacher"] == "smollm2-135m"
+        assert re.fullmatch(r"[0-9a-f]{40}", r["git_commit"])
+        assert "metric:id/accuracy" in r and "metric:train/loss" in r and r["param:train.max_steps"] == "6"
+    assert not (root / ".cache/checkpoints").exists() or not any((root / ".cache/checkpoints").iterdir())
+
+
+def test_second_repro_is_a_noop(tiny_repo):
+    root, env = tiny_repo
+    start = time.perf_counter()
+    proc = run_cmd([venv_bin("dvc"), "repro"], root, env)
+    assert _ran(proc.stdout) == set()
+    assert time.perf_counter() - start < 30
+
+
+def test_evaluate_param_reruns_only_evaluate(tiny_repo):
+    root, env = tiny_repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["evaluate"]["max_new_tokens"] = 32
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run_cmd([venv_bin("dvc"), "repro"], root, env)
+    ran = _ran(proc.stdout)
+    assert {"evaluate@answer", "evaluate@cot"} <= ran <= {"evaluate@answer", "evaluate@cot", "report"}
+    run_cmd(["git", "add", "-A"], root, env)
+    run_cmd(["git", "commit", "-qm", "baseline run"], root, env)
+
+
+def test_queued_sweep_lands_in_dvc_and_mlflow(tiny_repo):
+    root, env = tiny_repo
+    dvc = venv_bin("dvc")
+    run_cmd([dvc, "exp", "run", "--queue", "-S", "model=t5-mini,t5-tiny", "-S", "train.max_steps=4"], root, env)
+    run_cmd([dvc, "queue", "start", "-j", "1"], root, env)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = run_cmd([dvc, "queue", "status"], root, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    shown = json.loads(run_cmd([dvc, "exp", "show", "--json"], root, env).stdout)
+    exps = [e for entry in shown for e in (entry.get("experiments") or [])]
+    models = set()
+    names = set()
+    for exp in exps:
+        for rev in exp["revs"]:
+            data = rev.get("data") or {}
+            p = data.get("params", {}).get("params.yaml", {}).get("data", {})
+            if p.get("train", {}).get("max_steps") == 4:
+                models.add(p["model"])
+                names.add(rev["name"])
+                assert "metrics/evaluate/cot.json" in data.get("metrics", {})
+    assert models == {"t5-mini", "t5-tiny"}
+    swept = [r for r in _mlflow_runs(root) if r.get("dvc_experiment") in names]
+    assert sorted((r["student"], r["variant"]) for r in swept) == [
+        ("t5-mini", "answer"), ("t5-mini", "cot"), ("t5-tiny", "answer"), ("t5-tiny", "cot")]
+    assert all("metric:ood/accuracy" in r for r in swept)
