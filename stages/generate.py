@@ -8,8 +8,8 @@ from cotdistill import stage
 from cotdistill.config import load_params, to_dict
 from cotdistill.io import read_jsonl, write_json, write_jsonl
 from cotdistill.paths import shared_path
-from cotdistill.prompts import STOP_STRINGS, load_prompt_file, render
-from cotdistill.teachers import Sampling, make_backend
+from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
+from cotdistill.teachers import Sampling, TeacherRequestError, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.presets import TEACHERS
@@ -41,9 +41,13 @@ def main(argv=None):
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS, params.seed)
 
     cache = RequestCache(shared_path(args.cache))
-    backend = make_backend(preset)
-    results, stats = generate_all(backend, prompts, sampling, cache, cfg.batch_size, cfg.num_samples)
-    cache.close()
+    backend = make_backend(preset, cfg, shared_prefix=few_shot_prefix(prompt_file, cfg.shots, hint))
+    try:
+        results, stats = generate_all(backend, prompts, sampling, cache, cfg.batch_size, cfg.num_samples)
+    except TeacherRequestError as exc:
+        raise SystemExit(f"error: {exc}") from None  # exit 1, one line: a retryable outage
+    finally:
+        cache.close()
 
     rows = []
     for rec, samples in zip(records, results):

@@ -38,7 +38,30 @@ def presets() -> None:
     click.echo(f"  {'name':<20}{'backend':<9}{'params':>8}  {'quant':<7}model")
     for name, t in TEACHERS.items():
         src = f"{t.model} (PyPI package {t.package})" if t.package else t.model
-        click.echo(f"  {name:<20}{t.backend:<9}{t.params_b:>7g}B  {t.quantization or '-':<7}{src}")
+        if t.base_url:
+            src += f" @ {t.base_url}" + (f" (key: ${t.api_key_env})" if t.api_key_env else "")
+        size = f"{t.params_b:>7g}B" if t.params_b else f"{'?':>8}"
+        click.echo(f"  {name:<20}{t.backend:<9}{size}  {t.quantization or '-':<7}{src}")
+
+
+@main.command("export-teacher")
+@click.argument("preset")
+@click.argument("dest")
+def export_teacher(preset: str, dest: str) -> None:
+    """Save an `hf` teacher preset as a plain model folder, to serve with
+    `transformers serve DEST` or vLLM (the offline GGUF teacher is dequantized)."""
+    from .registry import UnknownNameError
+    from .teachers.presets import TEACHERS
+
+    try:
+        t = TEACHERS.get(preset)
+        if t.backend != "hf":
+            _fail(f"teacher preset '{preset}' is served elsewhere (backend {t.backend}); nothing to export")
+        from .teachers.hf_local import export_folder
+
+        click.echo(export_folder(t, dest))
+    except (UnknownNameError, FileNotFoundError) as exc:
+        _fail(str(exc))
 
 
 @main.command()

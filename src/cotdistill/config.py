@@ -8,6 +8,7 @@ names the key and what is allowed, before any stage writes anything.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,6 +60,18 @@ class GenerateConfig:
     top_p: float = _range(0.0, 1.0, default=1.0)
     num_samples: int = _range(1, default=1)
     max_questions: Optional[int] = _range(1, default=None)  # cap on teacher calls
+    # openai backend: requests in flight, per-request timeout, retries with backoff
+    concurrency: int = _range(1, default=8)
+    request_timeout_s: float = _range(0.1, default=300.0)
+    max_retries: int = _range(0, default=8)
+    retry_backoff_s: float = _range(0.0, default=1.0)  # first retry waits up to this, doubling
+    base_url: Optional[str] = None  # null = the preset's endpoint
+    served_model: Optional[str] = None  # null = the preset's model name
+    api_key_env: Optional[str] = None  # NAME of the env var with the key; null = the preset's
+    # hf backend: null = the preset's quantization; device_map e.g. auto (several GPUs)
+    quantization: Optional[Literal["none", "8bit", "4bit"]] = None
+    device_map: Optional[str] = None
+    prefix_cache: bool = True  # compute the shared few-shot prefix's KV cache once
 
 
 @dataclass(frozen=True)
@@ -198,6 +211,11 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _check_cross(p: Params, where: str) -> None:
+    env = p.generate.api_key_env
+    if env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+        # never echo the value: it may be a pasted key
+        raise ConfigError(f"{where}: generate.api_key_env: must be the NAME of an environment variable "
+                          "(letters, digits, _), not the key itself")
     cf = p.prepare.coin_flip
     if cf.min_people > cf.max_people:
         raise ConfigError(f"{where}: prepare.coin_flip.min_people must be <= max_people")

@@ -1,12 +1,17 @@
 """Teachers: backends that complete prompts, and the cached generation loop.
 
-A backend turns a batch of prompts into completions. `generate_cots` (generation.py)
+A backend turns a batch of prompts into completions. `generate_all` (generation.py)
 puts the request cache in front of it, so a rerun or a resumed run never sends a
-request twice.
+request twice. Two kinds of backend share the interface:
+- batched (`hf`): `complete` takes many prompts and runs them as one padded batch;
+- concurrent (`openai`): `concurrency > 1`; the loop calls `complete_samples` for one
+  question at a time from that many threads, and the server does the batching.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -30,17 +35,56 @@ class Completion:
     completion_tokens: int
 
 
+class TeacherRequestError(RuntimeError):
+    """A request that still failed after every retry (or failed for good, e.g. 400/401)."""
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """Cut `text` at the earliest stop string; report whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def sample_seed(seed: int, sample_index: int) -> int:
+    """The seed of sample `sample_index`: different per index, the same on every rerun.
+
+    (Sample 0 keeps the run's seed, so num_samples=1 behaves as before.)
+    """
+    if sample_index == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def for_sample(sampling: Sampling, sample_index: int) -> Sampling:
+    """`sampling` with the seed of one sample index (what a backend is called with)."""
+    return dataclasses.replace(sampling, seed=sample_seed(sampling.seed, sample_index))
+
+
 class Backend(Protocol):
     identity: dict  # what makes two backends answer alike: part of every cache key
+    concurrency: int  # 1: batched, called from one thread; >1: calls in flight at once
 
     def complete(self, prompts: list[str], sampling: Sampling) -> list[Completion]: ...
 
 
 BACKENDS: Registry[Callable[..., Backend]] = Registry("teacher backend")
 
+_MODULES = {"hf": "hf_local", "openai": "openai_compat"}
 
-def make_backend(preset, **options) -> Backend:
-    """Instantiate the backend a teacher preset names (imports heavy libraries lazily)."""
-    if preset.backend == "hf" and "hf" not in BACKENDS:
-        from . import hf_local  # noqa: F401
-    return BACKENDS.get(preset.backend)(preset, **options)
+
+def make_backend(preset, cfg=None, shared_prefix: str | None = None) -> Backend:
+    """Instantiate the backend a teacher preset names (imports heavy libraries lazily).
+
+    `cfg` is the GenerateConfig (its overrides and request settings; defaults if None);
+    `shared_prefix` is the few-shot text every prompt starts with (the `hf` backend
+    computes its KV cache once).
+    """
+    import importlib
+
+    from ..config import GenerateConfig
+
+    module = _MODULES.get(preset.backend)
+    if module and preset.backend not in BACKENDS:
+        importlib.import_module(f"{__name__}.{module}")
+    return BACKENDS.get(preset.backend)(preset, cfg or GenerateConfig(), shared_prefix=shared_prefix)

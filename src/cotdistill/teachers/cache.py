@@ -1,10 +1,11 @@
 """A persistent request cache for teacher calls, in SQLite.
 
-Keyed by a SHA-256 of (backend identity, prompt, sampling params, sample index), so a
-rerun with the same settings finds every answer it already paid for. SQLite's journal
-makes each committed batch durable and atomic: a kill -9 loses at most the batch in
-flight, never corrupts what was committed. WAL mode and a busy timeout let several
-processes (parallel `dvc queue` workers) read and write the same file.
+Keyed by a SHA-256 of (backend identity incl. model, full prompt, sampling params,
+sample index), so a rerun with the same settings finds every answer it already paid
+for. SQLite's journal makes each committed batch durable and atomic: a kill -9 loses
+at most the requests in flight, never corrupts what was committed. WAL mode and a busy
+timeout let several processes (parallel `dvc queue` workers) read and write the same
+file; INSERT OR IGNORE makes a request answered twice by two writers harmless.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ class RequestCache:
     def get(self, key: str) -> Optional[Completion]:
         row = self._db.execute("SELECT response FROM requests WHERE key = ?", (key,)).fetchone()
         return Completion(**json.loads(row[0])) if row else None
+
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        """The cached completions among `keys` (one query per chunk, not per key)."""
+        found: dict[str, Completion] = {}
+        for b in range(0, len(keys), 500):  # stay under SQLite's bound-variable limit
+            chunk = keys[b : b + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, response in self._db.execute(
+                f"SELECT key, response FROM requests WHERE key IN ({marks})", chunk
+            ):
+                found[key] = Completion(**json.loads(response))
+        return found
 
     def put_many(self, items: Iterable[tuple[str, Completion]]) -> None:
         now = time.time()

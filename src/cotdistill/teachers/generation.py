@@ -1,13 +1,19 @@
-"""The generation loop: prompts in, completions out, every request paid for once."""
+"""The generation loop: prompts in, completions out, every request paid for once.
+
+Each answered request is committed to the SQLite cache as soon as it returns (a batch
+for the `hf` backend, one question for the `openai` backend), always from the calling
+thread, so a kill -9 loses only what was in flight and a rerun sends only that.
+"""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from . import Backend, Completion, Sampling
+from . import Backend, Completion, Sampling, for_sample
 from .cache import RequestCache, request_key
 
 
@@ -16,6 +22,7 @@ class GenerationStats:
     requests: int = 0
     cache_hits: int = 0
     sent: int = 0
+    retries: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -27,12 +34,34 @@ class GenerationStats:
             "requests": self.requests,
             "cache_hits": self.cache_hits,
             "requests_sent": self.sent,
-            "failures": dict(self.failures),
+            "retries": self.retries,
+            "failures": {k: self.failures.get(k, 0) for k in ("429", "5xx", "timeout", "connection", "fatal")},
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "wall_s": round(self.wall_s, 2),
+            # completion tokens up to the stop string, of requests sent in this run
+            "useful_tokens_per_s": round(tps, 2),
             "completion_tokens_per_s": round(tps, 2),
         }
+
+
+class _Progress:
+    """tqdm over the requests to send: counts, ETA, cache hits, failures, tokens/s."""
+
+    def __init__(self, total: int, stats: GenerationStats, start: float, backend, enabled: bool):
+        self.stats, self.start, self.backend = stats, start, backend
+        self.bar = tqdm(total=total, desc="teacher", unit="req", disable=not enabled or not total)
+
+    def update(self, n: int) -> None:
+        s = self.stats
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        failed = sum(getattr(self.backend, "failures", {}).values())
+        self.bar.set_postfix(cached=s.cache_hits, failed=failed, tok_s=f"{s.completion_tokens / elapsed:.1f}",
+                             refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def generate_all(
@@ -46,41 +75,98 @@ def generate_all(
 ) -> tuple[list[list[Completion]], GenerationStats]:
     """Complete every prompt `num_samples` times; results[i][s] is prompt i, sample s.
 
-    Cached requests are answered from the cache; the rest are sent in batches of
-    similar prompt length, and each batch is committed to the cache as soon as it
-    returns, so an interruption loses at most one batch.
+    Cached requests are answered from the cache. The rest go to the backend: in
+    batches of similar prompt length (batched backends), or one question per call
+    from `backend.concurrency` threads (servers). Sample s is drawn with the seed
+    `sample_seed(sampling.seed, s)`, so samples differ and reruns repeat them.
     """
     stats = GenerationStats()
     start = time.perf_counter()
     results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
     pending: list[tuple[int, int, str]] = []  # (prompt index, sample index, key)
-    for i, prompt in enumerate(prompts):
-        for s in range(num_samples):
+    keys = [[request_key(backend.identity, p, sampling, s) for s in range(num_samples)] for p in prompts]
+    hits = cache.get_many([k for row in keys for k in row])
+    for i, row in enumerate(keys):
+        for s, key in enumerate(row):
             stats.requests += 1
-            key = request_key(backend.identity, prompt, sampling, s)
-            hit = cache.get(key)
-            if hit is not None:
-                results[i][s] = hit
+            if key in hits:
+                results[i][s] = hits[key]
                 stats.cache_hits += 1
             else:
                 pending.append((i, s, key))
-    # Similar lengths in one batch waste less compute on padding.
-    pending.sort(key=lambda p: len(prompts[p[0]]))
-    bar = tqdm(total=len(pending), desc="teacher", unit="req", disable=not progress or not pending)
-    for b in range(0, len(pending), batch_size):
-        batch = pending[b : b + batch_size]
-        completions = backend.complete([prompts[i] for i, _, _ in batch], sampling)
-        if len(completions) != len(batch):
-            raise RuntimeError(f"backend returned {len(completions)} completions for {len(batch)} prompts")
-        cache.put_many((key, c) for (_, _, key), c in zip(batch, completions))
-        for (i, s, _), c in zip(batch, completions):
+    bar = _Progress(len(pending), stats, start, backend, progress)
+
+    def record(done: list[tuple[int, int, str]], completions: list[Completion]) -> None:
+        if len(completions) != len(done):
+            raise RuntimeError(f"backend returned {len(completions)} completions for {len(done)} requests")
+        cache.put_many((key, c) for (_, _, key), c in zip(done, completions))
+        for (i, s, _), c in zip(done, completions):
             results[i][s] = c
             stats.sent += 1
             stats.prompt_tokens += c.prompt_tokens
             stats.completion_tokens += c.completion_tokens
+        bar.update(len(done))
+
+    try:
+        if getattr(backend, "concurrency", 1) > 1:
+            _run_concurrent(backend, prompts, sampling, pending, record)
+        else:
+            _run_batched(backend, prompts, sampling, pending, batch_size, record)
+    finally:
+        bar.close()
         stats.wall_s = time.perf_counter() - start
-        bar.update(len(batch))
-        bar.set_postfix(tok_s=f"{stats.completion_tokens / max(stats.wall_s, 1e-9):.1f}")
-    bar.close()
-    stats.wall_s = time.perf_counter() - start
+        stats.failures = dict(getattr(backend, "failures", {}))
+        stats.retries = getattr(backend, "retries", 0)
     return results, stats  # type: ignore[return-value]
+
+
+def _run_batched(backend, prompts, sampling, pending, batch_size, record) -> None:
+    # One sample index per batch (each has its own seed); similar lengths in one batch
+    # waste less compute on padding.
+    pending = sorted(pending, key=lambda p: (p[1], len(prompts[p[0]])))
+    for b in range(0, len(pending), batch_size):
+        batch = pending[b : b + batch_size]
+        by_sample: dict[int, list] = {}
+        for item in batch:
+            by_sample.setdefault(item[1], []).append(item)
+        for s, items in by_sample.items():
+            record(items, backend.complete([prompts[i] for i, _, _ in items], for_sample(sampling, s)))
+
+
+def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
+    """One task per question (its missing samples), `backend.concurrency` in flight.
+
+    Results are recorded here, in the caller's thread, as they complete: the SQLite
+    connection is never shared between threads. On a failure the tasks not yet started
+    are cancelled, the running ones finish and are cached, then the error is raised.
+    """
+    groups: dict[int, list[tuple[int, int, str]]] = {}
+    for item in pending:
+        groups.setdefault(item[0], []).append(item)
+    with ThreadPoolExecutor(max_workers=backend.concurrency, thread_name_prefix="teacher") as pool:
+        futures: dict[Future, list] = {}
+        for i, items in groups.items():
+            samples = [s for _, s, _ in items]
+            if hasattr(backend, "complete_samples"):
+                fut = pool.submit(backend.complete_samples, prompts[i], sampling, samples)
+            else:
+                fut = pool.submit(lambda p, ss: [backend.complete([p], for_sample(sampling, s))[0] for s in ss],
+                                  prompts[i], samples)
+            futures[fut] = items
+        error: BaseException | None = None
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for fut in done:
+                if fut.cancelled():
+                    continue
+                exc = fut.exception()
+                if exc is not None:
+                    if error is None:
+                        error = exc
+                        for other in remaining:
+                            other.cancel()
+                    continue
+                record(futures[fut], fut.result())
+        if error is not None:
+            raise error

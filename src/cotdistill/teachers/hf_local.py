@@ -1,15 +1,27 @@
-"""`hf` backend: a local transformers causal LM, batched with left padding."""
+"""`hf` backend: a local transformers causal LM, batched with left padding.
+
+Two things make it fast enough to be a teacher:
+- batching prompts of similar length, stopped at the stop strings;
+- the few-shot prefix shared by every prompt is run through the model once; each
+  batch starts from a copy of that KV cache and only computes its questions. The
+  batch is laid out as [prefix | left padding | question], so position ids (taken from
+  the attention mask) and therefore outputs are those of the unpadded prompt.
+Sampling draws each row with its own generator (seeded by the sample's seed and the
+prompt), so a sample does not depend on which other prompts share its batch.
+"""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
 import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from . import BACKENDS, Completion, Sampling
+from . import BACKENDS, Completion, Sampling, cut_at_stop  # noqa: F401  (cut_at_stop: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -56,68 +68,169 @@ def quantization_config(quantization: str | None):
     raise ValueError(f"quantization must be none, 8bit or 4bit, got {quantization!r}")
 
 
+def export_folder(preset, dest: str | Path) -> Path:
+    """Write a teacher preset's model as a plain `save_pretrained` folder (fp32).
+
+    A GGUF file is dequantized on load; the folder is what `transformers serve DEST`
+    (or vLLM) serves. Idempotent: an existing complete folder is kept.
+    """
+    dest = Path(dest)
+    if (dest / "config.json").exists() and (dest / "model.safetensors").exists():
+        return dest
+    path, kwargs = resolve_model(preset)
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+    # The dequantized weights are plain tensors; drop the GGUF marker that blocks saving.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    from ..io import atomic_dir
+
+    with atomic_dir(dest) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return dest
+
+
+def row_seed(seed: int, prompt: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()[:8], "big") >> 1
+
+
+class RowSampler(LogitsProcessor):
+    """Temperature + top-p sampling with one torch.Generator per row (Gumbel-max).
+
+    argmax(logits / T + Gumbel noise) is an exact draw from softmax(logits / T); with
+    its own generator per row, a row's draw depends only on its seed, not on the batch.
+    Used with greedy decoding, which then takes the argmax.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_scores, order = scores.sort(dim=-1, descending=True)
+            cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+            drop = cum - sorted_scores.softmax(dim=-1) > self.top_p  # keep the token that crosses top_p
+            scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
+        noise = torch.stack([
+            -torch.log(-torch.log(torch.rand(scores.shape[-1], generator=g).clamp_(1e-20, 1.0)))
+            for g in self.generators
+        ]).to(scores.device)
+        return scores + noise
+
+
 class HFBackend:
-    def __init__(self, preset, device_map: str | None = None):
+    concurrency = 1  # batched: the loop hands over whole batches
+
+    def __init__(self, preset, cfg=None, shared_prefix: str | None = None, device_map: str | None = None):
+        quantization = preset.quantization
+        prefix_cache = True
+        if cfg is not None:
+            device_map = device_map or cfg.device_map
+            quantization = quantization if cfg.quantization is None else cfg.quantization
+            prefix_cache = cfg.prefix_cache
         path, kwargs = resolve_model(preset)
         cuda = torch.cuda.is_available()
         self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         self.tokenizer.padding_side = "left"  # decoder-only: new tokens follow the prompt
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        qc = quantization_config(preset.quantization)
+        qc = quantization_config(quantization)
         self.model = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=torch.bfloat16 if cuda else torch.float32,
             quantization_config=qc,
+            # "auto" / "balanced" spread the layers over every visible GPU
             device_map=device_map or ("auto" if cuda else None),
             **kwargs,
         )
         self.model.eval()
+        self.shared_prefix = shared_prefix if prefix_cache else None
+        self._prefix_ids: list[int] | None = None
+        self._prefix_kv = None
+        self.prefix_hits = 0  # batches that started from the shared prefix's KV cache
         self.identity = {
             "backend": "hf",
             "model": preset.model,
             "gguf_file": preset.gguf_file,
-            "quantization": preset.quantization,
+            "quantization": None if quantization in (None, "none") else quantization,
         }
+
+    # ------------------------------------------------------------------ prefix cache
+
+    def _prefix_for(self, rows: list[list[int]]) -> int:
+        """Length of the cached prefix every row starts with (0: no reuse for this batch)."""
+        if not self.shared_prefix:
+            return 0
+        if self._prefix_ids is None:
+            # The prompt's own tokenization decides: tokens can merge across the
+            # prefix/question boundary, so keep only what the first rows agree on.
+            want = self.tokenizer(self.shared_prefix, add_special_tokens=True)["input_ids"]
+            n = len(want)
+            for r in rows:
+                n = min(n, next((j for j, (a, b) in enumerate(zip(want, r)) if a != b), min(len(want), len(r))))
+            n = min(n, min(len(r) for r in rows) - 1)  # leave at least one token to run
+            if n < 1:
+                self.shared_prefix = None
+                return 0
+            self._prefix_ids = want[:n]
+            ids = torch.tensor([self._prefix_ids], device=self.model.device)
+            with torch.inference_mode():
+                self._prefix_kv = self.model(input_ids=ids, use_cache=True).cache
+        n = len(self._prefix_ids)
+        if all(len(r) > n and r[:n] == self._prefix_ids for r in rows):
+            return n
+        return 0
+
+    # ------------------------------------------------------------------ generation
 
     @torch.inference_mode()
     def complete(self, prompts: list[str], sampling: Sampling) -> list[Completion]:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        rows = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+        n_prefix = self._prefix_for(rows)
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r) for r in rows)
+        # [prefix | padding | rest]: with n_prefix == 0 this is plain left padding
+        input_ids = [r[:n_prefix] + [pad] * (width - len(r)) + r[n_prefix:] for r in rows]
+        mask = [[1] * n_prefix + [0] * (width - len(r)) + [1] * (len(r) - n_prefix) for r in rows]
+        device = self.model.device
         gen_kwargs = dict(
+            input_ids=torch.tensor(input_ids, device=device),
+            attention_mask=torch.tensor(mask, device=device),
             max_new_tokens=sampling.max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=pad,
             tokenizer=self.tokenizer,
+            do_sample=False, temperature=None, top_p=None, top_k=None,
         )
+        if n_prefix:
+            cache = copy.deepcopy(self._prefix_kv)
+            cache.batch_repeat_interleave(len(rows))
+            gen_kwargs["cache"] = cache
+            self.prefix_hits += 1
         if sampling.stop:
             gen_kwargs["stop_strings"] = list(sampling.stop)
         if sampling.temperature > 0:
-            torch.manual_seed(sampling.seed)
-            gen_kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-        else:
-            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        out = self.model.generate(**enc, **gen_kwargs)
-        new = out[:, enc["input_ids"].shape[1] :]
-        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+            seeds = [row_seed(sampling.seed, p) for p in prompts]
+            gen_kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, sampling.temperature, sampling.top_p)])
+        out = self.model.generate(**gen_kwargs)
+        new = out[:, width:]
         completions = []
-        for row, plen in zip(new, prompt_lens):
+        for row, prompt_ids in zip(new, rows):
             ids = row.tolist()
             n = len(ids)
             # everything after the first pad/eos is filler from the batch
             for j, t in enumerate(ids):
-                if t in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id):
+                if t in (pad, self.tokenizer.eos_token_id):
                     n = j
                     break
             text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
             text, stopped = cut_at_stop(text, sampling.stop)
             finish = "stop" if stopped or n < len(ids) else "length"
-            completions.append(Completion(text.strip(), finish, int(plen), n))
+            completions.append(Completion(text.strip(), finish, len(prompt_ids), n))
         return completions
-
-
-def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
-    """Cut `text` at the earliest stop string; report whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 BACKENDS.register("hf", HFBackend)

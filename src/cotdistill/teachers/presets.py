@@ -17,7 +17,10 @@ class TeacherPreset:
     package: Optional[str] = None  # a pip package that ships the weights (offline)
     gguf_file: Optional[str] = None
     quantization: Optional[str] = None  # None | 8bit | 4bit (bitsandbytes)
-    chat: bool = False  # render the prompt with the tokenizer's chat template
+    chat: bool = False  # openai: the chat API (prompt as one user message), else completions
+    base_url: Optional[str] = None  # openai: the endpoint, e.g. http://127.0.0.1:8000/v1
+    api_key_env: Optional[str] = None  # openai: NAME of the env var holding the key
+    api_key_required: bool = False  # a local server without --api-key takes any key
 
     @property
     def offline(self) -> bool:
@@ -57,5 +60,39 @@ TEACHERS.register(
     TeacherPreset(
         name="llama-3.1-70b-4bit", backend="hf", model="meta-llama/Llama-3.1-70B-Instruct",
         params_b=70.6, quantization="4bit",
+    ),
+)
+
+# OpenAI-compatible endpoints. A vLLM / SGLang server is how the teacher scales past one
+# GPU (tensor and pipeline parallel); see the README. `generate.base_url`,
+# `generate.served_model` and `generate.api_key_env` override these per experiment.
+TEACHERS.register(
+    "vllm-local",
+    TeacherPreset(
+        name="vllm-local", backend="openai", model="Qwen/Qwen2.5-7B-Instruct", params_b=7.6,
+        base_url="http://127.0.0.1:8000/v1", api_key_env="VLLM_API_KEY",
+    ),
+)
+TEACHERS.register(
+    "vllm-llama-3.1-70b",
+    TeacherPreset(
+        name="vllm-llama-3.1-70b", backend="openai", model="meta-llama/Llama-3.1-70B-Instruct",
+        params_b=70.6, base_url="http://127.0.0.1:8000/v1", api_key_env="VLLM_API_KEY",
+    ),
+)
+TEACHERS.register(
+    "transformers-serve",
+    TeacherPreset(
+        # `cotdistill export-teacher smollm2-135m DIR` then `transformers serve DIR`; the
+        # server knows the model by its folder, so set generate.served_model: DIR.
+        name="transformers-serve", backend="openai", model="SmolLM2-135M-Instruct", params_b=0.135,
+        base_url="http://127.0.0.1:8000/v1",
+    ),
+)
+TEACHERS.register(
+    "openai-gpt-4o-mini",
+    TeacherPreset(
+        name="openai-gpt-4o-mini", backend="openai", model="gpt-4o-mini", params_b=0.0, chat=True,
+        base_url="https://api.openai.com/v1", api_key_env="OPENAI_API_KEY", api_key_required=True,
     ),
 )
