@@ -1,0 +1,159 @@
+"""The teacher machinery without a model: cache, concurrent loop, retries, keys, config."""
+
+import multiprocessing
+import threading
+
+import openai
+import pytest
+
+from cotdistill.config import ConfigError, parse_params
+from cotdistill.teachers import Completion, Sampling, TeacherRequestError, for_sample, sample_seed
+from cotdistill.teachers.cache import RequestCache, request_key
+from cotdistill.teachers.generation import generate_all
+from cotdistill.teachers.openai_compat import backoff_delay, failure_kind, resolve_api_key
+
+
+class ThreadedBackend:
+    """A deterministic stand-in for a server-backed teacher: concurrent calls, per-sample seeds."""
+
+    identity = {"backend": "threaded", "model": "m"}
+
+    def __init__(self, concurrency=4, fail_on=None):
+        self.concurrency = concurrency
+        self.fail_on = fail_on
+        self.calls = []
+        self.lock = threading.Lock()
+        self.failures = {}
+
+    def complete_samples(self, prompt, sampling, samples):
+        if prompt == self.fail_on:
+            raise TeacherRequestError("boom")
+        with self.lock:
+            self.calls += [(prompt, s) for s in samples]
+        return [Completion(f"{prompt} seed={for_sample(sampling, s).seed}", "stop", 3, 2) for s in samples]
+
+
+def test_sample_seeds_differ_per_index_and_repeat():
+    seeds = [sample_seed(7, s) for s in range(5)]
+    assert seeds[0] == 7 and len(set(seeds)) == 5
+    assert seeds == [sample_seed(7, s) for s in range(5)]
+    assert sample_seed(8, 1) != sample_seed(7, 1)
+
+
+def test_concurrent_loop_pays_once_and_keeps_order(tmp_path):
+    prompts = [f"q{i}" for i in range(20)]
+    cache = RequestCache(tmp_path / "c.sqlite")
+    backend = ThreadedBackend()
+    first, stats = generate_all(backend, prompts, Sampling(8), cache, batch_size=4, num_samples=3, progress=False)
+    assert stats.sent == 60 and stats.cache_hits == 0 and len(backend.calls) == 60
+    assert sorted(backend.calls) == sorted({(p, s) for p in prompts for s in range(3)})  # none twice
+    for i, samples in enumerate(first):
+        assert [c.text.split()[0] for c in samples] == [f"q{i}"] * 3
+        assert len({c.text for c in samples}) == 3  # each sample index has its own seed
+    again, stats2 = generate_all(ThreadedBackend(), prompts, Sampling(8), RequestCache(tmp_path / "c.sqlite"),
+                                 4, 3, False)
+    assert stats2.sent == 0 and stats2.cache_hits == 60 and again == first
+    # one more sample per question: only the new index is sent
+    backend3 = ThreadedBackend()
+    _, stats3 = generate_all(backend3, prompts, Sampling(8), cache, 4, 4, False)
+    assert stats3.sent == 20 and stats3.cache_hits == 60 and {s for _, s in backend3.calls} == {3}
+
+
+def test_failed_request_keeps_finished_ones(tmp_path):
+    prompts = [f"q{i}" for i in range(12)]
+    cache = RequestCache(tmp_path / "c.sqlite")
+    with pytest.raises(TeacherRequestError):
+        generate_all(ThreadedBackend(concurrency=2, fail_on="q5"), prompts, Sampling(8), cache, 4, 1, False)
+    done = len(cache)
+    assert 0 < done < 12
+    backend = ThreadedBackend()
+    _, stats = generate_all(backend, prompts, Sampling(8), cache, 4, 1, False)
+    assert stats.cache_hits == done and stats.sent == 12 - done == len(backend.calls)
+
+
+def _writer(path, start, n):
+    cache = RequestCache(path)
+    for k in range(start, start + n):
+        cache.put_many([(f"k{k}", Completion(str(k), "stop", 1, 1))])
+    cache.close()
+
+
+def test_cache_takes_concurrent_writers(tmp_path):
+    path = tmp_path / "c.sqlite"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, start, 60)) for start in (0, 30, 60)]  # overlapping keys
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = RequestCache(path)
+    assert len(cache) == 120
+    got = cache.get_many([f"k{k}" for k in range(125)])
+    assert len(got) == 120 and got["k7"].text == "7"
+
+
+def test_request_key_covers_model_prompt_sampling_and_index():
+    base = request_key({"model": "a"}, "p", Sampling(8), 0)
+    assert base != request_key({"model": "b"}, "p", Sampling(8), 0)
+    assert base != request_key({"model": "a"}, "p2", Sampling(8), 0)
+    assert base != request_key({"model": "a"}, "p", Sampling(8, temperature=0.5), 0)
+    assert base != request_key({"model": "a"}, "p", Sampling(8), 1)
+    assert base == request_key({"model": "a"}, "p", Sampling(8), 0)
+
+
+def _status_error(code):
+    import httpx2
+
+    req = httpx2.Request("POST", "http://127.0.0.1/v1/completions")
+    return openai.APIStatusError("x", response=httpx2.Response(code, request=req), body=None)
+
+
+@pytest.mark.parametrize("code, kind", [(429, "429"), (500, "5xx"), (503, "5xx"), (400, None), (401, None)])
+def test_failure_kinds(code, kind):
+    assert failure_kind(_status_error(code)) == kind
+
+
+def test_failure_kinds_network():
+    import httpx2
+
+    req = httpx2.Request("POST", "http://127.0.0.1/v1/completions")
+    assert failure_kind(openai.APITimeoutError(request=req)) == "timeout"
+    assert failure_kind(openai.APIConnectionError(request=req)) == "connection"
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after():
+    for attempt in range(6):
+        d = [backoff_delay(attempt, 0.5, cap=10) for _ in range(200)]
+        assert all(0 <= x <= min(10, 0.5 * 2**attempt) for x in d)
+        assert len(set(d)) > 100  # jittered
+    assert backoff_delay(0, 0.1, retry_after=3) >= 3
+    assert backoff_delay(0, 0.1, cap=5, retry_after=100) <= 5
+
+
+def test_api_key_only_from_environment(monkeypatch):
+    monkeypatch.setenv("MY_TEACHER_KEY", "sk-test-123")
+    assert resolve_api_key("MY_TEACHER_KEY", required=True) == "sk-test-123"
+    monkeypatch.delenv("MY_TEACHER_KEY")
+    assert resolve_api_key("MY_TEACHER_KEY", required=False) == "EMPTY"
+    with pytest.raises(ValueError, match="MY_TEACHER_KEY is empty or unset"):
+        resolve_api_key("MY_TEACHER_KEY", required=True)
+
+
+def test_params_reject_a_key_pasted_as_env_name(base_params):
+    base_params["generate"]["api_key_env"] = "sk-proj-abc123"
+    with pytest.raises(ConfigError) as err:
+        parse_params(base_params)
+    assert "generate.api_key_env" in str(err.value) and "sk-proj-abc123" not in str(err.value)
+    base_params["generate"]["api_key_env"] = "OPENAI_API_KEY"
+    assert parse_params(base_params).generate.api_key_env == "OPENAI_API_KEY"
+    base_params["generate"]["concurrency"] = 0
+    with pytest.raises(ConfigError, match="generate.concurrency: must be >= 1"):
+        parse_params(base_params)
+
+
+def test_openai_presets_listed(repo_root):
+    from .conftest import run_cmd, venv_bin
+
+    out = run_cmd([venv_bin("cotdistill"), "presets"], repo_root).stdout
+    assert "vllm-local" in out and "http://127.0.0.1:8000/v1" in out and "$OPENAI_API_KEY" in out

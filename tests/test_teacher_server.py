@@ -1,0 +1,275 @@
+"""The `openai` backend against a real `transformers serve` on 127.0.0.1.
+
+One server per module (the offline SmolLM2, dequantized once into pytest's cache). A
+small loopback proxy sits in front of it: it logs what reaches the server, checks the
+Authorization header, and injects faults (delays, dropped connections, 500, 429,
+requests held past the client's timeout).
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cotdistill.config import GenerateConfig
+from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
+from cotdistill.teachers import Sampling
+from cotdistill.teachers.cache import RequestCache
+from cotdistill.teachers.generation import generate_all
+from cotdistill.teachers.local_server import free_port, transformers_serve
+from cotdistill.teachers.openai_compat import OpenAIBackend
+from cotdistill.teachers.presets import TEACHERS
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    ("A coin is heads up. Bo flips the coin. Is the coin still heads up?", "no"),
+    ("A coin is heads up. Cy does not flip the coin. Is the coin still heads up?", "yes"),
+    ("A coin is heads up. Di flips the coin. Ed flips the coin. Is the coin still heads up?", "yes"),
+    ("A coin is heads up. Fa does not flip the coin. Gu flips the coin. Is the coin still heads up?", "no"),
+    ("A coin is heads up. Hu flips the coin. Is the coin still heads up?", "no"),
+    ("A coin is heads up. Io does not flip the coin. Is the coin still heads up?", "yes"),
+    ("A coin is heads up. Jo flips the coin. Ka does not flip the coin. Is the coin still heads up?", "no"),
+    ("A coin is heads up. Li flips the coin. Mo flips the coin. Is the coin still heads up?", "yes"),
+]
+PLANTED_KEY = "sk-planted-" + hashlib.sha256(b"cotdistill").hexdigest()[:24]
+
+
+@pytest.fixture(scope="module")
+def model_dir(request):
+    """SmolLM2-135M as a plain folder (dequantized once, kept in pytest's cache)."""
+    from cotdistill.teachers.hf_local import export_folder
+
+    return export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with transformers_serve(model_dir, log_path=log) as base_url:
+        yield base_url
+
+
+class Proxy:
+    """Forwards POSTs to the server; `faults` is a cycle of what to do per request."""
+
+    def __init__(self, upstream: str, faults=("ok",), hold_s: float = 0.0):
+        self.upstream, self.faults, self.hold_s = upstream.rstrip("/"), list(faults), hold_s
+        self.lock = threading.Lock()
+        self.count = 0
+        self.received: list[str] = []  # prompts of requests about to be forwarded, on arrival
+        self.forwarded: list[str] = []  # prompts that reached the server and were answered
+        self.auth_ok: list[bool] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with proxy.lock:
+                    fault = proxy.faults[proxy.count % len(proxy.faults)]
+                    proxy.count += 1
+                    proxy.auth_ok.append(self.headers.get("Authorization") == f"Bearer {PLANTED_KEY}")
+                if fault in ("500", "429"):
+                    msg = b'{"error": "injected"}'
+                    self.send_response(int(fault))
+                    if fault == "429":
+                        self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault == "hold":  # past the client's timeout, then drop
+                    time.sleep(proxy.hold_s)
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(2)
+                    return
+                if fault == "delay":
+                    time.sleep(0.3)
+                with proxy.lock:
+                    proxy.received.append(json.loads(body)["prompt"])
+                req = urllib.request.Request(proxy.upstream + self.path, data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=300) as resp:
+                    data, status = resp.read(), resp.status
+                with proxy.lock:
+                    proxy.forwarded.append(json.loads(body)["prompt"])
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # a client that gave up (timeout) leaves a broken pipe: expected here
+
+        self.httpd = Server(("127.0.0.1", free_port()), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def faults_seen(self, kind: str) -> int:
+        return sum(self.faults[k % len(self.faults)] == kind for k in range(self.count))
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def proxy_factory(server):
+    proxies = []
+
+    def make(**kw):
+        proxies.append(Proxy(server.removesuffix("/v1"), **kw))
+        return proxies[-1]
+
+    yield make
+    for p in proxies:
+        p.close()
+
+
+def _prompts():
+    pf = load_prompt_file(prompt_path("coin_flip"))
+    return [render(pf, q, a, 0) for q, a in QUESTIONS]  # short prompts: a loaded CPU stays fast
+
+
+def test_fault_injection_every_question_answered_once(proxy_factory, model_dir, tmp_path):
+    faults = ["500", "ok", "429", "drop", "delay", "ok", "hold", "500", "ok", "drop", "429", "delay"]
+    proxy = proxy_factory(faults=faults, hold_s=6.5)
+    cfg = GenerateConfig(base_url=proxy.url, served_model=str(model_dir), concurrency=2, max_retries=12,
+                         retry_backoff_s=0.05, request_timeout_s=6.0)
+    backend = OpenAIBackend(TEACHERS.get("transformers-serve"), cfg)
+    prompts = _prompts()
+    cache = RequestCache(tmp_path / "c.sqlite")
+    results, stats = generate_all(backend, prompts, Sampling(4, stop=STOP_STRINGS), cache, 4, 1, progress=False)
+    assert all(len(r) == 1 and r[0].text and r[0].completion_tokens > 0 for r in results)
+    assert stats.sent == len(prompts) and len(cache) == len(prompts)
+    # none lost, none duplicated in the output; at the server, a prompt may only be answered
+    # twice when the client gave up on it (a real timeout on a slow machine), never otherwise
+    assert set(proxy.forwarded) == set(prompts)
+    assert len(proxy.forwarded) - len(prompts) <= stats.failures.get("timeout", 0) - proxy.faults_seen("hold")
+    f = stats.as_dict()["failures"]
+    assert f["429"] >= 1 and f["5xx"] >= 1 and f["connection"] >= 1 and f["timeout"] >= 1, f
+    assert stats.retries == sum(f.values())
+    print("fault injection:", json.dumps({"attempts": proxy.count, **stats.as_dict()}))
+
+
+def _stage_env(tmp: Path, proxy_url: str, model_dir: Path, extra: dict) -> tuple[list[str], dict]:
+    """A generate stage run in `tmp`: prepared inputs, params, the command, the env."""
+    (tmp / "data/prepared").mkdir(parents=True, exist_ok=True)
+    rows = [{"id": f"q{i}", "question": q, "answer": a, "answer_type": "yes_no"} for i, (q, a) in enumerate(QUESTIONS)]
+    (tmp / "data/prepared/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["teacher"] = "transformers-serve"
+    params["generate"].update({"base_url": proxy_url, "served_model": str(model_dir), "shots": 0,
+                               "max_new_tokens": 6, "api_key_env": "COTDISTILL_TEST_TEACHER_KEY", **extra})
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, str(REPO / "stages/generate.py"), "--params", "params.yaml",
+           "--inputs", "data/prepared/train.jsonl", "--prompt", str(prompt_path("coin_flip")),
+           "--cache", str(tmp / ".cache/requests.sqlite"), "--out", "data/teacher/generations.jsonl",
+           "--metrics", "metrics/generate.json"]
+    env = {**os.environ, "COTDISTILL_TEST_TEACHER_KEY": PLANTED_KEY, "PYTHONPATH": str(REPO / "src")}
+    return cmd, env
+
+
+def _prompts_of(cmd, cwd) -> list[str]:
+    from cotdistill.config import load_params
+
+    g = load_params(cwd / "params.yaml").generate
+    pf = load_prompt_file(prompt_path("coin_flip"))
+    return [render(pf, q, a if g.answer_hint else None, g.shots) for q, a in QUESTIONS]
+
+
+def _run(cmd, env, cwd):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_stage_through_server_rerun_is_free_and_key_never_written(proxy_factory, model_dir, tmp_path):
+    proxy = proxy_factory()
+    cmd, env = _stage_env(tmp_path, proxy.url, model_dir, {"concurrency": 4})
+    first = _run(cmd, env, tmp_path)
+    m1 = json.loads((tmp_path / "metrics/generate.json").read_text())
+    assert m1["requests_sent"] == len(QUESTIONS) and m1["cache_hits"] == 0
+    rows = [json.loads(x) for x in (tmp_path / "data/teacher/generations.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(len(QUESTIONS))] and all(r["text"] for r in rows)
+    second = _run(cmd, env, tmp_path)
+    m2 = json.loads((tmp_path / "metrics/generate.json").read_text())
+    assert m2["requests_sent"] == 0 and m2["cache_hits"] == len(QUESTIONS)
+    assert proxy.count == len(QUESTIONS)  # the rerun sent nothing
+    # the planted key was used (every request carried it) ...
+    assert proxy.auth_ok and all(proxy.auth_ok)
+    # ... and is in no output, log, params, metrics or cache file
+    logs = first.stdout + first.stderr + second.stdout + second.stderr
+    assert PLANTED_KEY not in logs
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert PLANTED_KEY.encode() not in path.read_bytes(), path
+    print("rerun cache hits:", m2["cache_hits"], "sent:", m2["requests_sent"])
+
+
+def test_kill_9_then_rerun_equals_uninterrupted_run(proxy_factory, model_dir, tmp_path):
+    proxy = proxy_factory()
+    killed = tmp_path / "killed"
+    cmd, env = _stage_env(killed, proxy.url, model_dir, {"concurrency": 2})
+    db = killed / ".cache/requests.sqlite"
+    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    cached = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            with contextlib.suppress(sqlite3.Error):
+                cached = sqlite3.connect(db).execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+        if cached >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "generate finished before it could be killed"
+    assert not (killed / "data/teacher/generations.jsonl").exists()  # nothing half-written
+    committed = RequestCache(db)
+    n_committed = len(committed)
+    committed.close()
+    assert 3 <= n_committed < len(QUESTIONS)
+    before = list(proxy.received)  # the killed process sends nothing more
+    _run(cmd, env, killed)
+    m = json.loads((killed / "metrics/generate.json").read_text())
+    assert m["cache_hits"] == n_committed and m["requests_sent"] == len(QUESTIONS) - n_committed
+    # the rerun sent each uncommitted question once and nothing that was committed;
+    # only the (at most `concurrency`) requests in flight at the kill were paid twice
+    resent = proxy.received[len(before):]
+    assert len(resent) == len(set(resent)) == len(QUESTIONS) - n_committed
+    assert set(before) | set(resent) == set(_prompts_of(cmd, killed))
+    assert len(before) + len(resent) - len(QUESTIONS) <= 2
+
+    fresh = tmp_path / "fresh"
+    cmd2, env2 = _stage_env(fresh, proxy.url, model_dir, {"concurrency": 2})
+    _run(cmd2, env2, fresh)
+    assert (killed / "data/teacher/generations.jsonl").read_text() == (fresh / "data/teacher/generations.jsonl").read_text()
+    print(f"kill -9 after {n_committed} committed; rerun: cache_hits={m['cache_hits']} sent={m['requests_sent']}")
