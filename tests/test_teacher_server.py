@@ -60,7 +60,8 @@ def model_dir(request):
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with transformers_serve(model_dir, log_path=log) as base_url:
+    # one torch thread: two on two cores shared with other jobs are several times slower
+    with transformers_serve(model_dir, log_path=log, env={"OMP_NUM_THREADS": "1"}) as base_url:
         yield base_url
 
 

@@ -40,6 +40,7 @@ def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = Non
 def transformers_serve(
     model_dir: str | Path, port: int | None = None, continuous_batching: bool = False,
     log_path: str | Path | None = None, startup_timeout_s: float = 180.0, extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Run `transformers serve MODEL_DIR` on 127.0.0.1; yield its base URL (…/v1).
 
@@ -51,7 +52,7 @@ def transformers_serve(
     cmd = [str(exe) if exe.exists() else "transformers", "serve", str(model_dir), "--host", "127.0.0.1",
            "--port", str(port), "--continuous-batching" if continuous_batching else "--no-continuous-batching",
            *extra_args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

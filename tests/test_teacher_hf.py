@@ -1,0 +1,69 @@
+"""The `hf` backend: shared-prefix KV reuse changes nothing but speed; sampling per row."""
+
+import pytest
+
+from cotdistill.config import GenerateConfig
+from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
+from cotdistill.teachers import Sampling, make_backend
+from cotdistill.teachers.cache import RequestCache
+from cotdistill.teachers.generation import generate_all
+from cotdistill.teachers.presets import TEACHERS, TeacherPreset
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    ("A coin is heads up. Bo flips the coin. Ann flips the coin. Is the coin still heads up?", "yes"),
+    ("A coin is heads up. Cy does not flip the coin. Is the coin still heads up?", "yes"),
+    ("A coin is heads up. Dee flips the coin. Eve does not flip the coin. Fay flips the coin. "
+     "Is the coin still heads up?", "yes"),
+]
+
+
+@pytest.fixture(scope="module")
+def backends(request):
+    import torch
+
+    from cotdistill.teachers.hf_local import export_folder
+
+    # Two threads on two cores that other jobs share run tiny matmuls ~8x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+
+    folder = export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
+    preset = TeacherPreset(name="local", backend="hf", model=str(folder), params_b=0.135)
+    pf = load_prompt_file(prompt_path("coin_flip"))
+    prefix = few_shot_prefix(pf, 2, True)
+    prompts = [render(pf, q, a, 2) for q, a in QUESTIONS]
+    reuse = make_backend(preset, GenerateConfig(prefix_cache=True), shared_prefix=prefix)
+    plain = make_backend(preset, GenerateConfig(prefix_cache=False), shared_prefix=prefix)
+    return reuse, plain, prompts
+
+
+def test_prefix_reuse_gives_the_same_greedy_outputs(backends):
+    reuse, plain, prompts = backends
+    sampling = Sampling(20, stop=STOP_STRINGS)
+    with_reuse = reuse.complete(prompts, sampling)
+    assert reuse.prefix_hits == 1 and len(reuse._prefix_ids) > 100  # the exemplars, computed once
+    assert reuse.complete(prompts[1:], sampling) == with_reuse[1:]  # a second batch, same prefix KV
+    assert reuse.prefix_hits == 2
+    without = plain.complete(prompts, sampling)
+    assert plain.prefix_hits == 0
+    assert [c.text for c in with_reuse] == [c.text for c in without]
+    assert with_reuse == without  # token counts and finish reasons too
+    assert all(c.text and "Question:" not in c.text for c in with_reuse)
+
+
+def test_samples_differ_per_index_and_do_not_depend_on_the_batch(backends, tmp_path):
+    reuse, plain, prompts = backends
+    sampling = Sampling(10, temperature=1.0, stop=STOP_STRINGS, seed=3)
+    batch = reuse.complete(prompts, sampling)
+    assert reuse.complete(prompts[2:], sampling) == batch[2:]  # alone or in a batch: the same draw
+    assert plain.complete(prompts[:1], sampling) == batch[:1]  # with or without the prefix cache
+    cache = RequestCache(tmp_path / "c.sqlite")
+    results, stats = generate_all(reuse, prompts, sampling, cache, batch_size=4, num_samples=3, progress=False)
+    assert stats.sent == 9 and [r[0] for r in results] == batch  # sample 0 keeps the run's seed
+    for samples in results:
+        assert len({c.text for c in samples}) >= 2  # sample indices draw with different seeds
+    again, stats2 = generate_all(reuse, prompts[:2], sampling, RequestCache(tmp_path / "c2.sqlite"), 2, 3, False)
+    assert again == results[:2] and stats2.sent == 6  # recomputed in other batches: the same samples
