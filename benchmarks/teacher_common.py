@@ -1,0 +1,26 @@
+"""Shared set-up of the teacher benchmarks: the offline model as a folder, questions."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from cotdistill.datasets.synthetic import coin_flip_example
+from cotdistill.paths import repo_root
+from cotdistill.prompts import few_shot_prefix, load_prompt_file, prompt_path, render
+from cotdistill.teachers.hf_local import export_folder
+from cotdistill.teachers.presets import TEACHERS
+
+
+def model_folder(path: str | None) -> Path:
+    """SmolLM2-135M dequantized into a folder (made once, ~20 s)."""
+    dest = Path(path) if path else repo_root() / ".cache/teacher/smollm2-135m-hf"
+    return export_folder(TEACHERS.get("smollm2-135m"), dest)
+
+
+def coin_flip_prompts(n: int, shots: int, seed: int = 0) -> tuple[list[str], str]:
+    """(answer-conditioned prompts for n questions of 2-4 people, their shared prefix)."""
+    rng = random.Random(seed)
+    pf = load_prompt_file(prompt_path("coin_flip"))
+    rows = [coin_flip_example(rng, rng.randint(2, 4)) for _ in range(n)]
+    return [render(pf, r["question"], r["answer"], shots) for r in rows], few_shot_prefix(pf, shots, True)
