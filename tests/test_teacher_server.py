@@ -30,7 +30,7 @@ from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.local_server import free_port, transformers_serve
 from cotdistill.teachers.openai_compat import OpenAIBackend
-from cotdistill.teachers.presets import TEACHERS
+from cotdistill.teachers.presets import TEACHERS, TeacherPreset
 
 from .conftest import REPO
 
@@ -274,3 +274,14 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(proxy_factory, model_dir, tm
     _run(cmd2, env2, fresh)
     assert (killed / "data/teacher/generations.jsonl").read_text() == (fresh / "data/teacher/generations.jsonl").read_text()
     print(f"kill -9 after {n_committed} committed; rerun: cache_hits={m['cache_hits']} sent={m['requests_sent']}")
+
+
+def test_chat_api_and_samples_when_the_server_ignores_n(server, model_dir):
+    """`transformers serve` answers one choice whatever `n` asks: the backend asks per index."""
+    preset = TeacherPreset(name="chat", backend="openai", model=str(model_dir), params_b=0.135, chat=True,
+                           base_url=server)
+    backend = OpenAIBackend(preset, GenerateConfig(concurrency=2))
+    out = backend.complete_samples("Is the sky blue? Answer in one sentence.",
+                                   Sampling(6, temperature=1.0, seed=1), [0, 1, 2])
+    assert len(out) == 3 and all(c.text and c.completion_tokens > 0 for c in out)
+    assert backend._n_supported is False and backend.identity["api"] == "chat"

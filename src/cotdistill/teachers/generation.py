@@ -55,7 +55,7 @@ class _Progress:
     def update(self, n: int) -> None:
         s = self.stats
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        failed = sum(getattr(self.backend, "failures", {}).values())
+        failed = getattr(self.backend, "failed_attempts", 0)
         self.bar.set_postfix(cached=s.cache_hits, failed=failed, tok_s=f"{s.completion_tokens / elapsed:.1f}",
                              refresh=False)
         self.bar.update(n)
@@ -155,18 +155,25 @@ def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
             futures[fut] = items
         error: BaseException | None = None
         remaining = set(futures)
-        while remaining:
-            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-            for fut in done:
-                if fut.cancelled():
-                    continue
-                exc = fut.exception()
-                if exc is not None:
-                    if error is None:
-                        error = exc
-                        for other in remaining:
-                            other.cancel()
-                    continue
-                record(futures[fut], fut.result())
+        try:
+            while remaining:
+                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if fut.cancelled():
+                        continue
+                    exc = fut.exception()
+                    if exc is not None:
+                        if error is None:
+                            error = exc
+                            for other in remaining:
+                                other.cancel()
+                        continue
+                    record(futures[fut], fut.result())
+        except BaseException:
+            # Ctrl-C or a failed commit: do not start what is queued (the pool's exit
+            # would otherwise wait for every queued request to be sent)
+            for fut in remaining:
+                fut.cancel()
+            raise
         if error is not None:
             raise error

@@ -94,6 +94,7 @@ class OpenAIBackend:
         self._lock = threading.Lock()
         self.failures: Counter[str] = Counter()
         self.retries = 0
+        self.failed_attempts = 0  # read by the progress bar while workers run
         self._n_supported = True  # servers that ignore `n` answer one choice; then ask one by one
         # The endpoint is left out on purpose: the same model behind another URL (a
         # proxy, a second replica) answers alike and must hit the same cache entries.
@@ -136,6 +137,7 @@ class OpenAIBackend:
                 kind = failure_kind(exc)
                 with self._lock:
                     self.failures[kind or "fatal"] += 1
+                    self.failed_attempts += 1
                 if kind is None or attempt == self.max_retries:
                     # str(exc) carries the status and the server's message, never our headers
                     raise TeacherRequestError(
