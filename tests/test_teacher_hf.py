@@ -67,3 +67,18 @@ def test_samples_differ_per_index_and_do_not_depend_on_the_batch(backends, tmp_p
         assert len({c.text for c in samples}) >= 2  # sample indices draw with different seeds
     again, stats2 = generate_all(reuse, prompts[:2], sampling, RequestCache(tmp_path / "c2.sqlite"), 2, 3, False)
     assert again == results[:2] and stats2.sent == 6  # recomputed in other batches: the same samples
+
+
+@pytest.mark.parametrize("quantization, layer", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
+def test_bitsandbytes_loading(backends, request, quantization, layer):
+    """generate.quantization overrides the preset; the identity (cache key) records it."""
+    from cotdistill.teachers.hf_local import export_folder
+
+    folder = export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
+    preset = TeacherPreset(name="local", backend="hf", model=str(folder), params_b=0.135)
+    _, _, prompts = backends
+    backend = make_backend(preset, GenerateConfig(quantization=quantization), shared_prefix=None)
+    assert type(backend.model.model.layers[0].mlp.down_proj).__name__ == layer
+    assert backend.identity["quantization"] == quantization
+    out = backend.complete(prompts[1:2], Sampling(6, stop=STOP_STRINGS))
+    assert out[0].text and out[0].completion_tokens > 0
