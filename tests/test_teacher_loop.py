@@ -157,3 +157,38 @@ def test_openai_presets_listed(repo_root):
 
     out = run_cmd([venv_bin("cotdistill"), "presets"], repo_root).stdout
     assert "vllm-local" in out and "http://127.0.0.1:8000/v1" in out and "$OPENAI_API_KEY" in out
+
+
+def test_refused_key_is_not_echoed(monkeypatch):
+    from cotdistill.config import GenerateConfig
+    from cotdistill.teachers.openai_compat import OpenAIBackend
+    from cotdistill.teachers.presets import TEACHERS
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-abcd")
+    backend = OpenAIBackend(TEACHERS.get("openai-gpt-4o-mini"), GenerateConfig(base_url="http://127.0.0.1:9/v1"))
+    msg = backend._describe(_status_error(401))
+    assert "$OPENAI_API_KEY" in msg and "abcd" not in msg
+    assert backend.identity == {"backend": "openai", "model": "gpt-4o-mini", "api": "chat"}
+
+
+def test_stage_gives_up_with_one_line_when_the_server_is_down(tmp_path, python, repo_root):
+    import json
+
+    import yaml
+
+    from cotdistill.teachers.local_server import free_port
+
+    from .conftest import run_cmd
+
+    (tmp_path / "train.jsonl").write_text(json.dumps({"id": "a", "question": "Q?", "answer": "yes"}) + "\n")
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["teacher"] = "vllm-local"
+    params["generate"].update(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1,
+                              retry_backoff_s=0.01, shots=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run_cmd([python, str(repo_root / "stages/generate.py"), "--params", "params.yaml", "--inputs", "train.jsonl",
+                    "--prompt", str(repo_root / "src/cotdistill/prompts/coin_flip.yaml"), "--cache", str(tmp_path / "c.db"),
+                    "--out", "gen.jsonl", "--metrics", "m.json"], tmp_path, check=False, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: teacher request failed (connection) after 2 attempt")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "gen.jsonl").exists()

@@ -88,7 +88,8 @@ class OpenAIBackend:
         self.max_retries = cfg.max_retries
         self.backoff_s = cfg.retry_backoff_s
         self.timeout_s = cfg.request_timeout_s
-        key = resolve_api_key(cfg.api_key_env or preset.api_key_env, preset.api_key_required)
+        self._key_env = cfg.api_key_env or preset.api_key_env
+        key = resolve_api_key(self._key_env, preset.api_key_required)
         # Our own retry loop counts failures by kind, so the client's is off.
         self._client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=self.timeout_s)
         self._lock = threading.Lock()
@@ -139,10 +140,9 @@ class OpenAIBackend:
                     self.failures[kind or "fatal"] += 1
                     self.failed_attempts += 1
                 if kind is None or attempt == self.max_retries:
-                    # str(exc) carries the status and the server's message, never our headers
                     raise TeacherRequestError(
                         f"teacher request failed ({kind or type(exc).__name__}) after {attempt + 1} "
-                        f"attempt(s): {exc}; finished requests are cached, rerun to resume"
+                        f"attempt(s): {self._describe(exc)}; finished requests are cached, rerun to resume"
                     ) from None
                 with self._lock:
                     self.retries += 1
@@ -150,6 +150,13 @@ class OpenAIBackend:
                 log.debug("retry %d after %s in %.2fs", attempt + 1, kind, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _describe(self, exc: BaseException) -> str:
+        # A 401/403 body may echo part of the key ("Incorrect API key provided: sk-...abcd"):
+        # name the variable instead. Other errors carry the status and the server's message.
+        if getattr(exc, "status_code", None) in (401, 403):
+            return f"HTTP {exc.status_code}: the server refused the key in ${self._key_env or '(no variable)'}"
+        return str(exc)
 
     def complete_samples(self, prompt: str, sampling: Sampling, samples: list[int]) -> list[Completion]:
         """Completions of `prompt` for the sample indices `samples` (in that order).
