@@ -26,6 +26,7 @@ class GenerationStats:
     failures: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prefix_cache_batches: int = 0  # hf: batches that started from the shared prefix's KV cache
     wall_s: float = 0.0
 
     def as_dict(self) -> dict:
@@ -38,6 +39,7 @@ class GenerationStats:
             "failures": {k: self.failures.get(k, 0) for k in ("429", "5xx", "timeout", "connection", "fatal")},
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "prefix_cache_batches": self.prefix_cache_batches,
             "wall_s": round(self.wall_s, 2),
             # completion tokens up to the stop string, of requests sent in this run
             "useful_tokens_per_s": round(tps, 2),
@@ -82,6 +84,9 @@ def generate_all(
     """
     stats = GenerationStats()
     start = time.perf_counter()
+    # the backend's counters run over its lifetime; this call reports its own share
+    failures0 = dict(getattr(backend, "failures", {}))
+    retries0, prefix0 = getattr(backend, "retries", 0), getattr(backend, "prefix_hits", 0)
     results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
     pending: list[tuple[int, int, str]] = []  # (prompt index, sample index, key)
     keys = [[request_key(backend.identity, p, sampling, s) for s in range(num_samples)] for p in prompts]
@@ -115,8 +120,10 @@ def generate_all(
     finally:
         bar.close()
         stats.wall_s = time.perf_counter() - start
-        stats.failures = dict(getattr(backend, "failures", {}))
-        stats.retries = getattr(backend, "retries", 0)
+        failures = dict(getattr(backend, "failures", {}))
+        stats.failures = {k: v - failures0.get(k, 0) for k, v in failures.items() if v > failures0.get(k, 0)}
+        stats.retries = getattr(backend, "retries", 0) - retries0
+        stats.prefix_cache_batches = getattr(backend, "prefix_hits", 0) - prefix0
     return results, stats  # type: ignore[return-value]
 
 
