@@ -89,5 +89,20 @@ def check_params(path: str) -> None:
     click.echo(f"{path}: ok (model={p.model}, dataset={p.dataset}, teacher={p.teacher}, seed={p.seed})")
 
 
+
+@main.command()
+@click.argument("expression")
+def calc(expression: str) -> None:
+    """Evaluate an arithmetic EXPRESSION with the evaluation's safe calculator.
+
+    Numbers, + - * / ( ) , % (percent) and whole powers (^ or **); e.g. "3 * (4 + 1)".
+    """
+    from .calculator import CalcError, calculate
+
+    try:
+        click.echo(calculate(expression))
+    except CalcError as exc:
+        _fail(f"cannot calculate {expression[:80]!r}: {exc}")
+
 if __name__ == "__main__":
     main()

@@ -65,6 +65,8 @@ class GenerateConfig:
 class FilterConfig:
     extraction: Literal["strict", "flexible"] = "strict"
     max_per_question: int = _range(1, default=1)
+    verify_equations: bool = False  # drop CoTs with a false "a op b = c" (calculator.py)
+    verify_steps: bool = False  # drop CoTs with a wrong intermediate claim (filtering.STEP_CHECKERS)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class EvaluateConfig:
     num_beams: int = _range(1, default=1)
     extraction: Literal["strict", "flexible"] = "flexible"
     max_examples: Optional[int] = _range(1, default=None)
+    do_sample: bool = False  # sampling instead of greedy / beam search
+    temperature: float = _range(0.0, default=1.0)  # only with do_sample
+    top_p: float = _range(0.0, 1.0, default=1.0)  # only with do_sample
+    max_source_length: Optional[int] = _range(8, default=None)  # null: the training's
+    calculator: bool = True  # number-answer datasets: also decode with the external calculator
 
 
 @dataclass(frozen=True)
