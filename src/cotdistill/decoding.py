@@ -32,6 +32,16 @@ class DecodeOptions:
     seed: int = 0
 
 
+def _eq_token_ids(tokenizer) -> list[int]:
+    """Ids of the tokens whose text contains '=' (scanned once per tokenizer)."""
+    cached = getattr(tokenizer, "_cotdistill_eq_ids", None)
+    if cached is None:
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        cached = [i for i, t in enumerate(vocab) if t is not None and "=" in tokenizer.convert_tokens_to_string([t])]
+        tokenizer._cotdistill_eq_ids = cached
+    return cached
+
+
 def calculator_processor(tokenizer, window: int = 48):
     """A LogitsProcessor that forces the calculator's value after every 'expr ='."""
     import torch
@@ -39,8 +49,7 @@ def calculator_processor(tokenizer, window: int = 48):
 
     class CalculatorProcessor(LogitsProcessor):
         def __init__(self):
-            vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-            ids = [i for i, t in enumerate(vocab) if t is not None and "=" in tokenizer.convert_tokens_to_string([t])]
+            ids = _eq_token_ids(tokenizer)
             if not ids:
                 log.warning("calculator: no token of this tokenizer writes '='; the calculator never fires")
             self.eq_ids = torch.tensor(ids or [-1], dtype=torch.long)
