@@ -114,3 +114,24 @@ def test_evaluate_splits_scores_both_modes(student):
     assert 0 <= m["calculator"]["id"]["changed_outputs"] <= 12
     assert len(preds) == 2 * (12 + 5) and {p["calculator"] for p in preds} == {False, True}
     assert {"id", "question", "gold", "output", "extracted", "correct", "split"} <= set(preds[0])
+
+
+def test_processor_forces_value_then_closes_the_number(student):
+    """The mechanism under controlled scores: after '2 + 3 =' the only allowed token is the
+    value's; once it is written, digits that would extend it are banned."""
+    from cotdistill.decoding import calculator_processor
+
+    _, tok = student
+    proc = calculator_processor(tok)
+    start = [tok.pad_token_id]  # T5's decoder start token
+    ids = torch.tensor([start + tok.encode("12 + 30 =", add_special_tokens=False)])
+    forced = tok.encode(" 42", add_special_tokens=False)
+    scores = proc(ids, torch.zeros(1, len(tok)))
+    assert torch.isfinite(scores[0]).sum() == 1 and scores[0, forced[0]] == 0
+    written = torch.tensor([ids[0].tolist() + forced])
+    digit = tok.convert_tokens_to_ids("5")
+    after = proc(written, torch.zeros(1, len(tok)))
+    assert after[0, digit] == float("-inf") and torch.isfinite(after[0]).sum() > len(tok) // 2
+    # no expression before '=': nothing is forced
+    plain = torch.tensor([start + tok.encode("The answer =", add_special_tokens=False)])
+    assert torch.isfinite(proc(plain, torch.zeros(1, len(tok)))[0]).all()

@@ -12,6 +12,7 @@ reordered freely, and finished rows are left to `generate`.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from .calculator import CalcError, calculate, trailing_expression
@@ -32,13 +33,16 @@ class DecodeOptions:
     seed: int = 0
 
 
-def _eq_token_ids(tokenizer) -> list[int]:
-    """Ids of the tokens whose text contains '=' (scanned once per tokenizer)."""
-    cached = getattr(tokenizer, "_cotdistill_eq_ids", None)
+def _token_classes(tokenizer) -> tuple[list[int], list[int]]:
+    """(ids of tokens whose text contains '=', ids of tokens that would glue onto a number
+    just written: '5', '.5', ',000'), scanned once per tokenizer."""
+    cached = getattr(tokenizer, "_cotdistill_calc_ids", None)
     if cached is None:
         vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        cached = [i for i, t in enumerate(vocab) if t is not None and "=" in tokenizer.convert_tokens_to_string([t])]
-        tokenizer._cotdistill_eq_ids = cached
+        texts = [(i, tokenizer.convert_tokens_to_string([t])) for i, t in enumerate(vocab) if t is not None]
+        cached = ([i for i, t in texts if "=" in t],
+                  [i for i, t in texts if re.match(r"[0-9]|[.,][0-9]", t)])
+        tokenizer._cotdistill_calc_ids = cached
     return cached
 
 
@@ -49,10 +53,11 @@ def calculator_processor(tokenizer, window: int = 48):
 
     class CalculatorProcessor(LogitsProcessor):
         def __init__(self):
-            ids = _eq_token_ids(tokenizer)
+            ids, glue = _token_classes(tokenizer)
             if not ids:
                 log.warning("calculator: no token of this tokenizer writes '='; the calculator never fires")
             self.eq_ids = torch.tensor(ids or [-1], dtype=torch.long)
+            self.glue_ids = torch.tensor(glue, dtype=torch.long)
             self.special = set(tokenizer.all_special_ids)
             self.window = window
             self.plans: dict[tuple[int, ...], tuple[int, ...]] = {}  # prefix up to '=' -> forced ids
@@ -90,10 +95,14 @@ def calculator_processor(tokenizer, window: int = 48):
                 seq = input_ids[r].tolist()
                 forced = self.plan(tuple(seq[: p + 1]))
                 done = seq[p + 1:]
-                if len(done) < len(forced) and tuple(done) == forced[: len(done)]:
-                    tok = forced[len(done)]
-                    scores[r, :] = float("-inf")
-                    scores[r, tok] = 0.0
+                if forced and len(done) <= len(forced) and tuple(done) == forced[: len(done)]:
+                    if len(done) < len(forced):
+                        tok = forced[len(done)]
+                        scores[r, :] = float("-inf")
+                        scores[r, tok] = 0.0
+                    elif len(self.glue_ids):
+                        # the value is complete: the student may not append digits to it
+                        scores[r, self.glue_ids.to(scores.device)] = float("-inf")
             return scores
 
     return CalculatorProcessor()
