@@ -8,7 +8,8 @@
 
 By default the model is a t5-mini trained here for 60 steps to write "a + b = c."
 (so the calculator really fires); `--model` times a trained student instead (e.g.
-models/cot) on the questions of a prepared split. Each timing is the best of --repeats.
+models/cot) on the questions of a prepared split. Each timing is the best of --repeats, the two
+sides of a comparison run alternately (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -51,13 +52,18 @@ def toy_arithmetic_student(steps: int = 60, seed: int = 0):
     return model, tok, questions
 
 
-def best_of(repeats: int, fn):
-    times, out = [], None
+def side_by_side(repeats: int, fa, fb):
+    """Best-of-`repeats` times of fa and fb, run alternately so that load on a shared
+    machine hits both alike; returns (time a, output a, time b, output b)."""
+    ta, tb, out_a, out_b = [], [], None, None
     for _ in range(repeats):
         t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
+        out_a = fa()
+        ta.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out_b = fb()
+        tb.append(time.perf_counter() - t)
+    return min(ta), out_a, min(tb), out_b
 
 
 def main() -> None:
@@ -89,15 +95,17 @@ def main() -> None:
           f"batch {args.batch_size}, torch threads {torch.get_num_threads()}, best of {args.repeats}")
 
     kw = dict(max_new_tokens=args.max_new_tokens, progress=False)
-    t_batch, batched = best_of(args.repeats, lambda: decode(model, tok, qs, args.batch_size, **kw))
-    t_single, single = best_of(args.repeats, lambda: [decode(model, tok, [q], 1, **kw)[0] for q in qs])
+    t_batch, batched, t_single, single = side_by_side(
+        args.repeats, lambda: decode(model, tok, qs, args.batch_size, **kw),
+        lambda: [decode(model, tok, [q], 1, **kw)[0] for q in qs])
     same = sum(a == b for a, b in zip(batched, single))
     print(f"batched decoding      {t_batch:8.3f} s   ({len(qs) / t_batch:7.1f} questions/s)")
     print(f"one at a time         {t_single:8.3f} s   ({len(qs) / t_single:7.1f} questions/s)")
     print(f"  speed-up: {t_single / t_batch:.1f}x (target >= 5x); identical outputs: {same}/{len(qs)}")
 
-    t_calc, calc = best_of(args.repeats, lambda: decode(model, tok, qs, args.batch_size, calculator=True, **kw))
-    t_plain, plain = best_of(args.repeats, lambda: decode(model, tok, qs, args.batch_size, **kw))
+    t_calc, calc, t_plain, plain = side_by_side(
+        args.repeats, lambda: decode(model, tok, qs, args.batch_size, calculator=True, **kw),
+        lambda: decode(model, tok, qs, args.batch_size, **kw))
     eqs = [e for o in calc for e in find_equations(o)]
     false_plain = sum(not e.holds for o in plain for e in find_equations(o))
     tok_plain = sum(len(tok(o)["input_ids"]) for o in plain)
