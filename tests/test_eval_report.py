@@ -80,3 +80,16 @@ def test_experiments_from_dvc_exp_show(tmp_path):
     assert [p.read_bytes()[:8] for p in paths if p.suffix == ".png"] == [b"\x89PNG\r\n\x1a\n"] * 2
     with pytest.raises(ValueError, match="no experiment has evaluation metrics"):
         write_experiment_report([], tmp_path / "none")
+
+
+def test_evaluate_config_checks(base_params):
+    from cotdistill.config import ConfigError, parse_params
+
+    p = parse_params(base_params)
+    assert p.evaluate.calculator is True and p.evaluate.do_sample is False and p.filter.verify_steps is False
+    base_params["evaluate"].update(do_sample=True, temperature=0.0)
+    with pytest.raises(ConfigError, match="evaluate.temperature must be > 0 when evaluate.do_sample is true"):
+        parse_params(base_params)
+    base_params["evaluate"].update(temperature=0.7, calculater=True)
+    with pytest.raises(ConfigError, match="unknown key 'evaluate.calculater' \\(did you mean 'calculator'\\?\\)"):
+        parse_params(base_params)

@@ -210,6 +210,9 @@ def _check_cross(p: Params, where: str) -> None:
         raise ConfigError(f"{where}: prepare.coin_flip.min_people must be <= max_people")
     if cf.ood_min_people > cf.ood_max_people:
         raise ConfigError(f"{where}: prepare.coin_flip.ood_min_people must be <= ood_max_people")
+    if p.evaluate.do_sample and p.evaluate.temperature <= 0:
+        raise ConfigError(f"{where}: evaluate.temperature must be > 0 when evaluate.do_sample is true "
+                          f"(greedy decoding is do_sample: false)")
 
 
 def validate_names(p: Params, where: str) -> None:
