@@ -97,6 +97,8 @@ def test_equations_in_text():
 def test_cli_calc():
     ok = run_cmd([venv_bin("cotdistill"), "calc", "3 * (4 + 1)"], ".")
     assert ok.stdout.strip() == "15"
+    neg = run_cmd([venv_bin("cotdistill"), "calc", "-3 + 4"], ".")
+    assert neg.stdout.strip() == "1"
     bad = run_cmd([venv_bin("cotdistill"), "calc", "2 ^ 999"], ".", check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: cannot calculate '2 ^ 999': exponent larger")
 

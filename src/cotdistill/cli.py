@@ -90,7 +90,7 @@ def check_params(path: str) -> None:
 
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})  # so that "-3 + 4" is an expression
 @click.argument("expression")
 def calc(expression: str) -> None:
     """Evaluate an arithmetic EXPRESSION with the evaluation's safe calculator.
