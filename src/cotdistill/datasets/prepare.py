@@ -75,6 +75,10 @@ def prepare_dataset(params, exemplars: list[str], data_files: Optional[dict] = N
                          "(set prepare.local.id to a unique column, or null for row numbers)")
 
     splits, decon, hits = decontaminate(splits, exemplars, spec.ngram_check, cfg.decontaminate)
+    for name in ("train", "test"):
+        if not splits.get(name):
+            raise ValueError(f"{spec.name}: the {name} split is empty after splitting and "
+                             "decontamination; lower prepare.n_test or check the source")
     for h in hits:
         log.warning("contamination: test %s matches %s %s (%s)", h.test_id, h.other_split, h.other_id, h.kind)
     test_in_train = len({h.test_id for h in hits if h.other_split == "train"})
