@@ -5,6 +5,7 @@ internal paths, local files, splits, the size ablation, decontamination, bad row
 from __future__ import annotations
 
 import copy
+import re
 import io
 import json
 import tarfile
@@ -397,3 +398,80 @@ def test_gsm_symbolic_offline_and_disjoint():
     assert len(set(qs)) == 12 and not any("Do not include units" in q for q in qs)
     for r in out.splits["train"]:
         assert r["gold_rationale"].endswith(f"The answer is {r['answer']}.") and "####" not in r["gold_rationale"]
+
+
+# ------------------------------------------------------------------ config, CLI and the stage
+
+@pytest.mark.parametrize("prepare, expected", [
+    ({"data_fraction": 0.0}, "prepare.data_fraction: must be > 0 and <= 1"),
+    ({"data_fraction": 1.5}, "prepare.data_fraction: must be <= 1.0"),
+    ({"max_train": 0}, "prepare.max_train: must be >= 1"),
+    ({"source": "web"}, "prepare.source: got 'web'; allowed: synthetic, hub, packaged, local"),
+    ({"decontaminate": "ignore"}, "prepare.decontaminate: got 'ignore'; allowed: drop, fail"),
+    ({"last_letters": {"min_words": 4, "max_words": 2}}, "prepare.last_letters: min_words must be <= max_words"),
+    ({"last_letters": {"names": "census"}}, "allowed: project, names_package"),
+    ({"local": {"colum": "q"}}, "unknown key 'prepare.local.colum'"),
+])
+def test_prepare_config_errors_name_the_key(prepare, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_params({"prepare": prepare}, "params.yaml")
+
+
+def test_hub_unreachable_is_one_clear_line(monkeypatch):
+    import datasets
+
+    def unreachable(*a, **k):
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(ValueError, match=r"openai/gsm8k: cannot load from the Hugging Face Hub "
+                                         r"\(Couldn't reach .*use prepare.source: local"):
+        prepare_dataset(params("gsm8k"), [])
+
+
+def test_cli_datasets_table_and_offline_prompt(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cotdistill.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the defaults apply
+    out = CliRunner().invoke(main, ["datasets"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    for name in ("gsm8k", "mawps", "asdiv", "svamp", "strategyqa", "commonsenseqa", "last_letters",
+                 "coin_flip", "gsm_symbolic"):
+        assert any(line.startswith(name + " ") for line in lines), name
+    assert "openai/gsm8k (main)" in out.output and "358 MB, opt-in" in out.output
+    row = next(line for line in lines if line.startswith("gsm8k "))
+    assert "number" in row and "hub" in row and "no (Hub or local file)" in row and "7,473 train" in row
+
+    out = CliRunner().invoke(main, ["show-prompt", "--dataset", "gsm8k", "--shots", "2"])
+    assert out.exit_code == 0, out.output
+    hinted, plain = out.output.split("=== plain CoT prompt (generate.answer_hint: false) ===")
+    assert "Correct answer: 230" in hinted and "Correct answer:" not in plain
+    assert hinted.count("Question:") == plain.count("Question:") == 3
+    out = CliRunner().invoke(main, ["show-prompt", "--dataset", "gsm9k"])
+    assert out.exit_code == 2 and "did you mean 'gsm8k'" in out.output
+
+
+def test_prepare_stage_fails_cleanly_on_bad_rows(tmp_path, repo_root, python, base_params):
+    import yaml
+
+    from .conftest import run_cmd
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps({"question": f"Q {i}?", "answer": "7" if i % 2 else "seven"}) + "\n"
+                           for i in range(10)))
+    data = copy.deepcopy(base_params)
+    data["dataset"] = "gsm8k"
+    data["prepare"].update(source="local", local={**data["prepare"]["local"], "path": str(bad)})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    proc = run_cmd([python, str(repo_root / "stages/prepare.py"), "--params", str(tmp_path / "params.yaml"),
+                    "--prompt", str(repo_root / "src/cotdistill/prompts/gsm8k.yaml"),
+                    "--out", str(tmp_path / "prepared"), "--metrics", str(tmp_path / "m.json")],
+                   cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "gsm8k: 5 of 10 rows are malformed (50.0% > prepare.max_malformed 2.0%)" in err[0]
+    assert f"{bad}:1: unparseable number gold 'seven'" in err[0]
+    assert not (tmp_path / "prepared").exists() and not (tmp_path / "m.json").exists()

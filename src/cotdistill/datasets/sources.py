@@ -29,7 +29,12 @@ def hub_rows(hub_id: str, config: Optional[str], splits: dict[str, str],
         fmt = format_of(next(iter(data_files.values())), None)
         ds = load_dataset(_BUILDERS[fmt], data_files=data_files)
     else:
-        ds = load_dataset(hub_id, config)
+        try:
+            ds = load_dataset(hub_id, config)
+        except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, ...
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{hub_id}: cannot load from the Hugging Face Hub ({first}); without the "
+                             "Hub use prepare.source: local (or packaged where the dataset has it)") from None
     for hub_split, ours in splits.items():
         if hub_split not in ds:
             raise ValueError(f"{hub_id}: no split '{hub_split}' (it has {', '.join(ds)})")
