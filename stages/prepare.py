@@ -9,19 +9,21 @@ from cotdistill.config import load_params, to_dict
 from cotdistill.datasets import SPLITS
 from cotdistill.datasets.prepare import prepare_dataset
 from cotdistill.io import atomic_dir, write_json, write_jsonl
-from cotdistill.prompts import load_prompt_file
+from cotdistill.prompts import load_prompt_file, prompt_path
 
 
 def main(argv=None):
     ap = stage.parser(__doc__)
-    ap.add_argument("--prompt", required=True, help="the dataset's prompt file (its exemplars are checked)")
+    ap.add_argument("--prompt", default=None,
+                    help="the dataset's prompt file, whose exemplars are checked (default: the package's)")
     ap.add_argument("--out", required=True, help="output folder for the split files")
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
     stage.log_config("prepare", {"dataset": params.dataset, "seed": params.seed, **to_dict(params.prepare)})
-    exemplars = [ex.question for ex in load_prompt_file(args.prompt).exemplars]
+    prompt = args.prompt or prompt_path(params.dataset)
+    exemplars = [ex.question for ex in load_prompt_file(prompt).exemplars]
     prepared = prepare_dataset(params, exemplars)
 
     with atomic_dir(args.out) as tmp:
