@@ -23,6 +23,11 @@ def offline_hf(monkeypatch, tmp_path):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
 
+    def no_download(args):
+        raise AssertionError(f"a test tried to run pip {' '.join(args)}")
+
+    monkeypatch.setattr("cotdistill.datasets.packaged._run_pip", no_download)
+
 
 def params(dataset, **prepare):
     base = {"n_train": 100, "n_validation": 2, "n_test": 3, "n_test_ood": 0}

