@@ -272,6 +272,10 @@ def validate_names(p: Params, where: str) -> None:
             raise ConfigError(
                 f"{where}: {key}: unknown {registry.kind} '{name}'{suggest(name, registry.names())}"
             )
+    spec = DATASETS.get(p.dataset)
+    if p.prepare.source is not None and p.prepare.source not in spec.sources:
+        raise ConfigError(f"{where}: prepare.source: dataset '{spec.name}' has no source "
+                          f"'{p.prepare.source}'; allowed: {', '.join(spec.sources)}")
 
 
 def parse_params(data: Any, where: str = "params.yaml") -> Params:
