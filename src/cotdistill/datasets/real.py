@@ -61,11 +61,23 @@ def _svamp(d: dict, fid: str) -> dict:
 _SLOT = re.compile(r"\bN_(\d+)\b")
 
 
+def _col(d: dict, *names: str):
+    """The first of `names` present in the row (Hub copies differ in capitalisation)."""
+    for name in names:
+        if name in d:
+            return d[name]
+    raise KeyError(names[0])
+
+
 def _mawps(d: dict, fid: str) -> dict:
-    """ChilleD/MAWPS: Question with number slots N_00, N_01 ..., Numbers, Equation, Answer."""
-    question = d["Question"]
+    """ChilleD/MAWPS: Question with number slots N_00, N_01 ..., Numbers, Equation, Answer.
+
+    The column names could not be checked against the Hub from here; lower-case variants
+    are accepted too, and any other copy loads through prepare.source: local.
+    """
+    question = _col(d, "Question", "question")
     if isinstance(question, str) and _SLOT.search(question):
-        numbers = str(d.get("Numbers") or "").split()
+        numbers = str(_col(d, "Numbers", "numbers") or "").split()
 
         def fill(m: re.Match) -> str:
             i = int(m.group(1))
@@ -75,7 +87,7 @@ def _mawps(d: dict, fid: str) -> dict:
             return v[:-2] if v.endswith(".0") else v
 
         question = _SLOT.sub(fill, question)
-    return make_record(d.get("ID") or fid, question, d["Answer"], "number")
+    return make_record(d.get("ID") or d.get("id") or fid, question, _col(d, "Answer", "answer"), "number")
 
 
 def _asdiv_gold(gold: object) -> object:
