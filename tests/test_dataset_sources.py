@@ -74,6 +74,10 @@ def test_svamp_and_mawps_hub_format(tmp_path):
     assert out.splits["test"][0]["question"] == "Sara had 15 marbles and lost 4 . How many are left ? (5)"
     assert out.splits["test"][0]["answer"] == "11"
     assert out.report["malformed_rows"][0]["reason"] == "missing question number N_03"
+    lower = [{k.lower(): v for k, v in r.items()} for r in mawps[:7]]  # other Hub copies
+    files = hub_fixture(tmp_path, {"train": lower[:4], "validation": lower[4:5], "test": lower[5:7]})
+    out = prepare_dataset(params("mawps"), [], data_files=files)
+    assert out.splits["test"][0]["answer"] == "11" and "N_0" not in out.splits["test"][0]["question"]
 
 
 def test_asdiv_hub_units_and_other_answer_types(tmp_path):
