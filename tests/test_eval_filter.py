@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import pytest
 import yaml
@@ -114,3 +115,26 @@ def test_filter_stage_with_checks(tmp_path, python):
                    "--metrics", str(tmp_path / "f2.json")], tmp_path, check=False)
     assert bad.returncode == 2 and "unknown key 'filter.verify_step' (did you mean 'verify_steps'?)" in bad.stderr
     assert not (tmp_path / "f2").exists()
+
+
+def test_last_letters_gold_rationales_pass_and_corruptions_fail():
+    from cotdistill.datasets.synthetic import last_letters_example
+
+    rng = random.Random(4)
+    first, last = ["Elon", "Ada", "Grace", "Alan", "Kurt"], ["Musk", "Lovelace", "Hopper", "Turing", "Godel"]
+    for _ in range(100):
+        ex = last_letters_example(rng, rng.randint(2, 4), first, last)
+        assert check_last_letters(ex["question"], ex["gold_rationale"]) is None
+        wrong = re.sub(r'is "([a-z])"', lambda m: 'is "z"' if m.group(1) != "z" else 'is "y"',
+                       ex["gold_rationale"], count=1)
+        assert check_last_letters(ex["question"], wrong) is not None
+        skipped = ex["gold_rationale"].split(". ", 1)[1]  # drop the first word's step
+        assert check_last_letters(ex["question"], skipped) is not None
+
+
+@pytest.mark.parametrize("dataset", ["coin_flip", "last_letters"])
+def test_prompt_exemplars_pass_their_step_checker(dataset):
+    from cotdistill.prompts import load_prompt_file, prompt_path
+
+    for ex in load_prompt_file(prompt_path(dataset)).exemplars:
+        assert STEP_CHECKERS.get(dataset)(ex.question, ex.rationale) is None, ex.question

@@ -73,13 +73,19 @@ def test_experiments_from_dvc_exp_show(tmp_path):
         ("main", "t5-mini", 1.1, 10, "answer"), ("main", "t5-mini", 1.1, 10, "cot"),
         ("nasty-chow", "t5-tiny", 9.6, 20, "answer"), ("nasty-chow", "t5-tiny", 9.6, 20, "cot")]
     assert all(r["id"] == 0.5 and r["id_calc"] == 0.6 and r["ood"] is None for r in recs)
-    assert "| nasty-chow |  | t5-tiny | 9.6 | 20 | cot | 50.0 |  | 60.0 |  |" in render_table(recs)
+    assert "| nasty-chow |  | t5-tiny | 9.6 | 20 |  | cot | 50.0 |  | 60.0 |  |" in render_table(recs)
     paths = write_experiment_report(recs, tmp_path / "exp")
     for p in paths:
         assert p.exists() and p.stat().st_size > 0
     assert [p.read_bytes()[:8] for p in paths if p.suffix == ".png"] == [b"\x89PNG\r\n\x1a\n"] * 2
     with pytest.raises(ValueError, match="no experiment has evaluation metrics"):
         write_experiment_report([], tmp_path / "none")
+    # the prepared train size (after max_train / data_fraction) wins over the requested one
+    exp = shown[1]["experiments"][0]["revs"][0]["data"]["metrics"]
+    exp["metrics/prepare.json"] = {"data": {"n_train": 7}}
+    exp["metrics/train/cot.json"] = {"data": {"train_examples": 5, "params_m": 9.9}}
+    (cot,) = [r for r in records_from_dvc(shown) if r["experiment"] == "nasty-chow" and r["variant"] == "cot"]
+    assert (cot["n_train"], cot["train_examples"], cot["params_m"]) == (7, 5, 9.6)
 
 
 def test_evaluate_config_checks(base_params):

@@ -84,5 +84,5 @@ def test_evaluate_and_report_stages(tmp_path, python):
     assert "1 (experiment, variant) records from mlflow" in out.stdout
     table = (tmp_path / "exp/experiments.md").read_text()
     acc = f"{100 * m['id']['accuracy']:.1f}"
-    assert f"| exp-a | arith | t5-mini | 1.1 | 64 | cot | {acc} |" in table
+    assert f"| exp-a | arith | t5-mini | 1.1 | 64 |  | cot | {acc} |" in table
     assert (tmp_path / "exp/accuracy_vs_train_size.png").exists()

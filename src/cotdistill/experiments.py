@@ -17,7 +17,7 @@ from typing import Any
 
 from .io import atomic_path, write_text
 
-FIELDS = ("experiment", "dataset", "student", "params_m", "n_train", "variant",
+FIELDS = ("experiment", "dataset", "student", "params_m", "n_train", "train_examples", "variant",
           "id", "ood", "id_calc", "ood_calc")
 
 
@@ -56,8 +56,10 @@ def records_from_dvc(shown: list[dict]) -> list[dict]:
     for name, data in revs:
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {}) or {}
         metrics = data.get("metrics") or {}
-        train_sizes = {Path(k).stem: (v.get("data") or {}).get("params_m")
-                       for k, v in metrics.items() if k.startswith("metrics/train/")}
+        train = {Path(k).stem: (v or {}).get("data") or {} for k, v in metrics.items()
+                 if k.startswith("metrics/train/")}
+        # training questions actually prepared (after max_train / data_fraction), else the param
+        prepared = ((metrics.get("metrics/prepare.json") or {}).get("data") or {}).get("n_train")
         for path, blob in sorted(metrics.items()):
             m = (blob or {}).get("data") or {}
             if "variant" not in m or not path.startswith("metrics/evaluate/"):
@@ -65,8 +67,9 @@ def records_from_dvc(shown: list[dict]) -> list[dict]:
             calc = m.get("calculator", {})
             rec = {
                 "experiment": name, "dataset": params.get("dataset"), "student": params.get("model"),
-                "params_m": _params_m(params.get("model"), train_sizes.get(m["variant"])),
-                "n_train": (params.get("prepare") or {}).get("n_train"), "variant": m["variant"],
+                "params_m": _params_m(params.get("model"), train.get(m["variant"], {}).get("params_m")),
+                "n_train": prepared or (params.get("prepare") or {}).get("n_train"),
+                "train_examples": train.get(m["variant"], {}).get("train_examples"), "variant": m["variant"],
                 "id": _acc(m.get("id")), "ood": _acc(m.get("ood")),
                 "id_calc": _acc(calc.get("id")), "ood_calc": _acc(calc.get("ood")),
             }
@@ -106,11 +109,16 @@ def records_from_mlflow(tracking_uri: str, experiment: str = "cotdistill") -> li
         out.append({
             "experiment": t.get("dvc_experiment", run.info.run_id[:8]), "dataset": t.get("dataset"),
             "student": t.get("student"), "params_m": _params_m(t.get("student"), m.get("train/params_m")),
-            "n_train": int(n_train) if n_train and n_train.isdigit() else None, "variant": t.get("variant"),
+            "n_train": int(n_train) if n_train and n_train.isdigit() else None,
+            "train_examples": m.get("train/train_examples"), "variant": t.get("variant"),
             "id": m.get("id/accuracy"), "ood": m.get("ood/accuracy"),
             "id_calc": m.get("calculator/id/accuracy"), "ood_calc": m.get("calculator/ood/accuracy"),
         })
     return out
+
+
+def _int(v) -> str:
+    return "" if v is None else str(int(v))
 
 
 def _pct(v: float | None) -> str:
@@ -123,13 +131,14 @@ def render_table(records: list[dict]) -> str:
         "",
         "Test accuracy in % (ID: in-distribution, OOD: out-of-distribution; +calc: with the calculator).",
         "",
-        "| experiment | dataset | student | params (M) | train questions | variant | ID | OOD | ID +calc | OOD +calc |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| experiment | dataset | student | params (M) | train questions | train examples | variant "
+        "| ID | OOD | ID +calc | OOD +calc |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(records, key=lambda r: (str(r["dataset"]), r["params_m"] or 0, r["n_train"] or 0,
                                             str(r["variant"]), str(r["experiment"]))):
         lines.append(f"| {r['experiment']} | {r['dataset'] or ''} | {r['student'] or ''} | {r['params_m'] or ''} | "
-                     f"{r['n_train'] or ''} | {r['variant']} | {_pct(r['id'])} | {_pct(r['ood'])} | "
+                     f"{r['n_train'] or ''} | {_int(r['train_examples'])} | {r['variant']} | {_pct(r['id'])} | {_pct(r['ood'])} | "
                      f"{_pct(r['id_calc'])} | {_pct(r['ood_calc'])} |")
     return "\n".join(lines) + "\n"
 
