@@ -148,3 +148,20 @@ def test_no_eval_or_exec(monkeypatch, tmp_path):
         except CalcError:
             pass
     assert calculate("1 + 1") == "2" and not marker.exists()
+
+
+def test_arithmetic_prompt_exemplars_have_true_equations():
+    """The calculator reads the equations of every number dataset's exemplars, and they hold
+    (so `filter.verify_equations` keeps CoTs written in the exemplars' style)."""
+    from cotdistill.datasets import DATASETS
+    from cotdistill.prompts import load_prompt_file, prompt_path
+
+    checked = 0
+    for name, spec in DATASETS.items():
+        if spec.answer_type != "number" or not prompt_path(name).exists():
+            continue
+        for ex in load_prompt_file(prompt_path(name)).exemplars:
+            eqs = find_equations(ex.rationale)
+            assert eqs and all(e.holds for e in eqs), (name, ex.rationale)
+            checked += 1
+    assert checked >= 5
