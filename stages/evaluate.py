@@ -29,15 +29,13 @@ def main(argv=None):
             splits[stem] = rows[: cfg.max_examples] if cfg.max_examples else rows
     run = read_json(Path(args.model) / "run.json")
 
-    import torch
-    from transformers import AutoTokenizer, T5ForConditionalGeneration
+    from transformers import AutoTokenizer
 
     from cotdistill.evaluation import decode, score
+    from cotdistill.students.model import load_trained
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = T5ForConditionalGeneration.from_pretrained(args.model)
-    if torch.cuda.is_available():
-        model.to("cuda")
+    model = load_trained(args.model)  # a full model or LoRA adapters, on the GPU if there is one
 
     metrics = {"variant": args.variant}
     with atomic_dir(args.out) as tmp:

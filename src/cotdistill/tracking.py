@@ -82,3 +82,31 @@ def loss_callback(run_id: str):
                     log_metrics(run_id, vals, step=state.global_step)
 
     return _Curves()
+
+
+def reopen_run(run_id: str) -> bool:
+    """Mark an earlier run of a resumed training RUNNING again; False if it is gone."""
+    _, client = _client()
+    try:
+        client.get_run(run_id)
+    except Exception:  # deleted run, or another store: the caller starts a fresh run
+        return False
+    client.update_run(run_id, status="RUNNING")
+    return True
+
+
+def system_metrics(run_id: str):
+    """Start MLflow's system metrics monitor (CPU, memory, disk, GPU) for a run; the
+    caller calls `.finish()` on the returned monitor."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=5, resume_logging=True,
+                                   tracking_uri=tracking_uri())
+    monitor.start()
+    return monitor
+
+
+def log_folder(run_id: str, folder: str, artifact_path: str = "model") -> None:
+    """Copy a folder (the trained model) into the run's artifacts."""
+    _, client = _client()
+    client.log_artifacts(run_id, folder, artifact_path)
