@@ -85,7 +85,12 @@ def main(argv=None):
 
     with atomic_dir(args.out) as tmp:
         base = str(base_dir) if base_dir else preset.hub_id
-        metrics["saved_as"] = save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
+        if "final_dir" in metrics:  # FSDP / DeepSpeed: the gathered full model
+            shutil.copytree(metrics.pop("final_dir"), tmp, dirs_exist_ok=True)
+            tokenizer.save_pretrained(tmp)
+            metrics["saved_as"] = "full"
+        else:
+            metrics["saved_as"] = save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
         write_json(tmp / "run.json", {"mlflow_run_id": run_id, "variant": args.variant, "model": params.model,
                                       "resolved_train": to_dict(cfg), "metrics": metrics})
     if params.train.log_model:

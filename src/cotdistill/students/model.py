@@ -64,9 +64,21 @@ def load_pretrained(path: str, quantization: str | None = None, dtype: torch.dty
         path,
         dtype=dtype or torch.float32,
         quantization_config=qc,
-        device_map="auto" if (qc is not None and torch.cuda.is_available()) else None,
+        device_map=quantized_device_map() if qc is not None else None,
     )
     return model, tokenizer
+
+
+def quantized_device_map():
+    """Where bitsandbytes puts quantized weights: this process's GPU under DDP (each rank
+    holds a full replica), else spread over the visible GPUs; None on CPU."""
+    import os
+
+    if not torch.cuda.is_available():
+        return None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return "auto"
 
 
 BASE_DIR = "base"  # inside an adapter folder: the from-config base model it adapts
@@ -177,7 +189,7 @@ def load_trained(folder: str | Path):
         base_id,
         dtype=torch.bfloat16 if (cuda and resolved.get("precision") == "bf16") else torch.float32,
         quantization_config=qc,
-        device_map="auto" if (qc is not None and cuda) else None,
+        device_map=quantized_device_map() if qc is not None else None,
     )
     if cuda and qc is None:
         model.to("cuda")

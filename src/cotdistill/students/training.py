@@ -194,8 +194,14 @@ def train(
         ev = trainer.evaluate()
         metrics["eval_loss"] = round(float(ev["eval_loss"]), 5)
     metrics["world_size"] = int(args.world_size)
-    same = replicas_identical(model)
-    if same is not None:
-        metrics["replicas_identical"] = same
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        # Sharded weights: every rank takes part in gathering the full state dict, which
+        # rank 0 writes; the stage copies that folder instead of saving `model` itself.
+        trainer.save_model(str(checkpoint_dir / "final"))
+        metrics["final_dir"] = str(checkpoint_dir / "final")
+    else:
+        same = replicas_identical(model)
+        if same is not None:
+            metrics["replicas_identical"] = same
     metrics["trainable_params_m"] = round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 3)
     return metrics, trainer.state.log_history
