@@ -56,7 +56,10 @@ def main(argv=None):
     texts = [r["question"] for r in train_rows] + [r["answer"] for r in train_rows] + [r["target"] for r in filtered_train]
     texts += [r["gold_rationale"] for r in train_rows if r.get("gold_rationale")]
     dtype = torch.bfloat16 if cfg.precision == "bf16" else None
-    base_dir = checkpoint_dir / "base" if (cfg.lora and preset.offline) else None
+    # Each rank writes its own copy of a from-config base (identical: same seed), so that
+    # processes never write the same files at once.
+    rank = int(os.environ.get("RANK", "0"))
+    base_dir = checkpoint_dir / ("base" if rank == 0 else f"base-rank{rank}") if (cfg.lora and preset.offline) else None
     model, tokenizer = load_student(preset, texts, params.seed, cfg.quantization, dtype, base_dir)
     if cfg.lora:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
@@ -72,13 +75,13 @@ def main(argv=None):
                                  callbacks=callbacks)
     except BaseException:
         if main_process:
-            monitor and monitor.finish()
+            monitor and tracking.stop_system_metrics(monitor)
             tracking.end_run(run_id, "FAILED")
         raise
     if not main_process:
         return
     if monitor:
-        monitor.finish()
+        tracking.stop_system_metrics(monitor)
     metrics["wall_s"] = round(time.perf_counter() - start, 2)
     metrics["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})

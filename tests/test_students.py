@@ -171,3 +171,16 @@ def test_quantized_lora_trains_saves_and_loads_back(tmp_path, quantization, lora
     else:
         assert not (out / "adapter_config.json").exists()
         assert type(loaded).__name__ == "T5ForConditionalGeneration"
+
+
+def test_cli_presets_lists_every_student_with_weights_and_memory():
+    from click.testing import CliRunner
+
+    from cotdistill.cli import main
+
+    out = CliRunner().invoke(main, ["presets"]).output
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    for name, preset in STUDENTS.items():
+        assert f"{preset.training_memory_gb():.1f}GB" in lines[name]
+    assert "4bit + LoRA" in lines["t5-xxl"] and "8bit + LoRA" in lines["flan-t5-xl"]
+    assert "11.1B" in lines["t5-xxl"] and "google/t5-v1_1-xxl" in lines["t5-xxl"]

@@ -95,7 +95,7 @@ def test_killed_train_stage_resumes_from_its_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_train_one_model_under_accelerate(tmp_path):
-    write_inputs(tmp_path, max_steps=6, save_steps=3, eval_steps=3)
+    write_inputs(tmp_path, max_steps=6, save_steps=3, eval_steps=3, system_metrics=True)
     with socket.socket() as s:  # a free rendezvous port, so parallel test runs do not collide
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -106,6 +106,9 @@ def test_two_processes_train_one_model_under_accelerate(tmp_path):
     assert m["world_size"] == 2 and m["replicas_identical"] is True and m["steps"] == 6
     runs = mlflow_runs(tmp_path)  # only rank 0 logs
     assert len(runs) == 1 and runs[0].data.metrics["train/world_size"] == 2
+    metrics = runs[0].data.metrics
+    assert "train/eval_loss" in metrics and "train/learning_rate" in metrics
+    assert any(k.startswith("system/") for k in metrics)  # MLflow system metrics were on
 
 
 @pytest.mark.slow

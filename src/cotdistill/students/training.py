@@ -132,8 +132,9 @@ def train(
     checkpoint_dir: Path,
     seed: int,
     callbacks: list | None = None,
-) -> dict:
-    """Train to cfg.max_steps (resuming from checkpoint_dir if it holds one)."""
+) -> tuple[dict, list[dict]]:
+    """Train to cfg.max_steps (resuming from checkpoint_dir if it holds one); returns the
+    run's metrics and the Trainer's log history."""
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     if not train_pairs:
