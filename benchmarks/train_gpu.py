@@ -142,7 +142,8 @@ def main() -> int:
         tokens = args.batch_size * (args.source + args.target)
         flops = model_flops_per_step(config, args.batch_size, args.source, args.target)
         print(f"full finetuning: {tokens / per_step:,.0f} tokens/s, {flops / per_step / 1e12:.3g} TFLOP/s model, "
-              f"MFU {100 * flops / per_step / peak_rate:.1f}% of the measured matmul rate, peak memory {peak:.2f} GB (nan: not measured on CPU)")
+              f"MFU {100 * flops / per_step / peak_rate:.1f}% of the measured matmul rate, "
+              f"peak memory {peak:.2f} GB (nan: not measured on CPU)")
         rows = [("full " + ("bf16" if bf16 else "fp32"), per_step, peak)]
         del model
         if device.type == "cuda":

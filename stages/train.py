@@ -59,7 +59,9 @@ def main(argv=None):
     # Each rank writes its own copy of a from-config base (identical: same seed), so that
     # processes never write the same files at once.
     rank = int(os.environ.get("RANK", "0"))
-    base_dir = checkpoint_dir / ("base" if rank == 0 else f"base-rank{rank}") if (cfg.lora and preset.offline) else None
+    base_dir = None
+    if cfg.lora and preset.offline:
+        base_dir = checkpoint_dir / ("base" if rank == 0 else f"base-rank{rank}")
     model, tokenizer = load_student(preset, texts, params.seed, cfg.quantization, dtype, base_dir)
     if cfg.lora:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)

@@ -77,7 +77,8 @@ def test_killed_train_stage_resumes_from_its_checkpoint(tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "models" / "cot").exists()  # nothing half-written
-    killed_at = max(int(p.parent.name.split("-")[1]) for p in (tmp_path / "ckpt").glob("*/checkpoint-*/trainer_state.json"))
+    done = (tmp_path / "ckpt").glob("*/checkpoint-*/trainer_state.json")
+    killed_at = max(int(p.parent.name.split("-")[1]) for p in done)
     # Rerun the same stage with the same params, as `dvc repro` would.
     run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path)], cwd=tmp_path,
             env=env_for(tmp_path), timeout=600)
