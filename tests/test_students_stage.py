@@ -115,7 +115,7 @@ def test_two_processes_train_one_model_under_accelerate(tmp_path):
 @pytest.mark.slow
 def test_stage_trains_gold_variant_with_4bit_lora_adapters(tmp_path):
     write_inputs(tmp_path, max_steps=4, save_steps=4, eval_steps=4, lora=True, quantization="4bit",
-                 optimizer="paged_adamw_8bit")
+                 optimizer="paged_adamw_8bit", log_model=True)
     run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "gold")], cwd=tmp_path,
             env=env_for(tmp_path), timeout=600)
     out = tmp_path / "models" / "gold"
@@ -127,6 +127,11 @@ def test_stage_trains_gold_variant_with_4bit_lora_adapters(tmp_path):
     model = load_trained(out)
     assert type(model).__name__ == "PeftModelForSeq2SeqLM"
     assert model.base_model.model.is_loaded_in_4bit
+    import mlflow
+
+    (run,) = mlflow_runs(tmp_path)  # train.log_model: the folder is also an MLflow artifact
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "model")}
+    assert {"model/adapter_config.json", "model/run.json", "model/base"} <= logged
 
 
 def test_report_reads_a_folder_of_evaluations_for_the_current_variants(tmp_path):
