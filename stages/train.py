@@ -55,7 +55,9 @@ def main(argv=None):
     # One tokenizer for all variants: trained on all text any of them sees.
     texts = [r["question"] for r in train_rows] + [r["answer"] for r in train_rows] + [r["target"] for r in filtered_train]
     texts += [r["gold_rationale"] for r in train_rows if r.get("gold_rationale")]
-    dtype = torch.bfloat16 if cfg.precision == "bf16" else None
+    # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
+    # a frozen LoRA base is loaded in bf16 to halve its memory.
+    dtype = torch.bfloat16 if (cfg.precision == "bf16" and cfg.lora) else None
     # Each rank writes its own copy of a from-config base (identical: same seed), so that
     # processes never write the same files at once.
     rank = int(os.environ.get("RANK", "0"))
