@@ -87,7 +87,6 @@ def main(argv=None):
     if monitor:
         tracking.stop_system_metrics(monitor)
     metrics["wall_s"] = round(time.perf_counter() - start, 2)
-    metrics["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
 
     with atomic_dir(args.out) as tmp:

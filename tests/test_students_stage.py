@@ -120,7 +120,7 @@ def test_stage_trains_gold_variant_with_4bit_lora_adapters(tmp_path):
             env=env_for(tmp_path), timeout=600)
     out = tmp_path / "models" / "gold"
     m = json.loads((tmp_path / "metrics" / "gold.json").read_text())
-    assert m["saved_as"] == "adapter" and m["trainable_params_m"] < 0.1 < m["params_m"] + 1
+    assert m["saved_as"] == "adapter" and m["trainable_params_m"] < 0.1 < 0.8 < m["params_m"]
     assert (out / "adapter_config.json").exists() and (out / "base" / "config.json").exists()
     from cotdistill.students.model import load_trained
 

@@ -204,5 +204,11 @@ def train(
         same = replicas_identical(model)
         if same is not None:
             metrics["replicas_identical"] = same
-    metrics["trainable_params_m"] = round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 3)
+    if hasattr(model, "get_nb_trainable_parameters"):  # peft: counts 4-bit packed weights right
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+    metrics["params_m"] = round(total / 1e6, 2)
+    metrics["trainable_params_m"] = round(trainable / 1e6, 3)
     return metrics, trainer.state.log_history
