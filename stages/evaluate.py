@@ -34,15 +34,13 @@ def main(argv=None):
     answer_types = {r["answer_type"] for rows in splits.values() for r in rows}
     calculator = cfg.calculator and answer_types == {"number"}
 
-    import torch
-    from transformers import AutoTokenizer, T5ForConditionalGeneration
+    from transformers import AutoTokenizer
 
     from cotdistill.evaluation import DecodeOptions, evaluate_splits
+    from cotdistill.students.model import load_trained
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = T5ForConditionalGeneration.from_pretrained(args.model)
-    if torch.cuda.is_available():
-        model.to("cuda")
+    model = load_trained(args.model)  # a full model or LoRA adapters, on the GPU if there is one
     options = DecodeOptions(
         max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams, do_sample=cfg.do_sample,
         temperature=cfg.temperature, top_p=cfg.top_p, seed=params.seed,

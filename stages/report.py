@@ -11,7 +11,8 @@ from cotdistill.reporting import accuracy_table, load_predictions, render_report
 
 def main(argv=None):
     ap = stage.parser(__doc__)
-    ap.add_argument("--evaluations", nargs="+", required=True, help="metrics/evaluate/<variant>.json files")
+    ap.add_argument("--evaluations", nargs="+", required=True,
+                    help="metrics/evaluate/<variant>.json files, or a folder of them (train.variants in order)")
     ap.add_argument("--eval-root", default=None,
                     help="folder with <variant>/predictions.jsonl, for the paired tests")
     ap.add_argument("--filter-metrics", required=True)
@@ -20,8 +21,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
-    evaluations = [read_json(p) for p in args.evaluations]
-    for path, e in zip(args.evaluations, evaluations):
+    files = []
+    for p in map(Path, args.evaluations):
+        # A folder may hold evaluations of variants no longer in params: take the current ones.
+        files += [p / f"{v}.json" for v in params.train.variants] if p.is_dir() else [p]
+    evaluations = [read_json(p) for p in files]
+    for path, e in zip(files, evaluations):
         if "variant" not in e:
             raise ValueError(f"{path}: not an evaluation file (no 'variant' key)")
     predictions = load_predictions(args.eval_root, [e["variant"] for e in evaluations]) if args.eval_root else None

@@ -26,14 +26,16 @@ def presets() -> None:
     from .students.presets import STUDENTS
     from .teachers.presets import TEACHERS
 
-    click.echo("Student presets (model=...)")
-    click.echo(f"  {'name':<16}{'params':>9}  {'source':<26}{'precision':<10}{'batch x accum':<14}"
-               f"{'optimizer':<17}{'train mem':>10}")
+    click.echo("Student presets (model=...); train mem: estimated peak for training under the defaults")
+    click.echo(f"  {'name':<15}{'params':>7}  {'source':<25}{'precision':<10}{'batch x accum':<14}"
+               f"{'ckpt':<6}{'optimizer':<18}{'weights':<14}{'train mem':>9}")
     for name, p in STUDENTS.items():
         src = p.hub_id or "config + local tokenizer"
         size = f"{p.params_m:g}M" if p.params_m < 1000 else f"{p.params_m / 1000:g}B"
-        click.echo(f"  {name:<16}{size:>9}  {src:<26}{p.precision:<10}{f'{p.batch_size} x {p.grad_accum}':<14}"
-                   f"{p.optimizer:<17}{p.training_memory_gb():>8.1f}GB")
+        weights = f"{p.quantization if p.quantization != 'none' else p.precision}{' + LoRA' if p.lora else ''}"
+        click.echo(f"  {name:<15}{size:>7}  {src:<25}{p.precision:<10}{f'{p.batch_size} x {p.grad_accum}':<14}"
+                   f"{'yes' if p.gradient_checkpointing else 'no':<6}{p.optimizer:<18}{weights:<14}"
+                   f"{p.training_memory_gb():>7.1f}GB")
     click.echo("\nTeacher presets (teacher=...)")
     click.echo(f"  {'name':<20}{'backend':<9}{'params':>8}  {'quant':<7}model")
     for name, t in TEACHERS.items():

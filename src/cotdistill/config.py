@@ -132,7 +132,19 @@ class TrainConfig:
     logging_steps: int = _range(1, default=10)
     precision: Optional[Literal["fp32", "bf16", "fp16"]] = None
     gradient_checkpointing: Optional[bool] = None
-    optimizer: Optional[str] = None
+    optimizer: Optional[Literal[
+        "adamw_torch", "adafactor", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]] = None
+    # Which students to train (dvc.yaml's train/evaluate foreach reads this list).
+    variants: list[Literal["answer", "cot", "gold"]] = field(default_factory=lambda: ["answer", "cot"])
+    launch: str = "python"  # the train stage's launcher, e.g. "accelerate launch --config_file ..."
+    lora: Optional[bool] = None  # LoRA adapters through peft (base weights frozen)
+    lora_r: int = _range(1, default=16)
+    lora_alpha: int = _range(1, default=32)
+    lora_dropout: float = _range(0.0, 1.0, default=0.05)
+    lora_save: Literal["adapter", "merged"] = "adapter"
+    quantization: Optional[Literal["none", "8bit", "4bit"]] = None  # bitsandbytes base weights
+    log_model: bool = False  # also copy the model folder into MLflow (it is a DVC output)
+    system_metrics: bool = True  # MLflow system metrics (CPU, memory, GPU) during training
 
 
 @dataclass(frozen=True)
@@ -198,6 +210,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where, prefix=f"{key}.")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key}: expected a list of {_type_name(typing.get_args(tp)[0])}, got {value!r}")
+        return [_coerce(v, typing.get_args(tp)[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -268,6 +284,9 @@ def _check_cross(p: Params, where: str) -> None:
                           f"got {p.prepare.data_fraction!r}")
     if p.prepare.source == "local" and not p.prepare.local.path:
         raise ConfigError(f"{where}: prepare.local.path: required when prepare.source is 'local'")
+    variants = p.train.variants
+    if not variants or len(set(variants)) != len(variants):
+        raise ConfigError(f"{where}: train.variants: expected a non-empty list without repeats, got {variants!r}")
 
 
 def validate_names(p: Params, where: str) -> None:
