@@ -1,12 +1,15 @@
-"""evaluate: decode the test splits with one trained student and score its answers."""
+"""evaluate: decode the test splits with one trained student and score its answers.
+
+Number-answer datasets are decoded twice when evaluate.calculator is true: plainly and
+with the external calculator (the paper's), and both are scored.
+"""
 
 from pathlib import Path
 
 from cotdistill import stage, tracking
 from cotdistill.config import load_params, to_dict
+from cotdistill.evaluation import TEST_SPLITS
 from cotdistill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
-
-TEST_SPLITS = {"test": "id", "test_ood": "ood"}  # file stem -> metric prefix
 
 
 def main(argv=None):
@@ -28,31 +31,33 @@ def main(argv=None):
         if rows:
             splits[stem] = rows[: cfg.max_examples] if cfg.max_examples else rows
     run = read_json(Path(args.model) / "run.json")
+    answer_types = {r["answer_type"] for rows in splits.values() for r in rows}
+    calculator = cfg.calculator and answer_types == {"number"}
 
-    import torch
-    from transformers import AutoTokenizer, T5ForConditionalGeneration
+    from transformers import AutoTokenizer
 
-    from cotdistill.evaluation import decode, score
+    from cotdistill.evaluation import DecodeOptions, evaluate_splits
+    from cotdistill.students.model import load_trained
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = T5ForConditionalGeneration.from_pretrained(args.model)
-    if torch.cuda.is_available():
-        model.to("cuda")
+    model = load_trained(args.model)  # a full model or LoRA adapters, on the GPU if there is one
+    options = DecodeOptions(
+        max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams, do_sample=cfg.do_sample,
+        temperature=cfg.temperature, top_p=cfg.top_p, seed=params.seed,
+        max_source_length=cfg.max_source_length or run["resolved_train"]["max_source_length"],
+    )
 
-    metrics = {"variant": args.variant}
     with atomic_dir(args.out) as tmp:
-        all_preds = []
-        for stem, rows in splits.items():
-            outputs = decode(model, tokenizer, [r["question"] for r in rows], cfg.batch_size,
-                             cfg.max_new_tokens, cfg.num_beams, run["resolved_train"]["max_source_length"])
-            preds, m = score(rows, outputs, cfg.extraction)
-            all_preds += [{"split": stem, **p} for p in preds]
-            metrics[TEST_SPLITS[stem]] = m
-        write_jsonl(tmp / "predictions.jsonl", all_preds)
+        preds, split_metrics = evaluate_splits(model, tokenizer, splits, options, cfg.batch_size,
+                                               cfg.extraction, calculator)
+        write_jsonl(tmp / "predictions.jsonl", preds)
+    metrics = {"variant": args.variant, **split_metrics}
     write_json(args.metrics, metrics)
 
     flat = {f"{prefix}/{k}": v for prefix in TEST_SPLITS.values() if prefix in metrics
             for k, v in metrics[prefix].items()}
+    flat.update({f"calculator/{prefix}/{k}": v for prefix, m in metrics.get("calculator", {}).items()
+                 for k, v in m.items()})
     tracking.log_metrics(run["mlflow_run_id"], flat)
     # Params are immutable in MLflow; the evaluation settings may change per rerun.
     tracking.set_tags(run["mlflow_run_id"], {f"evaluate.{k}": v for k, v in to_dict(cfg).items()})

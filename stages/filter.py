@@ -6,6 +6,7 @@ from cotdistill import stage
 from cotdistill.config import load_params, to_dict
 from cotdistill.filtering import filter_generations
 from cotdistill.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from cotdistill.steps import STEP_CHECKERS
 
 
 def main(argv=None):
@@ -19,6 +20,12 @@ def main(argv=None):
     params = load_params(args.params)
     cfg = params.filter
     stage.log_config("filter", to_dict(cfg))
+    checker = None
+    if cfg.verify_steps:
+        if params.dataset not in STEP_CHECKERS:
+            raise ValueError(f"{args.params}: filter.verify_steps: no step checker for dataset "
+                             f"'{params.dataset}'; datasets with one: {', '.join(STEP_CHECKERS.names())}")
+        checker = STEP_CHECKERS.get(params.dataset)
     generations = read_jsonl(args.generations)
     metrics = {}
     with atomic_dir(args.out) as tmp:
@@ -26,7 +33,8 @@ def main(argv=None):
             records = read_jsonl(Path(args.prepared) / f"{split}.jsonl")
             ids = {r["id"] for r in records}
             gens = [g for g in generations if g["id"] in ids]
-            kept, m = filter_generations(records, gens, cfg.extraction, cfg.max_per_question)
+            kept, m = filter_generations(records, gens, cfg.extraction, cfg.max_per_question,
+                                          cfg.verify_equations, checker)
             write_jsonl(tmp / f"{split}.jsonl", kept)
             metrics[split] = m
     write_json(args.metrics, {**metrics["train"], "validation": metrics["validation"]})

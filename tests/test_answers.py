@@ -2,7 +2,7 @@
 
 import pytest
 
-from cotdistill.answers import answer_sentence, extract, normalise_gold, parse_number
+from cotdistill.answers import answer_sentence, extract, normalise_gold, parse_gold, parse_number
 
 NUMBER_CASES = [  # (text, strict, flexible)
     ("#### 1,234", "1234", "1234"),
@@ -145,3 +145,70 @@ def test_unknown_answer_type_and_mode():
         extract("x", "date")
     with pytest.raises(ValueError, match="strict"):
         extract("x", "number", "loose")
+
+
+# Gold answers as datasets ship them -> the canonical form prepare stores (None: the row
+# is malformed and counted). ASDiv's golds carry units, with or without parentheses.
+GOLD_NUMBER_CASES = [
+    ("9 (apples)", "9"),
+    ("9 apples", "9"),
+    ("15 balls", "15"),
+    ("1,234", "1234"),
+    ("$5.50", "5.5"),
+    ("72", "72"),
+    (72.0, "72"),
+    (0.25, "0.25"),
+    ("10.0", "10"),
+    ("-2", "-2"),
+    ("3/4", "0.75"),
+    ("50%", "50"),
+    ("12 cm^2", "12"),
+    ("2 (m\u00b2)", "2"),
+    ("4.5 km/hour", "4.5"),
+    ("7.", "7"),
+    ("3:4", None),
+    ("4 (hours); 5 (minutes)", None),
+    ("1.5 and 2", None),
+    ("They are equal", None),
+    ("", None),
+    (None, None),
+    (float("nan"), None),
+]
+
+GOLD_YES_NO_CASES = [
+    (True, "yes"), (False, "no"), ("yes", "yes"), ("No", "no"), ("YES.", "yes"), ("true", "yes"),
+    ("False", "no"), (" no ", "no"), ("'yes'", "yes"), ("Yes!", "yes"), ("incorrect", "no"),
+    ("correct", "yes"), ("maybe", None), ("", None), ("yes and no", None), (None, None), ("1", None),
+]
+
+GOLD_CHOICE_CASES = [
+    ("A", "A"), ("b", "B"), ("(c)", "C"), ("(D)", "D"), ("E.", "E"), ("A. bank", "A"),
+    ("B: library", "B"), ("c) mall", "C"), (" d ", "D"), ("F", None), ("AB", None), ("", None),
+    ("bank", None), (None, None), ("(G)", None), ("1", None),
+]
+
+GOLD_TEXT_CASES = [
+    ("ny", "ny"), ("NY", "ny"), ("'abc'", "abc"), ("abc.", "abc"), (" Paris ", "paris"),
+    ("New   York", "new york"), ("“ln”", "ln"), ("ok!", "ok"), ("a", "a"), ("", None), ("  ", None),
+    (".", None), (None, None), ("x y z", "x y z"), ("Le", "le"),
+]
+
+
+@pytest.mark.parametrize("answer_type, cases", [
+    ("number", GOLD_NUMBER_CASES), ("yes_no", GOLD_YES_NO_CASES), ("text", GOLD_TEXT_CASES),
+    ("choice", GOLD_CHOICE_CASES),
+])
+def test_gold_tables_have_at_least_15_cases(answer_type, cases):
+    assert len(cases) >= 15
+
+
+@pytest.mark.parametrize("answer_type, gold, expected", [
+    pytest.param(t, g, e, id=f"{t}-{g!r}"[:40])
+    for t, cases in (("number", GOLD_NUMBER_CASES), ("yes_no", GOLD_YES_NO_CASES),
+                     ("text", GOLD_TEXT_CASES), ("choice", GOLD_CHOICE_CASES))
+    for g, e in cases
+])
+def test_parse_gold(answer_type, gold, expected):
+    assert parse_gold(gold, answer_type) == expected
+    if expected is not None:  # a canonical gold reads back through the shared extractor
+        assert extract(answer_sentence(expected), answer_type, "strict") == expected

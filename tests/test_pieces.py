@@ -87,7 +87,8 @@ def test_filter_counts_every_drop():
     kept, m = filter_generations(RECS, gens, "strict", max_per_question=1)
     assert [k["id"] for k in kept] == ["a"]
     assert kept[0]["target"] == "It stays up. The answer is yes."
-    assert m["dropped_by_reason"] == {"empty": 1, "truncated": 1, "no_answer": 1, "wrong_answer": 1, "over_limit": 1}
+    assert m["dropped_by_reason"] == {"empty": 1, "truncated": 1, "no_answer": 1, "wrong_answer": 1,
+                                      "false_equation": 0, "wrong_step": 0, "over_limit": 1}
     assert m["kept"] + m["dropped"] == m["generations"] == 6
     with pytest.raises(ValueError, match="ids not in the train split"):
         filter_generations(RECS, [{"id": "zz", "text": "x"}])

@@ -1,5 +1,7 @@
 """Student construction, the Hub loading path on a local checkpoint, and training."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -79,3 +81,106 @@ def test_training_lowers_loss_and_resumes(tmp_path):
     model2, _ = load_student(preset, TEXTS, seed=0)
     metrics2, _ = train(model2, tok, pairs, pairs[:4], cfg12, tmp_path / "ckpt", seed=0)
     assert metrics2["resumed_from_step"] == 8 and metrics2["steps"] == 12
+
+
+def test_big_presets_default_to_lora_on_quantized_weights_and_fit():
+    xl, xxl, large = STUDENTS.get("t5-xl"), STUDENTS.get("t5-xxl"), STUDENTS.get("t5-large")
+    assert (xl.lora, xl.quantization, xxl.lora, xxl.quantization) == (True, "8bit", True, "4bit")
+    full_xl = dataclasses.replace(xl, lora=False, quantization="none")
+    # Adapters on 8-bit weights need a fraction of full finetuning's memory.
+    assert xl.training_memory_gb() < full_xl.training_memory_gb() / 3
+    assert xxl.training_memory_gb() < 40 and large.training_memory_gb() < 80
+    assert 0 < xxl.lora_params_m() < xxl.params_m / 100
+
+
+def test_resolve_takes_lora_from_preset_and_rejects_quantization_without_lora():
+    cfg = resolve(TrainConfig(), STUDENTS.get("t5-xxl"))
+    assert cfg.lora and cfg.quantization == "4bit" and cfg.optimizer == "paged_adamw_8bit"
+    with pytest.raises(ValueError, match="train.quantization: 8bit needs train.lora: true"):
+        resolve(TrainConfig(quantization="8bit"), STUDENTS.get("t5-mini"))
+
+
+def test_variants_are_validated_params(base_params):
+    from cotdistill.config import ConfigError, parse_params
+
+    base_params["train"]["variants"] = ["answer", "cot", "gold"]
+    assert parse_params(base_params).train.variants == ["answer", "cot", "gold"]
+    for bad, msg in ((["answer", "gld"], "train.variants\\[1\\]: got 'gld'; allowed: answer, cot, gold"),
+                     ("cot", "train.variants: expected a list"), ([], "non-empty list")):
+        base_params["train"]["variants"] = bad
+        with pytest.raises(ConfigError, match=msg):
+            parse_params(base_params)
+
+
+def test_gold_variant_targets_end_with_the_answer_sentence():
+    prepared = [{"question": "q1", "answer": "yes", "gold_rationale": "It stays heads up. So the answer is yes"},
+                {"question": "q2", "answer": "no", "gold_rationale": "Flipped once."}]
+    assert pairs_for_variant("gold", prepared, []) == [
+        ("q1", "It stays heads up. So The answer is yes."), ("q2", "Flipped once. The answer is no.")]
+    with pytest.raises(ValueError, match="needs records with a gold_rationale"):
+        pairs_for_variant("gold", [{"question": "q", "answer": "1"}], [])
+
+
+def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
+    from cotdistill.students.training import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path) is None
+    for step, complete in ((4, True), (8, True), (12, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path).endswith("checkpoint-8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization,lora_save,optimizer", [("8bit", "adapter", "adamw_bnb_8bit"),
+                                                               ("4bit", "merged", "paged_adamw_8bit")])
+def test_quantized_lora_trains_saves_and_loads_back(tmp_path, quantization, lora_save, optimizer):
+    from cotdistill.students.model import apply_lora, load_trained, save_trained
+
+    preset = STUDENTS.get("t5-mini")  # d_model 128: bitsandbytes' CPU NF4 needs >= 64
+    cfg = resolve(TrainConfig(max_steps=6, batch_size=8, save_steps=6, eval_steps=6, logging_steps=1, lora=True,
+                              quantization=quantization, optimizer=optimizer, lora_r=4), preset)
+    model, tok = load_student(preset, TEXTS, seed=0, quantization=quantization, base_dir=tmp_path / "base")
+    assert getattr(model, f"is_loaded_in_{quantization}")
+    model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, False)
+    pairs = [(t.rsplit(" The answer", 1)[0], "The answer is no.") for t in TEXTS]
+    metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0)
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert metrics["steps"] == 6 and losses[-1] < losses[0]
+    assert metrics["trainable_params_m"] < 0.05
+    out = tmp_path / "out"
+    out.mkdir()
+    assert save_trained(model, tok, out, lora_save, str(tmp_path / "base")) == lora_save
+    import json
+
+    (out / "run.json").write_text(json.dumps({"resolved_train": {"quantization": quantization}}))
+    loaded = load_trained(out)
+    enc = tok(["A coin is heads up. Bo flips the coin. Is the coin still heads up?"], return_tensors="pt")
+    with torch.no_grad():
+        logits = loaded(**enc, labels=tok(text_target=["The answer is no."], return_tensors="pt")["input_ids"]).logits
+    assert torch.isfinite(logits).all()
+    if lora_save == "adapter":
+        assert (out / "adapter_config.json").exists() and (out / "base" / "model.safetensors").exists()
+        assert type(loaded).__name__ == "PeftModelForSeq2SeqLM"
+        model.eval()
+        with torch.no_grad():
+            a = model.generate(**enc, max_new_tokens=6, do_sample=False)
+            b = loaded.generate(**enc, max_new_tokens=6, do_sample=False)
+        assert torch.equal(a, b)  # the same quantized base + the same adapters
+    else:
+        assert not (out / "adapter_config.json").exists()
+        assert type(loaded).__name__ == "T5ForConditionalGeneration"
+
+
+def test_cli_presets_lists_every_student_with_weights_and_memory():
+    from click.testing import CliRunner
+
+    from cotdistill.cli import main
+
+    out = CliRunner().invoke(main, ["presets"]).output
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    for name, preset in STUDENTS.items():
+        assert f"{preset.training_memory_gb():.1f}GB" in lines[name]
+    assert "4bit + LoRA" in lines["t5-xxl"] and "8bit + LoRA" in lines["flan-t5-xl"]
+    assert "11.1B" in lines["t5-xxl"] and "google/t5-v1_1-xxl" in lines["t5-xxl"]

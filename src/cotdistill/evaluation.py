@@ -1,10 +1,14 @@
-"""Batched decoding, answer extraction and accuracy with a confidence interval."""
+"""Scoring: answer extraction, accuracy with a confidence interval, paired comparisons.
+
+Decoding itself (batched greedy / beam / sampling, the calculator) lives in decoding.py.
+"""
 
 from __future__ import annotations
 
 import math
 
 from .answers import extract, normalise_gold
+from .decoding import DecodeOptions, decode  # noqa: F401  (re-exported: the evaluate stage decodes here)
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -16,27 +20,6 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def decode(model, tokenizer, questions: list[str], batch_size: int, max_new_tokens: int,
-           num_beams: int = 1, max_source_length: int = 512, progress: bool = True) -> list[str]:
-    """Greedy (or beam) decoding in batches of similar length; outputs in input order."""
-    import torch
-    from tqdm import tqdm
-
-    order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
-    outputs: list[str] = [""] * len(questions)
-    device = next(model.parameters()).device
-    model.eval()
-    with torch.inference_mode():
-        for b in tqdm(range(0, len(order), batch_size), desc="decode", unit="batch", disable=not progress):
-            idx = order[b : b + batch_size]
-            enc = tokenizer([questions[i] for i in idx], return_tensors="pt", padding=True,
-                            truncation=True, max_length=max_source_length).to(device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False)
-            for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
-                outputs[i] = text.strip()
-    return outputs
 
 
 def score(records: list[dict], outputs: list[str], mode: str) -> tuple[list[dict], dict]:
@@ -64,3 +47,53 @@ def score(records: list[dict], outputs: list[str], mode: str) -> tuple[list[dict
         "invalid_rate": round(invalid / n, 4) if n else 0.0,
     }
     return predictions, metrics
+
+
+def mcnemar_exact(a_correct: list[bool], b_correct: list[bool]) -> dict:
+    """Exact (binomial) McNemar test on paired outcomes of two systems on the same items.
+
+    b = items only A gets right, c = items only B gets right; under the null hypothesis
+    that both are equally accurate each discordant item is a fair coin, so the two-sided
+    p-value is min(1, 2 * P[Binomial(b + c, 1/2) <= min(b, c)]).
+    """
+    if len(a_correct) != len(b_correct):
+        raise ValueError(f"paired test needs equal lengths, got {len(a_correct)} and {len(b_correct)}")
+    b = sum(1 for x, y in zip(a_correct, b_correct) if x and not y)
+    c = sum(1 for x, y in zip(a_correct, b_correct) if y and not x)
+    n = b + c
+    if n == 0:
+        p = 1.0
+    else:
+        tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n
+        p = min(1.0, 2 * tail)
+    return {"n": len(a_correct), "only_a": b, "only_b": c, "p_value": p}
+
+
+TEST_SPLITS = {"test": "id", "test_ood": "ood"}  # prepared file stem -> metric prefix
+
+
+def evaluate_splits(model, tokenizer, splits: dict[str, list[dict]], options: DecodeOptions,
+                    batch_size: int, extraction: str, calculator: bool,
+                    progress: bool = True) -> tuple[list[dict], dict]:
+    """Decode and score every test split, plainly and (if asked) with the calculator.
+
+    Returns (prediction rows, metrics): metrics[prefix] for plain decoding and
+    metrics["calculator"][prefix] for calculator decoding, prefix in TEST_SPLITS' values.
+    """
+    rows: list[dict] = []
+    metrics: dict = {}
+    for stem, records in splits.items():
+        prefix = TEST_SPLITS.get(stem, stem)
+        questions = [r["question"] for r in records]
+        plain = decode(model, tokenizer, questions, batch_size, options=options, progress=progress)
+        preds, m = score(records, plain, extraction)
+        rows += [{"split": stem, "calculator": False, **p} for p in preds]
+        metrics[prefix] = m
+        if calculator:
+            calc = decode(model, tokenizer, questions, batch_size, options=options, calculator=True,
+                          progress=progress)
+            preds, m = score(records, calc, extraction)
+            m["changed_outputs"] = sum(x != y for x, y in zip(plain, calc))
+            rows += [{"split": stem, "calculator": True, **p} for p in preds]
+            metrics.setdefault("calculator", {})[prefix] = m
+    return rows, metrics

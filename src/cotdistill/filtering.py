@@ -1,13 +1,22 @@
-"""Keep teacher CoTs whose final answer is right; count every drop by reason."""
+"""Keep teacher CoTs whose final answer is right; count every drop by reason.
+
+Optionally also drop CoTs whose arithmetic is false (`verify_equations`, checked with the
+calculator's safe parser) or whose intermediate steps are wrong (`verify_steps`, with the
+dataset's step checker from steps.py).
+"""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
 
-from .answers import _MARKER, answer_sentence, extract, normalise_gold
+from typing import Optional
 
-DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "over_limit")
+from .answers import _MARKER, answer_sentence, extract, normalise_gold
+from .calculator import false_equations
+from .steps import StepChecker
+
+DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "false_equation", "wrong_step", "over_limit")
 
 
 def make_target(cot: str, gold: str) -> str:
@@ -22,7 +31,8 @@ def make_target(cot: str, gold: str) -> str:
     return f"{body} {answer_sentence(gold)}".strip()
 
 
-def classify(generation: dict, record: dict, mode: str) -> str | None:
+def classify(generation: dict, record: dict, mode: str, verify_equations: bool = False,
+             step_checker: Optional[StepChecker] = None) -> str | None:
     """The drop reason for one generation, or None to keep it."""
     text = generation["text"].strip()
     if not text:
@@ -32,13 +42,22 @@ def classify(generation: dict, record: dict, mode: str) -> str | None:
         return "truncated" if generation.get("finish_reason") == "length" else "no_answer"
     if predicted != normalise_gold(record["answer"], record["answer_type"]):
         return "wrong_answer"
+    if verify_equations and false_equations(text):
+        return "false_equation"
+    if step_checker is not None and step_checker(record["question"], text) is not None:
+        return "wrong_step"
     return None
 
 
 def filter_generations(
-    records: list[dict], generations: list[dict], mode: str = "strict", max_per_question: int = 1
+    records: list[dict], generations: list[dict], mode: str = "strict", max_per_question: int = 1,
+    verify_equations: bool = False, step_checker: Optional[StepChecker] = None,
 ) -> tuple[list[dict], dict]:
-    """Return (kept training rows, metrics). Generations are matched to records by id."""
+    """Return (kept training rows, metrics). Generations are matched to records by id.
+
+    `verify_equations` drops CoTs with a false equation; `step_checker` (a function of
+    question and CoT, see steps.py) drops CoTs with a wrong intermediate step.
+    """
     by_id = {r["id"]: r for r in records}
     drops: Counter[str] = Counter()
     kept_per_id: Counter[str] = Counter()
@@ -48,7 +67,7 @@ def filter_generations(
         raise ValueError(f"{len(unknown)} generations have ids not in the train split, e.g. {unknown[:3]}")
     for gen in generations:
         rec = by_id[gen["id"]]
-        reason = classify(gen, rec, mode)
+        reason = classify(gen, rec, mode, verify_equations, step_checker)
         if reason is None and kept_per_id[gen["id"]] >= max_per_question:
             reason = "over_limit"
         if reason is not None:

@@ -1,35 +1,145 @@
-"""The report: a Markdown table in the paper's shape (dataset x variant, with 95% CIs)."""
+"""The report: a Markdown table in the paper's shape (dataset x variant, with and without
+the calculator, with 95% CIs), paired McNemar tests between variants, and the data for
+the `dvc plots` accuracy chart.
+
+It takes any list of evaluation files (metrics/evaluate/<variant>.json), so the set of
+variants is whatever the pipeline evaluated.
+"""
 
 from __future__ import annotations
 
-SPLIT_NAMES = {"id": "test (in-distribution)", "ood": "test (out-of-distribution)"}
+import itertools
+from pathlib import Path
+
+from .evaluation import mcnemar_exact
+from .io import read_jsonl
+
+SPLIT_NAMES = {"id": "ID", "ood": "OOD"}
+SPLIT_STEMS = {"id": "test", "ood": "test_ood"}  # metric prefix -> predictions' split
 
 
 def _cell(m: dict | None) -> str:
     if not m:
         return "n/a"
-    return f"{100 * m['accuracy']:.1f} [{100 * m['ci95_low']:.1f}, {100 * m['ci95_high']:.1f}] (n={m['n']})"
+    return f"{100 * m['accuracy']:.1f} [{100 * m['ci95_low']:.1f}, {100 * m['ci95_high']:.1f}]"
 
 
-def render_report(params, evaluations: list[dict], filter_metrics: dict) -> str:
-    splits = [s for s in SPLIT_NAMES if any(s in e for e in evaluations)]
+def _columns(evaluations: list[dict]) -> list[tuple[str, bool]]:
+    """(split prefix, with calculator) for every column some evaluation has."""
+    cols = [(s, False) for s in SPLIT_NAMES if any(s in e for e in evaluations)]
+    cols += [(s, True) for s in SPLIT_NAMES if any(s in e.get("calculator", {}) for e in evaluations)]
+    return cols
+
+
+def _metrics(e: dict, split: str, calc: bool) -> dict | None:
+    return (e.get("calculator", {}) if calc else e).get(split)
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def paired_tests(predictions: dict[str, list[dict]]) -> list[dict]:
+    """Exact McNemar tests: every pair of variants on every split (and decoding mode),
+    and each variant with against without the calculator. Items are paired by id."""
+    def outcomes(rows, split, calc):
+        return {r["id"]: bool(r["correct"]) for r in rows
+                if r.get("split") == split and bool(r.get("calculator", False)) == calc}
+
+    tests = []
+    modes = [(split, calc) for split in SPLIT_STEMS.values() for calc in (False, True)]
+    for split, calc in modes:
+        for a, b in itertools.combinations(predictions, 2):
+            oa, ob = outcomes(predictions[a], split, calc), outcomes(predictions[b], split, calc)
+            ids = sorted(oa.keys() & ob.keys())
+            if ids:
+                t = mcnemar_exact([oa[i] for i in ids], [ob[i] for i in ids])
+                tests.append({"a": a, "b": b, "split": split, "calculator": calc, **t})
+    for v, rows in predictions.items():
+        for split in SPLIT_STEMS.values():
+            plain, calc = outcomes(rows, split, False), outcomes(rows, split, True)
+            ids = sorted(plain.keys() & calc.keys())
+            if ids:
+                t = mcnemar_exact([plain[i] for i in ids], [calc[i] for i in ids])
+                tests.append({"a": v, "b": f"{v} +calculator", "split": split, "calculator": None, **t})
+    return tests
+
+
+def load_predictions(eval_root: str | Path, variants: list[str]) -> dict[str, list[dict]]:
+    """<eval_root>/<variant>/predictions.jsonl for each variant that has one."""
+    out = {}
+    for v in variants:
+        path = Path(eval_root) / v / "predictions.jsonl"
+        if path.exists():
+            out[v] = read_jsonl(path)
+    return out
+
+
+def render_report(params, evaluations: list[dict], filter_metrics: dict,
+                  predictions: dict[str, list[dict]] | None = None) -> str:
+    """The Markdown report (metrics/report.md)."""
+    cols = _columns(evaluations)
+    head = [f"{SPLIT_NAMES[s]}{' +calculator' if c else ''}" for s, c in cols]
+    inv_splits = [s for s in SPLIT_NAMES if any(s in e for e in evaluations)]
     lines = [
         f"# Results: {params.dataset}, student {params.model}, teacher {params.teacher}",
         "",
-        "Accuracy in % with a 95% Wilson interval; exact match of the extracted answer.",
+        "Test accuracy in % with a 95% Wilson interval; exact match of the extracted answer. "
+        "ID: in-distribution test split; OOD: out-of-distribution (longer) test split. "
+        "+calculator: decoded with the external calculator forcing every 'a op b =' result.",
         "",
-        "| dataset | variant | " + " | ".join(SPLIT_NAMES[s] for s in splits) + " | invalid answers (ID) |",
-        "|---|---|" + "---|" * len(splits) + "---|",
+        "| dataset | variant | n | " + " | ".join(head) + " | "
+        + " | ".join(f"invalid {SPLIT_NAMES[s]}" for s in inv_splits) + " |",
+        "|---|---|---|" + "---|" * (len(head) + len(inv_splits)),
     ]
     for e in evaluations:
-        cells = " | ".join(_cell(e.get(s)) for s in splits)
-        inv = e.get("id", {}).get("invalid_rate")
-        lines.append(f"| {params.dataset} | {e['variant']} | {cells} | {'' if inv is None else f'{100 * inv:.1f}%'} |")
+        n = "/".join(str(e[s]["n"]) for s in inv_splits if s in e)
+        cells = " | ".join(_cell(_metrics(e, s, c)) for s, c in cols)
+        inv = " | ".join(f"{100 * e[s]['invalid_rate']:.1f}%" if s in e else "n/a" for s in inv_splits)
+        lines.append(f"| {params.dataset} | {e['variant']} | {n} | {cells} | {inv} |")
+    if predictions:
+        tests = paired_tests(predictions)
+        if tests:
+            lines += [
+                "",
+                "## Paired comparisons (exact McNemar test)",
+                "",
+                "Same test questions, paired by id; 'only A' / 'only B' count the questions only "
+                "that system gets right.",
+                "",
+                "| A | B | split | decoding | n | only A | only B | p-value |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for t in tests:
+                mode = {None: "-", False: "plain", True: "+calculator"}[t["calculator"]]
+                lines.append(f"| {t['a']} | {t['b']} | {t['split']} | {mode} | {t['n']} | "
+                             f"{t['only_a']} | {t['only_b']} | {_fmt_p(t['p_value'])} |")
+    drops = filter_metrics.get("dropped_by_reason", {})
     lines += [
         "",
         f"Teacher CoTs kept by the filter: {filter_metrics['kept']} of {filter_metrics['generations']} "
         f"({100 * filter_metrics['keep_rate']:.1f}%); dropped by reason: "
-        + ", ".join(f"{k} {v}" for k, v in filter_metrics["dropped_by_reason"].items()),
+        + ", ".join(f"{k} {v}" for k, v in drops.items()),
         "",
     ]
     return "\n".join(lines)
+
+
+def accuracy_table(evaluations: list[dict]) -> list[dict]:
+    """One row per (variant, split, decoding) for the `dvc plots` accuracy chart."""
+    rows = []
+    for e in evaluations:
+        for s, c in _columns(evaluations):
+            m = _metrics(e, s, c)
+            if m:
+                rows.append({"run": f"{e['variant']} {SPLIT_NAMES[s]}{' +calc' if c else ''}",
+                             "variant": e["variant"], "split": s, "calculator": c,
+                             "accuracy": m["accuracy"], "ci95_low": m["ci95_low"], "ci95_high": m["ci95_high"]})
+    return rows
+
+
+def to_csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    return "\n".join([",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]) + "\n"

@@ -82,3 +82,45 @@ def loss_callback(run_id: str):
                     log_metrics(run_id, vals, step=state.global_step)
 
     return _Curves()
+
+
+def reopen_run(run_id: str) -> bool:
+    """Mark an earlier run of a resumed training RUNNING again; False if it is gone."""
+    _, client = _client()
+    try:
+        client.get_run(run_id)
+    except Exception:  # deleted run, or another store: the caller starts a fresh run
+        return False
+    client.update_run(run_id, status="RUNNING")
+    return True
+
+
+def system_metrics(run_id: str):
+    """Start MLflow's system metrics monitor (CPU, memory, disk, GPU) for a run; the
+    caller ends it with `stop_system_metrics`."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=5, resume_logging=True,
+                                   tracking_uri=tracking_uri())
+    monitor.start()
+    return monitor
+
+
+def stop_system_metrics(monitor) -> None:
+    """Stop the monitor and log one last sample: a run shorter than the sampling interval
+    would otherwise have none (the monitor only publishes at the end of an interval)."""
+    monitor.finish()
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as exc:  # system metrics are best effort: never fail a training for them
+        import logging
+
+        logging.getLogger(__name__).warning("final system metrics sample not logged: %s", exc)
+
+
+def log_folder(run_id: str, folder: str, artifact_path: str = "model") -> None:
+    """Copy a folder (the trained model) into the run's artifacts."""
+    _, client = _client()
+    client.log_artifacts(run_id, folder, artifact_path)

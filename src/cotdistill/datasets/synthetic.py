@@ -73,5 +73,91 @@ register(
         load=load_coin_flip,
         offline=True,
         description="Is the coin still heads up after N people flip it or not (Wei et al., 2022)",
+        ngram_check=False,
+    )
+)
+
+
+# ------------------------------------------------------------------ last-letter concatenation
+
+# The project's own name list: common given names and surnames (first words, last word).
+FIRST_NAMES = (
+    "Maria James Elena Omar Sofia Liam Aisha Noah Chloe Mateo Hannah Ivan Grace Kenji Laura "
+    "Pedro Nadia Oscar Julia Felix Amara Diego Irene Tobias Leila Victor Rosa Hugo Alice Marco "
+    "Ingrid Samuel Olga Rafael Clara Jonas Priya Arthur Lucia Martin Yusuf Emma Carlos Wanda "
+    "Daniel Fatima George Helen Lorenzo Beatriz"
+).split()
+LAST_NAMES = (
+    "Garcia Smith Novak Khan Rossi Lopez Muller Tanaka Silva Ivanova Dubois Hansen Costa Kowalski "
+    "Nguyen Brown Moreau Fischer Okafor Jensen Walsh Petrov Schmidt Romero Bauer Herrera Lindqvist "
+    "Mendez Quinn Becker Ortiz Reyes Varga Wright Young Zhou Adams Baker Chavez Diaz Evans Ford "
+    "Gomez Hughes Ito Kim Lewis Morgan Patel Ramos"
+).split()
+
+
+def load_name_lists(source: str, package_cache: str) -> tuple[list[str], list[str]]:
+    """(given names, surnames): the project's lists, or the census lists of PyPI `names`."""
+    if source == "project":
+        return list(FIRST_NAMES), list(LAST_NAMES)
+    from .packaged import NAMES_SDIST, fetch_archive, read_member
+
+    archive = fetch_archive(NAMES_SDIST, package_cache)
+
+    def top(member: str, n: int = 1000) -> list[str]:
+        text = read_member(archive, member).decode("utf-8")
+        # each line: NAME frequency cumulative-frequency rank
+        return [line.split()[0].title() for line in text.splitlines()[:n] if line.strip()]
+
+    return top("names/dist.female.first") + top("names/dist.male.first"), top("names/dist.all.last")
+
+
+def last_letters_example(rng: random.Random, n_words: int, first: list[str], last: list[str]) -> dict:
+    """One question: concatenate the last letters of an n-word name (Wei et al., 2022)."""
+    words = [rng.choice(first) for _ in range(n_words - 1)] + [rng.choice(last)]
+    answer = "".join(w[-1] for w in words).lower()
+    name = " ".join(words)
+    steps = [f'The last letter of "{w}" is "{w[-1].lower()}".' for w in words]
+    rationale = " ".join(steps) + f' Concatenating them is "{answer}". The answer is {answer}.'
+    question = f'Take the last letters of each word in "{name}" and concatenate them.'
+    return {"question": question, "answer": answer, "answer_type": "text", "gold_rationale": rationale}
+
+
+def load_last_letters(params) -> dict[str, list[dict]]:
+    """Test splits first, then validation and train, all distinct (as for coin flip)."""
+    cfg, opts = params.prepare, params.prepare.last_letters
+    first, last = load_name_lists(opts.names, cfg.package_cache)
+    rng = random.Random(f"last_letters-{params.seed}")
+    seen: set[str] = set()
+
+    def draw(n: int, lo: int, hi: int, prefix: str) -> list[dict]:
+        rows: list[dict] = []
+        attempts = 0
+        while len(rows) < n:
+            attempts += 1
+            if attempts > 100 * n + 1000:
+                raise ValueError(f"last_letters: cannot draw {n} distinct questions with {lo}-{hi} "
+                                 "words; lower the split size or widen the range")
+            ex = last_letters_example(rng, rng.randint(lo, hi), first, last)
+            if ex["question"] not in seen:
+                seen.add(ex["question"])
+                rows.append({"id": f"{prefix}-{len(rows):05d}", **ex})
+        return rows
+
+    test = draw(cfg.n_test, opts.min_words, opts.max_words, "letters-test")
+    ood = draw(cfg.n_test_ood, opts.ood_min_words, opts.ood_max_words, "letters-ood")
+    val = draw(cfg.n_validation, opts.min_words, opts.max_words, "letters-val")
+    train = draw(cfg.n_train, opts.min_words, opts.max_words, "letters-train")
+    return {"train": train, "validation": val, "test": test, "test_ood": ood}
+
+
+register(
+    DatasetSpec(
+        name="last_letters",
+        answer_type="text",
+        load=load_last_letters,
+        offline=True,
+        description="Concatenate the last letters of the words of a name (Wei et al., 2022)",
+        ngram_check=False,
+        source_notes={"synthetic": "names: prepare.last_letters.names (project list or PyPI names==0.3.0)"},
     )
 )

@@ -4,10 +4,14 @@
   tokenizer trained on the training text with `tokenizers` (nothing downloaded).
 - Hub presets: `from_pretrained` on a Hub id or a local folder in the Hub's layout,
   optionally with bitsandbytes 8-bit / 4-bit weights.
+- LoRA adapters through peft on top of either, saved as an adapter folder (with the
+  from-config base beside it in `base/`) or merged; `load_trained` reads both.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -60,14 +64,133 @@ def load_pretrained(path: str, quantization: str | None = None, dtype: torch.dty
         path,
         dtype=dtype or torch.float32,
         quantization_config=qc,
-        device_map="auto" if (qc is not None and torch.cuda.is_available()) else None,
+        device_map=quantized_device_map() if qc is not None else None,
     )
     return model, tokenizer
 
 
-def load_student(preset, texts: Iterable[str], seed: int):
-    """(model, tokenizer) for a student preset; `texts` train the tokenizer if needed."""
+def quantized_device_map():
+    """Where bitsandbytes puts quantized weights: this process's GPU under DDP (each rank
+    holds a full replica), else spread over the visible GPUs; None on CPU."""
+    import os
+
+    if not torch.cuda.is_available():
+        return None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return "auto"
+
+
+BASE_DIR = "base"  # inside an adapter folder: the from-config base model it adapts
+LORA_TARGETS = ["q", "v"]  # T5's attention query and value projections
+
+
+def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "none",
+                 dtype: torch.dtype | None = None, base_dir: Path | None = None):
+    """(model, tokenizer) for a student preset; `texts` train the tokenizer if needed.
+
+    bitsandbytes quantizes while loading, so a from-config student that is to be
+    quantized (or to carry adapters) is first saved to `base_dir` and loaded from there;
+    that folder is also the base an adapter folder points to.
+    """
+    quantization = quantization or "none"
     if preset.offline:
         tokenizer = train_tokenizer(texts, preset.tokenizer_vocab_size)
-        return build_from_config(preset, tokenizer, seed), tokenizer
-    return load_pretrained(preset.hub_id)
+        model = build_from_config(preset, tokenizer, seed)
+        if base_dir is None:
+            if quantization != "none":
+                raise ValueError("a quantized from-config student needs a base_dir to load from")
+            return model, tokenizer
+        base_dir = Path(base_dir)
+        base_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(base_dir)
+        tokenizer.save_pretrained(base_dir)
+        if quantization == "none":
+            return model, tokenizer
+        return load_pretrained(str(base_dir), quantization, dtype)
+    return load_pretrained(preset.hub_id, quantization, dtype)
+
+
+def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool):
+    """Wrap `model` with trainable LoRA adapters (peft); base weights stay frozen."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        # Checkpointed blocks need an input that requires grad when the embeddings are frozen.
+        model.enable_input_require_grads()
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGETS,
+                        task_type="SEQ_2_SEQ_LM")
+    return get_peft_model(model, config)
+
+
+def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | None,
+                 dtype: torch.dtype | None = None) -> str:
+    """Write the trained student to `folder`; returns "full", "adapter" or "merged".
+
+    `base` is the base model's folder or Hub id (for LoRA). A quantized base cannot take
+    merged weights, so "merged" reloads the base unquantized and merges into that.
+    """
+    folder = Path(folder)
+    is_peft = hasattr(model, "peft_config")
+    if not is_peft:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return "full"
+    if lora_save == "adapter":
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        if base and Path(base).is_dir():
+            import shutil
+
+            shutil.copytree(base, folder / BASE_DIR)
+        return "adapter"
+    quantized = any(getattr(model.base_model.model, f"is_loaded_in_{b}", False) for b in ("8bit", "4bit"))
+    if quantized:
+        import tempfile
+
+        from peft import PeftModel
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            full = T5ForConditionalGeneration.from_pretrained(base, dtype=dtype or torch.float32)
+            merged = PeftModel.from_pretrained(full, tmp).merge_and_unload()
+    else:
+        merged = model.merge_and_unload()
+    merged.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return "merged"
+
+
+def load_trained(folder: str | Path):
+    """The trained student in `folder`, ready for generation on the best device.
+
+    A full (or merged) model loads directly; an adapter folder loads its base (the
+    `base/` folder beside it, else the Hub id peft recorded) with the quantization it
+    was trained on (from run.json), then the adapters on top.
+    """
+    folder = Path(folder)
+    cuda = torch.cuda.is_available()
+    adapter_cfg = folder / "adapter_config.json"
+    if not adapter_cfg.exists():
+        model = T5ForConditionalGeneration.from_pretrained(folder)
+        return model.to("cuda") if cuda else model
+    from peft import PeftModel
+
+    from ..teachers.hf_local import quantization_config
+
+    run_file = folder / "run.json"
+    resolved = json.loads(run_file.read_text())["resolved_train"] if run_file.exists() else {}
+    qc = quantization_config(resolved.get("quantization"))
+    base = folder / BASE_DIR
+    base_id = str(base) if base.is_dir() else json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+    model = T5ForConditionalGeneration.from_pretrained(
+        base_id,
+        dtype=torch.bfloat16 if (cuda and resolved.get("precision") == "bf16") else torch.float32,
+        quantization_config=qc,
+        device_map=quantized_device_map() if qc is not None else None,
+    )
+    if cuda and qc is None:
+        model.to("cuda")
+    return PeftModel.from_pretrained(model, str(folder))

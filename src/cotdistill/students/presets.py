@@ -14,6 +14,16 @@ from typing import Any, Optional
 from ..registry import Registry
 
 
+# Bytes per base-weight parameter for each storage format (NF4 with double quantization
+# stores 4 bits plus about 0.13 bits of scales).
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "8bit": 1.0, "4bit": 0.52}
+# Optimizer state bytes per trainable parameter (Adafactor's factored moments: about 1).
+OPTIMIZER_BYTES = {"adafactor": 1, "adamw_torch": 8, "adamw_bnb_8bit": 2, "paged_adamw_8bit": 2,
+                   "paged_adamw_32bit": 8}
+# Sequence lengths the estimate assumes (params.yaml's train.max_source/target_length).
+EST_SOURCE, EST_TARGET = 256, 256
+
+
 @dataclass(frozen=True)
 class StudentPreset:
     name: str
@@ -26,26 +36,66 @@ class StudentPreset:
     precision: str = "bf16"  # fp32 | bf16 | fp16; bf16 falls back to fp32 without hardware support
     gradient_checkpointing: bool = False
     optimizer: str = "adafactor"
+    lora: bool = False  # train LoRA adapters on frozen base weights
+    quantization: str = "none"  # none | 8bit | 4bit base weights (bitsandbytes), with lora
     tokenizer_vocab_size: int = 0  # only for from-config presets
+    # Architecture, for the memory estimate (from `config` for from-config presets).
+    d_model: int = 0
+    num_layers: int = 0  # per stack (encoder = decoder)
+    num_heads: int = 0
 
     @property
     def offline(self) -> bool:
         return self.hub_id is None
 
-    def training_memory_gb(self) -> float:
-        """Rough peak memory for full finetuning under these defaults, in GB.
+    def _arch(self) -> tuple[int, int, int]:
+        c = self.config
+        return (c.get("d_model", self.d_model), c.get("num_layers", self.num_layers),
+                c.get("num_heads", self.num_heads))
 
-        Weights + gradients in the training precision's bytes, plus optimizer state
-        (AdamW: 8 bytes per parameter; Adafactor's factored state: about 1 byte), plus a
-        20% allowance for activations at the preset batch size.
+    def lora_params_m(self, r: int = 16) -> float:
+        """Trainable LoRA parameters on the attention q and v projections, millions.
+
+        Encoder self-attention, decoder self- and cross-attention: 3 attention blocks per
+        layer pair, each with q and v of about d_model x d_model.
+        """
+        d, layers, _ = self._arch()
+        return 3 * layers * 2 * r * (d + d) / 1e6
+
+    def training_memory_gb(self, batch_size: int | None = None, lora_r: int = 16) -> float:
+        """Rough peak accelerator memory for training under these defaults, in GB.
+
+        Base weights in their storage format (fp32 / bf16 / 8-bit / NF4); for full
+        finetuning, gradients in the training precision, fp32 master weights under mixed
+        precision and the optimizer state; for LoRA, only the adapters carry fp32 weights,
+        gradients and optimizer state. Activations per layer follow Korthikanti et al.
+        (2022): s*b*h*(34 + 5*a*s/h) bytes in 16-bit, or only each layer's input (2*s*b*h)
+        under gradient checkpointing, at 256 source + 256 target tokens; the decoder's
+        logits over the vocabulary; plus 10%. An upper bound: dynamic padding makes most
+        batches shorter.
         """
         n = self.params_m * 1e6
-        wb = 2 if self.precision in ("bf16", "fp16") else 4
-        master = 4 if wb == 2 else 0  # mixed precision keeps fp32 master weights
-        opt = {"adafactor": 1, "adamw_torch": 8, "adamw_bnb_8bit": 2, "paged_adamw_8bit": 2}.get(
-            self.optimizer, 8
-        )
-        return round(n * (wb * 2 + master + opt) * 1.2 / 1e9, 2)
+        half = self.precision in ("bf16", "fp16")
+        wfmt = self.quantization if self.quantization != "none" else self.precision
+        opt = OPTIMIZER_BYTES.get(self.optimizer, 8)
+        if self.lora:
+            trainable = self.lora_params_m(lora_r) * 1e6
+            static = n * WEIGHT_BYTES[wfmt] + trainable * (4 + 4 + opt)
+        else:
+            wb = WEIGHT_BYTES[self.precision]
+            static = n * (wb + wb + (4 if half else 0) + opt)
+        d, layers, heads = self._arch()
+        b = batch_size or self.batch_size
+        act_bytes = 1 if half else 2  # the formula is for 16-bit activations
+        act = 0.0
+        for s in (EST_SOURCE, EST_TARGET):
+            full = s * b * d * (34 + 5 * heads * s / max(d, 1)) * act_bytes
+            act += layers * 2 * s * b * d * act_bytes + full if self.gradient_checkpointing else layers * full
+        # The decoder's logits over the vocabulary: 16-bit logits, their fp32 copy in the
+        # loss and its gradient.
+        vocab = self.tokenizer_vocab_size or 32128
+        act += b * EST_TARGET * vocab * (act_bytes + 8)
+        return round((static + act) * 1.1 / 1e9, 2)
 
 
 STUDENTS: Registry[StudentPreset] = Registry("student preset")
@@ -96,19 +146,30 @@ _HUB_SIZES = {  # size -> (T5 v1.1 params M, Flan-T5 params M)
     "xl": (2850, 2850),
     "xxl": (11100, 11300),
 }
+# T5 v1.1 / Flan-T5 shapes (d_model, layers per stack, heads), for the memory estimate.
+_HUB_ARCH = {"small": (512, 8, 6), "base": (768, 12, 12), "large": (1024, 24, 16),
+             "xl": (2048, 24, 32), "xxl": (4096, 24, 64)}
+# Full finetuning up to large (Adafactor, T5's own optimizer, then 8-bit AdamW where the
+# optimizer state starts to matter); xl and xxl train LoRA adapters on 8-bit / NF4 base
+# weights with a paged 8-bit AdamW, so that each fits one 24-80 GB GPU.
 _SIZE_DEFAULTS = {
     "small": dict(batch_size=64, grad_accum=1, learning_rate=1e-3),
     "base": dict(batch_size=64, grad_accum=1, learning_rate=5e-4),
-    "large": dict(batch_size=32, grad_accum=2, learning_rate=3e-4, gradient_checkpointing=True),
-    "xl": dict(batch_size=16, grad_accum=4, learning_rate=1e-4, gradient_checkpointing=True),
-    "xxl": dict(batch_size=8, grad_accum=8, learning_rate=1e-4, gradient_checkpointing=True),
+    "large": dict(batch_size=32, grad_accum=2, learning_rate=3e-4, gradient_checkpointing=True,
+                  optimizer="adamw_bnb_8bit"),
+    "xl": dict(batch_size=16, grad_accum=4, learning_rate=3e-4, gradient_checkpointing=True,
+               optimizer="paged_adamw_8bit", lora=True, quantization="8bit"),
+    "xxl": dict(batch_size=8, grad_accum=8, learning_rate=3e-4, gradient_checkpointing=True,
+                optimizer="paged_adamw_8bit", lora=True, quantization="4bit"),
 }
 for _size, (_t5, _flan) in _HUB_SIZES.items():
     STUDENTS.register(
         f"t5-{_size}",
-        StudentPreset(name=f"t5-{_size}", params_m=_t5, hub_id=f"google/t5-v1_1-{_size}", **_SIZE_DEFAULTS[_size]),
+        StudentPreset(name=f"t5-{_size}", params_m=_t5, hub_id=f"google/t5-v1_1-{_size}",
+                      **dict(zip(("d_model", "num_layers", "num_heads"), _HUB_ARCH[_size])), **_SIZE_DEFAULTS[_size]),
     )
     STUDENTS.register(
         f"flan-t5-{_size}",
-        StudentPreset(name=f"flan-t5-{_size}", params_m=_flan, hub_id=f"google/flan-t5-{_size}", **_SIZE_DEFAULTS[_size]),
+        StudentPreset(name=f"flan-t5-{_size}", params_m=_flan, hub_id=f"google/flan-t5-{_size}",
+                      **dict(zip(("d_model", "num_layers", "num_heads"), _HUB_ARCH[_size])), **_SIZE_DEFAULTS[_size]),
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-VARIANTS = ("answer", "cot")
+VARIANTS = ("answer", "cot", "gold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,12 @@ class ResolvedTrain:
     precision: str
     gradient_checkpointing: bool
     optimizer: str
+    lora: bool
+    quantization: str
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_save: str
 
 
 def resolve(train_cfg, preset) -> ResolvedTrain:
@@ -44,6 +50,10 @@ def resolve(train_cfg, preset) -> ResolvedTrain:
     for f in dataclasses.fields(ResolvedTrain):
         v = getattr(train_cfg, f.name)
         values[f.name] = getattr(preset, f.name) if v is None else v
+    if values["quantization"] != "none" and not values["lora"]:
+        # Quantized weights cannot be trained directly: only adapters on top of them.
+        raise ValueError(f"train.quantization: {values['quantization']} needs train.lora: true "
+                         f"(model {preset.name} has lora {'on' if preset.lora else 'off'} by default)")
     # bf16 needs hardware support; on a CPU or an older GPU train in fp32 instead.
     if values["precision"] == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
         values["precision"] = "fp32"
@@ -54,11 +64,21 @@ def resolve(train_cfg, preset) -> ResolvedTrain:
 
 def pairs_for_variant(variant: str, prepared: list[dict], filtered: list[dict]) -> list[tuple[str, str]]:
     """(source, target) pairs: `answer` = question -> gold answer over the whole train
-    split (the paper's baseline); `cot` = question -> filtered teacher CoT."""
+    split (the paper's baseline); `cot` = question -> filtered teacher CoT; `gold` =
+    question -> the dataset's human rationale, closed by "The answer is X." like `cot`."""
     if variant == "answer":
         return [(r["question"], r["answer"]) for r in prepared]
     if variant == "cot":
         return [(r["question"], r["target"]) for r in filtered]
+    if variant == "gold":
+        from ..filtering import make_target
+
+        pairs = [(r["question"], make_target(r["gold_rationale"], r["answer"]))
+                 for r in prepared if r.get("gold_rationale")]
+        if prepared and not pairs:
+            raise ValueError("variant 'gold' needs records with a gold_rationale; this dataset has none "
+                             "(remove gold from train.variants)")
+        return pairs
     raise ValueError(f"unknown variant '{variant}'; allowed: {', '.join(VARIANTS)}")
 
 
@@ -80,6 +100,29 @@ def run_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest checkpoint-N folder that was written to the end (a kill -9 during a
+    save leaves a folder without trainer_state.json, which the Trainer writes last)."""
+    done = [p for p in Path(checkpoint_dir).glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
+def replicas_identical(model) -> bool | None:
+    """Under torch.distributed: do all ranks hold the same weights? (None when single.)"""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    digests = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, h.hexdigest())
+    return len(set(digests)) == 1
+
+
 def train(
     model,
     tokenizer,
@@ -89,10 +132,10 @@ def train(
     checkpoint_dir: Path,
     seed: int,
     callbacks: list | None = None,
-) -> dict:
-    """Train to cfg.max_steps (resuming from checkpoint_dir if it holds one)."""
+) -> tuple[dict, list[dict]]:
+    """Train to cfg.max_steps (resuming from checkpoint_dir if it holds one); returns the
+    run's metrics and the Trainer's log history."""
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     if not train_pairs:
         raise ValueError("no training examples: the filter kept nothing (see metrics/filter.json)")
@@ -125,6 +168,7 @@ def train(
         data_seed=seed,
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
@@ -137,7 +181,7 @@ def train(
         processing_class=tokenizer,
         callbacks=callbacks or [],
     )
-    last = get_last_checkpoint(str(checkpoint_dir))
+    last = last_complete_checkpoint(checkpoint_dir)
     result = trainer.train(resume_from_checkpoint=last)
     metrics = {
         "train_loss": round(float(result.training_loss), 5),
@@ -150,4 +194,21 @@ def train(
     if val_ds is not None:
         ev = trainer.evaluate()
         metrics["eval_loss"] = round(float(ev["eval_loss"]), 5)
+    metrics["world_size"] = int(args.world_size)
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        # Sharded weights: every rank takes part in gathering the full state dict, which
+        # rank 0 writes; the stage copies that folder instead of saving `model` itself.
+        trainer.save_model(str(checkpoint_dir / "final"))
+        metrics["final_dir"] = str(checkpoint_dir / "final")
+    else:
+        same = replicas_identical(model)
+        if same is not None:
+            metrics["replicas_identical"] = same
+    if hasattr(model, "get_nb_trainable_parameters"):  # peft: counts 4-bit packed weights right
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+    metrics["params_m"] = round(total / 1e6, 2)
+    metrics["trainable_params_m"] = round(trainable / 1e6, 3)
     return metrics, trainer.state.log_history

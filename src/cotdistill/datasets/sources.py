@@ -1,0 +1,105 @@
+"""Raw rows from the Hugging Face Hub (via `datasets`) or from a local file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Iterator, Optional
+
+from .records import BadRow, RawRow
+
+LOCAL_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+# datasets' packaged builders for local files, by format
+_BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
+SPLIT_NAMES = {"train": "train", "validation": "validation", "dev": "validation", "val": "validation",
+               "test": "test"}
+
+
+def hub_rows(hub_id: str, config: Optional[str], splits: dict[str, str],
+             data_files: Optional[dict[str, str]] = None) -> Iterator[RawRow]:
+    """Rows of the Hub dataset `hub_id` (config `config`), its splits renamed by `splits`.
+
+    `data_files` ({hub split: local file}) loads the same columns from files through the
+    same `datasets.load_dataset` path; the tests use it on fixtures in the Hub's format.
+    """
+    from datasets import load_dataset
+
+    if data_files:
+        fmt = format_of(next(iter(data_files.values())), None)
+        ds = load_dataset(_BUILDERS[fmt], data_files=data_files)
+    else:
+        try:
+            ds = load_dataset(hub_id, config)
+        except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, ...
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{hub_id}: cannot load from the Hugging Face Hub ({first}); without the "
+                             "Hub use prepare.source: local (or packaged where the dataset has it)") from None
+    for hub_split, ours in splits.items():
+        if hub_split not in ds:
+            raise ValueError(f"{hub_id}: no split '{hub_split}' (it has {', '.join(ds)})")
+        for i, row in enumerate(ds[hub_split], 1):
+            yield RawRow(f"{hub_id}[{hub_split}]", i, dict(row), ours)
+
+
+def format_of(path: str | Path, fmt: Optional[str]) -> str:
+    if fmt:
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in LOCAL_FORMATS:
+        raise ValueError(f"{path}: cannot tell the format from the suffix; set prepare.local.format "
+                         f"to one of {', '.join(sorted(set(LOCAL_FORMATS.values())))}")
+    return LOCAL_FORMATS[suffix]
+
+
+def file_rows(path: str | Path, fmt: Optional[str] = None) -> tuple[list[RawRow], list[BadRow]]:
+    """Rows of a jsonl / json / parquet / csv file; unreadable lines become BadRows."""
+    path = Path(path)
+    fmt = format_of(path, fmt)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    where = str(path)
+    rows: list[RawRow] = []
+    bad: list[BadRow] = []
+    if fmt == "jsonl":
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    bad.append(BadRow(where, lineno, f"not valid JSON ({exc.msg})"))
+                    continue
+                if not isinstance(obj, dict):
+                    bad.append(BadRow(where, lineno, f"not a JSON object ({type(obj).__name__})"))
+                    continue
+                rows.append(RawRow(where, lineno, obj))
+    elif fmt == "json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        if isinstance(data, dict):  # {"data": [...]} or {"examples": [...]}
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                raise ValueError(f"{path}: expected a list of objects or an object with one list")
+            data = lists[0]
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a list of objects")
+        for i, obj in enumerate(data, 1):
+            if isinstance(obj, dict):
+                rows.append(RawRow(where, i, obj))
+            else:
+                bad.append(BadRow(where, i, f"not a JSON object ({type(obj).__name__})"))
+    elif fmt == "csv":
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            for obj in reader:
+                rows.append(RawRow(where, reader.line_num, dict(obj)))
+    else:
+        import pyarrow.parquet as pq
+
+        for i, obj in enumerate(pq.read_table(path).to_pylist(), 1):
+            rows.append(RawRow(where, i, obj))
+    return rows, bad

@@ -1,0 +1,137 @@
+"""Batched decoding and the calculator on a real (tiny) T5 trained for a few steps.
+
+The student is taught to write "a + b = c." with c often wrong, so the calculator has
+something to fix: plainly decoded outputs carry false equations, calculator outputs none.
+"""
+
+import random
+
+import pytest
+import torch
+
+from cotdistill.calculator import find_equations
+from cotdistill.decoding import DecodeOptions, decode
+from cotdistill.evaluation import evaluate_splits
+
+pytestmark = pytest.mark.slow
+
+
+def _pair(rng):
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    return f"What is {a} plus {b}?", f"{a} + {b} = {a + b + rng.choice([0, 1, 2])}. The answer is {a + b}."
+
+
+def train_arithmetic_student(steps=60, seed=0):
+    """t5-mini after `steps` AdamW steps on 64 addition questions (about 3 s on 2 cores)."""
+    from cotdistill.students.model import load_student
+    from cotdistill.students.presets import STUDENTS
+
+    rng = random.Random(seed)
+    pairs = [_pair(rng) for _ in range(64)]
+    model, tok = load_student(STUDENTS.get("t5-mini"), [s for p in pairs for s in p], seed=seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        batch = rng.sample(pairs, 32)
+        enc = tok([s for s, _ in batch], return_tensors="pt", padding=True)
+        labels = tok(text_target=[t for _, t in batch], return_tensors="pt", padding=True)["input_ids"]
+        labels[labels == tok.pad_token_id] = -100
+        model(**enc, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def student():
+    # One thread: on a shared 2-core machine two torch threads per process thrash (10x slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield train_arithmetic_student()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def questions():
+    rng = random.Random(1)
+    qs = [_pair(rng)[0] for _ in range(24)]
+    # very different lengths in one batch: padding must not change any output
+    return qs + ["What is 5 plus 7? Please add them, it is easy, the numbers are small and friendly."]
+
+
+def test_batched_equals_one_at_a_time(student, questions):
+    model, tok = student
+    batched = decode(model, tok, questions, batch_size=32, max_new_tokens=24, progress=False)
+    single = [decode(model, tok, [q], batch_size=1, max_new_tokens=24, progress=False)[0] for q in questions[::3]]
+    assert batched[::3] == single
+    assert any("=" in o for o in batched)  # the student learnt the format
+
+
+def test_calculator_forces_true_values(student, questions):
+    model, tok = student
+    plain = decode(model, tok, questions, 32, 24, progress=False)
+    calc = decode(model, tok, questions, 32, 24, progress=False, calculator=True)
+    plain_eqs = [e for o in plain for e in find_equations(o)]
+    calc_eqs = [e for o in calc for e in find_equations(o)]
+    assert len(calc_eqs) >= len(questions) // 2
+    assert not all(e.holds for e in plain_eqs)  # the student's own sums are often wrong
+    assert all(e.holds for e in calc_eqs), [e for e in calc_eqs if not e.holds]
+    assert any(p != c for p, c in zip(plain, calc))
+    # the value follows the '=' directly, as the student would have written it
+    for out in calc:
+        for e in find_equations(out):
+            assert f"= {e.stated}" in out
+    # batching does not change what the calculator does
+    assert [decode(model, tok, [q], 1, 24, progress=False, calculator=True)[0] for q in questions[:6]] == calc[:6]
+
+
+def test_beam_search_and_sampling_options(student, questions):
+    model, tok = student
+    beams = decode(model, tok, questions, 8, 24, progress=False, calculator=True,
+                   options=DecodeOptions(max_new_tokens=24, num_beams=3))
+    assert all(e.holds for o in beams for e in find_equations(o))
+    sample = DecodeOptions(max_new_tokens=24, do_sample=True, temperature=1.5, top_p=0.95, seed=3)
+    a = decode(model, tok, questions, 8, progress=False, options=sample)
+    b = decode(model, tok, questions, 8, progress=False, options=sample)
+    greedy = decode(model, tok, questions, 8, 24, progress=False)
+    assert a == b and a != greedy  # seeded, and really sampling
+
+
+def test_evaluate_splits_scores_both_modes(student):
+    model, tok = student
+    rng = random.Random(2)
+    rows = []
+    for i in range(12):
+        q, t = _pair(rng)
+        rows.append({"id": f"t{i}", "question": q, "answer": t.rsplit(" ", 1)[1].rstrip("."),
+                     "answer_type": "number"})
+    preds, m = evaluate_splits(model, tok, {"test": rows, "test_ood": rows[:5]}, DecodeOptions(max_new_tokens=24),
+                               8, "flexible", calculator=True, progress=False)
+    assert m["id"]["n"] == 12 and m["ood"]["n"] == 5 and m["calculator"]["id"]["n"] == 12
+    assert 0 <= m["calculator"]["id"]["changed_outputs"] <= 12
+    assert len(preds) == 2 * (12 + 5) and {p["calculator"] for p in preds} == {False, True}
+    assert {"id", "question", "gold", "output", "extracted", "correct", "split"} <= set(preds[0])
+
+
+def test_processor_forces_value_then_closes_the_number(student):
+    """The mechanism under controlled scores: after '2 + 3 =' the only allowed token is the
+    value's; once it is written, digits that would extend it are banned."""
+    from cotdistill.decoding import calculator_processor
+
+    _, tok = student
+    proc = calculator_processor(tok)
+    start = [tok.pad_token_id]  # T5's decoder start token
+    ids = torch.tensor([start + tok.encode("12 + 30 =", add_special_tokens=False)])
+    forced = tok.encode(" 42", add_special_tokens=False)
+    scores = proc(ids, torch.zeros(1, len(tok)))
+    assert torch.isfinite(scores[0]).sum() == 1 and scores[0, forced[0]] == 0
+    written = torch.tensor([ids[0].tolist() + forced])
+    digit = tok.convert_tokens_to_ids("5")
+    after = proc(written, torch.zeros(1, len(tok)))
+    assert after[0, digit] == float("-inf") and torch.isfinite(after[0]).sum() > len(tok) // 2
+    # no expression before '=': nothing is forced
+    plain = torch.tensor([start + tok.encode("The answer =", add_special_tokens=False)])
+    assert torch.isfinite(proc(plain, torch.zeros(1, len(tok)))[0]).all()
