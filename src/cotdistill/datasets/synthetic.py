@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 from . import DatasetSpec, register
 
@@ -36,17 +37,19 @@ def coin_flip_example(rng: random.Random, n_people: int) -> dict:
     return {"question": question, "answer": answer, "answer_type": "yes_no", "gold_rationale": rationale}
 
 
-def _draw(rng: random.Random, n: int, lo: int, hi: int, seen: set[str], prefix: str) -> list[dict]:
+def _draw(rng: random.Random, n: int, lo: int, hi: int, seen: set[str], prefix: str,
+          make: Callable[[random.Random, int], dict], what: str) -> list[dict]:
+    """`n` examples of length lo..hi whose questions are not in `seen` (which grows)."""
     rows: list[dict] = []
     attempts = 0
     while len(rows) < n:
         attempts += 1
         if attempts > 100 * n + 1000:
             raise ValueError(
-                f"coin_flip: cannot draw {n} distinct questions with {lo}-{hi} people; "
+                f"{what}: cannot draw {n} distinct questions of length {lo}-{hi}; "
                 "lower the split size or widen the range"
             )
-        ex = coin_flip_example(rng, rng.randint(lo, hi))
+        ex = make(rng, rng.randint(lo, hi))
         if ex["question"] in seen:
             continue
         seen.add(ex["question"])
@@ -59,10 +62,14 @@ def load_coin_flip(params) -> dict[str, list[dict]]:
     cfg, opts = params.prepare, params.prepare.coin_flip
     rng = random.Random(f"coin_flip-{params.seed}")
     seen: set[str] = set()
-    test = _draw(rng, cfg.n_test, opts.min_people, opts.max_people, seen, "coin-test")
-    ood = _draw(rng, cfg.n_test_ood, opts.ood_min_people, opts.ood_max_people, seen, "coin-ood")
-    val = _draw(rng, cfg.n_validation, opts.min_people, opts.max_people, seen, "coin-val")
-    train = _draw(rng, cfg.n_train, opts.min_people, opts.max_people, seen, "coin-train")
+
+    def draw(n: int, lo: int, hi: int, prefix: str) -> list[dict]:
+        return _draw(rng, n, lo, hi, seen, prefix, coin_flip_example, "coin_flip")
+
+    test = draw(cfg.n_test, opts.min_people, opts.max_people, "coin-test")
+    ood = draw(cfg.n_test_ood, opts.ood_min_people, opts.ood_max_people, "coin-ood")
+    val = draw(cfg.n_validation, opts.min_people, opts.max_people, "coin-val")
+    train = draw(cfg.n_train, opts.min_people, opts.max_people, "coin-train")
     return {"train": train, "validation": val, "test": test, "test_ood": ood}
 
 
@@ -130,18 +137,8 @@ def load_last_letters(params) -> dict[str, list[dict]]:
     seen: set[str] = set()
 
     def draw(n: int, lo: int, hi: int, prefix: str) -> list[dict]:
-        rows: list[dict] = []
-        attempts = 0
-        while len(rows) < n:
-            attempts += 1
-            if attempts > 100 * n + 1000:
-                raise ValueError(f"last_letters: cannot draw {n} distinct questions with {lo}-{hi} "
-                                 "words; lower the split size or widen the range")
-            ex = last_letters_example(rng, rng.randint(lo, hi), first, last)
-            if ex["question"] not in seen:
-                seen.add(ex["question"])
-                rows.append({"id": f"{prefix}-{len(rows):05d}", **ex})
-        return rows
+        return _draw(rng, n, lo, hi, seen, prefix,
+                     lambda r, k: last_letters_example(r, k, first, last), "last_letters")
 
     test = draw(cfg.n_test, opts.min_words, opts.max_words, "letters-test")
     ood = draw(cfg.n_test_ood, opts.ood_min_words, opts.ood_max_words, "letters-ood")
