@@ -25,10 +25,21 @@ _NUMBER = re.compile(
 )
 
 
+def _last_match(text: str) -> Optional[re.Match]:
+    matches = list(_MARKER.finditer(text))
+    return matches[-1] if matches else None
+
+
 def _last_marker(text: str) -> Optional[str]:
     """The rest of the line after the last final-answer marker, or None."""
-    matches = list(_MARKER.finditer(text))
-    return text[matches[-1].end() :].split("\n", 1)[0].strip() if matches else None
+    m = _last_match(text)
+    return text[m.end() :].split("\n", 1)[0].strip() if m else None
+
+
+def reasoning_before_answer(text: str) -> str:
+    """The text before the last final-answer marker (all of it when there is none)."""
+    m = _last_match(text)
+    return text[: m.start()] if m else text
 
 
 def canonical_number(value: Fraction) -> str:

@@ -61,7 +61,6 @@ def calculator_processor(tokenizer, window: int = 48):
             self.special = set(tokenizer.all_special_ids)
             self.window = window
             self.plans: dict[tuple[int, ...], tuple[int, ...]] = {}  # prefix up to '=' -> forced ids
-            self.fired = 0
 
         def plan(self, prefix: tuple[int, ...]) -> tuple[int, ...]:
             if prefix not in self.plans:
@@ -77,7 +76,6 @@ def calculator_processor(tokenizer, window: int = 48):
                         if value is not None:
                             lead = "" if text.endswith((" ", "\n")) else " "
                             forced = tuple(tokenizer.encode(lead + value, add_special_tokens=False))
-                            self.fired += 1
                 self.plans[prefix] = forced
             return self.plans[prefix]
 

@@ -12,7 +12,7 @@ from collections import Counter
 
 from typing import Optional
 
-from .answers import _MARKER, answer_sentence, extract, normalise_gold
+from .answers import answer_sentence, extract, normalise_gold, reasoning_before_answer
 from .calculator import false_equations
 from .steps import StepChecker
 
@@ -25,8 +25,7 @@ def make_target(cot: str, gold: str) -> str:
     Every `cot` target then ends with exactly "The answer is X." in the gold's spelling,
     which is what the shared extractor reads at evaluation.
     """
-    matches = list(_MARKER.finditer(cot))
-    body = cot[: matches[-1].start()] if matches else cot
+    body = reasoning_before_answer(cot)
     body = re.sub(r"\s+", " ", body).strip()
     return f"{body} {answer_sentence(gold)}".strip()
 
