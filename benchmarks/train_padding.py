@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 def pairs(n: int, seed: int) -> list[tuple[str, str]]:
     from cotdistill.datasets.synthetic import coin_flip_example
-    from cotdistill.filtering import make_target
+    from cotdistill.targets import close_rationale
 
     rng = random.Random(seed)
     rows = [coin_flip_example(rng, rng.randint(2, 6)) for _ in range(n)]
-    return [(r["question"], make_target(r["gold_rationale"], r["answer"])) for r in rows]
+    return [(r["question"], close_rationale(r["gold_rationale"], r["answer"])) for r in rows]
 
 
 def padding_share(batches) -> float:

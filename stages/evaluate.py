@@ -39,6 +39,7 @@ def main(argv=None):
     from cotdistill.evaluation import DecodeOptions, evaluate_splits
     from cotdistill.students.model import load_trained
 
+    threads = stage.set_threads(params.threads)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = load_trained(args.model)  # a full model or LoRA adapters, on the GPU if there is one
     options = DecodeOptions(
@@ -51,7 +52,7 @@ def main(argv=None):
         preds, split_metrics = evaluate_splits(model, tokenizer, splits, options, cfg.batch_size,
                                                cfg.extraction, calculator)
         write_jsonl(tmp / "predictions.jsonl", preds)
-    metrics = {"variant": args.variant, **split_metrics}
+    metrics = {"variant": args.variant, "torch_threads": threads, **split_metrics}
     write_json(args.metrics, metrics)
 
     flat = {f"{prefix}/{k}": v for prefix in TEST_SPLITS.values() if prefix in metrics

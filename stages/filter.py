@@ -1,25 +1,27 @@
-"""filter: keep teacher CoTs whose extracted answer equals the gold answer."""
+"""filter: keep teacher CoTs whose extracted answer equals the gold answer, and write the
+training targets of every variant in train.variants to <out>/<variant>/{train,validation}.jsonl."""
 
 from pathlib import Path
 
 from cotdistill import stage
 from cotdistill.config import load_params, to_dict
-from cotdistill.filtering import filter_generations
+from cotdistill.filtering import add_missing_cot, filter_generations
 from cotdistill.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from cotdistill.steps import STEP_CHECKERS
+from cotdistill.targets import variant_rows
 
 
 def main(argv=None):
     ap = stage.parser(__doc__)
     ap.add_argument("--prepared", required=True, help="folder with train.jsonl and validation.jsonl")
     ap.add_argument("--generations", required=True)
-    ap.add_argument("--out", required=True, help="output folder: train.jsonl, validation.jsonl")
+    ap.add_argument("--out", required=True, help="output folder: <variant>/train.jsonl, <variant>/validation.jsonl")
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
     cfg = params.filter
-    stage.log_config("filter", to_dict(cfg))
+    stage.log_config("filter", {**to_dict(cfg), "variants": params.train.variants})
     checker = None
     if cfg.verify_steps:
         if params.dataset not in STEP_CHECKERS:
@@ -34,8 +36,11 @@ def main(argv=None):
             ids = {r["id"] for r in records}
             gens = [g for g in generations if g["id"] in ids]
             kept, m = filter_generations(records, gens, cfg.extraction, cfg.max_per_question,
-                                          cfg.verify_equations, checker)
-            write_jsonl(tmp / f"{split}.jsonl", kept)
+                                         cfg.verify_equations, checker)
+            if cfg.missing_cot == "answer":
+                kept = add_missing_cot(records, kept)
+            for variant in params.train.variants:
+                write_jsonl(tmp / variant / f"{split}.jsonl", variant_rows(variant, records, kept))
             metrics[split] = m
     write_json(args.metrics, {**metrics["train"], "validation": metrics["validation"]})
 

@@ -12,16 +12,17 @@ from cotdistill.config import flatten, load_params, to_dict
 from cotdistill.io import atomic_dir, read_jsonl, write_json, write_text
 from cotdistill.paths import shared_path
 from cotdistill.students.presets import STUDENTS
-from cotdistill.students.training import VARIANTS, pairs_for_variant, resolve, run_key
+from cotdistill.students.training import resolve, run_key
+from cotdistill.targets import VARIANTS
 
 RUN_ID_FILE = "mlflow_run_id"  # in the checkpoint folder: a resumed run logs to the same run
 
 
 def main(argv=None):
     ap = stage.parser(__doc__)
-    ap.add_argument("--variant", required=True, choices=VARIANTS)
-    ap.add_argument("--prepared", required=True, help="folder with train.jsonl, validation.jsonl")
-    ap.add_argument("--filtered", required=True, help="folder with the filtered CoTs")
+    ap.add_argument("--variant", required=True, choices=VARIANTS.names())
+    ap.add_argument("--prepared", required=True, help="folder with train.jsonl (the tokenizer's text)")
+    ap.add_argument("--data", required=True, help="the variant's targets: train.jsonl, validation.jsonl")
     ap.add_argument("--out", required=True, help="model folder")
     ap.add_argument("--metrics", required=True)
     ap.add_argument("--curve", required=True, help="CSV of the training curve (dvc plots)")
@@ -35,26 +36,25 @@ def main(argv=None):
     if main_process:
         stage.log_config("train", {"variant": args.variant, "model": params.model, **to_dict(cfg)})
 
-    prepared = Path(args.prepared)
-    train_rows = read_jsonl(prepared / "train.jsonl")
-    filtered_train = read_jsonl(Path(args.filtered) / "train.jsonl")
-    filtered_val = read_jsonl(Path(args.filtered) / "validation.jsonl")
-    val_rows = read_jsonl(prepared / "validation.jsonl")
-    train_pairs = pairs_for_variant(args.variant, train_rows, filtered_train)
-    val_pairs = pairs_for_variant(args.variant, val_rows, filtered_val)
+    train_rows = read_jsonl(Path(args.prepared) / "train.jsonl")
+    data = Path(args.data)
+    train_pairs = [(r["question"], r["target"]) for r in read_jsonl(data / "train.jsonl")]
+    val_pairs = [(r["question"], r["target"]) for r in read_jsonl(data / "validation.jsonl")]
+    if not train_pairs:
+        raise ValueError(f"{data / 'train.jsonl'}: no training examples for variant '{args.variant}' "
+                         "(see metrics/filter.json)")
 
     # Heavy imports only after the inputs are known to be good.
     import torch
 
-    from cotdistill.students.model import apply_lora, load_student, save_trained
+    from cotdistill.students.model import apply_lora, load_student, save_trained, tokenizer_corpus
     from cotdistill.students.training import train
 
-    key = run_key({"variant": args.variant, "model": params.model, "seed": params.seed, "train": to_dict(cfg),
+    key = run_key({"variant": args.variant, "model": params.model, "seed": params.seed, "threads": params.threads,
+                   "train": to_dict(cfg),
                    "data": train_pairs, "val": val_pairs})
     checkpoint_dir = shared_path(args.checkpoints) / key
-    # One tokenizer for all variants: trained on all text any of them sees.
-    texts = [r["question"] for r in train_rows] + [r["answer"] for r in train_rows] + [r["target"] for r in filtered_train]
-    texts += [r["gold_rationale"] for r in train_rows if r.get("gold_rationale")]
+    threads = stage.set_threads(params.threads)
     # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
     # a frozen LoRA base is loaded in bf16 to halve its memory.
     dtype = torch.bfloat16 if (cfg.precision == "bf16" and cfg.lora) else None
@@ -64,7 +64,8 @@ def main(argv=None):
     base_dir = None
     if cfg.lora and preset.offline:
         base_dir = checkpoint_dir / ("base" if rank == 0 else f"base-rank{rank}")
-    model, tokenizer = load_student(preset, texts, params.seed, cfg.quantization, dtype, base_dir)
+    model, tokenizer = load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
+                                    base_dir, cfg.tokenizer)
     if cfg.lora:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
 
@@ -87,6 +88,7 @@ def main(argv=None):
     if monitor:
         tracking.stop_system_metrics(monitor)
     metrics["wall_s"] = round(time.perf_counter() - start, 2)
+    metrics["torch_threads"] = threads
     tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
 
     with atomic_dir(args.out) as tmp:

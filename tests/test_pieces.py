@@ -9,7 +9,8 @@ from cotdistill.config import parse_params
 from cotdistill.datasets import DATASETS
 from cotdistill.datasets.synthetic import coin_flip_example
 from cotdistill.evaluation import score, wilson_interval
-from cotdistill.filtering import filter_generations, make_target
+from cotdistill.filtering import filter_generations
+from cotdistill.targets import close_rationale
 from cotdistill.io import atomic_path, read_jsonl, write_jsonl
 from cotdistill.prompts import load_prompt_file, prompt_path, render
 from cotdistill.teachers import Completion, Sampling
@@ -94,9 +95,9 @@ def test_filter_counts_every_drop():
         filter_generations(RECS, [{"id": "zz", "text": "x"}])
 
 
-def test_make_target_ends_with_canonical_sentence():
-    assert make_target("A.\n B.  The answer is YES. extra", "yes") == "A. B. The answer is yes."
-    assert make_target("no marker", "7") == "no marker The answer is 7."
+def test_close_rationale_ends_with_canonical_sentence():
+    assert close_rationale("A.\n B.  The answer is YES. extra", "yes") == "A. B. The answer is yes."
+    assert close_rationale("no marker", "7") == "no marker. The answer is 7."
 
 
 def test_wilson_and_score():

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from cotdistill.config import Params, TrainConfig
-from cotdistill.students.model import build_from_config, load_pretrained, load_student, train_tokenizer
+from cotdistill.students.model import (build_from_config, load_pretrained, load_student, tokenizer_corpus,
+                                       train_tokenizer)
 from cotdistill.students.presets import STUDENTS
-from cotdistill.students.training import pairs_for_variant, resolve, train
+from cotdistill.students.training import resolve, train
+from cotdistill.targets import variant_rows
 
 TEXTS = [f"A coin is heads up. P{i} flips the coin. Is the coin still heads up? The answer is no." for i in range(30)]
 
@@ -57,13 +59,27 @@ def test_hub_path_loads_a_local_checkpoint(tmp_path):
     assert type(m2).__name__ == "T5ForConditionalGeneration"
 
 
-def test_variants_pair_up():
-    prepared = [{"question": "q1", "answer": "yes"}]
-    filtered = [{"question": "q1", "target": "Steps. The answer is yes."}]
-    assert pairs_for_variant("answer", prepared, filtered) == [("q1", "yes")]
-    assert pairs_for_variant("cot", prepared, filtered) == [("q1", "Steps. The answer is yes.")]
-    with pytest.raises(ValueError, match="allowed: answer, cot"):
-        pairs_for_variant("gold2", prepared, filtered)
+def test_variants_build_their_targets():
+    prepared = [{"id": "a", "question": "q1", "answer": "yes"}]
+    kept = [{"id": "a", "question": "q1", "answer": "yes", "target": "Steps. The answer is yes."}]
+    assert variant_rows("answer", prepared, kept) == [{"id": "a", "question": "q1", "answer": "yes", "target": "yes"}]
+    assert [r["target"] for r in variant_rows("cot", prepared, kept)] == ["Steps. The answer is yes."]
+    with pytest.raises(KeyError, match="allowed: answer, cot"):
+        variant_rows("gold2", prepared, kept)
+
+
+def test_tokenizer_splits_digits_and_char_sees_letters():
+    bpe = train_tokenizer(TEXTS + ["12 + 5 = 17. The answer is 17."] * 20, 300)
+    assert [t for t in bpe.tokenize("417") if t != "Ġ"] == ["4", "1", "7"]
+    char = train_tokenizer(TEXTS, 300, "char")
+    assert char.tokenize("Musk") == ["M", "u", "s", "k"] and len(char) == 259
+    assert char.decode(char("Elon Musk 12")["input_ids"], skip_special_tokens=True) == "Elon Musk 12"
+
+
+def test_tokenizer_corpus_ignores_teacher_output():
+    rows = [{"question": "q1?", "answer": "yes", "gold_rationale": "g. The answer is yes."},
+            {"question": "q2?", "answer": 7}]
+    assert tokenizer_corpus(rows) == ["q1?", "q2?", "yes", "7", "g. The answer is yes."]
 
 
 @pytest.mark.slow
@@ -113,12 +129,13 @@ def test_variants_are_validated_params(base_params):
 
 
 def test_gold_variant_targets_end_with_the_answer_sentence():
-    prepared = [{"question": "q1", "answer": "yes", "gold_rationale": "It stays heads up. So the answer is yes"},
-                {"question": "q2", "answer": "no", "gold_rationale": "Flipped once."}]
-    assert pairs_for_variant("gold", prepared, []) == [
-        ("q1", "It stays heads up. So The answer is yes."), ("q2", "Flipped once. The answer is no.")]
+    prepared = [{"id": "1", "question": "q1", "answer": "yes",
+                 "gold_rationale": "It stays heads up. So the answer is yes"},
+                {"id": "2", "question": "q2", "answer": "no", "gold_rationale": "Flipped once."}]
+    assert [r["target"] for r in variant_rows("gold", prepared, [])] == [
+        "It stays heads up. The answer is yes.", "Flipped once. The answer is no."]
     with pytest.raises(ValueError, match="needs records with a gold_rationale"):
-        pairs_for_variant("gold", [{"question": "q", "answer": "1"}], [])
+        variant_rows("gold", [{"id": "3", "question": "q", "answer": "1"}], [])
 
 
 def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):

@@ -15,20 +15,21 @@ import pytest
 import yaml
 
 from cotdistill.datasets.synthetic import coin_flip_example
-from cotdistill.filtering import make_target
+from cotdistill.targets import variant_rows
 
 from .conftest import REPO, run_cmd, venv_bin
 
 
 def write_inputs(root: Path, n_train: int = 48, **train) -> Path:
-    """Tiny prepared + filtered folders and a params file (t5-mini); returns the params path."""
+    """Tiny prepared + per-variant target folders (cot = the gold rationales) and a params
+    file (t5-mini); returns the params path."""
     rng = random.Random(0)
     rows = {s: [{"id": f"{s}-{i}", **coin_flip_example(rng, rng.randint(2, 3))} for i in range(n)]
             for s, n in (("train", n_train), ("validation", 8))}
     for split, rs in rows.items():
-        for folder, recs in (("prepared", rs),
-                             ("filtered", [{"id": r["id"], "question": r["question"], "answer": r["answer"],
-                                            "target": make_target(r["gold_rationale"], r["answer"])} for r in rs])):
+        gold = variant_rows("gold", rs, [])
+        for folder, recs in (("prepared", rs), ("filtered/answer", variant_rows("answer", rs, [])),
+                             ("filtered/gold", gold), ("filtered/cot", gold)):
             (root / folder).mkdir(parents=True, exist_ok=True)
             (root / folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -41,7 +42,7 @@ def write_inputs(root: Path, n_train: int = 48, **train) -> Path:
 
 def train_args(root: Path, variant: str = "cot") -> list[str]:
     return ["--params", str(root / "params.yaml"), "--variant", variant,
-            "--prepared", str(root / "prepared"), "--filtered", str(root / "filtered"),
+            "--prepared", str(root / "prepared"), "--data", str(root / "filtered" / variant),
             "--out", str(root / "models" / variant), "--metrics", str(root / "metrics" / f"{variant}.json"),
             "--curve", str(root / "metrics" / f"{variant}_curve.csv"), "--checkpoints", str(root / "ckpt")]
 

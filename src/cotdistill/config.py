@@ -62,6 +62,18 @@ class GsmSymbolicOptions:
 
 
 @dataclass(frozen=True)
+class MultistepArithOptions:
+    """multistep_arith: operations per question (ID and OOD) and the size of the numbers."""
+
+    min_ops: int = _range(1, default=2)
+    max_ops: int = _range(1, default=4)
+    ood_min_ops: int = _range(1, default=5)
+    ood_max_ops: int = _range(1, default=6)
+    max_value: int = _range(10, default=100)  # every intermediate value stays in [1, max_value]
+    max_operand: int = _range(1, default=10)  # the n of "buys n more" / "gives n to ..."
+
+
+@dataclass(frozen=True)
 class LocalFileOptions:
     """prepare.source: local: one file, its columns mapped to the common record."""
 
@@ -93,6 +105,7 @@ class PrepareConfig:
     coin_flip: CoinFlipOptions = field(default_factory=CoinFlipOptions)
     last_letters: LastLettersOptions = field(default_factory=LastLettersOptions)
     gsm_symbolic: GsmSymbolicOptions = field(default_factory=GsmSymbolicOptions)
+    multistep_arith: MultistepArithOptions = field(default_factory=MultistepArithOptions)
     local: LocalFileOptions = field(default_factory=LocalFileOptions)
 
 
@@ -126,6 +139,8 @@ class FilterConfig:
     max_per_question: int = _range(1, default=1)
     verify_equations: bool = False  # drop CoTs with a false "a op b = c" (calculator.py)
     verify_steps: bool = False  # drop CoTs with a wrong intermediate claim (filtering.STEP_CHECKERS)
+    # questions left with no kept CoT: drop them from the cot variant, or train on "The answer is X."
+    missing_cot: Literal["drop", "answer"] = "drop"
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,9 @@ class TrainConfig:
     gradient_checkpointing: Optional[bool] = None
     optimizer: Optional[Literal[
         "adamw_torch", "adafactor", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]] = None
+    # from-config students: bpe (byte-level BPE, numbers split into digits) or char (one
+    # token per byte: a student that sees the letters inside words); null = the preset's
+    tokenizer: Optional[Literal["bpe", "char"]] = None
     # Which students to train (dvc.yaml's train/evaluate foreach reads this list).
     variants: list[Literal["answer", "cot", "gold"]] = field(default_factory=lambda: ["answer", "cot"])
     launch: str = "python"  # the train stage's launcher, e.g. "accelerate launch --config_file ..."
@@ -180,6 +198,9 @@ class Params:
     dataset: str = "coin_flip"
     teacher: str = "smollm2-135m"
     seed: int = 0
+    # torch CPU threads for training, evaluation and a local teacher; null = torch's default.
+    # Float results depend on it: keep it fixed inside one comparison.
+    threads: Optional[int] = _range(1, default=None)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -297,6 +318,10 @@ def _check_cross(p: Params, where: str) -> None:
     if ll.min_words > ll.max_words or ll.ood_min_words > ll.ood_max_words:
         raise ConfigError(f"{where}: prepare.last_letters: min_words must be <= max_words "
                           "and ood_min_words <= ood_max_words")
+    ma = p.prepare.multistep_arith
+    if ma.min_ops > ma.max_ops or ma.ood_min_ops > ma.ood_max_ops:
+        raise ConfigError(f"{where}: prepare.multistep_arith: min_ops must be <= max_ops "
+                          "and ood_min_ops <= ood_max_ops")
     if p.prepare.data_fraction <= 0:
         raise ConfigError(f"{where}: prepare.data_fraction: must be > 0 and <= 1, "
                           f"got {p.prepare.data_fraction!r}")

@@ -7,27 +7,15 @@ dataset's step checker from steps.py).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-
 from typing import Optional
 
-from .answers import answer_sentence, extract, normalise_gold, reasoning_before_answer
+from .answers import answer_sentence, extract, normalise_gold
 from .calculator import false_equations
 from .steps import StepChecker
+from .targets import close_rationale
 
 DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "false_equation", "wrong_step", "over_limit")
-
-
-def make_target(cot: str, gold: str) -> str:
-    """The CoT up to its final-answer marker, closed by the canonical answer sentence.
-
-    Every `cot` target then ends with exactly "The answer is X." in the gold's spelling,
-    which is what the shared extractor reads at evaluation.
-    """
-    body = reasoning_before_answer(cot)
-    body = re.sub(r"\s+", " ", body).strip()
-    return f"{body} {answer_sentence(gold)}".strip()
 
 
 def classify(generation: dict, record: dict, mode: str, verify_equations: bool = False,
@@ -80,7 +68,7 @@ def filter_generations(
                 "question": rec["question"],
                 "answer": rec["answer"],
                 "answer_type": rec["answer_type"],
-                "target": make_target(gen["text"], rec["answer"]),
+                "target": close_rationale(gen["text"], rec["answer"]),
             }
         )
     n = len(generations)
@@ -94,3 +82,13 @@ def filter_generations(
         "dropped_by_reason": {r: drops.get(r, 0) for r in DROP_REASONS},
     }
     return kept, metrics
+
+
+def add_missing_cot(records: list[dict], kept: list[dict]) -> list[dict]:
+    """`kept` plus, for every question with no kept CoT, an answer-only target
+    ("The answer is X.", marked `fallback`): the `filter.missing_cot: answer` policy."""
+    have = {k["id"] for k in kept}
+    extra = [{"id": r["id"], "sample": None, "question": r["question"], "answer": r["answer"],
+              "answer_type": r["answer_type"], "target": answer_sentence(r["answer"]), "fallback": True}
+             for r in records if r["id"] not in have]
+    return kept + extra

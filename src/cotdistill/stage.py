@@ -33,5 +33,18 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         sys.exit(2)
 
 
+def set_threads(threads: int | None) -> int:
+    """Use `threads` torch CPU threads (None: torch's default); returns the count in use.
+
+    Float reductions, and so trained weights and greedy outputs, depend on the thread
+    count: every result records it, and one comparison keeps it fixed.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def log_config(name: str, cfg: dict) -> None:
     logging.getLogger(name).info("resolved config: %s", json.dumps(cfg, sort_keys=True, default=str))

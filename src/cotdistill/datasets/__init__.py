@@ -49,4 +49,4 @@ def register(spec: DatasetSpec) -> DatasetSpec:
 
 
 from . import synthetic  # noqa: E402,F401  (registers its datasets)
-from . import gsm_symbolic, real  # noqa: E402,F401
+from . import arithmetic, gsm_symbolic, real  # noqa: E402,F401

@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from ..answers import answer_sentence, parse_gold
+from ..answers import parse_gold
+from ..targets import close_rationale
 
 
 class RowError(ValueError):
@@ -62,14 +63,6 @@ def make_record(rid: str, question: object, gold: object, answer_type: str,
     if rationale:
         rec["gold_rationale"] = close_rationale(rationale, answer)
     return rec
-
-
-def close_rationale(text: str, answer: str) -> str:
-    """One line of reasoning that ends with exactly "The answer is X."."""
-    body = re.sub(r"\s+", " ", text).strip()
-    if body and body[-1] not in ".!?":
-        body += "."
-    return f"{body} {answer_sentence(answer)}".strip()
 
 
 _CALC = re.compile(r"<<[^<>]*>>")

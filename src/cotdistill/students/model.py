@@ -20,17 +20,37 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5For
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A byte-level BPE with T5's special tokens (pad=0, eos=1, unk=2), eos appended."""
+def tokenizer_corpus(train_records: list[dict]) -> list[str]:
+    """The text a from-config student's tokenizer is trained on: the train split's
+    questions, answers and gold rationales. Never the teacher's output, so that every
+    variant of one dataset and seed shares one tokenizer, and the answer-only baseline
+    does not move when only the teacher, the hint or the filter changes."""
+    texts = [r["question"] for r in train_records] + [str(r["answer"]) for r in train_records]
+    return texts + [r["gold_rationale"] for r in train_records if r.get("gold_rationale")]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, kind: str = "bpe") -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer with T5's special tokens (pad=0, eos=1, unk=2), eos appended.
+
+    `bpe`: merges learned from `texts`, but every digit stays its own token, so that
+    numbers are read and written digit by digit (a student can learn arithmetic per
+    digit instead of one token per number). `char`: no merges at all, one token per
+    byte, so that a student sees the letters inside words (last-letter tasks).
+    Any text can be encoded either way (bytes are the fallback).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+    if kind not in ("bpe", "char"):
+        raise ValueError(f"tokenizer kind must be 'bpe' or 'char', got {kind!r}")
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
     tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size if kind == "bpe" else len(alphabet) + 3,  # char: the alphabet, no merges
         special_tokens=[PAD, EOS, UNK],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=alphabet,
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
@@ -86,16 +106,17 @@ LORA_TARGETS = ["q", "v"]  # T5's attention query and value projections
 
 
 def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "none",
-                 dtype: torch.dtype | None = None, base_dir: Path | None = None):
+                 dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None):
     """(model, tokenizer) for a student preset; `texts` train the tokenizer if needed.
 
     bitsandbytes quantizes while loading, so a from-config student that is to be
     quantized (or to carry adapters) is first saved to `base_dir` and loaded from there;
-    that folder is also the base an adapter folder points to.
+    that folder is also the base an adapter folder points to. `tokenizer` (bpe | char)
+    overrides the preset's tokenizer kind of a from-config student.
     """
     quantization = quantization or "none"
     if preset.offline:
-        tokenizer = train_tokenizer(texts, preset.tokenizer_vocab_size)
+        tokenizer = train_tokenizer(texts, preset.tokenizer_vocab_size, tokenizer or preset.tokenizer)
         model = build_from_config(preset, tokenizer, seed)
         if base_dir is None:
             if quantization != "none":

@@ -39,6 +39,7 @@ class StudentPreset:
     lora: bool = False  # train LoRA adapters on frozen base weights
     quantization: str = "none"  # none | 8bit | 4bit base weights (bitsandbytes), with lora
     tokenizer_vocab_size: int = 0  # only for from-config presets
+    tokenizer: str = "bpe"  # from-config presets: bpe | char (students/model.py)
     # Architecture, for the memory estimate (from `config` for from-config presets).
     d_model: int = 0
     num_layers: int = 0  # per stack (encoder = decoder)

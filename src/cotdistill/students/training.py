@@ -16,9 +16,6 @@ from typing import Any
 
 import torch
 
-VARIANTS = ("answer", "cot", "gold")
-
-
 @dataclasses.dataclass(frozen=True)
 class ResolvedTrain:
     """Training settings after the preset's defaults fill the `None`s of params.train."""
@@ -37,6 +34,7 @@ class ResolvedTrain:
     precision: str
     gradient_checkpointing: bool
     optimizer: str
+    tokenizer: str
     lora: bool
     quantization: str
     lora_r: int
@@ -60,26 +58,6 @@ def resolve(train_cfg, preset) -> ResolvedTrain:
     if values["precision"] == "fp16" and not torch.cuda.is_available():
         values["precision"] = "fp32"
     return ResolvedTrain(**values)
-
-
-def pairs_for_variant(variant: str, prepared: list[dict], filtered: list[dict]) -> list[tuple[str, str]]:
-    """(source, target) pairs: `answer` = question -> gold answer over the whole train
-    split (the paper's baseline); `cot` = question -> filtered teacher CoT; `gold` =
-    question -> the dataset's human rationale, closed by "The answer is X." like `cot`."""
-    if variant == "answer":
-        return [(r["question"], r["answer"]) for r in prepared]
-    if variant == "cot":
-        return [(r["question"], r["target"]) for r in filtered]
-    if variant == "gold":
-        from ..filtering import make_target
-
-        pairs = [(r["question"], make_target(r["gold_rationale"], r["answer"]))
-                 for r in prepared if r.get("gold_rationale")]
-        if prepared and not pairs:
-            raise ValueError("variant 'gold' needs records with a gold_rationale; this dataset has none "
-                             "(remove gold from train.variants)")
-        return pairs
-    raise ValueError(f"unknown variant '{variant}'; allowed: {', '.join(VARIANTS)}")
 
 
 def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_source: int, max_target: int):
