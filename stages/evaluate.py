@@ -4,6 +4,7 @@ Number-answer datasets are decoded twice when evaluate.calculator is true: plain
 with the external calculator (the paper's), and both are scored.
 """
 
+import time
 from pathlib import Path
 
 from cotdistill import stage, tracking
@@ -48,11 +49,13 @@ def main(argv=None):
         max_source_length=cfg.max_source_length or run["resolved_train"]["max_source_length"],
     )
 
+    start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
         preds, split_metrics = evaluate_splits(model, tokenizer, splits, options, cfg.batch_size,
                                                cfg.extraction, calculator)
         write_jsonl(tmp / "predictions.jsonl", preds)
-    metrics = {"variant": args.variant, "torch_threads": threads, **split_metrics}
+    metrics = {"variant": args.variant, "torch_threads": threads,
+               "wall_s": round(time.perf_counter() - start, 2), **split_metrics}
     write_json(args.metrics, metrics)
 
     flat = {f"{prefix}/{k}": v for prefix in TEST_SPLITS.values() if prefix in metrics

@@ -22,12 +22,11 @@ def main(argv=None):
     params = load_params(args.params)
     cfg = params.filter
     stage.log_config("filter", {**to_dict(cfg), "variants": params.train.variants})
-    checker = None
-    if cfg.verify_steps:
-        if params.dataset not in STEP_CHECKERS:
-            raise ValueError(f"{args.params}: filter.verify_steps: no step checker for dataset "
-                             f"'{params.dataset}'; datasets with one: {', '.join(STEP_CHECKERS.names())}")
-        checker = STEP_CHECKERS.get(params.dataset)
+    if cfg.verify_steps and params.dataset not in STEP_CHECKERS:
+        raise ValueError(f"{args.params}: filter.verify_steps: no step checker for dataset "
+                         f"'{params.dataset}'; datasets with one: {', '.join(STEP_CHECKERS.names())}")
+    # Where a checker exists it always audits the kept CoTs; verify_steps makes it drop them.
+    checker = STEP_CHECKERS.get(params.dataset) if params.dataset in STEP_CHECKERS else None
     generations = read_jsonl(args.generations)
     metrics = {}
     with atomic_dir(args.out) as tmp:
@@ -36,7 +35,7 @@ def main(argv=None):
             ids = {r["id"] for r in records}
             gens = [g for g in generations if g["id"] in ids]
             kept, m = filter_generations(records, gens, cfg.extraction, cfg.max_per_question,
-                                         cfg.verify_equations, checker)
+                                         cfg.verify_equations, checker, cfg.verify_steps)
             if cfg.missing_cot == "answer":
                 kept = add_missing_cot(records, kept)
             for variant in params.train.variants:

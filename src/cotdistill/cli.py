@@ -189,5 +189,57 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
     for p in paths:
         click.echo(f"  {p}")
 
+
+@main.command()
+@click.argument("grid_file", default="studies/cot_distillation.yaml")
+@click.option("--repo", default=".", show_default=True, help="the DVC repository")
+@click.option("--out-dir", default="metrics/study", show_default=True)
+@click.option("--no-run", is_flag=True, help="only collect finished cells and write the page")
+@click.option("--dry-run", is_flag=True, help="list the cells and their `dvc exp run` commands, run nothing")
+@click.option("--jobs", type=int, default=None, help="experiments at once (default: the grid's `jobs`)")
+def study(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jobs: int | None) -> None:
+    """Run a pre-declared study (GRID_FILE) as queued DVC experiments and write its page.
+
+    Cells already finished on the current commit are not rerun. The page
+    (OUT_DIR/README.md, with PNG plots) reports every declared cell.
+    """
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    from .study.grid import load_grid
+    from .study.run import queue_args, run_cells
+
+    root = Path(repo)
+    try:
+        base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+        grid = load_grid(root / grid_file if not Path(grid_file).is_absolute() else grid_file, base)
+    except (ConfigError, OSError) as exc:
+        _fail(str(exc))
+    cells = grid.cells()
+    if dry_run:
+        for c in cells:
+            click.echo(f"[phase {c.phase}] dvc " + " ".join(queue_args(c)))
+        return
+    start = time.time()
+    if not no_run:
+        try:
+            statuses = run_cells(cells, root, jobs or grid.jobs, on_progress=lambda m: click.echo(m, err=True))
+        except RuntimeError as exc:
+            _fail(str(exc))
+        failed = sorted(n for n, s in statuses.items() if s != "Success")
+        for name in failed:
+            click.echo(f"cell {name} failed: see `dvc queue logs {name}`", err=True)
+    from .study.collect import collect
+    from .study.page import render
+
+    res = collect(grid, root)
+    page = render(grid, res, root / out_dir, wall_s=None if no_run else time.time() - start)
+    click.echo(f"{page} ({len(res.runs)} students, {len(res.missing)} cells missing)")
+    if res.missing:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

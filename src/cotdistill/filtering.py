@@ -15,6 +15,7 @@ from .calculator import false_equations
 from .steps import StepChecker
 from .targets import close_rationale
 
+_ANSWER_WRONG = ("empty", "truncated", "no_answer", "wrong_answer")
 DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "false_equation", "wrong_step", "over_limit")
 
 
@@ -38,12 +39,14 @@ def classify(generation: dict, record: dict, mode: str, verify_equations: bool =
 
 def filter_generations(
     records: list[dict], generations: list[dict], mode: str = "strict", max_per_question: int = 1,
-    verify_equations: bool = False, step_checker: Optional[StepChecker] = None,
+    verify_equations: bool = False, step_checker: Optional[StepChecker] = None, verify_steps: bool = True,
 ) -> tuple[list[dict], dict]:
     """Return (kept training rows, metrics). Generations are matched to records by id.
 
     `verify_equations` drops CoTs with a false equation; `step_checker` (a function of
-    question and CoT, see steps.py) drops CoTs with a wrong intermediate step.
+    question and CoT, see steps.py) drops CoTs with a wrong intermediate step when
+    `verify_steps`, and otherwise only audits them: the metrics then say how many of the
+    CoTs the answer filter keeps are right step by step.
     """
     by_id = {r["id"]: r for r in records}
     drops: Counter[str] = Counter()
@@ -52,15 +55,26 @@ def filter_generations(
     unknown = [g["id"] for g in generations if g["id"] not in by_id]
     if unknown:
         raise ValueError(f"{len(unknown)} generations have ids not in the train split, e.g. {unknown[:3]}")
+    answer_right = step_right = kept_step_right = 0
+    step_right_ids: set[str] = set()
     for gen in generations:
         rec = by_id[gen["id"]]
-        reason = classify(gen, rec, mode, verify_equations, step_checker)
+        reason = classify(gen, rec, mode, verify_equations, step_checker if verify_steps else None)
+        steps_ok = None
+        if reason not in _ANSWER_WRONG:
+            answer_right += 1
+            if step_checker is not None:
+                steps_ok = step_checker(rec["question"], gen["text"]) is None
+                step_right += steps_ok
+                if steps_ok:
+                    step_right_ids.add(rec["id"])
         if reason is None and kept_per_id[gen["id"]] >= max_per_question:
             reason = "over_limit"
         if reason is not None:
             drops[reason] += 1
             continue
         kept_per_id[gen["id"]] += 1
+        kept_step_right += bool(steps_ok)
         kept.append(
             {
                 "id": rec["id"],
@@ -72,16 +86,42 @@ def filter_generations(
             }
         )
     n = len(generations)
+    asked = len({g["id"] for g in generations})
     metrics = {
         "generations": n,
         "kept": len(kept),
         "dropped": sum(drops.values()),
-        "keep_rate": round(len(kept) / n, 4) if n else 0.0,
+        "keep_rate": _share(len(kept), n),
         "questions": len(records),
+        "questions_asked": asked,
         "questions_with_cot": len(kept_per_id),
         "dropped_by_reason": {r: drops.get(r, 0) for r in DROP_REASONS},
+        "answer_correct_rate": _share(answer_right, n),
     }
+    if step_checker is not None:
+        metrics["steps"] = {
+            # per sample: the share of all generations that are right in every step
+            "precision": _share(step_right, n),
+            # per question: the share of questions with at least one step-correct CoT
+            "yield": _share(len(step_right_ids), asked),
+            "kept_step_correct": kept_step_right,
+            "kept_step_correct_rate": _share(kept_step_right, len(kept)),
+        }
+    metrics["labels"] = label_counts(records, kept)
     return kept, metrics
+
+
+def _share(k: int, n: int) -> float:
+    return round(k / n, 4) if n else 0.0
+
+
+def label_counts(records: list[dict], kept: list[dict]) -> dict:
+    """Answer label counts of the split and of the kept CoTs (yes/no and choice answers):
+    filtering a biased teacher's output can unbalance the labels the student sees."""
+    if not records or records[0]["answer_type"] not in ("yes_no", "choice"):
+        return {}
+    return {"split": dict(sorted(Counter(str(r["answer"]) for r in records).items())),
+            "kept": dict(sorted(Counter(str(k["answer"]) for k in kept).items()))}
 
 
 def add_missing_cot(records: list[dict], kept: list[dict]) -> list[dict]:

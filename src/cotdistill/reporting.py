@@ -120,9 +120,25 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
         f"Teacher CoTs kept by the filter: {filter_metrics['kept']} of {filter_metrics['generations']} "
         f"({100 * filter_metrics['keep_rate']:.1f}%); dropped by reason: "
         + ", ".join(f"{k} {v}" for k, v in drops.items()),
-        "",
     ]
+    steps = filter_metrics.get("steps")
+    if steps:
+        lines.append(f"Kept CoTs right in every step (the dataset's step checker): {steps['kept_step_correct']} "
+                     f"of {filter_metrics['kept']}; questions with at least one step-correct CoT: "
+                     f"{100 * steps['yield']:.1f}%.")
+    labels = filter_metrics.get("labels")
+    if labels:
+        lines.append(f"Answer labels: train split {_shares(labels['split'])}; kept CoTs {_shares(labels['kept'])}.")
+    threads = sorted({e["torch_threads"] for e in evaluations if "torch_threads" in e})
+    if threads:
+        lines.append(f"Torch threads: {', '.join(map(str, threads))} (float results depend on the thread count).")
+    lines.append("")
     return "\n".join(lines)
+
+
+def _shares(counts: dict) -> str:
+    total = sum(counts.values())
+    return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in counts.items()) if total else "none"
 
 
 def accuracy_table(evaluations: list[dict]) -> list[dict]:

@@ -1,0 +1,162 @@
+"""From finished cells to the study's numbers: mean and sd over seeds per (task, student),
+pooled paired tests against the answer-only baseline, the teacher's yield, wall times.
+
+A student is a variant, with the teacher mode for teacher-CoT students: `answer`, `gold`,
+`cot[hint]`, ... The answer and gold students do not depend on the teacher, so they are
+taken from the first teacher mode's cells; `baseline_stable` says whether every other
+mode's cells reproduced them exactly (the controlled comparison).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..evaluation import mcnemar_exact
+
+SPLITS = ("id", "ood", "id_calc", "ood_calc")  # metric prefix, +calc: with the calculator
+SPLIT_NAMES = {"id": "ID", "ood": "OOD", "id_calc": "ID +calc", "ood_calc": "OOD +calc"}
+
+
+@dataclass
+class StudentRun:
+    """One trained student of one cell: its accuracy per split and per-example outcomes."""
+
+    task: str
+    mode: str
+    seed: int
+    variant: str
+    accuracy: dict[str, float]  # split -> accuracy
+    outcomes: dict[str, dict[str, bool]]  # split -> example id -> correct
+    train_examples: Optional[int] = None
+    wall_s: Optional[float] = None
+
+    @property
+    def label(self) -> str:
+        return self.variant if self.variant != "cot" else f"cot[{self.mode}]"
+
+
+@dataclass
+class Summary:
+    task: str
+    label: str
+    seeds: list[int]
+    mean: dict[str, float]
+    sd: dict[str, float]
+    per_seed: dict[str, list[float]]
+    train_examples: list[int] = field(default_factory=list)
+
+
+def outcomes_from_predictions(rows: list[dict]) -> dict[str, dict[str, bool]]:
+    """predictions.jsonl rows -> split -> id -> correct (split keys as in SPLITS)."""
+    prefix = {"test": "id", "test_ood": "ood"}
+    out: dict[str, dict[str, bool]] = {}
+    for r in rows:
+        key = prefix.get(r["split"], r["split"]) + ("_calc" if r.get("calculator") else "")
+        out.setdefault(key, {})[str(r["id"])] = bool(r["correct"])
+    return out
+
+
+def accuracy_from_metrics(m: dict) -> dict[str, float]:
+    """metrics/evaluate/<variant>.json -> split -> accuracy."""
+    acc = {}
+    for split in ("id", "ood"):
+        if isinstance(m.get(split), dict):
+            acc[split] = m[split]["accuracy"]
+        calc = (m.get("calculator") or {}).get(split)
+        if isinstance(calc, dict):
+            acc[f"{split}_calc"] = calc["accuracy"]
+    return acc
+
+
+def select_runs(runs: list[StudentRun], first_mode: str) -> tuple[list[StudentRun], dict[str, bool]]:
+    """The runs that define each student: answer and gold from the first teacher mode,
+    cot from every mode. Also task -> whether answer/gold were identical in every mode."""
+    chosen = [r for r in runs if r.variant == "cot" or r.mode == first_mode]
+    stable: dict[str, bool] = {}
+    ref = {(r.task, r.variant, r.seed): r for r in runs if r.mode == first_mode and r.variant != "cot"}
+    for r in runs:
+        if r.variant == "cot" or r.mode == first_mode:
+            continue
+        base = ref.get((r.task, r.variant, r.seed))
+        same = base is not None and base.outcomes == r.outcomes
+        stable[r.task] = stable.get(r.task, True) and same
+    return chosen, stable
+
+
+def summarise(runs: list[StudentRun]) -> list[Summary]:
+    groups: dict[tuple[str, str], list[StudentRun]] = {}
+    for r in runs:
+        groups.setdefault((r.task, r.label), []).append(r)
+    out = []
+    for (task, label), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r.seed)
+        per = {s: [r.accuracy[s] for r in rs if s in r.accuracy] for s in SPLITS}
+        per = {s: v for s, v in per.items() if v}
+        out.append(Summary(
+            task, label, [r.seed for r in rs],
+            mean={s: statistics.fmean(v) for s, v in per.items()},
+            sd={s: statistics.stdev(v) if len(v) > 1 else math.nan for s, v in per.items()},
+            per_seed=per, train_examples=[r.train_examples for r in rs if r.train_examples is not None]))
+    return out
+
+
+def pooled_test(a: list[StudentRun], b: list[StudentRun], split: str) -> Optional[dict]:
+    """Exact McNemar on the discordant pairs of every seed pooled: A and B are paired on
+    the same test questions within a seed (each seed draws its own test set)."""
+    by_seed = {r.seed: r for r in b}
+    xs: list[bool] = []
+    ys: list[bool] = []
+    seeds = []
+    for ra in a:
+        rb = by_seed.get(ra.seed)
+        if rb is None or split not in ra.outcomes or split not in rb.outcomes:
+            continue
+        ids = sorted(set(ra.outcomes[split]) & set(rb.outcomes[split]))
+        xs += [ra.outcomes[split][i] for i in ids]
+        ys += [rb.outcomes[split][i] for i in ids]
+        seeds.append(ra.seed)
+    if not seeds:
+        return None
+    res = mcnemar_exact(xs, ys)
+    return {"seeds": seeds, "n": res["n"], "only_a": res["only_a"], "only_b": res["only_b"],
+            "p_value": res["p_value"],
+            "diff": (sum(xs) - sum(ys)) / len(xs) if xs else 0.0}
+
+
+def comparisons(runs: list[StudentRun], baseline: str = "answer") -> list[dict]:
+    """Every student against the baseline, per task and split, pooled over seeds."""
+    out = []
+    by: dict[tuple[str, str], list[StudentRun]] = {}
+    for r in runs:
+        by.setdefault((r.task, r.label), []).append(r)
+    for (task, label), rs in sorted(by.items()):
+        base = by.get((task, baseline))
+        if label == baseline or not base:
+            continue
+        for split in SPLITS:
+            t = pooled_test(rs, base, split)
+            if t is not None:
+                out.append({"task": task, "student": label, "baseline": baseline, "split": split, **t})
+    return out
+
+
+def teacher_row(task: str, mode: str, filter_metrics: dict, split: str = "train") -> dict:
+    """The teacher's yield in one cell, from metrics/filter.json (train or validation)."""
+    m = filter_metrics if split == "train" else filter_metrics.get("validation", {})
+    steps = m.get("steps") or {}
+    labels = m.get("labels") or {}
+    asked = m.get("questions_asked") or m.get("questions") or 0
+    gens = m.get("generations") or 0
+    return {
+        "task": task, "mode": mode, "questions": asked,
+        "samples_per_question": round(gens / asked, 2) if asked else None,
+        "answer_correct": m.get("answer_correct_rate"),
+        "kept": m.get("kept"), "keep_rate": m.get("keep_rate"),
+        "step_yield": steps.get("yield"), "step_precision": steps.get("precision"),
+        "kept_step_correct": steps.get("kept_step_correct_rate"),
+        "labels_split": labels.get("split"), "labels_kept": labels.get("kept"),
+        "dropped": m.get("dropped_by_reason") or {},
+    }

@@ -1,0 +1,133 @@
+"""Run a study's cells as queued DVC experiments, and read their results back.
+
+`dvc exp run --queue -n <cell> -S key=value ...` stages one experiment per cell; `dvc queue
+start -j N` runs them in temporary clones (from the last commit: commit before running).
+Cells already finished on the current commit are not queued again, so an interrupted
+study resumes where it stopped, and DVC's run cache restores every stage whose inputs it
+has seen before (the answer and gold students of later teacher modes, for example).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .grid import Cell
+
+log = logging.getLogger(__name__)
+
+
+def dvc_bin() -> str:
+    local = Path(sys.executable).parent / "dvc"
+    return str(local) if local.exists() else (shutil.which("dvc") or "dvc")
+
+
+def _dvc(args: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([dvc_bin(), *args], cwd=repo, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"`dvc {' '.join(args[:3])} ...` failed in {repo}: {last[0]}")
+    return proc
+
+
+def format_value(value: Any) -> str:
+    """A params value as `dvc exp run -S key=<value>` reads it (Hydra override syntax)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    text = str(value)
+    # plain words pass as they are; anything with spaces, commas (a sweep!) or quotes is quoted
+    if re.fullmatch(r"[A-Za-z0-9_./\-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def queue_args(cell: Cell) -> list[str]:
+    args = ["exp", "run", "--queue", "-n", cell.name]
+    for key, value in cell.overrides.items():
+        args += ["-S", f"{key}={format_value(value)}"]
+    return args
+
+
+def experiments(repo: Path) -> dict[str, dict]:
+    """Name -> {"rev", "params", "metrics"} for the experiments of the current commit."""
+    shown = json.loads(_dvc(["exp", "show", "--json"], repo).stdout)
+    out: dict[str, dict] = {}
+    for entry in shown:
+        for exp in entry.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                data = rev.get("data") or {}
+                name = rev.get("name")
+                if not name or not data:
+                    continue
+                params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+                metrics = {k: (v or {}).get("data") or {} for k, v in (data.get("metrics") or {}).items()}
+                out[name] = {"rev": data.get("rev") or rev.get("rev"), "params": params, "metrics": metrics}
+    return out
+
+
+def finished(cell: Cell, exp: dict | None) -> bool:
+    """A student cell is done when every variant has its evaluation; a lever cell when the
+    filter has measured the teacher."""
+    if not exp:
+        return False
+    if cell.kind == "lever":
+        return "metrics/filter.json" in exp["metrics"]
+    return all(f"metrics/evaluate/{v}.json" in exp["metrics"] for v in cell.overrides["train.variants"])
+
+
+def queue_status(repo: Path) -> dict[str, str]:
+    """Name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
+    out = {}
+    for line in _dvc(["queue", "status"], repo).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
+            out[parts[1]] = parts[-1]
+    return out
+
+
+def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0,
+              on_progress: Callable[[str], None] = print) -> dict[str, str]:
+    """Queue the cells not yet finished, phase by phase, run them, and wait.
+
+    Returns name -> final status for the cells queued here; a failed cell does not stop
+    the others (its log: `dvc queue logs <name>`).
+    """
+    cells = list(cells)
+    done = experiments(repo)
+    statuses: dict[str, str] = {}
+    for phase in sorted({c.phase for c in cells}):
+        todo = [c for c in cells if c.phase == phase and not finished(c, done.get(c.name))]
+        on_progress(f"phase {phase}: {len(todo)} of {sum(c.phase == phase for c in cells)} cells to run")
+        if not todo:
+            continue
+        _dvc(["queue", "remove", "--failed"], repo, check=False)
+        for cell in todo:
+            _dvc(queue_args(cell), repo)
+        _dvc(["queue", "start", "-j", str(jobs)], repo)
+        names = {c.name for c in todo}
+        start = time.time()
+        while True:
+            time.sleep(poll_s)
+            current = {n: s for n, s in queue_status(repo).items() if n in names}
+            active = [n for n, s in current.items() if s in ("Queued", "Running")]
+            finished_names = [n for n, s in current.items() if s in ("Success", "Failed")]
+            on_progress(f"phase {phase}: {len(finished_names)}/{len(names)} done, {len(active)} queued or running, "
+                        f"{time.time() - start:.0f} s")
+            if not active:
+                statuses.update(current)
+                break
+        done = experiments(repo)
+    return statuses

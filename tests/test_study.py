@@ -1,0 +1,167 @@
+"""The study's pieces without DVC: the grid's validation and cells, the -S formatting,
+pooled paired tests, summaries, the controlled-comparison check and the page."""
+
+import math
+
+import pytest
+import yaml
+
+from cotdistill.config import ConfigError
+from cotdistill.evaluation import mcnemar_exact
+from cotdistill.study.analysis import (StudentRun, comparisons, outcomes_from_predictions, pooled_test,
+                                       select_runs, summarise, teacher_row)
+from cotdistill.study.collect import Results
+from cotdistill.study.grid import load_grid
+from cotdistill.study.page import findings, render
+from cotdistill.study.run import finished, format_value, queue_args
+
+GRID = {
+    "name": "t",
+    "seeds": [0, 1],
+    "threads": 1,
+    "params": {"model": "t5-mini", "train.max_steps": 5},
+    "tasks": {"coin_flip": {"dataset": "coin_flip"}, "arith": {"dataset": "multistep_arith"}},
+    "variants": ["answer", "gold", "cot"],
+    "teachers": {"hint": {"generate.answer_hint": True}, "no_hint": {"generate.answer_hint": False}},
+    "levers": {"k4": {"generate.num_samples": 4, "generate.temperature": 0.7}},
+}
+
+
+def grid_file(tmp_path, **changes):
+    data = {**GRID, **changes}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_cells_cover_the_grid_and_the_first_mode_runs_first(tmp_path, base_params):
+    grid = load_grid(grid_file(tmp_path), base_params)
+    cells = grid.cells()
+    students = [c for c in cells if c.kind == "student"]
+    assert len(students) == 2 * 2 * 2 and len([c for c in cells if c.kind == "lever"]) == 2
+    assert [c.phase for c in cells] == sorted(c.phase for c in cells)
+    assert {c.mode for c in cells if c.phase == 1} == {"hint"}
+    cell = next(c for c in students if c.name == "t-arith-no_hint-s1")
+    assert cell.overrides["seed"] == 1 and cell.overrides["dataset"] == "multistep_arith"
+    assert cell.overrides["generate.answer_hint"] is False and cell.overrides["threads"] == 1
+    lever = next(c for c in cells if c.kind == "lever" and c.task == "coin_flip")
+    assert lever.overrides["train.variants"] == ["answer"] and lever.overrides["generate.max_questions"] == 32
+    assert lever.seed == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"params": {"train.max_step": 5}}, "key 'train.max_step' is not in params.yaml"),
+    ({"params": {"train.max_steps": -1}}, "train.max_steps: must be >= 1"),
+    ({"tasks": {"x": {"dataset": "coin_flp"}}}, "did you mean 'coin_flip'"),
+    ({"seeds": [0, 0]}, "seeds: expected a list of distinct integers"),
+    ({"variants": ["cot"]}, "includes the answer-only baseline"),
+    ({"teachers": {"bad name": {}}}, "must be letters, digits and _"),
+    ({"sedds": [1]}, "unknown key 'sedds'"),
+])
+def test_bad_grids_fail_with_one_line_naming_the_key(tmp_path, base_params, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_grid(grid_file(tmp_path, **change), base_params)
+
+
+def test_values_are_written_as_dvc_exp_run_reads_them():
+    assert format_value(True) == "true" and format_value(None) == "null" and format_value(0.7) == "0.7"
+    assert format_value(["answer", "cot"]) == "[answer,cot]"
+    assert format_value("t5-mini") == "t5-mini"
+    # a comma would start a sweep, a space would split the argument: quoted
+    assert format_value("accelerate launch --x 1,2") == "'accelerate launch --x 1,2'"
+
+
+def test_queue_args_name_the_experiment(tmp_path, base_params):
+    cell = load_grid(grid_file(tmp_path), base_params).cells()[0]
+    args = queue_args(cell)
+    assert args[:5] == ["exp", "run", "--queue", "-n", cell.name]
+    assert "train.variants=[answer,gold,cot]" in args
+
+
+def test_a_cell_is_finished_when_every_variant_is_evaluated(tmp_path, base_params):
+    cell = load_grid(grid_file(tmp_path), base_params).cells()[0]
+    metrics = {f"metrics/evaluate/{v}.json": {} for v in ("answer", "gold")}
+    assert not finished(cell, None) and not finished(cell, {"metrics": metrics})
+    metrics["metrics/evaluate/cot.json"] = {}
+    assert finished(cell, {"metrics": metrics})
+
+
+def run(task="arith", mode="hint", seed=0, variant="answer", correct=(True, False, True, False), split="id"):
+    ids = [f"q{i}" for i in range(len(correct))]
+    return StudentRun(task, mode, seed, variant, {split: sum(correct) / len(correct)},
+                      {split: dict(zip(ids, correct))}, train_examples=4)
+
+
+def test_pooled_test_sums_discordant_pairs_over_seeds():
+    a = [run(variant="gold", seed=0, correct=(1, 1, 1, 0)), run(variant="gold", seed=1, correct=(1, 1, 0, 0))]
+    b = [run(seed=0, correct=(0, 0, 1, 0)), run(seed=1, correct=(0, 1, 0, 1))]
+    t = pooled_test(a, b, "id")
+    # seed 0: only a right on q0, q1; seed 1: only a right on q0, only b right on q3
+    assert (t["only_a"], t["only_b"], t["n"], t["seeds"]) == (3, 1, 8, [0, 1])
+    assert t["p_value"] == pytest.approx(mcnemar_exact([1, 1, 1, 0], [0, 0, 0, 1])["p_value"])
+    assert t["diff"] == pytest.approx((5 - 3) / 8)
+    assert pooled_test(a, [run(seed=5)], "id") is None
+
+
+def test_summaries_give_mean_and_sd_over_seeds():
+    runs = [run(seed=s, correct=c) for s, c in ((0, (1, 1, 0, 0)), (1, (1, 1, 1, 1)))]
+    (s,) = summarise(runs)
+    assert s.mean["id"] == pytest.approx(0.75) and s.sd["id"] == pytest.approx(math.sqrt(0.125))
+    assert math.isnan(summarise([run()])[0].sd["id"])  # one seed: no sd
+
+
+def test_answer_and_gold_come_from_the_first_mode_and_must_not_move():
+    same = [run(mode="hint"), run(mode="no_hint"), run(mode="hint", variant="cot"), run(mode="no_hint", variant="cot")]
+    chosen, stable = select_runs(same, "hint")
+    assert sorted(r.label for r in chosen) == ["answer", "cot[hint]", "cot[no_hint]"]
+    assert stable == {"arith": True}
+    moved = same + [run(task="coin", mode="hint"), run(task="coin", mode="no_hint", correct=(0, 0, 0, 0))]
+    assert select_runs(moved, "hint")[1] == {"arith": True, "coin": False}
+
+
+def test_outcomes_are_keyed_by_split_and_calculator():
+    rows = [{"split": "test", "calculator": False, "id": 1, "correct": True},
+            {"split": "test", "calculator": True, "id": 1, "correct": False},
+            {"split": "test_ood", "calculator": False, "id": "x", "correct": False}]
+    assert outcomes_from_predictions(rows) == {"id": {"1": True}, "id_calc": {"1": False}, "ood": {"x": False}}
+
+
+def test_teacher_row_reads_the_filters_audit():
+    m = {"generations": 8, "kept": 3, "keep_rate": 0.375, "questions": 4, "questions_asked": 4,
+         "answer_correct_rate": 0.5, "steps": {"precision": 0.25, "yield": 0.5, "kept_step_correct": 2,
+                                               "kept_step_correct_rate": 0.6667},
+         "labels": {"split": {"no": 2, "yes": 2}, "kept": {"yes": 3}}, "validation": {"generations": 2}}
+    row = teacher_row("coin", "hint", m)
+    assert row["samples_per_question"] == 2 and row["step_yield"] == 0.5 and row["labels_kept"] == {"yes": 3}
+    assert teacher_row("coin", "hint", m, "validation")["kept"] is None
+
+
+def test_page_reports_every_cell_and_says_what_it_shows(tmp_path, base_params):
+    grid = load_grid(grid_file(tmp_path), base_params)
+    runs = []
+    for seed in (0, 1):
+        runs += [run(seed=seed, correct=(0,) * 20 + (1,) * 5), run(seed=seed, variant="gold", correct=(1,) * 25),
+                 run(seed=seed, variant="cot", correct=(0,) * 25),
+                 run(seed=seed, mode="no_hint", correct=(0,) * 20 + (1,) * 5),
+                 run(seed=seed, mode="no_hint", variant="cot", correct=(0,) * 20 + (1,) * 5)]
+    res = Results(runs=runs, missing=["t-coin_flip-hint-s0"], threads={1},
+                  teacher=[teacher_row("arith", "hint", {"generations": 4, "kept": 1, "questions_asked": 4})],
+                  walls=[{"cell": "t-arith-hint-s0", "teacher_s": 3.0, "train_s": 10.0, "evaluate_s": 2.0}])
+    page = render(grid, res, tmp_path / "study", wall_s=60)
+    text = page.read_text()
+    assert "**Missing cells (1)**: t-coin_flip-hint-s0" in text
+    assert "| arith | gold | 2 | 4 | 100.0 ± 0.0 |" in text
+    assert "`gold` beats `answer` on ID (+80.0 points" in text
+    assert "`cot[hint]` loses to `answer` on ID" in text
+    assert "`cot[no_hint]` is within noise of `answer`" in text
+    assert "identical, example for example" in text and "torch threads: 1" in text
+    assert (tmp_path / "study" / "accuracy_arith.png").stat().st_size > 1000
+
+
+def test_findings_sentence_per_student():
+    tests = [{"task": "a", "student": "gold", "baseline": "answer", "split": "id", "p_value": 1e-5, "diff": 0.3},
+             {"task": "a", "student": "gold", "baseline": "answer", "split": "ood", "p_value": 0.2, "diff": 0.05}]
+    grid = type("G", (), {"teachers": {"hint": {}}})()
+    (line,) = findings(tests, grid)
+    assert line.startswith("- **a**, `gold` beats `answer` on ID (+30.0 points, p=1.0e-05)")
+    assert "is within noise of `answer` on OOD (+5.0 points, p=0.200)" in line
