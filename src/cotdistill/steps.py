@@ -116,3 +116,41 @@ def check_last_letters(question: str, cot: str) -> Optional[str]:
 
 STEP_CHECKERS.register("coin_flip", check_coin_flip)
 STEP_CHECKERS.register("last_letters", check_last_letters)
+
+
+_EQUATION = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×x÷−])\s*(-?\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)")
+_OP_SYMBOL = {"×": "*", "x": "*", "÷": "/", "−": "-"}
+
+
+def check_multistep_arith(question: str, cot: str) -> Optional[str]:
+    """One equation per operation of the question, in order, each true and starting from
+    the previous result: "7 + 5 = 12. 12 - 3 = 9." (operands of + and * in either order).
+
+    Words around the equations are free; an equation that is false, out of order, uses
+    a number the question does not give at that step, or is one too many is a wrong step.
+    """
+    from .datasets.arithmetic import apply, parse_question
+
+    parsed = parse_question(question)
+    if parsed is None:
+        return "cannot read the operations of the question"
+    value, ops = parsed
+    found = [(float(a), _OP_SYMBOL.get(op, op), float(b), float(c)) for a, op, b, c in _EQUATION.findall(cot)]
+    for k, (op, n) in enumerate(ops):
+        if k >= len(found):
+            return f"stops after {k} of {len(ops)} operations"
+        a, got_op, b, c = found[k]
+        result = apply(value, op, n)
+        if got_op != op:
+            return f"step {k + 1} uses {got_op} where the question asks for {op}"
+        if (a, b) != (value, n) and not (op in "+*" and (b, a) == (value, n)):
+            return f"step {k + 1} computes {a:g} {got_op} {b:g}; the question gives {value} {op} {n}"
+        if c != result:
+            return f"step {k + 1} says {a:g} {got_op} {b:g} = {c:g}; it is {result}"
+        value = result
+    if len(found) > len(ops):
+        return f"writes {len(found)} equations for {len(ops)} operations"
+    return None
+
+
+STEP_CHECKERS.register("multistep_arith", check_multistep_arith)
