@@ -25,7 +25,7 @@ NUMBER_CASES = [  # (text, strict, flexible)
     ("", None, None),
     ("The answer is \u22123.", "-3", "-3"),
     ("The answer is .5", "0.5", "0.5"),
-    ("The answer is 1/3", "0.333333", "0.333333"),
+    ("The answer is 1/3", "1/3", "1/3"),  # exact: was rounded to 0.333333
     ("The answer is 4/0.", None, None),
     ("First 3 then the answer is 8 and later 9. The answer is 10.", "10", "10"),
 ]

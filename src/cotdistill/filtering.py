@@ -12,7 +12,7 @@ from collections import Counter
 
 from typing import Optional
 
-from .answers import answer_sentence, extract, normalise_gold, reasoning_before_answer
+from .answers import answer_sentence, extract, matches, reasoning_before_answer
 from .calculator import false_equations
 from .steps import StepChecker
 
@@ -36,10 +36,10 @@ def classify(generation: dict, record: dict, mode: str, verify_equations: bool =
     text = generation["text"].strip()
     if not text:
         return "empty"
-    predicted = extract(text, record["answer_type"], mode)
+    predicted = extract(text, record["answer_type"], mode, choices=record.get("choices"))
     if predicted is None:
         return "truncated" if generation.get("finish_reason") == "length" else "no_answer"
-    if predicted != normalise_gold(record["answer"], record["answer_type"]):
+    if not matches(predicted, record["answer"], record["answer_type"]):
         return "wrong_answer"
     if verify_equations and false_equations(text):
         return "false_equation"
