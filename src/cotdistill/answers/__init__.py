@@ -99,12 +99,10 @@ def matches(predicted: Optional[str], gold: object, answer_type: str) -> bool:
 
 
 # What may follow a gold number: a unit, bare or in parentheses ("9 (apples)", "12 cm^2").
-_GOLD_UNIT = re.compile(
-    r"\s*(?:\(\s*[A-Za-z][A-Za-z .'/\-]*(?:\^[23]|[\u00b2\u00b3])?\s*\)"
-    r"|[A-Za-z][A-Za-z .'/\-]*(?:\^[23]|[\u00b2\u00b3])?)?\s*\.?\s*"
-)
+# Words in a unit are joined by single spaces, so no two repeats share a character.
+_UNIT = r"[A-Za-z](?:[A-Za-z.'/\-]|\s(?=[A-Za-z]))*(?:\^[23]|[\u00b2\u00b3])?"
+_GOLD_UNIT = re.compile(rf"\s*(?:(?:\(\s*{_UNIT}\s*\)|{_UNIT})\s*)?\.?")
 _GOLD_CHOICE = re.compile(r"\s*\(?([A-Ea-e])\)?(?:\s*[.:)]\s*.*|\s*)", re.DOTALL)
-_FLOAT_DIGITS = 15  # a decimal this long is a binary float's repr, not a chosen value
 
 
 def _gold_number(answer: object) -> Optional[str]:
@@ -116,11 +114,7 @@ def _gold_number(answer: object) -> Optional[str]:
     read = read_gold_number(text)
     if read is None or not _GOLD_UNIT.fullmatch(text, read[1]):
         return None
-    value, end = read
-    token = text[:end]
-    if "." in token and sum(c.isdigit() for c in token) >= _FLOAT_DIGITS:
-        value = snap_float(value)
-    return format_number(value)
+    return format_number(snap_float(read[0]))
 
 
 def parse_gold(answer: object, answer_type: str) -> Optional[str]:

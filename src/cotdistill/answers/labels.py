@@ -13,8 +13,8 @@ YES = frozenset({"yes", "true", "correct"})
 NO = frozenset({"no", "false", "incorrect"})
 # "correct" / "incorrect" are gold spellings only: after a marker they usually judge
 # something else ("the answer is correct"), so the extractor reads yes/no/true/false.
-_YES_NO = re.compile(r"(?<![\w/-])(yes|no|true|false)(?![\w/'\u2019-])(?!\s++one\b)", re.IGNORECASE)
-_NEGATED_BEFORE = re.compile(r"\b(?:not|never|n['\u2019]t)\s*+$", re.IGNORECASE)
+_YES_NO = re.compile(r"(?<![\w/-])(yes|no|true|false)(?![\w/'\u2019-])(?!\s+one\b)", re.IGNORECASE)
+_NEGATED_BEFORE = re.compile(r"\b(?:not|never|n['\u2019]t)\s*$", re.IGNORECASE)
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
 _CLOSING = {'"': '"\u201d', "'": "'\u2019", "`": "`", "\u201c": "\u201d\"", "\u2018": "\u2019'"}
 # Where a text answer ends: clause punctuation, a dash, or a word that starts a reason
@@ -24,17 +24,17 @@ _CLAUSE_END = re.compile(
     r"|\s(?:because|since|as|so|which|therefore|hence|thus)\b",
     re.IGNORECASE,
 )
-_LEAD = re.compile(r"[\s*_\"'`\u201c\u2018]*+")
-_ARTICLE = re.compile(r"(?:a|an|the)\s++", re.IGNORECASE)
+_LEAD = re.compile(r"[\s*_\"'`\u201c\u2018]*")
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
 LETTERS = "ABCDE"
 # An option token: "(b)", "b)", "option B", or a bare letter that ends there ("B.",
 # "B, because", "b"); "e.g." and "a bird" are words, not options.
 _OPTION = re.compile(
-    r"(?:(?:option|choice|letter)\s++)?"
-    r"(?:\((?P<paren>[a-z])\)|(?P<bare>[a-z])(?:\)|(?=[.,:;!?]?(?:\s|$))))",
+    r"(?:(?:option|choice|letter)\s+)?"
+    r"(?:\(?(?P<paren>[a-z])\)|(?P<bare>[a-z])(?=[.,:;!?]?(?:\s|$)))",
     re.IGNORECASE,
 )
-_ARTICLE_USE = re.compile(r"\s++(?!(?:because|since|as|so|which|therefore|hence|thus)\b)[a-z]", re.IGNORECASE)
+_ARTICLE_USE = re.compile(r"\s+(?!(?:because|since|as|so|which|therefore|hence|thus)\b)[a-z]", re.IGNORECASE)
 _PAREN_OPTION = re.compile(r"(?<!\w)\(([a-z])\)", re.IGNORECASE)
 _LIST_RUN = 3  # this many options in letter order are an enumeration, not a pick
 
@@ -42,7 +42,7 @@ _LIST_RUN = 3  # this many options in letter order are an enumeration, not a pic
 def normalise_text(value: str) -> str:
     """Lower case, quotes and final punctuation removed, inner spaces collapsed."""
     v = value.strip().strip(_QUOTES).strip()
-    v = re.sub(r"[.!?]+$", "", v).strip().strip(_QUOTES)
+    v = v.rstrip(".!?").strip().strip(_QUOTES)
     return re.sub(r"\s+", " ", v).lower()
 
 

@@ -1,7 +1,8 @@
 """Final-answer markers: where a model states its answer, and the text that states it.
 
-Every pattern here is matched in time linear in the text: no pattern can start at every
-character of a long run and scan to its end, and repeats are possessive.
+Every pattern here runs in time linear in the text: no pattern can start at every
+character of a long run and scan to its end, and no two repeats can share characters
+(which would make a failed match retry every split of a long run).
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ from typing import Optional
 # "The answer is", "the final answer is:", "Answer:", "**Final Answer:**", "####", "\boxed{".
 # The optional "the final" belongs to the marker so that the reasoning before it ends cleanly.
 _MARKER = re.compile(
-    r"\b(?:the\s++)?(?:(?:final|correct)\s++)?answer(?:\s++is\b(?:\s*+:)?|\s*+[*_]*+\s*+:)"
+    r"\b(?:the\s+)?(?:(?:final|correct)\s+)?answer(?:\s+is\b(?:\s*:)?|[\s*_]*:)"
     r"|####"
-    r"|\\boxed\s*+\{",
+    r"|\\boxed\s*\{",
     re.IGNORECASE,
 )
 # What may stand between two markers of one statement ("The answer is $\boxed{4}$"),
 # and between a marker and its answer ("Answer:** \n 42").
-_JOINER = re.compile(r"[\s$*_:(\[\\]*+")
-_LEAD = re.compile(r"[\s*_:>]*+")
+_JOINER = re.compile(r"[\s$*_:(\[\\]*")
+_LEAD = re.compile(r"[\s*_:>]*")
 # A sentence ends at a line break, "!" or "?", or a "." before a space ("12.5" and
 # "Rs. 500" go on).
 _SENTENCE_END = re.compile(r"\n|[!?]|(?<!approx)(?<!\brs)\.(?=\s|$)", re.IGNORECASE)
 # "not 5, it is 7" names its answer after the correction; "not 5" names none.
 _NEGATION = re.compile(r"(?:not|never)\b", re.IGNORECASE)
-_CORRECTION = re.compile(r"\b(?:but|rather|instead|it\s++is|it['\u2019]s)\b[\s:,]*+", re.IGNORECASE)
+_CORRECTION = re.compile(r"\b(?:but|rather|instead|it\s+is|it['\u2019]s)\b[\s:,]*", re.IGNORECASE)
 # The little LaTeX that boxed answers use, rewritten to plain text.
 _LATEX = [
     (re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}"), r"\1/\2"),

@@ -23,13 +23,13 @@ _NUM = re.compile(
     (?P<sign>[-\u2212+])?
     (?:(?P<cur>[$\u20ac\u00a3])\ ?(?P<sign2>[-\u2212])?)?
     (?:
-        (?P<whole>(?>\d+))\ (?P<num>\d+)/(?P<den>\d+)              # 3 1/2
-      | (?P<int>(?>\d+)(?:[,\u00a0\u202f\u2009\ ]\d+)*+)(?P<dec>\.\d+)?  # 1,234.5  1 000
+        (?P<whole>\d+)\ (?P<num>\d+)/(?P<den>\d+)              # 3 1/2
+      | (?P<int>\d+(?:[,\u00a0\u202f\u2009\ ]\d+)*)(?P<dec>\.\d+)?  # 1,234.5  1 000
       | (?P<dec_only>\.\d+)                                        # .5
     )
     (?:[eE](?P<exp>[-+\u2212]?\d+)                                 # 2.5e-3
       | \ ?[x\u00d7*\u00b7]\ ?10\^\(?(?P<exp10>[-+\u2212]?\d+)\)?)?  # 2.5 x 10^3
-    (?:\ *+/\ *+(?P<over>\d+(?:\.\d+)?))?                          # 3/4
+    (?:\ */\ *(?P<over>\d+(?:\.\d+)?))?                          # 3/4
     (?:\ ?(?P<mult>hundred|thousand|million|billion|trillion)\b)?
     (?:\ ?%)?
     """,
@@ -38,11 +38,11 @@ _NUM = re.compile(
 # Right after a token, these make it one piece of something else: a time or ratio
 # ("8:30"), a version or date ("1.2.3", "12/25/2023"), thousands ("5k").
 _AMBIGUOUS_AFTER = re.compile(r"[:.,/]\d|k(?![a-z])", re.IGNORECASE)
-_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})++|\d{1,3}(?:[\u00a0\u202f\u2009 ]\d{3})++")
+_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+|\d{1,3}(?:[\u00a0\u202f\u2009 ]\d{3})+")
 _MULT = {"hundred": 10**2, "thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 # What joins two tokens of one expression: an operator, with spaces and parentheses.
-_OPERATOR = re.compile(r"[\s)]*+(?P<op>\*\*|[-+*/^=x\u00d7\u00f7\u2212])[\s(]*+", re.IGNORECASE)
-_SPACE = re.compile(r"\s*+")
+_OPERATOR = re.compile(r"[\s)]*(?P<op>\*\*|[-+*/^=x\u00d7\u00f7\u2212])[\s(]*", re.IGNORECASE)
+_SPACE = re.compile(r"\s*")
 
 
 def _integer_part(digits: str) -> Optional[str]:
@@ -102,40 +102,42 @@ def _joining_operator(text: str, prev_end: int, m: re.Match) -> Optional[str]:
     return None
 
 
-def _chains(text: str, start: int = 0, end: Optional[int] = None) -> Iterator[Optional[Fraction]]:
-    """The value of each run of tokens joined by operators, in order of appearance.
+def _chains(text: str) -> Iterator[Optional[re.Match]]:
+    """For each run of tokens joined by operators, in order: the token that is its value.
 
-    A lone token is its own value; "20 - 8 = 12" is 12; "20 - 8" and "5-6" are None.
+    A lone token is its own value; "20 - 8 = 12" is its 12; "20 - 8" and "5-6" have
+    none (None). Tokens are only matched here; values are computed for the one read.
     """
-    end = len(text) if end is None else end
-    values: list[Optional[Fraction]] = []
-    ops: list[str] = []
-    prev_end = start
-    for m in _NUM.finditer(text, start, end):
-        op = _joining_operator(text, prev_end, m) if values else None
-        if values and op is None:
-            yield values[-1] if not ops or ops[-1] == "=" else None
-            values, ops = [], []
-        if op is not None:
-            ops.append(op)
-        values.append(token_value(m))
-        prev_end = m.end()
-    if values:
-        yield values[-1] if not ops or ops[-1] == "=" else None
+    last: Optional[re.Match] = None
+    last_op: Optional[str] = None  # the operator before `last`, None for a lone token
+    for m in _NUM.finditer(text):
+        op = _joining_operator(text, last.end(), m) if last else None
+        if last and op is None:
+            yield last if last_op in (None, "=") else None
+            last_op = None
+        else:
+            last_op = op
+        last = m
+    if last:
+        yield last if last_op in (None, "=") else None
+
+
+def _value(m: Optional[re.Match]) -> Optional[str]:
+    value = token_value(m) if m else None
+    return format_number(value) if value is not None else None
 
 
 def first_number(text: str) -> Optional[str]:
     """The canonical value of the first number (or expression result) in `text`."""
-    value = next(_chains(text), None)
-    return format_number(value) if value is not None else None
+    return _value(next(_chains(text), None))
 
 
 def last_number(text: str) -> Optional[str]:
     """The canonical value of the last number (or expression result) in `text`."""
-    value = None
-    for value in _chains(text):
+    m = None
+    for m in _chains(text):
         pass
-    return format_number(value) if value is not None else None
+    return _value(m)
 
 
 def format_number(value: Fraction) -> str:
@@ -179,13 +181,19 @@ def parse_number(token: str) -> Optional[str]:
 
 
 def snap_float(value: Fraction) -> Fraction:
-    """A gold that is a binary float's decimal as the value it stands for.
+    """A gold that is a binary float's decimal, as the value it stands for.
 
-    3.3333333333333335 -> 10/3 and 0.30000000000000004 -> 3/10: the simplest fraction
-    (denominator up to 1000) within a few float steps, else the value unchanged.
+    3.3333333333333335 -> 10/3 and 0.30000000000000004 -> 3/10: the one fraction with a
+    denominator up to 1000 within four float steps of the value, if there is one. Where
+    float steps are too coarse to single one out (|value| above about 10^8), and for
+    any value that is not within float noise of such a fraction ("0.333"), the value is
+    returned unchanged.
     """
+    tolerance = 4 * Fraction(math.ulp(float(value)))
+    if tolerance >= Fraction(1, 2 * 1000**2):
+        return value
     simple = value.limit_denominator(1000)
-    return simple if abs(simple - value) <= 4 * math.ulp(float(value)) else value
+    return simple if abs(simple - value) <= tolerance else value
 
 
 def read_gold_number(text: str) -> Optional[tuple[Fraction, int]]:
