@@ -31,7 +31,7 @@ LETTERS = "ABCDE"
 # "B, because", "b"); "e.g." and "a bird" are words, not options.
 _OPTION = re.compile(
     r"(?:(?:option|choice|letter)\s+)?"
-    r"(?:\(?(?P<paren>[a-z])\)|(?P<bare>[a-z])(?=[.,:;!?]?(?:\s|$)))",
+    r"(?:\(?(?P<paren>[a-z])\)|(?P<bare>[a-z])(?=[\"'\u201d\u2019]?[.,:;!?]?[\"'\u201d\u2019]?(?:\s|$)))",
     re.IGNORECASE,
 )
 _ARTICLE_USE = re.compile(r"\s+(?!(?:because|since|as|so|which|therefore|hence|thus)\b)[a-z]", re.IGNORECASE)
@@ -117,6 +117,7 @@ def choice_answer(answer: str, choices: Optional[Sequence[str]] = None) -> Optio
     """The option a statement names: its letter ("(b)", "B.", "option B"), else the text
     of exactly one option ("bank" when the options are given)."""
     letters = _letters(choices)
+    answer = answer.replace("*", "")  # markdown emphasis: "**B**"
     start = _LEAD.match(answer).end()
     m = _OPTION.match(answer, start)
     if m and not (m["bare"] and m["bare"] in "aA" and _ARTICLE_USE.match(answer, m.end())):
@@ -146,7 +147,7 @@ def choice_fallback(text: str, choices: Optional[Sequence[str]] = None) -> Optio
     """
     letters = _letters(choices)
     whole = text.strip()
-    m = _OPTION.fullmatch(whole.rstrip("."))
+    m = _OPTION.fullmatch(whole.strip(_QUOTES + "*").rstrip("."))
     if m:
         return _letter(m, letters)
     named = _option_text(whole, choices, letters)

@@ -36,8 +36,9 @@ _NUM = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 # Right after a token, these make it one piece of something else: a time or ratio
-# ("8:30"), a version or date ("1.2.3", "12/25/2023"), thousands ("5k").
-_AMBIGUOUS_AFTER = re.compile(r"[:.,/]\d|k(?![a-z])", re.IGNORECASE)
+# ("8:30"), a version or date ("1.2.3", "12/25/2023"), other digit groupings ("1'000",
+# "1_000"), thousands ("5k").
+_AMBIGUOUS_AFTER = re.compile(r"[:.,/'\u2019_]\d|k(?![a-z])", re.IGNORECASE)
 _GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+|\d{1,3}(?:[\u00a0\u202f\u2009 ]\d{3})+")
 _MULT = {"hundred": 10**2, "thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 # What joins two tokens of one expression: an operator, with spaces and parentheses.
