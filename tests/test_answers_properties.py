@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cotdistill.answers import answer_sentence, extract, format_number, matches
+from cotdistill.answers import answer_sentence, extract, format_number, matches, parse_gold
 from cotdistill.evaluation import score
 from cotdistill.filtering import classify
 
@@ -141,3 +141,12 @@ def _fast(text: str, answer_type: str, mode: str) -> bool:
         if time.perf_counter() - start < 0.1:
             return True
     return False
+
+
+@FAST
+@given(st.one_of(st.fractions(max_denominator=10**4).filter(lambda v: abs(v) < 10**12),
+                 st.floats(-1e9, 1e9).filter(lambda x: x == 0 or abs(x) > 1e-9)))
+def test_a_prepared_gold_is_its_own_canonical_form(value):
+    gold = parse_gold(value if isinstance(value, float) else format_number(value), "number")
+    assert parse_gold(gold, "number") == gold
+    assert matches(gold, gold, "number")

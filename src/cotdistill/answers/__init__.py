@@ -114,7 +114,9 @@ def _gold_number(answer: object) -> Optional[str]:
     read = read_gold_number(text)
     if read is None or not _GOLD_UNIT.fullmatch(text, read[1]):
         return None
-    return format_number(snap_float(read[0]))
+    value, end = read
+    # a decimal may be a float's repr; a fraction the dataset wrote is meant exactly
+    return format_number(value if "/" in text[:end] else snap_float(value))
 
 
 def parse_gold(answer: object, answer_type: str) -> Optional[str]:
