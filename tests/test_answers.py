@@ -286,6 +286,7 @@ REVIEW_CASES = [
     ("The answer is nk because of n and k.", "text", "nk", "nk"),
     ("The answer is **nk**.", "text", "nk", "nk"),
     ('The answer is "n k" (n from Elon).', "text", "n k", "n k"),
+    ('The answer is "e" + "n" = "en".', "text", "en", "en"),
     ("The answer is not nk, it is nl.", "text", "nl", "nl"),
     ('The last letter of "Elon" is "n". The last letter of "Musk" is "k". The last letter of', "text", None, None),
     ("The last letter of Elon is n. The last letter of Elon is n. The last letter of", "text", None, None),
@@ -321,6 +322,9 @@ CHOICE_TEXT_CASES = [  # (text, strict, flexible) with the record's option texts
     ("The answer is museum.", None, None),
     ("library", None, "B"),
     ("It is in a library.", None, None),
+    ("B. library", None, "B"),
+    ("(B) library", None, "B"),
+    ("C. library", None, None),
     ("The answer is F.", None, None),
 ]
 

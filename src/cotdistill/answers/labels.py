@@ -80,8 +80,9 @@ def _clause(answer: str) -> str:
 
 
 def text_answer(answer: str) -> Optional[str]:
-    """A short text answer: "nk, since ..." -> "nk"; '"ny".' -> "ny"."""
-    return normalise_text(_clause(answer)) or None
+    """A short text answer: "nk, since ..." -> "nk"; '"ny".' -> "ny"; an equation's
+    result: '"n" + "k" = "nk"' -> "nk"."""
+    return normalise_text(_clause(answer[answer.rfind("=") + 1 :])) or None
 
 
 def bare_text(text: str) -> Optional[str]:
@@ -142,8 +143,9 @@ def _enumerated(tokens: list[str]) -> set[int]:
 def choice_fallback(text: str, choices: Optional[Sequence[str]] = None) -> Optional[str]:
     """The option an output without a marker picks (the flexible fallback).
 
-    The whole output as one option token or option text; else the last "(X)" that is
-    not part of an options listing ("I pick (c). Options: (a) .. (b) .. (c) .." -> C).
+    The whole output as one option token, option text, or both ("B. library"); else the
+    last "(X)" that is not part of an options listing ("I pick (c). Options: (a) ..
+    (b) .. (c) .." -> C).
     """
     letters = _letters(choices)
     whole = text.strip()
@@ -153,6 +155,10 @@ def choice_fallback(text: str, choices: Optional[Sequence[str]] = None) -> Optio
     named = _option_text(whole, choices, letters)
     if named:
         return named
+    m = _OPTION.match(whole)
+    letter = _letter(m, letters) if m else None
+    if letter and _option_text(whole[m.end() :].lstrip(".:) "), choices, letters) == letter:
+        return letter
     tokens = [t.upper() for t in _PAREN_OPTION.findall(text) if t.upper() in letters]
     listed = _enumerated(tokens)
     picks = [t for i, t in enumerate(tokens) if i not in listed]
