@@ -287,6 +287,7 @@ REVIEW_CASES = [
     ("The answer is **nk**.", "text", "nk", "nk"),
     ('The answer is "n k" (n from Elon).', "text", "n k", "n k"),
     ('The answer is "e" + "n" = "en".', "text", "en", "en"),
+    ("The answer is ab, since a=a and b=b.", "text", "ab", "ab"),
     ("The answer is not nk, it is nl.", "text", "nl", "nl"),
     ('The last letter of "Elon" is "n". The last letter of "Musk" is "k". The last letter of', "text", None, None),
     ("The last letter of Elon is n. The last letter of Elon is n. The last letter of", "text", None, None),

@@ -82,7 +82,9 @@ def _clause(answer: str) -> str:
 def text_answer(answer: str) -> Optional[str]:
     """A short text answer: "nk, since ..." -> "nk"; '"ny".' -> "ny"; an equation's
     result: '"n" + "k" = "nk"' -> "nk"."""
-    return normalise_text(_clause(answer[answer.rfind("=") + 1 :])) or None
+    end = _CLAUSE_END.search(answer)
+    result = answer.rfind("=", 0, end.start() if end else len(answer))  # in the first clause only
+    return normalise_text(_clause(answer[result + 1 :])) or None
 
 
 def bare_text(text: str) -> Optional[str]:
