@@ -268,6 +268,8 @@ REVIEW_CASES = [
     ("The answer is 1.2.3.", "number", None, None),
     ("It was on 12/25/2023", "number", None, None),
     ("The answer is 12. The answer is", "number", "12", "12"),
+    ("3 + 4 = 7. The answer is", "number", None, None),  # cut off: no guess from the reasoning
+    ("The last letters are n and k.\nThe answer is", "text", None, None),
     ("The answer is 12345678901234567890.", "number", "12345678901234567890", "12345678901234567890"),
     ("The answer is 0.0000001.", "number", "0.0000001", "0.0000001"),
     # yes/no: standalone, not negated words

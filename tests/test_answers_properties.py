@@ -150,3 +150,15 @@ def test_a_prepared_gold_is_its_own_canonical_form(value):
     gold = parse_gold(value if isinstance(value, float) else format_number(value), "number")
     assert parse_gold(gold, "number") == gold
     assert matches(gold, gold, "number")
+
+
+@FAST
+@given(st.lists(st.sampled_from(list("0123456789 ,./:-=+*x%$()ABab\"'\n\\{}e^k") + OUTPUT_PIECES
+                               + ["\\boxed{", "Final answer:", "million", "\u2212", "\u00a0"]),
+                max_size=20).map("".join),
+       st.sampled_from(["number", "yes_no", "text", "choice"]), st.sampled_from(["strict", "flexible"]))
+def test_any_text_gives_an_answer_that_reads_back_or_none(text, answer_type, mode):
+    got = extract(text, answer_type, mode, choices=["bank", "library"] if answer_type == "choice" else None)
+    if got is not None:
+        assert matches(got, got, answer_type)
+        assert extract(answer_sentence(got), answer_type, "strict") == got

@@ -84,7 +84,7 @@ def text_answer(answer: str) -> Optional[str]:
     result: '"n" + "k" = "nk"' -> "nk"."""
     end = _CLAUSE_END.search(answer)
     result = answer.rfind("=", 0, end.start() if end else len(answer))  # in the first clause only
-    return normalise_text(_clause(answer[result + 1 :])) or None
+    return _worded(normalise_text(_clause(answer[result + 1 :])))
 
 
 def bare_text(text: str) -> Optional[str]:
@@ -94,7 +94,12 @@ def bare_text(text: str) -> Optional[str]:
     line = line[line.rfind("\n") + 1 :].strip()
     if len(line.split()) > 3 or re.search(r"[,;:!?]|\.\s", line):
         return None
-    return normalise_text(line) or None
+    return text_answer(line)
+
+
+def _worded(value: str) -> Optional[str]:
+    """A text answer has a letter or digit: "=" or "--" is no answer."""
+    return value if any(c.isalnum() for c in value) else None
 
 
 def _option_text(text: str, choices: Optional[Sequence[str]], letters: str) -> Optional[str]:

@@ -88,13 +88,17 @@ def find_statement(text: str) -> Optional[Statement]:
     """The last final-answer statement in `text`, or None when there is no marker.
 
     A marker with nothing after it (output cut off right there) is skipped, so that
-    "The answer is 12. The answer is" still states 12.
+    "The answer is 12. The answer is" still states 12; with no other marker, the
+    statement states nothing (its answer is None), and no fallback guesses one.
     """
     marks = list(_MARKER.finditer(text))
+    if not marks:
+        return None
+    cut_off = marks[-1]
     while marks and _LEAD.match(text, marks[-1].end()).end() == len(text):
         marks.pop()
     if not marks:
-        return None
+        return Statement(cut_off.start(), None)
     last = marks[-1]
     answer = _boxed(text, last.end()) if last.group(0).endswith("{") else _sentence(text, last.end())
     first = len(marks) - 1
