@@ -84,13 +84,25 @@ def test_filter_counts_every_drop():
         {"id": "c", "sample": 0, "text": "The coin goes round and round", "finish_reason": "length"},
         {"id": "c", "sample": 1, "text": "", "finish_reason": "stop"},
         {"id": "c", "sample": 2, "text": "I think so", "finish_reason": "stop"},
+        {"id": "c", "sample": 3, "text": "The answer is no. Next, it stays. The answer is no.",
+         "finish_reason": "length"},
     ]
     kept, m = filter_generations(RECS, gens, "strict", max_per_question=1)
     assert [k["id"] for k in kept] == ["a"]
     assert kept[0]["target"] == "It stays up. The answer is yes."
     assert m["dropped_by_reason"] == {"empty": 1, "truncated": 1, "no_answer": 1, "wrong_answer": 1,
-                                      "false_equation": 0, "wrong_step": 0, "over_limit": 1}
-    assert m["kept"] + m["dropped"] == m["generations"] == 6
+                                      "no_reasoning": 1, "false_equation": 0, "wrong_step": 0, "over_limit": 1}
+    assert m["kept"] + m["dropped"] == m["generations"] == 7
+
+
+def test_kept_cot_ends_at_its_first_final_answer():
+    gens = [{"id": "b", "sample": 0, "finish_reason": "length",
+             "text": "It flips. The answer is no. The answer is no.\nQuestion: another one? The answer is yes."}]
+    kept, m = filter_generations(RECS, gens, "strict")
+    assert [k["target"] for k in kept] == ["It flips. The answer is no."]
+    # the first stated answer is the one checked: a later correct one does not rescue it
+    wrong_first = [{"id": "b", "sample": 0, "text": "It flips. The answer is yes. Oops, the answer is no."}]
+    assert filter_generations(RECS, wrong_first, "strict")[1]["dropped_by_reason"]["wrong_answer"] == 1
     with pytest.raises(ValueError, match="ids not in the train split"):
         filter_generations(RECS, [{"id": "zz", "text": "x"}])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .answers import extract, normalise_gold
+from .answers import extract, matches
 from .decoding import DecodeOptions, decode  # noqa: F401  (re-exported: the evaluate stage decodes here)
 
 
@@ -27,9 +27,8 @@ def score(records: list[dict], outputs: list[str], mode: str) -> tuple[list[dict
     predictions = []
     correct = invalid = 0
     for rec, out in zip(records, outputs, strict=True):
-        pred = extract(out, rec["answer_type"], mode)
-        gold = normalise_gold(rec["answer"], rec["answer_type"])
-        ok = pred is not None and pred == gold
+        pred = extract(out, rec["answer_type"], mode, choices=rec.get("choices"))
+        ok = matches(pred, rec["answer"], rec["answer_type"])
         correct += ok
         invalid += pred is None
         predictions.append({

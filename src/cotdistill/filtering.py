@@ -10,26 +10,34 @@ from __future__ import annotations
 from collections import Counter
 from typing import Optional
 
-from .answers import answer_sentence, extract, normalise_gold
+from .answers import answer_sentence, extract, matches, reasoning_before_answer, through_first_answer
 from .calculator import false_equations
 from .steps import StepChecker
 from .targets import close_rationale
 
 _ANSWER_WRONG = ("empty", "truncated", "no_answer", "wrong_answer")
-DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "false_equation", "wrong_step", "over_limit")
+DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "no_reasoning", "false_equation", "wrong_step",
+                "over_limit")
+
+
+def cot_text(generation: dict) -> str:
+    """The teacher's CoT as the filter reads it: up to the end of its first final answer."""
+    return through_first_answer(generation["text"].strip())
 
 
 def classify(generation: dict, record: dict, mode: str, verify_equations: bool = False,
              step_checker: Optional[StepChecker] = None) -> str | None:
     """The drop reason for one generation, or None to keep it."""
-    text = generation["text"].strip()
+    text = cot_text(generation)
     if not text:
         return "empty"
-    predicted = extract(text, record["answer_type"], mode)
+    predicted = extract(text, record["answer_type"], mode, choices=record.get("choices"))
     if predicted is None:
         return "truncated" if generation.get("finish_reason") == "length" else "no_answer"
-    if predicted != normalise_gold(record["answer"], record["answer_type"]):
+    if not matches(predicted, record["answer"], record["answer_type"]):
         return "wrong_answer"
+    if not reasoning_before_answer(text).strip():
+        return "no_reasoning"  # only "The answer is X.": nothing for a student to learn to reason with
     if verify_equations and false_equations(text):
         return "false_equation"
     if step_checker is not None and step_checker(record["question"], text) is not None:
@@ -64,7 +72,7 @@ def filter_generations(
         if reason not in _ANSWER_WRONG:
             answer_right += 1
             if step_checker is not None:
-                steps_ok = step_checker(rec["question"], gen["text"]) is None
+                steps_ok = step_checker(rec["question"], cot_text(gen)) is None
                 step_right += steps_ok
                 if steps_ok:
                     step_right_ids.add(rec["id"])
@@ -82,7 +90,7 @@ def filter_generations(
                 "question": rec["question"],
                 "answer": rec["answer"],
                 "answer_type": rec["answer_type"],
-                "target": close_rationale(gen["text"], rec["answer"]),
+                "target": close_rationale(cot_text(gen), rec["answer"]),
             }
         )
     n = len(generations)

@@ -1,0 +1,155 @@
+"""Answer extraction: one extractor per answer type, shared by the filter and evaluation.
+
+`extract(text, answer_type, mode)` returns the canonical answer or None (invalid), and
+`matches(predicted, gold, answer_type)` is the one comparison both stages use.
+- strict: only a final-answer statement counts ("The answer is X", "Final answer: X",
+  "#### X", "\\boxed{X}"); the last one in the text is the answer.
+- flexible: the statement first; only when the output has none, a fallback per type
+  (the last number, the last yes/no word, a bare text line, a lone option).
+An answer that cannot be read is None, never a guess: callers count it as invalid.
+The rules are written out for users in docs/how_answers_are_read.md.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Optional, Sequence
+
+from ..registry import Registry
+from .labels import (
+    NO, YES, bare_text, choice_answer, choice_fallback, last_yes_no, normalise_text, text_answer,
+    yes_no_answer,
+)
+from .markers import find_statement, reasoning_before_answer, through_first_answer
+from .numbers import (
+    canonical_number, first_number, format_number, last_number, number_matches, parse_number,
+    read_gold_number, snap_float,
+)
+
+__all__ = [
+    "EXTRACTORS", "answer_sentence", "canonical_number", "extract", "format_number", "matches",
+    "normalise_gold", "normalise_text", "parse_gold", "parse_number", "reasoning_before_answer",
+    "through_first_answer",
+]
+
+Reader = Callable[[str], Optional[str]]
+
+
+def _read(text: str, strict: bool, from_statement: Reader, fallback: Reader) -> Optional[str]:
+    """The statement decides when there is one (an unreadable one is None, not a cue to
+    look elsewhere); without one, strict gives None and flexible the type's fallback."""
+    found = find_statement(text)
+    if found is not None:
+        return from_statement(found.answer) if found.answer is not None else None
+    return None if strict else fallback(text)
+
+
+def extract_number(text: str, strict: bool) -> Optional[str]:
+    """The number a statement starts with (an expression: its result after the last '=')."""
+    return _read(text, strict, first_number, last_number)
+
+
+def extract_yes_no(text: str, strict: bool) -> Optional[str]:
+    """yes / no (true / false) as a standalone, not negated word."""
+    return _read(text, strict, yes_no_answer, last_yes_no)
+
+
+def extract_text(text: str, strict: bool) -> Optional[str]:
+    """The quoted text or first clause of a statement; flexible: a bare last line."""
+    return _read(text, strict, text_answer, bare_text)
+
+
+def extract_choice(text: str, strict: bool, choices: Optional[Sequence[str]] = None) -> Optional[str]:
+    """An option letter; with `choices` (the record's option texts) also an option's text."""
+    return _read(text, strict, lambda a: choice_answer(a, choices), lambda t: choice_fallback(t, choices))
+
+
+EXTRACTORS: Registry[Callable[[str, bool], Optional[str]]] = Registry("answer type")
+EXTRACTORS.register("number", extract_number)
+EXTRACTORS.register("yes_no", extract_yes_no)
+EXTRACTORS.register("text", extract_text)
+EXTRACTORS.register("choice", extract_choice)
+
+
+def extract(text: str, answer_type: str, mode: str = "strict", *,
+            choices: Optional[Sequence[str]] = None) -> Optional[str]:
+    """The canonical answer in `text`, or None when there is none to read.
+
+    `choices` (a choice record's option texts) lets an answer name an option by its text.
+    """
+    if mode not in ("strict", "flexible"):
+        raise ValueError(f"extraction mode must be 'strict' or 'flexible', got {mode!r}")
+    extractor = EXTRACTORS.get(answer_type)
+    if choices is not None and extractor is extract_choice:
+        return extract_choice(text, mode == "strict", choices)
+    return extractor(text, mode == "strict")
+
+
+def matches(predicted: Optional[str], gold: object, answer_type: str) -> bool:
+    """Whether an extracted answer is the gold answer: the filter's and evaluation's test.
+
+    Numbers compare as exact values (see `number_matches` for the one rounding rule);
+    other types compare canonical strings. An invalid prediction (None) never matches.
+    """
+    canonical = parse_gold(gold, answer_type)
+    if predicted is None or canonical is None:
+        return False
+    if answer_type == "number":
+        return number_matches(predicted, canonical)
+    return predicted == canonical
+
+
+# What may follow a gold number: a unit, bare or in parentheses ("9 (apples)", "12 cm^2").
+# Words in a unit are joined by single spaces, so no two repeats share a character.
+_UNIT = r"[A-Za-z](?:[A-Za-z.'/\-]|\s(?=[A-Za-z]))*(?:\^[23]|[\u00b2\u00b3])?"
+_GOLD_UNIT = re.compile(rf"\s*(?:(?:\(\s*{_UNIT}\s*\)|{_UNIT})\s*)?\.?")
+_GOLD_CHOICE = re.compile(r"\s*\(?([A-Ea-e])\)?(?:\s*[.:)]\s*.*|\s*)", re.DOTALL)
+
+
+def _gold_number(answer: object) -> Optional[str]:
+    if isinstance(answer, (int, float)):
+        if answer != answer or answer in (float("inf"), float("-inf")):  # NaN / inf
+            return None
+        answer = repr(answer)
+    text = str(answer).strip()
+    read = read_gold_number(text)
+    if read is None or not _GOLD_UNIT.fullmatch(text, read[1]):
+        return None
+    value, end = read
+    # a decimal may be a float's repr; a fraction the dataset wrote is meant exactly
+    return format_number(value if "/" in text[:end] else snap_float(value))
+
+
+def parse_gold(answer: object, answer_type: str) -> Optional[str]:
+    """A dataset's gold answer in canonical form, or None when it is not one clean value.
+
+    The whole value must be read, so an ASDiv gold such as "9 (apples)" gives "9" but a
+    ratio "3:4" or two answers "4 (hours); 5 (minutes)" give None (the loader counts the
+    row as malformed) instead of a wrong first number. A float gold is read as the value
+    it stands for (3.3333333333333335 -> "10/3", see `snap_float`).
+    """
+    EXTRACTORS.get(answer_type)  # an unknown type raises with the allowed names
+    if isinstance(answer, bool):
+        return ("yes" if answer else "no") if answer_type == "yes_no" else None
+    if answer is None:
+        return None
+    if answer_type == "number":
+        return _gold_number(answer)
+    text = str(answer).strip()
+    if answer_type == "yes_no":
+        word = normalise_text(text)
+        return "yes" if word in YES else "no" if word in NO else None
+    if answer_type == "choice":
+        m = _GOLD_CHOICE.fullmatch(text)
+        return m.group(1).upper() if m else None
+    return normalise_text(text) or None
+
+
+def normalise_gold(answer: object, answer_type: str) -> Optional[str]:
+    """A gold answer in the extractor's canonical form: the same as `parse_gold`."""
+    return parse_gold(answer, answer_type)
+
+
+def answer_sentence(answer: str) -> str:
+    """The closing sentence every CoT target ends with, and the extractor reads."""
+    return f"The answer is {answer}."

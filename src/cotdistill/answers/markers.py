@@ -1,0 +1,136 @@
+"""Final-answer markers: where a model states its answer, and the text that states it.
+
+Every pattern here runs in time linear in the text: no pattern can start at every
+character of a long run and scan to its end, and no two repeats can share characters
+(which would make a failed match retry every split of a long run).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+# "The answer is", "the final answer is:", "Answer:", "**Final Answer:**", "####", "\boxed{".
+# The optional "the final" belongs to the marker so that the reasoning before it ends cleanly.
+_MARKER = re.compile(
+    r"\b(?:the\s+)?(?:(?:final|correct)\s+)?answer(?:\s+is\b(?:\s*:)?|[\s*_]*:)"
+    r"|####"
+    r"|\\boxed\s*\{",
+    re.IGNORECASE,
+)
+# What may stand between two markers of one statement ("The answer is $\boxed{4}$"),
+# and between a marker and its answer ("Answer:** \n 42").
+_JOINER = re.compile(r"[\s$*_:(\[\\]*")
+_LEAD = re.compile(r"[\s*_:>]*")
+# A sentence ends at a line break, "!" or "?", or a "." before a space ("12.5" and
+# "Rs. 500" go on).
+_SENTENCE_END = re.compile(r"\n|[!?]|(?<!approx)(?<!\brs)\.(?=\s|$)", re.IGNORECASE)
+# "not 5, it is 7" names its answer after the correction; "not 5" names none.
+_NEGATION = re.compile(r"(?:not|never)\b", re.IGNORECASE)
+_CORRECTION = re.compile(r"\b(?:but|rather|instead|it\s+is|it['\u2019]s)\b[\s:,]*", re.IGNORECASE)
+# The little LaTeX that boxed answers use, rewritten to plain text.
+_LATEX = [
+    (re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}"), r"\1/\2"),
+    (re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}"), r"\1"),
+    (re.compile(r"\^\{([^{}]*)\}"), r"^(\1)"),
+    (re.compile(r"\{,\}"), ","),
+    (re.compile(r"\\(?:times|cdot)"), "\u00d7"),
+    (re.compile(r"\\([$%])"), r"\1"),
+    (re.compile(r"\\[,;! ]|~"), " "),
+]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """The final-answer statement: where it starts, and the answer it states.
+
+    `answer` is the text after the marker, to the end of its sentence (a boxed answer:
+    the box's content), or None when the statement only negates ("The answer is not 5.").
+    """
+
+    start: int
+    answer: Optional[str]
+
+
+def _boxed(text: str, pos: int, stop: int) -> str:
+    """The content of the brace opened just before `pos` (to the line end, at most to
+    `stop`, if unclosed)."""
+    depth = 1
+    for i in range(pos, stop):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                content = text[pos:i]
+                for pattern, repl in _LATEX:
+                    content = pattern.sub(repl, content)
+                return content
+    return text[pos:stop].split("\n", 1)[0]
+
+
+def _sentence(text: str, pos: int, stop: int) -> str:
+    """The text from `pos`, after leading emphasis and colons, to the end of its sentence
+    (at most to `stop`)."""
+    start = _LEAD.match(text, pos).end()
+    end = _SENTENCE_END.search(text, start, stop)
+    return text[start : end.start() if end else stop]
+
+
+def affirmed(answer: str) -> Optional[str]:
+    """The answer text with a leading negation resolved: "not 5, it is 7" -> "7"; "not 5" -> None."""
+    if not _NEGATION.match(answer):
+        return answer
+    fix = _CORRECTION.search(answer)
+    return answer[fix.end() :] if fix else None
+
+
+def find_statement(text: str) -> Optional[Statement]:
+    """The last final-answer statement in `text`, or None when there is no marker.
+
+    A marker with nothing after it (output cut off right there) is skipped, so that
+    "The answer is 12. The answer is" still states 12; with no other marker, the
+    statement states nothing (its answer is None), and no fallback guesses one.
+    """
+    marks = list(_MARKER.finditer(text))
+    if not marks:
+        return None
+    stop = len(text)  # an answer ends where a later (cut-off) marker begins
+    while marks and _LEAD.match(text, marks[-1].end()).end() == stop:
+        stop = marks.pop().start()
+    if not marks:
+        return Statement(stop, None)
+    last = marks[-1]
+    read = _boxed if last.group(0).endswith("{") else _sentence
+    answer = read(text, last.end(), stop)
+    first = len(marks) - 1
+    while first > 0 and _JOINER.fullmatch(text, marks[first - 1].end(), marks[first].start()):
+        first -= 1
+    return Statement(marks[first].start(), affirmed(_LEAD.sub("", answer, count=1)))
+
+
+def through_first_answer(text: str) -> str:
+    """`text` cut after its first final-answer statement: what a teacher wrote after
+    stating its answer ("The answer is oat. The answer is oat.", a new question) is not
+    part of its reasoning. Text with no readable statement is returned whole."""
+    for mark in _MARKER.finditer(text):
+        start = _LEAD.match(text, mark.end()).end()
+        if start == len(text):
+            break
+        if mark.group(0).endswith("{"):
+            close = text.find("}", start)
+            if close < 0:
+                break
+            end = close + 1
+        else:
+            found = _SENTENCE_END.search(text, start)
+            end = found.end() if found else len(text)
+        return text[:end].rstrip()
+    return text
+
+
+def reasoning_before_answer(text: str) -> str:
+    """The text before the final-answer statement (all of it when there is none)."""
+    found = find_statement(text)
+    return text[: found.start].rstrip(" \t\r\n*_#>") if found else text
