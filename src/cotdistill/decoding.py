@@ -15,7 +15,6 @@ large, say) forces nothing, and decoding goes on.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 from .calculator import CalcError, result_text, trailing_expression
@@ -51,9 +50,10 @@ def _token_classes(tokenizer) -> tuple[list[int], list[int], list[int]]:
         ids = list(range(len(tokenizer)))
         texts = tokenizer.batch_decode([anchor + [i] for i in ids], skip_special_tokens=True)
         after = [t[len(head):] if t.startswith(head) else t for t in texts]
+        # Any digit, not only 0-9: '42²' or '42٣' would change the number as much as '425'.
         cached = ([i for i in ids if "=" in after[i]],
-                  [i for i in ids if re.match(r"[0-9]|[.,/][0-9]", after[i])],
-                  [i for i in ids if re.match(r"[0-9]", after[i])])
+                  [i for i in ids if after[i][:1].isdigit() or (after[i][:1] in _SEPARATORS and after[i][1:2].isdigit())],
+                  [i for i in ids if after[i][:1].isdigit()])
         tokenizer._cotdistill_calc_classes = cached
     return cached
 
