@@ -93,7 +93,7 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def is_computation(tokens: list[str]) -> bool:
+def _is_computation(tokens: list[str]) -> bool:
     """Whether the tokens hold a binary operation ('3 + 4', '25% of 80'), not just a
     quantity ('5', '-5', '25%', '(7)')."""
     return any(t in _BINARY and i > 0 and (tokens[i - 1] in (")", "%") or _is_number(tokens[i - 1]))
@@ -252,7 +252,7 @@ _RUN = re.compile(r"(?:%\s*of\b|[0-9.,+\-*/^%()×÷−$\s])+")
 _PROSE_BREAK = re.compile(r"[,.]\s")  # "so, 3 + 4", "is 6. 2 * 3": the arithmetic starts after it
 _STATED = re.compile(r"\s*(-?\$?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?%?|-?\.[0-9]+%?)")
 
-_Memo = dict  # expression text -> (tokens, value) of a computation, or None
+_Memo = dict[str, "tuple[list[str], Fraction] | None"]  # expression text -> `_read` of it
 
 
 def _wordy(c: str) -> bool:
@@ -265,7 +265,7 @@ def _read(expr: str, memo: _Memo) -> tuple[list[str], Fraction] | None:
     if expr not in memo:
         try:
             tokens = tokenize(expr)
-            memo[expr] = (tokens, _evaluate(tokens)) if is_computation(tokens) else None
+            memo[expr] = (tokens, _evaluate(tokens)) if _is_computation(tokens) else None
         except CalcError:
             memo[expr] = None
     return memo[expr]
@@ -313,7 +313,7 @@ def _expression_at(text: str, eq: int, run_start: int, memo: _Memo) -> tuple[str
 def trailing_expression(text: str) -> str | None:
     """The arithmetic expression just before a final '=' in `text`, or None.
 
-    'She has 3 + 4 * 2 =' -> '3 + 4 * 2'. Only computations count (see `is_computation`:
+    'She has 3 + 4 * 2 =' -> '3 + 4 * 2'. Only computations count (see `_is_computation`:
     '5 =' and '25% =' are not). Prose before the arithmetic is cut off: an unmatched '(',
     text before ', ' or '. ', a prose dash ('Monday - 3 * 4 =' -> '3 * 4').
     """
