@@ -241,7 +241,8 @@ _num = st.one_of(st.integers(0, 10 ** 6), st.sampled_from([2 ** 64, 10 ** 20, 0,
     lambda n: ("num", str(n), Fraction(n)))
 _dec = st.tuples(st.integers(0, 999), st.integers(1, 99999)).map(
     lambda p: ("num", f"{p[0]}.{p[1]}", Fraction(f"{p[0]}.{p[1]}")))
-_exp = st.integers(-3, 70).map(lambda e: ("num", str(e), Fraction(e)) if e >= 0 else ("neg", ("num", str(-e), Fraction(-e))))
+_exp = st.integers(-3, 70).map(
+    lambda e: ("num", str(e), Fraction(e)) if e >= 0 else ("neg", ("num", str(-e), Fraction(-e))))
 _trees = st.recursive(
     st.one_of(_num, _dec),
     lambda sub: st.one_of(

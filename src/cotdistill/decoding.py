@@ -51,9 +51,11 @@ def _token_classes(tokenizer) -> tuple[list[int], list[int], list[int]]:
         texts = tokenizer.batch_decode([anchor + [i] for i in ids], skip_special_tokens=True)
         after = [t[len(head):] if t.startswith(head) else t for t in texts]
         # Any digit, not only 0-9: '42²' or '42٣' would change the number as much as '425'.
+        digit = [a[:1].isdigit() for a in after]
+        sep_digit = [a[:1] in _SEPARATORS and a[1:2].isdigit() for a in after]
         cached = ([i for i in ids if "=" in after[i]],
-                  [i for i in ids if after[i][:1].isdigit() or (after[i][:1] in _SEPARATORS and after[i][1:2].isdigit())],
-                  [i for i in ids if after[i][:1].isdigit()])
+                  [i for i in ids if digit[i] or sep_digit[i]],
+                  [i for i in ids if digit[i]])
         tokenizer._cotdistill_calc_classes = cached
     return cached
 
@@ -94,6 +96,10 @@ def calculator_processor(tokenizer):
             """Token ids that would extend the forced number, `tail` written after it."""
             if not tail:
                 return self.glue
+            if len(tail) > 2:
+                # Only tokens that render as nothing, or one lone separator, keep the number
+                # open; three of those in a row do not occur, and this spares a decode per step.
+                return None
             value = tokenizer.decode(list(forced))
             written = tokenizer.decode(list(forced) + tail)
             after = written[len(value):] if written.startswith(value) else None
