@@ -5,6 +5,7 @@ something to fix: plainly decoded outputs carry false equations, calculator outp
 """
 
 import random
+import re
 
 import pytest
 import torch
@@ -135,3 +136,26 @@ def test_processor_forces_value_then_closes_the_number(student):
     # no expression before '=': nothing is forced
     plain = torch.tensor([start + tok.encode("The answer =", add_special_tokens=False)])
     assert torch.isfinite(proc(plain, torch.zeros(1, len(tok)))[0]).all()
+
+
+def test_generate_goes_on_where_the_calculator_cannot_help(student):
+    """Inside `generate`: after '(2^64)^17/3 =' (a CalcError, that was an OverflowError which
+    aborted the evaluation) nothing is forced and decoding goes on; after '12 + 30 =' the
+    value is forced and stays closed."""
+    from transformers import LogitsProcessorList
+
+    from cotdistill.decoding import calculator_processor
+
+    model, tok = student
+    procs = LogitsProcessorList([calculator_processor(tok)])
+    enc = tok(["What is 12 plus 30?"], return_tensors="pt")
+    for text in ["(2^64)^17/3 =", "Monday - 12 + 30 ="]:
+        prefix = torch.tensor([[tok.pad_token_id] + tok.encode(text, add_special_tokens=False)])
+        plain = model.generate(**enc, decoder_input_ids=prefix, max_new_tokens=8, do_sample=False)
+        calc = model.generate(**enc, decoder_input_ids=prefix, max_new_tokens=8, do_sample=False,
+                              logits_processor=procs)
+        new = tok.decode(calc[0, prefix.shape[1]:], skip_special_tokens=True)
+        if text.startswith("("):
+            assert torch.equal(plain, calc)
+        else:
+            assert re.match(r" 42(?!\d|[.,/]\d)", new), new

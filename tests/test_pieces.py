@@ -115,7 +115,7 @@ def test_close_rationale_ends_with_canonical_sentence():
 def test_wilson_and_score():
     lo, hi = wilson_interval(50, 100)
     assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
-    assert wilson_interval(0, 0) == (0.0, 0.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # nothing known: the whole range
     preds, m = score(RECS, ["The answer is yes.", "yes", "maybe"], "flexible")
     assert m["correct"] == 1 and m["n"] == 3 and m["invalid_rate"] == pytest.approx(0.3333)
     assert [p["correct"] for p in preds] == [True, False, False]

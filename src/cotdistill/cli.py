@@ -150,7 +150,8 @@ def check_params(path: str) -> None:
 def calc(expression: str) -> None:
     """Evaluate an arithmetic EXPRESSION with the evaluation's safe calculator.
 
-    Numbers, + - * / ( ) , % (percent) and whole powers (^ or **); e.g. "3 * (4 + 1)".
+    ASCII numbers, + - * / ( ), % (percent: "25% of 80") and whole powers (^ or **);
+    e.g. "3 * (4 + 1)". Anything else, or a value too large, is one line on stderr, exit 2.
     """
     from .calculator import CalcError, calculate
 

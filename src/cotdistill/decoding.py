@@ -2,20 +2,22 @@
 without the external calculator.
 
 The calculator is a logits processor, so it rides on `generate`'s own batching, beam
-bookkeeping and stopping: after every step it looks at each sequence's newest tokens;
-where the text now ends in "<arithmetic expression> =", the true value (computed by the
-safe parser in calculator.py) is forced, token by token, before decoding goes on. It is
-stateless (it re-derives what to force from the tokens themselves), so beams may be
-reordered freely, and finished rows are left to `generate`.
+bookkeeping and stopping: after every step it looks at each sequence's tokens since its
+last '='; where the text before that '=' ends in an arithmetic expression, the value
+(computed by the safe parser in calculator.py) is forced, token by token, in full, and
+then the number is closed: the student may not extend it with digits, nor with a '.',
+',' or '/' followed by digits, however many steps it tries. It is stateless (it
+re-derives everything from the tokens themselves), so beams may be reordered freely,
+and finished rows are left to `generate`. An expression the calculator rejects (too
+large, say) forces nothing, and decoding goes on.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
-from .calculator import CalcError, calculate, trailing_expression
+from .calculator import CalcError, result_text, trailing_expression
 
 log = logging.getLogger(__name__)
 
@@ -33,74 +35,98 @@ class DecodeOptions:
     seed: int = 0
 
 
-def _token_classes(tokenizer) -> tuple[list[int], list[int]]:
-    """(ids of tokens whose text contains '=', ids of tokens that would glue onto a number
-    just written: '5', '.5', ',000'), scanned once per tokenizer."""
-    cached = getattr(tokenizer, "_cotdistill_calc_ids", None)
+_SEPARATORS = (".", ",", "/")  # after a number, followed by digits, they would extend it
+
+
+def _token_classes(tokenizer) -> tuple[list[int], list[int], list[int]]:
+    """Token ids, scanned once per tokenizer: (those whose text contains '=', those that
+    would extend a number just written: '5', '.5', ',000', '/4', those that would extend a
+    number ending in a separator: '5'). A token is read as it renders after a digit, so
+    that a leading space ('Ġ5', '▁5') starts a new word and is allowed."""
+    cached = getattr(tokenizer, "_cotdistill_calc_classes", None)
     if cached is None:
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        texts = [(i, tokenizer.convert_tokens_to_string([t])) for i, t in enumerate(vocab) if t is not None]
-        cached = ([i for i, t in texts if "=" in t],
-                  [i for i, t in texts if re.match(r"[0-9]|[.,][0-9]", t)])
-        tokenizer._cotdistill_calc_ids = cached
+        anchor = tokenizer.encode("1", add_special_tokens=False)
+        head = tokenizer.decode(anchor)
+        ids = list(range(len(tokenizer)))
+        texts = tokenizer.batch_decode([anchor + [i] for i in ids], skip_special_tokens=True)
+        after = [t[len(head):] if t.startswith(head) else t for t in texts]
+        # Any digit, not only 0-9: '42²' or '42٣' would change the number as much as '425'.
+        digit = [a[:1].isdigit() for a in after]
+        sep_digit = [a[:1] in _SEPARATORS and a[1:2].isdigit() for a in after]
+        cached = ([i for i in ids if "=" in after[i]],
+                  [i for i in ids if digit[i] or sep_digit[i]],
+                  [i for i in ids if digit[i]])
+        tokenizer._cotdistill_calc_classes = cached
     return cached
 
 
-def calculator_processor(tokenizer, window: int = 48):
-    """A LogitsProcessor that forces the calculator's value after every 'expr ='."""
+def calculator_processor(tokenizer):
+    """A LogitsProcessor that forces the calculator's value after every 'expr =' and then
+    keeps that number closed."""
     import torch
     from transformers import LogitsProcessor
 
     class CalculatorProcessor(LogitsProcessor):
         def __init__(self):
-            ids, glue = _token_classes(tokenizer)
-            if not ids:
+            eq, glue, glue_after_sep = _token_classes(tokenizer)
+            if not eq:
                 log.warning("calculator: no token of this tokenizer writes '='; the calculator never fires")
-            self.eq_ids = torch.tensor(ids or [-1], dtype=torch.long)
-            self.glue_ids = torch.tensor(glue, dtype=torch.long)
+            self.eq_ids = torch.tensor(eq or [-1], dtype=torch.long)
+            self.glue = torch.tensor(glue, dtype=torch.long)
+            self.glue_after_sep = torch.tensor(glue_after_sep, dtype=torch.long)
             self.special = set(tokenizer.all_special_ids)
-            self.window = window
             self.plans: dict[tuple[int, ...], tuple[int, ...]] = {}  # prefix up to '=' -> forced ids
 
         def plan(self, prefix: tuple[int, ...]) -> tuple[int, ...]:
             if prefix not in self.plans:
                 text = tokenizer.decode([t for t in prefix if t not in self.special])
+                expr = trailing_expression(text)
                 forced: tuple[int, ...] = ()
-                if text.rstrip().endswith("=") and text[text.rindex("=") + 1:].strip() == "":
-                    expr = trailing_expression(text)
-                    if expr is not None:
-                        try:
-                            value = calculate(expr)
-                        except CalcError:
-                            value = None
-                        if value is not None:
-                            lead = "" if text.endswith((" ", "\n")) else " "
-                            forced = tuple(tokenizer.encode(lead + value, add_special_tokens=False))
+                if expr is not None:
+                    try:
+                        value = result_text(expr)
+                        lead = "" if text.endswith((" ", "\n")) else " "
+                        forced = tuple(tokenizer.encode(lead + value, add_special_tokens=False))
+                    except CalcError:
+                        pass  # nothing to force: the student goes on unaided
                 self.plans[prefix] = forced
             return self.plans[prefix]
 
+        def banned_after(self, forced: tuple[int, ...], tail: list[int]):
+            """Token ids that would extend the forced number, `tail` written after it."""
+            if not tail:
+                return self.glue
+            if len(tail) > 2:
+                # Only tokens that render as nothing, or one lone separator, keep the number
+                # open; three of those in a row do not occur, and this spares a decode per step.
+                return None
+            value = tokenizer.decode(list(forced))
+            written = tokenizer.decode(list(forced) + tail)
+            after = written[len(value):] if written.startswith(value) else None
+            if after == "":  # tokens that render as nothing: the number is still open
+                return self.glue
+            return self.glue_after_sep if after in _SEPARATORS else None
+
         def __call__(self, input_ids, scores):
-            n = input_ids.shape[1]
-            w = min(self.window, n)
-            hit = torch.isin(input_ids[:, n - w:], self.eq_ids.to(input_ids.device))
+            hit = torch.isin(input_ids, self.eq_ids.to(input_ids.device))
             rows = hit.any(dim=1).nonzero().flatten().tolist()
             if not rows:
                 return scores
-            # position of the last '=' token in each hit row's window
-            last = (w - 1 - hit.flip(1).int().argmax(dim=1)).tolist()
+            # position of the last '=' token in each row (the whole row: a value is never cut)
+            last = (input_ids.shape[1] - 1 - hit.flip(1).int().argmax(dim=1)).tolist()
             for r in rows:
-                p = n - w + last[r]
                 seq = input_ids[r].tolist()
-                forced = self.plan(tuple(seq[: p + 1]))
-                done = seq[p + 1:]
-                if forced and len(done) <= len(forced) and tuple(done) == forced[: len(done)]:
-                    if len(done) < len(forced):
-                        tok = forced[len(done)]
-                        scores[r, :] = float("-inf")
-                        scores[r, tok] = 0.0
-                    elif len(self.glue_ids):
-                        # the value is complete: the student may not append digits to it
-                        scores[r, self.glue_ids.to(scores.device)] = float("-inf")
+                forced = self.plan(tuple(seq[: last[r] + 1]))
+                done = seq[last[r] + 1:]
+                if not forced or tuple(done[: len(forced)]) != forced[: len(done)]:
+                    continue
+                if len(done) < len(forced):
+                    scores[r, :] = float("-inf")
+                    scores[r, forced[len(done)]] = 0.0
+                else:
+                    banned = self.banned_after(forced, done[len(forced):])
+                    if banned is not None and len(banned):
+                        scores[r, banned.to(scores.device)] = float("-inf")
             return scores
 
     return CalculatorProcessor()

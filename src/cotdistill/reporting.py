@@ -21,6 +21,8 @@ SPLIT_STEMS = {"id": "test", "ood": "test_ood"}  # metric prefix -> predictions'
 def _cell(m: dict | None) -> str:
     if not m:
         return "n/a"
+    if m.get("n") == 0:  # no questions: no accuracy, and its interval would be all of [0, 100]
+        return "n/a (n=0)"
     return f"{100 * m['accuracy']:.1f} [{100 * m['ci95_low']:.1f}, {100 * m['ci95_high']:.1f}]"
 
 
@@ -147,7 +149,7 @@ def accuracy_table(evaluations: list[dict]) -> list[dict]:
     for e in evaluations:
         for s, c in _columns(evaluations):
             m = _metrics(e, s, c)
-            if m:
+            if m and m.get("n") != 0:
                 rows.append({"run": f"{e['variant']} {SPLIT_NAMES[s]}{' +calc' if c else ''}",
                              "variant": e["variant"], "split": s, "calculator": c,
                              "accuracy": m["accuracy"], "ci95_low": m["ci95_low"], "ci95_high": m["ci95_high"]})

@@ -1,0 +1,156 @@
+"""The calculator's logits processor, driven step by step with a locally trained tokenizer
+and no model: what it forces after 'expression =', and that the forced number stays closed
+whatever the student tries next."""
+
+import random
+import re
+
+import pytest
+import torch
+
+from cotdistill.calculator import calculate
+from cotdistill.decoding import calculator_processor
+
+
+def _texts() -> list[str]:
+    rng = random.Random(0)
+    texts = []
+    for _ in range(400):
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        texts.append(f"She has {a} * {b} = {a * b} apples, {a}.5 + 1,000 = {a + 1000}.5 and {a},000 items, "
+                     f"{a}/{b} of it. Monday - 3 * 4 = 12. 25% of 80 = 20, (2^64)^17 - 60% or ٣ + ٤. The answer is")
+    return texts
+
+
+def _metaspace_tokenizer(texts: list[str]):
+    """A BPE split on spaces only, like T5's sentencepiece: it has tokens such as '▁42.5' and
+    '.5' that a byte-level BPE (which splits digits from punctuation) never makes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    t = Tokenizer(models.BPE(unk_token="<unk>"))
+    t.pre_tokenizer = pre_tokenizers.Metaspace()
+    t.decoder = decoders.Metaspace()
+    t.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=800, special_tokens=["<pad>", "</s>", "<unk>"],
+                                                     show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=t, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.fixture(scope="module", params=["byte-level", "metaspace"])
+def tok(request):
+    from cotdistill.students.model import train_tokenizer
+
+    return train_tokenizer(_texts(), 500) if request.param == "byte-level" else _metaspace_tokenizer(_texts())
+
+
+def start(tok, text: str) -> list[int]:
+    return [tok.pad_token_id] + tok.encode(text, add_special_tokens=False)  # pad: T5's decoder start
+
+
+def scores_after(proc, seqs: list[list[int]], prefer: torch.Tensor) -> torch.Tensor:
+    return proc(torch.tensor(seqs), prefer.repeat(len(seqs), 1).clone())
+
+
+def forced_after(proc, tok, text: str) -> tuple[str, list[int]]:
+    """(the text the processor forces after `text`, the sequence with it): step until more
+    than one token is allowed."""
+    seq, forced = start(tok, text), []
+    for _ in range(300):
+        allowed = torch.isfinite(scores_after(proc, [seq], torch.zeros(len(tok)))[0]).nonzero().flatten().tolist()
+        if len(allowed) != 1:
+            break
+        seq.append(allowed[0])
+        forced.append(allowed[0])
+    return tok.decode(forced), seq
+
+
+@pytest.mark.parametrize("text,forced", [
+    ("She has 6 * 7 =", " 42"),
+    ("so 12 + 30 =", " 42"),
+    ("Monday - 3 * 4 =", " 12"),       # a prose dash is not a minus (it forced -12)
+    ("it is -3 * 4 =", " -12"),
+    ("1 / 3 =", " 0.333333"),
+    ("25% of 80 =", " 20"),
+    ("100% - 60% =", " 40%"),          # percent in, percent out
+    ("25% =", ""),                     # a bare percent is no computation (it forced 0.25)
+    ("The remaining 40% =", ""),
+    ("(2^64)^17/3 =", ""),             # a CalcError: nothing forced, decoding goes on (it raised)
+    ("٣ + ٤ =", ""),                   # not ASCII digits
+    ("The answer =", ""),
+    ("3 * 4 = 12 =", ""),              # a chain's later link is no computation: the calculator, like
+    ("17 + 20 = 37 = 95 =", ""),       # the paper's, forces computations only (forcing links made a
+                                       # weak student loop '= 37 = 37 = ...' past its answer)
+])
+def test_forced_values(tok, text, forced):
+    assert forced_after(calculator_processor(tok), tok, text)[0].strip() == forced.strip()
+
+
+def test_value_longer_than_any_window_is_forced_in_full(tok):
+    """A 98-digit value is forced to its last digit (a 48-token window cut it mid-number)."""
+    expr = "123456789^12 / 7"
+    value = calculate(expr)
+    assert len(tok.encode(" " + value, add_special_tokens=False)) > 48
+    assert forced_after(calculator_processor(tok), tok, f"That is {expr} =")[0].strip() == value
+
+
+def _render(tok) -> list[str]:
+    """Each token's text as it renders after a digit."""
+    head = tok.decode(tok.encode("1", add_special_tokens=False))
+    anchor = tok.encode("1", add_special_tokens=False)
+    return [t[len(head):] for t in tok.batch_decode([anchor + [i] for i in range(len(tok))],
+                                                     skip_special_tokens=True)]
+
+
+def _extends(text: str) -> bool:
+    return bool(re.match(r"\d|[.,/]\d", text))
+
+
+@pytest.mark.parametrize("favourite", [".", ",", "/", None])
+def test_forced_number_stays_closed(tok, favourite):
+    """A student that wants nothing more than to extend the number: digits first, then a
+    separator with digits, then a lone separator (its favourite one first). For as many
+    steps as it tries, the text after '=' still reads 42, never 42.5, 42,000 or 425."""
+    rendered = _render(tok)
+    prefer = torch.tensor([3.0 if t[:1].isdigit() else 2.0 if _extends(t)
+                           else 1.5 if t == favourite else 1.0 if t in (".", ",", "/") else 0.0
+                           for t in rendered])
+    proc = calculator_processor(tok)
+    _, seq = forced_after(proc, tok, "She has 6 * 7 =")
+    wrote = []
+    for _ in range(8):
+        nxt = int(scores_after(proc, [seq], prefer)[0].argmax())
+        seq.append(nxt)
+        wrote.append(rendered[nxt])
+        after = tok.decode(seq[1:]).split("=")[-1]
+        assert re.fullmatch(r" 42(?![\d²³¹]|[.,/]\d).*", after, re.S), (after, wrote)
+    assert wrote[0] in (".", ",", "/")  # a lone separator is allowed: "= 42." ends a sentence
+    if favourite:
+        assert wrote[0] == favourite
+
+
+def test_closing_bans_exactly_the_extensions(tok):
+    """Right after the value every token that would extend it is banned and nothing else; after
+    a lone separator every digit is banned; after a space the next number is free."""
+    rendered = _render(tok)
+    proc = calculator_processor(tok)
+    _, seq = forced_after(proc, tok, "She has 6 * 7 =")
+    zeros = torch.zeros(len(tok))
+
+    banned = torch.isinf(scores_after(proc, [seq], zeros)[0]).nonzero().flatten().tolist()
+    assert banned == [i for i, t in enumerate(rendered) if t[:1].isdigit() or _extends(t)]
+    for sep in (".", ",", "/"):
+        after_sep = seq + [rendered.index(sep)]  # the token written against the number, not ' .'
+        banned = torch.isinf(scores_after(proc, [after_sep], zeros)[0]).nonzero().flatten().tolist()
+        assert banned == [i for i, t in enumerate(rendered) if t[:1].isdigit()], sep
+    for more in (" apples", ". Then", ", so"):
+        assert torch.isfinite(scores_after(proc, [seq + tok.encode(more, add_special_tokens=False)], zeros)).all()
+
+
+def test_rows_are_independent(tok):
+    """In one batch, a row mid-value is forced and a row without '=' is left alone."""
+    proc = calculator_processor(tok)
+    a = start(tok, "She has 6 * 7 =")
+    b = start(tok, "She has 6 apples and")
+    b = b + [tok.pad_token_id] * (len(a) - len(b)) if len(b) < len(a) else b[: len(a)]
+    out = scores_after(proc, [a, b], torch.zeros(len(tok)))
+    assert torch.isfinite(out[0]).sum() == 1 and torch.isfinite(out[1]).all()

@@ -1,0 +1,71 @@
+"""The statistics under the report: the Wilson interval's edge case and exact McNemar at scale."""
+
+import math
+import random
+import time
+from fractions import Fraction
+from types import SimpleNamespace
+
+import pytest
+
+from cotdistill.evaluation import binomial_half_cdf, mcnemar_exact, score, wilson_interval
+from cotdistill.reporting import accuracy_table, render_report
+
+
+def _exact_cdf(k: int, n: int) -> Fraction:
+    return Fraction(sum(math.comb(n, j) for j in range(k + 1)), 2 ** n)
+
+
+def test_binomial_tail_matches_exact_sums_for_small_n():
+    """Against the exact sum of binomial coefficients, every k for n <= 120 and a sample up to 200."""
+    rng = random.Random(0)
+    cases = [(k, n) for n in range(121) for k in range(n + 1)]
+    cases += [(rng.randint(0, n), n) for n in range(121, 201) for _ in range(10)]
+    for k, n in cases:
+        exact = _exact_cdf(k, n)
+        assert abs(Fraction(binomial_half_cdf(k, n)) - exact) <= 1e-11 * exact, (k, n)
+
+
+@pytest.mark.parametrize("k,n", [(480, 1000), (500, 1000), (2400, 5000), (2200, 5000)])
+def test_binomial_tail_matches_exact_sums_for_larger_n(k, n):
+    exact = _exact_cdf(k, n)
+    assert abs(Fraction(binomial_half_cdf(k, n)) - exact) <= 1e-10 * exact
+
+
+def test_binomial_tail_edges():
+    assert binomial_half_cdf(0, 0) == 1.0 and binomial_half_cdf(5, 5) == 1.0 and binomial_half_cdf(-1, 5) == 0.0
+    assert binomial_half_cdf(0, 40_000) == 0.0  # 2**-40000 underflows to zero: no error
+
+
+@pytest.mark.parametrize("n", [10_000, 40_000])
+def test_mcnemar_scales(n):
+    """40,000 discordant pairs in well under a second (the comb sum took 167 s); the p-value is
+    the known two-sided tail."""
+    a = [True] * (n // 2 - 150) + [False] * (n // 2 + 150)
+    b = [not x for x in a]
+    start = time.perf_counter()
+    t = mcnemar_exact(a, b)
+    assert time.perf_counter() - start < 0.5
+    assert (t["only_a"], t["only_b"]) == (n // 2 - 150, n // 2 + 150)
+    # normal approximation with continuity correction, close enough at this n to check the scale
+    z = (299 / math.sqrt(n))
+    assert t["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)), rel=0.02)
+    assert mcnemar_exact([True] * n, [False] * n)["p_value"] == 0.0
+    assert mcnemar_exact(a, a)["p_value"] == 1.0
+
+
+def test_wilson_with_no_trials_is_the_whole_range():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
+def test_report_shows_an_empty_split_as_not_available():
+    """A split with no questions shows 'n/a (n=0)', not '0.0 [0.0, 0.0]', and has no plot row."""
+    _, empty = score([], [], "flexible")
+    assert (empty["n"], empty["ci95_low"], empty["ci95_high"]) == (0, 0.0, 1.0)
+    full = {"accuracy": 0.5, "n": 10, "correct": 5, "ci95_low": 0.24, "ci95_high": 0.76, "invalid_rate": 0.0}
+    evals = [{"variant": "cot", "id": full, "ood": empty}]
+    md = render_report(SimpleNamespace(dataset="d", model="m", teacher="t"), evals,
+                       {"kept": 1, "generations": 1, "keep_rate": 1.0, "dropped_by_reason": {}})
+    assert "| d | cot | 10/0 | 50.0 [24.0, 76.0] | n/a (n=0) |" in md
+    assert [r["split"] for r in accuracy_table(evals)] == ["id"]
