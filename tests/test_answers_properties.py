@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cotdistill.answers import answer_sentence, extract, format_number, matches, parse_gold
 from cotdistill.evaluation import score
-from cotdistill.filtering import classify
+from cotdistill.filtering import ANSWER_DROPS, classify, cot_text
 
 MARKERS = ["The answer is {}.", "#### {}", "Final answer: {}", "\\boxed{{{}}}", "**Answer:** {}",
            "Some steps: 3 + 4 = 7.\nThe answer is {} apples.", "The final answer is: {}"]
@@ -93,9 +93,12 @@ def test_the_filter_keeps_exactly_what_evaluation_scores_correct(output, gold, m
     answer_type, answer = gold
     record = {"id": "q", "question": "q", "answer": answer, "answer_type": answer_type,
               "choices": ["bank", "library", "mall", "zoo", "park"]}
-    _, metrics = score([record], [output], mode)
-    kept = classify({"text": output}, record, mode) is None
-    assert kept == bool(metrics["correct"]) or not output.strip()
+    # The filter reads a CoT up to its first final answer (what follows is not reasoning),
+    # and drops answer-only CoTs: its answer check is what evaluation scores on that text.
+    text = cot_text({"text": output})
+    _, metrics = score([record], [text], mode)
+    answer_right = classify({"text": output}, record, mode) not in ANSWER_DROPS
+    assert answer_right == bool(metrics["correct"]) or not text.strip()
 
 
 @pytest.mark.parametrize("output, gold, correct", [
@@ -109,14 +112,14 @@ def test_score_and_filter_compare_exactly(output, gold, correct):
     record = {"id": "q", "question": "q", "answer": gold, "answer_type": "number"}
     _, metrics = score([record], [output], "strict")
     assert metrics["correct"] == int(correct)
-    assert (classify({"text": output}, record, "strict") is None) is correct
+    assert (classify({"text": "We compute. " + output}, record, "strict") is None) is correct
 
 
 def test_score_passes_a_records_choices():
     record = {"id": "q", "question": "q", "answer": "B", "answer_type": "choice", "choices": ["bank", "library"]}
     preds, metrics = score([record], ["The answer is the library."], "strict")
     assert preds[0]["extracted"] == "B" and metrics["correct"] == 1
-    assert classify({"text": "The answer is the library."}, record, "strict") is None
+    assert classify({"text": "It has books. The answer is the library."}, record, "strict") is None
 
 
 # Texts built to make a backtracking pattern retry every split of a long run.

@@ -185,12 +185,14 @@ def _adversarial_texts(size: int) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", list(_adversarial_texts(10)))
 def test_find_equations_is_linear(name):
-    """100 kB of adversarial text in well under a second (it took 1.4-4 s for 12 kB when every
-    '=' re-scanned the text before it); every equation of a long text is found."""
-    text = _adversarial_texts(100_000)[name]
+    """250 kB of adversarial text in well under 3 s: the old code, which re-scanned the text
+    before every '=', took 1.4-4 s for 12 kB and so would take minutes here (a quadratic
+    cost), while one pass takes a fraction of a second; every equation is found."""
+    large = _adversarial_texts(250_000)[name]
     start = time.perf_counter()
-    eqs = find_equations(text)
-    assert time.perf_counter() - start < 1.0
+    find_equations(large)
+    assert time.perf_counter() - start < 3.0
+    eqs = find_equations(large)
     if name == "true arithmetic":
         assert len(eqs) > 5000 and all(e.holds for e in eqs)
 
@@ -222,7 +224,7 @@ _HOSTILE = st.sampled_from([
 FUZZ = st.one_of(_ARITH, _NEAR, st.text(max_size=300), _HOSTILE)
 
 
-@settings(max_examples=10_000, deadline=None, database=None, derandomize=True,
+@settings(max_examples=2_000, deadline=None, database=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(FUZZ)
 def test_fuzz_no_crash_no_hang_no_code_execution(text):

@@ -8,7 +8,7 @@ import yaml
 
 from cotdistill.config import ConfigError
 from cotdistill.evaluation import mcnemar_exact
-from cotdistill.study.analysis import (StudentRun, comparisons, outcomes_from_predictions, pooled_test,
+from cotdistill.study.analysis import (StudentRun, outcomes_from_predictions, pooled_test,
                                        select_runs, summarise, teacher_row)
 from cotdistill.study.collect import Results
 from cotdistill.study.grid import load_grid

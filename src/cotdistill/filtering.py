@@ -15,7 +15,7 @@ from .calculator import false_equations
 from .steps import StepChecker
 from .targets import close_rationale
 
-_ANSWER_WRONG = ("empty", "truncated", "no_answer", "wrong_answer")
+ANSWER_DROPS = ("empty", "truncated", "no_answer", "wrong_answer")
 DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "no_reasoning", "false_equation", "wrong_step",
                 "over_limit")
 
@@ -69,7 +69,7 @@ def filter_generations(
         rec = by_id[gen["id"]]
         reason = classify(gen, rec, mode, verify_equations, step_checker if verify_steps else None)
         steps_ok = None
-        if reason not in _ANSWER_WRONG:
+        if reason not in ANSWER_DROPS:
             answer_right += 1
             if step_checker is not None:
                 steps_ok = step_checker(rec["question"], cot_text(gen)) is None

@@ -22,12 +22,12 @@ from .labels import (
 )
 from .markers import find_statement, reasoning_before_answer, through_first_answer
 from .numbers import (
-    canonical_number, first_number, format_number, last_number, number_matches, parse_number,
+    first_number, format_number, last_number, number_matches, parse_number,
     read_gold_number, snap_float,
 )
 
 __all__ = [
-    "EXTRACTORS", "answer_sentence", "canonical_number", "extract", "format_number", "matches",
+    "EXTRACTORS", "answer_sentence", "extract", "format_number", "matches",
     "normalise_gold", "normalise_text", "parse_gold", "parse_number", "reasoning_before_answer",
     "through_first_answer",
 ]

@@ -163,17 +163,6 @@ def format_number(value: Fraction) -> str:
     return f"{'-' if num < 0 else ''}{digits[:-places]}.{digits[-places:]}"
 
 
-def canonical_number(value: Fraction) -> str:
-    """The calculator's display form: 7 -> '7', 1/3 -> '0.333333' (six decimals, zeros cut).
-
-    Answers are compared exactly (`format_number`, `number_matches`), never in this form.
-    """
-    if value.denominator == 1:
-        return str(value.numerator)
-    s = f"{float(value):.6f}".rstrip("0").rstrip(".")
-    return "0" if s in ("-0", "") else s
-
-
 def parse_number(token: str) -> Optional[str]:
     """One number token in canonical form: '$1,234.50' -> '1234.5'; '3/4' -> '0.75'; else None."""
     m = _NUM.fullmatch(token.strip())
