@@ -27,7 +27,7 @@ def main(argv=None):
     params = load_params(args.params)
     cfg = params.generate
     preset = TEACHERS.get(params.teacher)
-    prompt_file = load_prompt_file(args.prompt)
+    prompt_file = load_prompt_file(args.prompt, cfg.prompt_format)
     stage.log_config("generate", {"teacher": params.teacher, **to_dict(cfg)})
 
     records = []

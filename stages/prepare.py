@@ -9,7 +9,7 @@ from cotdistill.config import load_params, to_dict
 from cotdistill.datasets import SPLITS
 from cotdistill.datasets.prepare import prepare_dataset
 from cotdistill.io import atomic_dir, write_json, write_jsonl
-from cotdistill.prompts import load_prompt_file, prompt_path
+from cotdistill.prompts import exemplar_questions, prompt_path
 
 
 def main(argv=None):
@@ -23,8 +23,7 @@ def main(argv=None):
     params = load_params(args.params)
     stage.log_config("prepare", {"dataset": params.dataset, "seed": params.seed, **to_dict(params.prepare)})
     prompt = args.prompt or prompt_path(params.dataset)
-    exemplars = [ex.question for ex in load_prompt_file(prompt).exemplars]
-    prepared = prepare_dataset(params, exemplars)
+    prepared = prepare_dataset(params, exemplar_questions(prompt))
 
     with atomic_dir(args.out) as tmp:
         for name in SPLITS:  # every split file exists (maybe empty): dvc.yaml lists them

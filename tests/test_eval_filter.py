@@ -132,9 +132,22 @@ def test_last_letters_gold_rationales_pass_and_corruptions_fail():
         assert check_last_letters(ex["question"], skipped) is not None
 
 
-@pytest.mark.parametrize("dataset", ["coin_flip", "last_letters"])
+@pytest.mark.parametrize("dataset", ["coin_flip", "last_letters", "multistep_arith"])
 def test_prompt_exemplars_pass_their_step_checker(dataset):
-    from cotdistill.prompts import load_prompt_file, prompt_path
+    from cotdistill.prompts import format_names, load_prompt_file, prompt_path
 
-    for ex in load_prompt_file(prompt_path(dataset)).exemplars:
-        assert STEP_CHECKERS.get(dataset)(ex.question, ex.rationale) is None, ex.question
+    for fmt in format_names(prompt_path(dataset)):
+        for ex in load_prompt_file(prompt_path(dataset), fmt).exemplars:
+            assert STEP_CHECKERS.get(dataset)(ex.question, ex.rationale) is None, (fmt, ex.question)
+
+
+def test_prompt_formats_share_questions_and_unknown_format_is_named():
+    from cotdistill.prompts import exemplar_questions, load_prompt_file, prompt_path
+
+    path = prompt_path("multistep_arith")
+    default, echo = load_prompt_file(path), load_prompt_file(path, "echo")
+    assert [e.question for e in default.exemplars] == [e.question for e in echo.exemplars]
+    assert default.exemplars[0].rationale != echo.exemplars[0].rationale
+    assert exemplar_questions(path) == [e.question for e in default.exemplars]
+    with pytest.raises(ValueError, match="no format 'ech'; allowed: default, echo"):
+        load_prompt_file(path, "ech")

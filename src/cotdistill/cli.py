@@ -119,7 +119,7 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
         name = dataset or params.dataset
         DATASETS.get(name)
         params = dataclasses.replace(params, dataset=name)
-        prompt = load_prompt_file(prompt_path(name))
+        prompt = load_prompt_file(prompt_path(name), params.generate.prompt_format)
         n = params.generate.shots if shots is None else shots
         # a loaded dataset logs each malformed row; here only the prompt matters
         logging.getLogger("cotdistill.datasets").setLevel(logging.ERROR)

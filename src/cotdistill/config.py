@@ -113,6 +113,7 @@ class PrepareConfig:
 class GenerateConfig:
     answer_hint: bool = True  # the paper's change: show the teacher the gold answer
     shots: int = _range(0, default=4)
+    prompt_format: str = "default"  # which exemplar format of the prompt file (its `formats:`)
     batch_size: int = _range(1, default=16)
     max_new_tokens: int = _range(1, default=96)
     temperature: float = _range(0.0, default=0.0)

@@ -39,26 +39,68 @@ def prompt_path(dataset: str) -> Path:
     return PROMPT_DIR / f"{dataset}.yaml"
 
 
-def load_prompt_file(path: str | Path) -> PromptFile:
-    path = Path(path)
+DEFAULT_FORMAT = "default"
+
+
+def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{path}: prompt file not found") from None
     if not isinstance(data, dict) or not isinstance(data.get("exemplars"), list):
         raise ValueError(f"{path}: expected keys 'instruction' and 'exemplars' (a list)")
+    return data
+
+
+def _exemplars(path: Path, items: list, where: str) -> tuple[Exemplar, ...]:
     exemplars = []
-    for i, ex in enumerate(data["exemplars"]):
+    for i, ex in enumerate(items):
         missing = {"question", "answer", "rationale"} - set(ex or {})
         if missing:
-            raise ValueError(f"{path}: exemplars[{i}]: missing {', '.join(sorted(missing))}")
+            raise ValueError(f"{path}: {where}[{i}]: missing {', '.join(sorted(missing))}")
         ex = {k: str(v).strip() for k, v in ex.items()}
         if not ex["rationale"].endswith(answer_sentence(ex["answer"])):
             raise ValueError(
-                f"{path}: exemplars[{i}]: rationale must end with '{answer_sentence(ex['answer'])}'"
+                f"{path}: {where}[{i}]: rationale must end with '{answer_sentence(ex['answer'])}'"
             )
         exemplars.append(Exemplar(ex["question"], ex["answer"], ex["rationale"]))
-    return PromptFile(path, str(data.get("instruction", "")).strip(), tuple(exemplars))
+    return tuple(exemplars)
+
+
+def format_names(path: str | Path) -> list[str]:
+    """The prompt formats a file offers: `default` (its top-level exemplars) and the
+    names under its optional `formats:` key."""
+    return [DEFAULT_FORMAT, *(_read_yaml(Path(path)).get("formats") or {})]
+
+
+def load_prompt_file(path: str | Path, fmt: str = DEFAULT_FORMAT) -> PromptFile:
+    """The instruction and exemplars of one format of a prompt file (generate.prompt_format).
+
+    A file may hold other formats of the same exemplars under `formats: {name: {instruction,
+    exemplars}}`, e.g. a rationale that repeats each sentence of the question before its
+    step: a lever for small teachers.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    if fmt == DEFAULT_FORMAT:
+        return PromptFile(path, str(data.get("instruction", "")).strip(), _exemplars(path, data["exemplars"], "exemplars"))
+    formats = data.get("formats") or {}
+    if fmt not in formats:
+        raise ValueError(f"{path}: generate.prompt_format: no format '{fmt}'; allowed: "
+                         f"{', '.join([DEFAULT_FORMAT, *formats])}")
+    body = formats[fmt]
+    if not isinstance(body, dict) or not isinstance(body.get("exemplars"), list):
+        raise ValueError(f"{path}: formats.{fmt}: expected keys 'instruction' and 'exemplars' (a list)")
+    return PromptFile(path, str(body.get("instruction", "")).strip(),
+                      _exemplars(path, body["exemplars"], f"formats.{fmt}.exemplars"))
+
+
+def exemplar_questions(path: str | Path) -> list[str]:
+    """Every exemplar question of every format (what prepare keeps out of the test split)."""
+    out: list[str] = []
+    for fmt in format_names(path):
+        out += [ex.question for ex in load_prompt_file(path, fmt).exemplars if ex.question not in out]
+    return out
 
 
 def _block(question: str, answer: str | None, rationale: str | None = None) -> str:
