@@ -161,3 +161,42 @@ def test_queued_sweep_lands_in_dvc_and_mlflow(tiny_repo):
     assert sorted((r["student"], r["variant"]) for r in swept) == [
         ("t5-mini", "answer"), ("t5-mini", "cot"), ("t5-tiny", "answer"), ("t5-tiny", "cot")]
     assert all("metric:ood/accuracy" in r for r in swept)
+
+
+STUDY = {
+    "name": "tiny",
+    "description": "A smoke study of the pipeline's own machinery.",
+    "seeds": [0],
+    "threads": 1,
+    "jobs": 1,
+    "params": {"train.max_steps": 4},
+    "tasks": {"coin": {"dataset": "coin_flip"}},
+    "variants": ["answer", "gold", "cot"],
+    "teachers": {"hint": {"generate.answer_hint": True}, "no_hint": {"generate.answer_hint": False}},
+    "levers": {"k2": {"generate.num_samples": 2, "generate.temperature": 0.7}},
+    "lever_questions": 4,
+}
+
+
+def test_study_runs_the_declared_grid_and_writes_its_page(tiny_repo):
+    root, env = tiny_repo
+    (root / "studies").mkdir(exist_ok=True)
+    (root / "studies/tiny.yaml").write_text(yaml.safe_dump(STUDY, sort_keys=False))
+    run_cmd(["git", "add", "-A"], root, env)
+    run_cmd(["git", "commit", "-qm", "tiny study"], root, env)
+    cmd = [venv_bin("cotdistill"), "study", "studies/tiny.yaml", "--out-dir", "metrics/study_tiny"]
+    proc = run_cmd(cmd, root, env, timeout=1500)
+    assert "phase 1: 1 of 1 cells to run" in proc.stderr and "phase 2: 2 of 2 cells to run" in proc.stderr
+    page = (root / "metrics/study_tiny/README.md").read_text()
+    for text in ("## Test accuracy", "| coin | answer | 1 |", "| coin | cot[no_hint] | 1 |",
+                 "## Paired tests against the answer-only baseline", "### Teacher levers",
+                 "torch threads: 1", "identical, example for example"):
+        assert text in page, text
+    assert "Missing cells" not in page
+    assert (root / "metrics/study_tiny/accuracy_coin.png").stat().st_size > 1000
+    # the later teacher mode found the answer and gold students in DVC's run cache
+    logs = run_cmd([venv_bin("dvc"), "queue", "logs", "tiny-coin-no_hint-s0"], root, env).stdout
+    assert "Stage 'train@answer' is cached" in logs and "Running stage 'train@cot'" in logs
+    # a rerun finds every cell finished and runs nothing
+    again = run_cmd(cmd, root, env)
+    assert "phase 1: 0 of 1 cells to run" in again.stderr and "phase 2: 0 of 2 cells to run" in again.stderr
