@@ -27,8 +27,8 @@ from .registry import Registry
 StepChecker = Callable[[str, str], Optional[str]]
 STEP_CHECKERS: Registry[StepChecker] = Registry("step checker")
 
-# Sentence ends; a colon or semicolon also ends a claim ("3 flips: odd", "...; it stays").
-_SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
+# Sentence ends; a semicolon also ends a claim ("Tom doesn't flip it; it stays tails").
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _LIST_MARK = re.compile(r"^\s*(?:step\s*)?(?:\d+|[a-e])\s*[.):]?\s*$|^\s*[-*\u2022]\s*$", re.IGNORECASE)
 
 # ------------------------------------------------------------------ coin flip
@@ -46,8 +46,8 @@ _VERB = r"(?:flip|flips|flipped|flipping|toss|tosses|tossed|turn\w*\s+(?:it|the\
 _VERB_BASE = r"(?:flip|toss|turn\s+(?:it|the\s+coin)\s+over|touch(?:\s+it|\s+the\s+coin)?)"
 _SKIP = (r"(?:skips|skipped|passes|passed|misses|missed|sits\s+out|sat\s+out)(?:\s+(?:his|her|their|a|the)\s+turn)?"
          r"|(?:leaves|left)\s+(?:it|the\s+coin)(?:\s+(?:alone|as\s+it\s+(?:is|was)|untouched))?"
-         r"|(?:does|did)\s+nothing(?:\s+to\s+(?:it|the\s+coin))?")
-_ADV = r"(?:\s*,?\s*(?:then|also|now|next|too|again|finally|first|last|lastly|in\s+turn)\s*,?)?"
+         r"|(?:does|did)\s+nothing(?:\s+to\s+(?:it|the\s+coin))?|no\s+(?:flip|toss)")
+_ADV = r"(?:\s*,?\s*(?:then|also|now|next|too|again|finally|first|last|lastly|in\s+turn)\s*,?)?(?:\s*[:\-\u2013\u2014]\s*)?"
 _ACTION = rf"(?P<neg>{_NEG}(?:\s+{_VERB_BASE}{_OBJ})?)|(?P<skip>{_SKIP})|(?P<pos>{_VERB}{_OBJ})"
 _STATE_WORD = r"(?P<s>heads|tails|head|tail)"
 _STATE = re.compile(
@@ -134,7 +134,22 @@ def _action_flips(m: re.Match) -> Optional[bool]:
     return True if m.group("pos") else None
 
 
-def _coin_claims(sentence: str, names: list[str], all_names: set[str]) -> tuple[list[_Claim], str]:
+_CAP = r"\b[A-Z][a-z]+\b"
+# "Mia and Tom flip it", "Mia, Tom and Ana all flip the coin"
+_GROUP = re.compile(
+    rf"(?P<names>{_CAP}(?:'s)?(?:\s*,\s*{_CAP}(?:'s)?)*\s*,?\s+(?:and|&)\s+{_CAP}(?:'s)?)\s+"
+    rf"(?:both\s+|all\s+|each\s+)?(?:{_ACTION})"
+)
+_PASSIVE = re.compile(
+    rf"\b(?i:it|the\s+coin)\s+(?:is|was|gets|got)\s+(?P<pneg>not\s+)?(?:flipped|tossed|turned\s+over)"
+    rf"\s+by\s+(?P<name>{_CAP})"
+)
+_NAME_TOKEN = re.compile(_CAP)
+# what may follow a person's name: "'s turn", an adverb, an action
+_PERSON_TAIL = re.compile(rf"(?:'s(?:\s+turn)?)?{_ADV}\s*(?:{_ACTION})?")
+
+
+def _coin_claims(sentence: str, known: frozenset[str]) -> tuple[list[_Claim], str]:
     """The claims of one sentence, in order, and the sentence with them blanked out."""
     claims: list[_Claim] = []
     taken = [False] * len(sentence)
@@ -163,28 +178,19 @@ def _coin_claims(sentence: str, names: list[str], all_names: set[str]) -> tuple[
     if m:
         add(m, _Claim(0, 0, "answer", heads=m.group("a").lower() == "yes"))
 
-    known = sorted(all_names | set(names), key=len, reverse=True)
-    name_alt = "|".join(re.escape(n) for n in known)
-    name_re = rf"\b(?:{name_alt})\b(?:'s)?"
-    # "Mia and Tom flip it", "Mia, Tom and Ana all flip the coin"
-    group = re.compile(
-        rf"(?P<names>{name_re}(?:\s*,\s*{name_re})*\s*,?\s+(?:and|&)\s+{name_re})\s+(?:both\s+|all\s+|each\s+)?"
-        rf"(?:{_ACTION})"
-    )
-    for m in group.finditer(sentence):
-        if free(*m.span()):
+    for m in _GROUP.finditer(sentence):
+        members = re.findall(_CAP, m.group("names"))
+        if all(x in known for x in members) and free(*m.span()):
             take(*m.span())
-            for k, member in enumerate(re.findall(name_alt, m.group("names"))):
+            for k, member in enumerate(members):
                 claims.append(_Claim(m.start() + k, m.start() + k + 1, "person", name=member, flips=_action_flips(m)))
-    passive = re.compile(
-        rf"\b(?i:it|the\s+coin)\s+(?:is|was|gets|got)\s+(?P<pneg>not\s+)?(?:flipped|tossed|turned\s+over)"
-        rf"\s+by\s+(?P<name>{name_alt})\b"
-    )
-    for m in passive.finditer(sentence):
-        add(m, _Claim(0, 0, "person", name=m.group("name"), flips=not m.group("pneg")))
-    person = re.compile(rf"\b(?P<name>{name_alt})\b(?:'s(?:\s+turn)?)?{_ADV}\s*(?:{_ACTION})?")
-    for m in person.finditer(sentence):
-        add(m, _Claim(0, 0, "person", name=m.group("name"), flips=_action_flips(m)))
+    for m in _PASSIVE.finditer(sentence):
+        if m.group("name") in known:
+            add(m, _Claim(0, 0, "person", name=m.group("name"), flips=not m.group("pneg")))
+    for m in _NAME_TOKEN.finditer(sentence):
+        if m.group(0) in known:
+            tail = _PERSON_TAIL.match(sentence, m.end())
+            add(tail, _Claim(0, 0, "person", name=m.group(0), flips=_action_flips(tail)), span=(m.start(), tail.end()))
     for m in _PRONOUN.finditer(sentence):
         add(m, _Claim(0, 0, "pronoun", flips=_action_flips(m)))
     for m in _CAPITAL_ACTOR.finditer(sentence):
@@ -266,7 +272,7 @@ def check_coin_flip(question: str, cot: str) -> Optional[str]:
     # Names the dataset draws from: one of them in a CoT but not in the question is invented.
     from .datasets.synthetic import NAMES  # deferred: datasets imports the registry chain
 
-    all_names = set(NAMES) | set(names)
+    known = frozenset(NAMES) | frozenset(names)
 
     def heads_after(k: int) -> bool:
         return sum(flips[:k]) % 2 == 0
@@ -285,9 +291,9 @@ def check_coin_flip(question: str, cot: str) -> Optional[str]:
         if s.endswith("?"):
             continue  # a restated question is not a claim
         if re.search(r"\bwhether\b", s, re.IGNORECASE) and not _VACUOUS.search(s) \
-                and not any(re.search(rf"\b{re.escape(x)}\b", s) for x in all_names):
+                and not any(t in known for t in _NAME_TOKEN.findall(s)):
             continue  # "we need to find whether the coin is still heads up"
-        claims, leftover = _coin_claims(s, names, all_names)
+        claims, leftover = _coin_claims(s, known)
         rest = _COIN_LEFTOVER.search(leftover)
         if rest:
             return f"cannot read {s!r} (unread {rest.group(0)!r})"
@@ -383,12 +389,12 @@ def check_coin_flip(question: str, cot: str) -> Optional[str]:
 # ------------------------------------------------------------------ last letters
 
 _Q = r"[\"“”'‘’`]?"  # an optional quote around a word or a letter
-_W = r"(?P<w>[A-Za-z][A-Za-z'’-]*?)"
+_W = r"(?P<w>[A-Za-z][A-Za-z'’-]*)"
 _L = r"(?P<l>[A-Za-z]+)"
 _END = r"(?![\w'’])"
 _LETTER_CLAIMS = [
     # The last letter of "Elon" is "n". / The last letter in Elon: n
-    re.compile(rf"\bthe\s+last\s+letter\s+(?:of|in)\s+(?:the\s+(?:word|name)\s+)?{_Q}{_W}{_Q}\s*(?:is|=|:|,)\s*"
+    re.compile(rf"\bthe\s+last\s+letter\s+(?:of|in)\s+(?:the\s+(?:word|name)\s+)?{_Q}{_W}{_Q}(?:\s+is|\s*[=:,])\s*"
                rf"(?:the\s+letter\s+|an?\s+)?{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
     # Elon's last letter is n.
     re.compile(rf"(?<![\w'’]){_Q}{_W}{_Q}(?:'s|’s)\s+last\s+letter\s+is\s*:?\s*(?:the\s+letter\s+|an?\s+)?"
