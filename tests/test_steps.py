@@ -246,6 +246,7 @@ LETTERS_ACCEPT = [
     "The answer is nk.",
     'We take the last letter of each word. Elon ends with "n". Musk ends with "k". The letters are n and k. '
     "The answer is nk.",
+    "Elon: n\nMusk: k\nConcatenation: nk\nAnswer: nk",
 ]
 LETTERS_REJECT = [
     ("Elon's last letter is o. Musk's last letter is k. The answer is ok.", "says the last letter of 'elon' is 'o'"),
@@ -257,6 +258,7 @@ LETTERS_REJECT = [
     ("Elan ends with n. Musk ends with k. The answer is nk.", "claims a letter for 'elan'"),
     ("The last letter of each word is n. The answer is nk.", "cannot read"),
     ("Elon ends with n, and so does Musk. The answer is nk.", "cannot read"),
+    ("Elon: n\nMusk: k\nAnswer: kn", "answers 'kn'"),
 ]
 
 

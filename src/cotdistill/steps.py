@@ -405,7 +405,8 @@ _LETTER_CLAIMS = [
     # n is the last letter of Elon.
     re.compile(rf"(?<![\w'’]){_Q}{_L}{_Q}\s+is\s+the\s+last\s+letter\s+(?:of|in)\s+{_Q}{_W}{_Q}{_END}", re.IGNORECASE),
     # Elon -> n / Elon: n / Elon = n
-    re.compile(rf"(?<![\w'’]){_Q}{_W}{_Q}\s*(?:->|→|=>|:|=)\s*{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
+    re.compile(rf"(?<![\w'’])(?!(?:answer|final|result|concatenation|concatenated|joined|combined|together|letters|so)\b)"
+               rf"{_Q}{_W}{_Q}\s*(?:->|→|=>|:|=)\s*{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
 ]
 # 'Concatenating them is "nk"', 'Putting them together gives nk', 'together they make nk'
 _JOINED = re.compile(
@@ -421,7 +422,7 @@ _LETTER_LIST = re.compile(
     rf"|\s+and\s+{_Q}[A-Za-z]{_Q})*){_END}",
     re.IGNORECASE,
 )
-_LETTERS_ANSWER = re.compile(rf"\b(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*{_Q}(?P<a>[A-Za-z]+){_Q}{_END}",
+_LETTERS_ANSWER = re.compile(rf"\b(?:the\s+)?(?:final\s+)?answer(?:\s+is\s*:?|\s*:)\s*{_Q}(?P<a>[A-Za-z]+){_Q}{_END}",
                              re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“]([^\"”]+)[\"”]")
 _RESTATED = re.compile(r"\b(?:each|every)\s+(?:word|name)\b|\bthe\s+words\s+(?:in|of)\b", re.IGNORECASE)
