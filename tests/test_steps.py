@@ -41,6 +41,16 @@ COIN_ACCEPT = [
          "up. The answer is no."),
     (Q2, "We need to find whether the coin is still heads up. Mia flips it, so it is tails up. Tom passes, so it "
          "is still tails up. No, the coin is tails up."),
+    # phrasings of larger instruction-tuned teachers
+    (Q2, "Initially, the coin is heads up. Mia flips the coin, so it becomes tails up. Tom does not flip the coin, "
+         "so it remains tails up. Therefore, the coin is not heads up. The answer is no."),
+    (Q2, "Let's think step by step. The coin starts heads up. 1. Mia flips the coin → tails. 2. Tom doesn't flip → "
+         "still tails. So the coin is tails up, not heads up. The answer is no."),
+    (Q2, "Mia flips the coin once and Tom doesn't flip it, so the coin has been flipped 1 time. An odd number of "
+         "flips means the coin is tails up. So no."),
+    (Q2, "Step 1: Mia flips the coin. The coin is now tails up.\nStep 2: Tom does not flip the coin. The coin stays "
+         "tails up.\nAnswer: no"),
+    (Q2, "The coin starts heads up. Mia flips it (heads -> tails). Tom does not flip it (stays tails). The answer is no."),
 ]
 
 COIN_REJECT = [

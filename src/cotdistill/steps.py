@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .datasets.synthetic import NAMES
 from .registry import Registry
 
 StepChecker = Callable[[str, str], Optional[str]]
@@ -30,6 +31,8 @@ STEP_CHECKERS: Registry[StepChecker] = Registry("step checker")
 # Sentence ends; a semicolon also ends a claim ("Tom doesn't flip it; it stays tails").
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _LIST_MARK = re.compile(r"^\s*(?:step\s*)?(?:\d+|[a-e])\s*[.):]?\s*$|^\s*[-*\u2022]\s*$", re.IGNORECASE)
+# "Step 1: Mia flips it", "2) Tom ...": a list marker before a claim is not a count
+_LIST_PREFIX = re.compile(r"^\s*(?:step\s*\d+\s*[.):]?|\d+\s*[.)]|\d+\s*:(?=\s*[A-Z]))\s*", re.IGNORECASE)
 
 # ------------------------------------------------------------------ coin flip
 
@@ -40,10 +43,11 @@ _NUM_WORDS = {"no": 0, "zero": 0, "none": 0, "one": 1, "a single": 1, "only one"
 _TIMES_WORDS = {"once": 1, "twice": 2, "thrice": 3}
 _NUM = r"(?:\d+|zero|one|two|three|four|five|six|seven|eight|nine|ten|a\s+single|only\s+one)"
 _NEG = (r"(?:does\s*n[o']t|doesn't|did\s*n[o']t|didn't|do\s*n[o']t|don't|will\s+not|won't|never|"
-        r"chooses\s+not\s+to|chose\s+not\s+to|decides\s+not\s+to|decided\s+not\s+to|is\s+not\s+going\s+to)")
+        r"chooses\s+not\s+to|chose\s+not\s+to|decides\s+not\s+to|decided\s+not\s+to|is\s+not\s+going\s+to)\b")
 _OBJ = r"(?:\s+(?:it|the\s+coin|that\s+coin|this\s+coin))?(?:\s+(?:over|again|too|as\s+well|either|also|once))*"
-_VERB = r"(?:flip|flips|flipped|flipping|toss|tosses|tossed|turn\w*\s+(?:it|the\s+coin)\s+over|turn\w*\s+over)"
-_VERB_BASE = r"(?:flip|toss|turn\s+(?:it|the\s+coin)\s+over|touch(?:\s+it|\s+the\s+coin)?)"
+# (each alternation ends at a word boundary, so that "flip" cannot match the start of "flips")
+_VERB = r"(?:flip|flips|flipped|flipping|toss|tosses|tossed|turn\w*\s+(?:it|the\s+coin)\s+over|turn\w*\s+over)\b"
+_VERB_BASE = r"(?:flip|toss|turn\s+(?:it|the\s+coin)\s+over|touch(?:\s+it|\s+the\s+coin)?)\b"
 _SKIP = (r"(?:skips|skipped|passes|passed|misses|missed|sits\s+out|sat\s+out)(?:\s+(?:his|her|their|a|the)\s+turn)?"
          r"|(?:leaves|left)\s+(?:it|the\s+coin)(?:\s+(?:alone|as\s+it\s+(?:is|was)|untouched))?"
          r"|(?:does|did)\s+nothing(?:\s+to\s+(?:it|the\s+coin))?|no\s+(?:flip|toss)")
@@ -57,7 +61,8 @@ _STATE = re.compile(
     re.IGNORECASE,
 )
 _TRANSITION = re.compile(
-    r"\bfrom\s+(?P<a>heads|tails)(?:\s*(?:-|\s)\s*up)?\s+(?:to|into)\s+(?P<b>heads|tails)(?:\s*(?:-|\s)\s*up)?",
+    r"\b(?:from\s+)?(?P<a>heads|tails)(?:\s*(?:-|\s)\s*up)?\s*(?:\bto\b|\binto\b|->|→|=>)\s*(?P<b>heads|tails)"
+    r"(?:\s*(?:-|\s)\s*up)?",
     re.IGNORECASE,
 )
 _SAME = re.compile(
@@ -66,8 +71,9 @@ _SAME = re.compile(
     re.IGNORECASE,
 )
 _CHANGE = re.compile(r"\b(?:changes|changed|is\s+reversed|is\s+turned\s+over)\b", re.IGNORECASE)
-_ANSWER = re.compile(r"\b(?:so\s+)?(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*[\"']?(?P<a>yes|no)\b", re.IGNORECASE)
-_BARE_ANSWER = re.compile(r"^\W*(?P<a>yes|no)\b(?=\s*(?:[,.!]|$))", re.IGNORECASE)
+_ANSWER = re.compile(r"\b(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*[\"']?(?P<a>yes|no)\b", re.IGNORECASE)
+_BARE_ANSWER = re.compile(r"^\W*(?:(?:so|thus|therefore|hence)\s*,?\s*)?(?P<a>yes|no)\b(?=\s*(?:[,.!]|$))",
+                          re.IGNORECASE)
 _VACUOUS = re.compile(
     r"\bwhether\b[^.;]*?\bor\s+not\b|\bregardless\b|\bno\s+matter\b|\beither\s+way\b|\bin\s+any\s+case\b"
     r"|\banyway\b|\birrespective\b|\bin\s+either\s+case\b|\bboth\s+ways\b",
@@ -270,8 +276,6 @@ def check_coin_flip(question: str, cot: str) -> Optional[str]:
     flips = [a == "flips" for _, a in people]
     n = len(names)
     # Names the dataset draws from: one of them in a CoT but not in the question is invented.
-    from .datasets.synthetic import NAMES  # deferred: datasets imports the registry chain
-
     known = frozenset(NAMES) | frozenset(names)
 
     def heads_after(k: int) -> bool:
@@ -285,7 +289,7 @@ def check_coin_flip(question: str, cot: str) -> Optional[str]:
     state_after_last = False  # a coin state was stated after the last step
     last_count: Optional[int] = None
     for sentence in _SENTENCE.split(cot):
-        s = sentence.strip()
+        s = _LIST_PREFIX.sub("", sentence.strip())
         if not s or _LIST_MARK.match(s):
             continue
         if s.endswith("?"):
@@ -477,7 +481,7 @@ def check_last_letters(question: str, cot: str) -> Optional[str]:
     joins: list[str] = []
     answers: list[str] = []
     for sentence in _SENTENCE.split(cot):
-        s = sentence.strip()
+        s = _LIST_PREFIX.sub("", sentence.strip())
         if not s or _LIST_MARK.match(s) or s.endswith("?"):
             continue
         found, leftover = _letter_sentence_claims(s)
