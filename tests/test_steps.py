@@ -257,6 +257,9 @@ LETTERS_ACCEPT = [
     'We take the last letter of each word. Elon ends with "n". Musk ends with "k". The letters are n and k. '
     "The answer is nk.",
     "Elon: n\nMusk: k\nConcatenation: nk\nAnswer: nk",
+    # the offline teacher's wording without exemplars
+    'The last letters of "Elon" are "n". The last letters of "Musk" are "k". Concatenating them is "nk". '
+    'The answer is "nk".',
 ]
 LETTERS_REJECT = [
     ("Elon's last letter is o. Musk's last letter is k. The answer is ok.", "says the last letter of 'elon' is 'o'"),

@@ -397,8 +397,8 @@ _W = r"(?P<w>[A-Za-z][A-Za-z'’-]*)"
 _L = r"(?P<l>[A-Za-z]+)"
 _END = r"(?![\w'’])"
 _LETTER_CLAIMS = [
-    # The last letter of "Elon" is "n". / The last letter in Elon: n
-    re.compile(rf"\bthe\s+last\s+letter\s+(?:of|in)\s+(?:the\s+(?:word|name)\s+)?{_Q}{_W}{_Q}(?:\s+is|\s*[=:,])\s*"
+    # The last letter of "Elon" is "n". / The last letter in Elon: n / The last letters of "Elon" are "n".
+    re.compile(rf"\bthe\s+last\s+letters?\s+(?:of|in)\s+(?:the\s+(?:word|name)\s+)?{_Q}{_W}{_Q}(?:\s+is|\s+are|\s*[=:,])\s*"
                rf"(?:the\s+letter\s+|an?\s+)?{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
     # Elon's last letter is n.
     re.compile(rf"(?<![\w'’]){_Q}{_W}{_Q}(?:'s|’s)\s+last\s+letter\s+is\s*:?\s*(?:the\s+letter\s+|an?\s+)?"
