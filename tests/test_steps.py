@@ -31,6 +31,7 @@ COIN_ACCEPT = [
          "The answer is no."),
     (Q_ANA, "Two people flip the coin, an even number, so it stays heads up. The answer is yes."),
     (Q_THREE, "3 flips: odd, so tails up. The answer is no."),
+    (Q_THREE, "Everyone flips the coin: three flips, an odd number, so it ends tails up."),
     (Q_THREE, "The coin is flipped 3 times, an odd number of times, so it ends tails up. The answer is no."),
     (Q2, "Mia flips it from heads to tails. Tom leaves it alone, so it stays the same. So the coin ends tails up. "
          "The answer is no."),
@@ -65,6 +66,7 @@ COIN_REJECT = [
     (Q_ANA, "One person flips the coin, an odd number, so it is tails up. The answer is no.", "says 1"),
     (Q_ANA, "Two people flip the coin, an odd number, so it is tails up. The answer is no.", "says 2 is odd"),
     (Q_ANA, "Two people flip the coin, an even number, so it is tails up. The answer is no.", "says tails"),
+    (Q2, "Everyone flips the coin, so it is heads up.", "says 2"),
     # negated states read right
     (Q2, "Mia flips it, so it is no longer tails up. Tom does not flip it, so it stays tails up.", "says heads"),
     (Q2, "Mia flips it, so it is not heads up. Tom skips his turn, so it is not tails up.", "says heads"),

@@ -215,8 +215,8 @@ def _coin_claims(sentence: str, known: frozenset[str]) -> tuple[list[_Claim], st
             add(m, _Claim(0, 0, "count", value=_TIMES_WORDS[m.group("tw").lower()], count_kind="flips"))
         elif m.group("zero"):
             add(m, _Claim(0, 0, "count", value=0, count_kind="flips"))
-        elif m.group("all"):
-            add(m, _Claim(0, 0, "count", value=len(names), count_kind="flips"))
+        elif m.group("all"):  # "everyone flips it": as many flips as people
+            add(m, _Claim(0, 0, "count", value=-1, count_kind="flips"))
         else:
             add(m, _Claim(0, 0, "count", value=_num(m.group("total")), count_kind="people"))
     for m in _PARITY.finditer(sentence):
@@ -341,6 +341,8 @@ def check_coin_flip(question: str, cot: str) -> Optional[str]:
                 summary = summary or k == 0
                 pool = flips if (summary or k == 0) else flips[:k]
                 truth = {"flips": sum(pool), "nonflips": len(pool) - sum(pool), "people": len(pool)}[c.count_kind]
+                if c.value == -1:
+                    c.value = len(pool)
                 if c.value != truth:
                     return f"says {c.value} ({c.count_kind}) where there are {truth}"
                 last_count = c.value
