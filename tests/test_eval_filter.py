@@ -92,6 +92,16 @@ def test_filter_drops_false_equations_and_wrong_steps():
     assert [k["id"] for k in kept] == ["q0"] and m["dropped_by_reason"]["wrong_step"] == 2
 
 
+def test_filter_keeps_paraphrased_steps_and_drops_vacuous_ones():
+    gens = [{"id": "q0", "text": "Mia flips it, so it is no longer heads up. Tom skips his turn; it stays tails. "
+                                 "The answer is no."},
+            {"id": "q1", "text": "One person flips the coin, an odd number, so it ends tails up. The answer is no."},
+            {"id": "q2", "text": "Mia flips it, so it is tails up. Whether Tom flips or not, the coin ends tails up. "
+                                 "The answer is no."}]
+    kept, m = filter_generations(RECS, gens, "strict", step_checker=STEP_CHECKERS.get("coin_flip"))
+    assert [k["id"] for k in kept] == ["q0", "q1"] and m["dropped_by_reason"]["wrong_step"] == 1
+
+
 def test_filter_stage_with_checks(tmp_path, python):
     prepared = tmp_path / "prepared"
     prepared.mkdir()
