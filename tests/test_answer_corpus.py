@@ -75,7 +75,8 @@ def test_corpus_is_well_formed():
     assert len(rows) >= 300
     assert len({r["id"] for r in rows}) == len(rows)
     for r in rows:
-        assert set(r) >= {"id", "dataset", "source", "answer_type", "gold", "text", "expected", "expected_strict"}, r["id"]
+        fields = {"id", "dataset", "source", "answer_type", "gold", "text", "expected", "expected_strict"}
+        assert set(r) >= fields, r["id"]
         assert r["dataset"] in DATASETS and r["source"] in SOURCES and r["answer_type"] in TYPES, r["id"]
         for column in ("expected", "expected_strict", "gold"):
             value = r[column]

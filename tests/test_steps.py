@@ -51,7 +51,8 @@ COIN_ACCEPT = [
          "flips means the coin is tails up. So no."),
     (Q2, "Step 1: Mia flips the coin. The coin is now tails up.\nStep 2: Tom does not flip the coin. The coin stays "
          "tails up.\nAnswer: no"),
-    (Q2, "The coin starts heads up. Mia flips it (heads -> tails). Tom does not flip it (stays tails). The answer is no."),
+    (Q2, "The coin starts heads up. Mia flips it (heads -> tails). Tom does not flip it (stays tails). "
+         "The answer is no."),
 ]
 
 COIN_REJECT = [
@@ -150,7 +151,8 @@ def _render_coin(template: str, steps: list[tuple[str, bool, bool, bool]], final
                    f"so it is {_updown(final)} up.")
     elif template == "parity":
         out.append(f"{_NUMBER[n_flips]} {'flips' if n_flips <= 1 else 'flip'} the coin, an "
-                   f"{'odd' if n_flips % 2 else 'even'} number, so it {'stays' if final else 'is'} {_updown(final)} up.")
+                   f"{'odd' if n_flips % 2 else 'even'} number, "
+                   f"so it {'stays' if final else 'is'} {_updown(final)} up.")
     elif template == "parity_colon":
         out.append(f"The coin is flipped {n_flips} times: {'odd' if n_flips % 2 else 'even'}, so {_updown(final)} up.")
     else:

@@ -51,7 +51,8 @@ _VERB_BASE = r"(?:flip|toss|turn\s+(?:it|the\s+coin)\s+over|touch(?:\s+it|\s+the
 _SKIP = (r"(?:skips|skipped|passes|passed|misses|missed|sits\s+out|sat\s+out)(?:\s+(?:his|her|their|a|the)\s+turn)?"
          r"|(?:leaves|left)\s+(?:it|the\s+coin)(?:\s+(?:alone|as\s+it\s+(?:is|was)|untouched))?"
          r"|(?:does|did)\s+nothing(?:\s+to\s+(?:it|the\s+coin))?|no\s+(?:flip|toss)")
-_ADV = r"(?:\s*,?\s*(?:then|also|now|next|too|again|finally|first|last|lastly|in\s+turn)\s*,?)?(?:\s*[:\-\u2013\u2014]\s*)?"
+_ADV = (r"(?:\s*,?\s*(?:then|also|now|next|too|again|finally|first|last|lastly|in\s+turn)\s*,?)?"
+        r"(?:\s*[:\-\u2013\u2014]\s*)?")
 _ACTION = rf"(?P<neg>{_NEG}(?:\s+{_VERB_BASE}{_OBJ})?)|(?P<skip>{_SKIP})|(?P<pos>{_VERB}{_OBJ})"
 _STATE_WORD = r"(?P<s>heads|tails|head|tail)"
 _STATE = re.compile(
@@ -71,7 +72,8 @@ _SAME = re.compile(
     re.IGNORECASE,
 )
 _CHANGE = re.compile(r"\b(?:changes|changed|is\s+reversed|is\s+turned\s+over)\b", re.IGNORECASE)
-_ANSWER = re.compile(r"\b(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*[\"']?(?P<a>yes|no)\b", re.IGNORECASE)
+_ANSWER = re.compile(r"\b(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*[\"']?(?P<a>yes|no)\b",
+                     re.IGNORECASE)
 _BARE_ANSWER = re.compile(r"^\W*(?:(?:so|thus|therefore|hence)\s*,?\s*)?(?P<a>yes|no)\b(?=\s*(?:[,.!]|$))",
                           re.IGNORECASE)
 _VACUOUS = re.compile(
@@ -85,7 +87,8 @@ _COUNT = re.compile(
     r"|\b(?:flipped|tossed|turned\s+over)\s+(?:a\s+total\s+of\s+)?(?P<t>" + _NUM + r")\s+times?\b"
     r"|\b(?:flipped|tossed|turned\s+over)\s+(?P<tw>once|twice|thrice)\b"
     rf"|\b(?P<f>{_NUM})\s+(?:flips|tosses|flip|times)\b"
-    r"|\b(?P<zero>no\s+one|nobody|none\s+of\s+them|no\s+person)\s+(?:flips|flipped|tosses|tossed)(?:\s+(?:it|the\s+coin))?"
+    r"|\b(?P<zero>no\s+one|nobody|none\s+of\s+them|no\s+person)\s+(?:flips|flipped|tosses|tossed)"
+    r"(?:\s+(?:it|the\s+coin))?"
     r"|\b(?P<all>everyone|everybody|all\s+of\s+them|each\s+of\s+them|every\s+person)\s+(?:flips|flipped)"
     r"(?:\s+(?:it|the\s+coin))?"
     rf"|\bthere\s+(?:are|were)\s+(?P<total>{_NUM})\s+(?:people|persons|players)\b",
@@ -359,7 +362,8 @@ def check_coin_flip(question: str, cot: str) -> Optional[str]:
                 continue
             if c.kind == "answer":
                 if c.heads != heads_after(n):
-                    return f"answers {'yes' if c.heads else 'no'}, the coin ends {'heads' if heads_after(n) else 'tails'} up"
+                    end = "heads" if heads_after(n) else "tails"
+                    return f"answers {'yes' if c.heads else 'no'}, the coin ends {end} up"
                 continue
             # a coin state
             word = "heads" if c.heads else "tails"
@@ -400,18 +404,21 @@ _L = r"(?P<l>[A-Za-z]+)"
 _END = r"(?![\w'’])"
 _LETTER_CLAIMS = [
     # The last letter of "Elon" is "n". / The last letter in Elon: n / The last letters of "Elon" are "n".
-    re.compile(rf"\bthe\s+last\s+letters?\s+(?:of|in)\s+(?:the\s+(?:word|name)\s+)?{_Q}{_W}{_Q}(?:\s+is|\s+are|\s*[=:,])\s*"
+    re.compile(rf"\bthe\s+last\s+letters?\s+(?:of|in)\s+(?:the\s+(?:word|name)\s+)?{_Q}{_W}{_Q}"
+               rf"(?:\s+is|\s+are|\s*[=:,])\s*"
                rf"(?:the\s+letter\s+|an?\s+)?{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
     # Elon's last letter is n.
     re.compile(rf"(?<![\w'’]){_Q}{_W}{_Q}(?:'s|’s)\s+last\s+letter\s+is\s*:?\s*(?:the\s+letter\s+|an?\s+)?"
                rf"{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
     # Elon ends with n. / Elon ends in the letter n.
-    re.compile(rf"(?<![\w'’]){_Q}{_W}{_Q}\s+(?:ends|ended)\s+(?:with|in)\s+(?:the\s+letter\s+|an?\s+)?{_Q}{_L}{_Q}{_END}",
-               re.IGNORECASE),
+    re.compile(rf"(?<![\w'’]){_Q}{_W}{_Q}\s+(?:ends|ended)\s+(?:with|in)\s+(?:the\s+letter\s+|an?\s+)?"
+               rf"{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
     # n is the last letter of Elon.
-    re.compile(rf"(?<![\w'’]){_Q}{_L}{_Q}\s+is\s+the\s+last\s+letter\s+(?:of|in)\s+{_Q}{_W}{_Q}{_END}", re.IGNORECASE),
+    re.compile(rf"(?<![\w'’]){_Q}{_L}{_Q}\s+is\s+the\s+last\s+letter\s+(?:of|in)\s+{_Q}{_W}{_Q}{_END}",
+               re.IGNORECASE),
     # Elon -> n / Elon: n / Elon = n
-    re.compile(rf"(?<![\w'’])(?!(?:answer|final|result|concatenation|concatenated|joined|combined|together|letters|so)\b)"
+    re.compile(rf"(?<![\w'’])"
+               rf"(?!(?:answer|final|result|concatenation|concatenated|joined|combined|together|letters|so)\b)"
                rf"{_Q}{_W}{_Q}\s*(?:->|→|=>|:|=)\s*{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
 ]
 # 'Concatenating them is "nk"', 'Putting them together gives nk', 'together they make nk'
@@ -487,7 +494,8 @@ def check_last_letters(question: str, cot: str) -> Optional[str]:
         if not s or _LIST_MARK.match(s) or s.endswith("?"):
             continue
         found, leftover = _letter_sentence_claims(s)
-        if not found and _RESTATED.search(s) and not re.search(r"[\"“'‘]\w[\"”'’]|\b(?![aAI]\b)[A-Za-z]\b", leftover):
+        single_letter = re.search(r"[\"“'‘]\w[\"”'’]|\b(?![aAI]\b)[A-Za-z]\b", leftover)
+        if not found and _RESTATED.search(s) and not single_letter:
             continue  # "take the last letter of each word ...": the task restated, no claim
         unread = [w for w in (words or []) if re.search(rf"(?<![\w'’]){re.escape(w)}{_END}", leftover, re.IGNORECASE)]
         other = _LETTERS_LEFTOVER.search(leftover)
