@@ -28,7 +28,7 @@ COIN = [
     ("The coin starts heads up. Tom does not flip it, so it stays heads up. The answer is no.",
      "names Tom where Mia comes next"),
     ("The coin starts heads up. Mia flips it, so it is tails up. The answer is no.", "skips Tom"),
-    ("The coin starts heads up. Mia flips it. Tom does not flip it. The answer is no.", "states no coin state after Mia"),
+    ("The coin starts heads up. Mia flips it. Tom does not flip it. The answer is no.", "states no coin state after Tom"),
     ("The coin starts heads up. Mia flips it, so it is tails up. Tom flips it, so it is tails up. The answer is no.",
      "says Tom flips"),
     ("Is the coin still heads up? Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up. "
@@ -90,6 +90,16 @@ def test_filter_drops_false_equations_and_wrong_steps():
     coin = [{"id": "q0", "text": COIN[0][0]}, {"id": "q1", "text": COIN[2][0]}, {"id": "q2", "text": COIN[6][0]}]
     kept, m = filter_generations(RECS, coin, "strict", step_checker=STEP_CHECKERS.get("coin_flip"))
     assert [k["id"] for k in kept] == ["q0"] and m["dropped_by_reason"]["wrong_step"] == 2
+
+
+def test_filter_keeps_paraphrased_steps_and_drops_vacuous_ones():
+    gens = [{"id": "q0", "text": "Mia flips it, so it is no longer heads up. Tom skips his turn; it stays tails. "
+                                 "The answer is no."},
+            {"id": "q1", "text": "One person flips the coin, an odd number, so it ends tails up. The answer is no."},
+            {"id": "q2", "text": "Mia flips it, so it is tails up. Whether Tom flips or not, the coin ends tails up. "
+                                 "The answer is no."}]
+    kept, m = filter_generations(RECS, gens, "strict", step_checker=STEP_CHECKERS.get("coin_flip"))
+    assert [k["id"] for k in kept] == ["q0", "q1"] and m["dropped_by_reason"]["wrong_step"] == 1
 
 
 def test_filter_stage_with_checks(tmp_path, python):
