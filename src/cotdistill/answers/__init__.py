@@ -5,7 +5,7 @@
 - strict: only a final-answer statement counts ("The answer is X", "Final answer: X",
   "#### X", "\\boxed{X}"); the last one in the text is the answer.
 - flexible: the statement first; only when the output has none, a fallback per type
-  (the last number, the last yes/no word, a bare text line, a lone option).
+  (a bare number line, the last yes/no word, a bare text line, a lone option).
 An answer that cannot be read is None, never a guess: callers count it as invalid.
 The rules are written out for users in docs/how_answers_are_read.md.
 """
@@ -17,12 +17,12 @@ from typing import Callable, Optional, Sequence
 
 from ..registry import Registry
 from .labels import (
-    NO, YES, bare_text, choice_answer, choice_fallback, last_yes_no, normalise_text, text_answer,
+    NO, YES, NotAnOption, bare_text, choice_answer, choice_fallback, last_yes_no, normalise_text, text_answer,
     yes_no_answer,
 )
-from .markers import find_statement, reasoning_before_answer, through_first_answer
+from .markers import find_statements, has_marker, reasoning_before_answer, through_first_answer
 from .numbers import (
-    first_number, format_number, last_number, number_matches, parse_number,
+    bare_number, first_number, format_number, number_matches, parse_number,
     read_gold_number, snap_float,
 )
 
@@ -36,22 +36,44 @@ Reader = Callable[[str], Optional[str]]
 
 
 def _read(text: str, strict: bool, from_statement: Reader, fallback: Reader) -> Optional[str]:
-    """The statement decides when there is one (an unreadable one is None, not a cue to
-    look elsewhere); without one, strict gives None and flexible the type's fallback."""
-    found = find_statement(text)
-    if found is not None:
-        return from_statement(found.answer) if found.answer is not None else None
-    return None if strict else fallback(text)
+    """The final-answer statements decide when there are any; without one, strict gives
+    None and flexible the type's fallback.
+
+    Statements whose answer cannot be read are passed over; the readable ones must all
+    state the same answer, else the output is invalid ("The answer is no. ... The answer
+    is yes."). A last statement cut off by the end of the output ("... The answer is
+    lxar. The answer is lx") is passed over when it disagrees with the ones before it.
+    """
+    statements = find_statements(text)
+    if not statements:
+        return None if strict or has_marker(text) else fallback(text)
+    read = [(st, from_statement(st.answer)) for st in statements if st.answer is not None]
+    read = [(st, value) for st, value in read if value is not None]
+    if len({v for _, v in read}) > 1 and read[-1][0] is statements[-1] and statements[-1].open_end:
+        read = read[:-1]
+    values = {v for _, v in read}
+    value = values.pop() if len(values) == 1 else None
+    return None if isinstance(value, NotAnOption) else value
 
 
 def extract_number(text: str, strict: bool) -> Optional[str]:
     """The number a statement starts with (an expression: its result after the last '=')."""
-    return _read(text, strict, first_number, last_number)
+    return _read(text, strict, first_number, bare_number)
+
+
+# An output that opens with its answer: "Yes, but only for a short period. ..."
+_OPENING = re.compile(r"\s*(yes|no)\b[,.!]", re.IGNORECASE)
 
 
 def extract_yes_no(text: str, strict: bool) -> Optional[str]:
-    """yes / no (true / false) as a standalone, not negated word."""
-    return _read(text, strict, yes_no_answer, last_yes_no)
+    """yes / no (true / false) as a standalone, not negated word. An output that opens
+    with "Yes," or "No." has stated that answer too: a statement that contradicts it
+    makes the output invalid."""
+    value = _read(text, strict, yes_no_answer, last_yes_no)
+    opening = _OPENING.match(text)
+    if value is not None and opening and opening.group(1).lower() != value and find_statements(text):
+        return None
+    return value
 
 
 def extract_text(text: str, strict: bool) -> Optional[str]:

@@ -81,12 +81,19 @@ def _clause(answer: str) -> str:
     return answer[start : end.start() if end else len(answer)].strip("*_`")
 
 
+# The instruction's own placeholder, copied by a model that did not answer: "The answer is X."
+_PLACEHOLDER = re.compile(r"""\s*["'`\u201c\u2018]?X["'`\u201d\u2019]?[.!]?["'`\u201d\u2019]?\s*""")
+
+
 def text_answer(answer: str) -> Optional[str]:
     """A short text answer: "nk, since ..." -> "nk"; '"ny".' -> "ny"; an equation's
-    result: '"n" + "k" = "nk"' -> "nk"."""
+    result: '"n" + "k" = "nk"' -> "nk". The placeholder "X" (upper case) is no answer."""
+    if _PLACEHOLDER.fullmatch(answer):
+        return None
     end = _CLAUSE_END.search(answer)
     result = answer.rfind("=", 0, end.start() if end else len(answer))  # in the first clause only
-    return _worded(normalise_text(_clause(answer[result + 1 :])))
+    # emphasis marks may sit inside the quotes too: '"nk*"' is nk, as "*nk*" is
+    return _worded(normalise_text(normalise_text(_clause(answer[result + 1 :])).strip("*_`")))
 
 
 def bare_text(text: str) -> Optional[str]:
@@ -124,16 +131,27 @@ def _letters(choices: Optional[Sequence[str]]) -> str:
     return LETTERS[: len(choices)] if choices else LETTERS
 
 
+class NotAnOption(str):
+    """A statement that names something no option is ("The answer is a van."): an answer,
+    though a wrong one, so it conflicts with a letter stated elsewhere in the output."""
+
+
 def choice_answer(answer: str, choices: Optional[Sequence[str]] = None) -> Optional[str]:
     """The option a statement names: its letter ("(b)", "B.", "option B"), else the text
-    of exactly one option ("bank" when the options are given)."""
+    of exactly one option ("bank" when the options are given). With the options known, a
+    short phrase (up to three words) that is no option is a `NotAnOption`; anything
+    longer ("a place where people can rel rel ...") is unreadable (None)."""
     letters = _letters(choices)
     answer = answer.replace("*", "")  # markdown emphasis: "**B**"
     start = _LEAD.match(answer).end()
     m = _OPTION.match(answer, start)
     if m and not (m["bare"] and m["bare"] in "aA" and _ARTICLE_USE.match(answer, m.end())):
         return _letter(m, letters)
-    return _option_text(_clause(answer), choices, letters)
+    clause = _clause(answer)
+    picked = _option_text(clause, choices, letters)
+    if picked is None and choices and 0 < len(clause.split()) <= 3:
+        return NotAnOption(normalise_text(clause))
+    return picked
 
 
 def _enumerated(tokens: list[str]) -> set[int]:

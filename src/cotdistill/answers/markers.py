@@ -43,14 +43,27 @@ _LATEX = [
 
 @dataclass(frozen=True)
 class Statement:
-    """The final-answer statement: where it starts, and the answer it states.
+    """A final-answer statement: where it starts, and the answer it states.
 
     `answer` is the text after the marker, to the end of its sentence (a boxed answer:
     the box's content), or None when the statement only negates ("The answer is not 5.").
+    `open_end`: the statement runs to the end of the text with no sentence end after it,
+    as when the output was cut off in the middle of it ("... The answer is lx").
     """
 
     start: int
     answer: Optional[str]
+    open_end: bool = False
+
+
+# "28 is the answer.", "... = 120, which is the answer.": the answer comes first, as a
+# short clause right before the marker in the same sentence (not in a question).
+_POSTFIX = re.compile(r"\b(?:is|was)\s+(?:the\s+)?(?:final\s+|correct\s+)?answer\b(?!\s+(?:is|was|to|of|for)\b)",
+                      re.IGNORECASE)
+_WHICH = re.compile(r"(?:,\s*which|\s+that)\s*$", re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(r"[.!?;:\n]\s|[!?;:\n]|,\s")
+_CONNECTIVE = re.compile(r"^(?:so|thus|therefore|hence|and)\b[\s,]*", re.IGNORECASE)
+_POSTFIX_WINDOW = 120  # characters before the marker that may hold its answer
 
 
 def _boxed(text: str, pos: int, stop: int) -> str:
@@ -86,28 +99,62 @@ def affirmed(answer: str) -> Optional[str]:
     return answer[fix.end() :] if fix else None
 
 
-def find_statement(text: str) -> Optional[Statement]:
-    """The last final-answer statement in `text`, or None when there is no marker.
+def _postfix_statements(text: str) -> list[Statement]:
+    """Statements that name their answer before the marker ("28 is the answer.")."""
+    out = []
+    for m in _POSTFIX.finditer(text):
+        if text[m.end():m.end() + 1] not in ("", ".", "!", ";", ",", "\n", " "):
+            continue  # "What is the answer?" asks; it states nothing
+        window_start = max(0, m.start() - _POSTFIX_WINDOW)
+        before = text[window_start:m.start()]
+        which = _WHICH.search(before)
+        before = before[: which.start()] if which else before
+        breaks = list(_CLAUSE_BREAK.finditer(before))
+        clause = before[breaks[-1].end():] if breaks else before
+        clause = _CONNECTIVE.sub("", clause.strip())
+        if clause and len(clause.split()) <= 12:
+            out.append(Statement(window_start + before.find(clause), clause))
+    return out
 
-    A marker with nothing after it (output cut off right there) is skipped, so that
-    "The answer is 12. The answer is" still states 12; with no other marker, the
-    statement states nothing (its answer is None), and no fallback guesses one.
+
+def find_statements(text: str) -> list[Statement]:
+    """Every final-answer statement in `text`, in order ([] when there is no marker).
+
+    A marker with nothing after it (output cut off right there) is skipped. Markers of one
+    statement ("The answer is $\\boxed{4}$") count once. "X is the answer" states X.
     """
     marks = list(_MARKER.finditer(text))
-    if not marks:
-        return None
-    stop = len(text)  # an answer ends where a later (cut-off) marker begins
-    while marks and _LEAD.match(text, marks[-1].end()).end() == stop:
-        stop = marks.pop().start()
-    if not marks:
-        return Statement(stop, None)
-    last = marks[-1]
-    read = _boxed if last.group(0).endswith("{") else _sentence
-    answer = read(text, last.end(), stop)
-    first = len(marks) - 1
-    while first > 0 and _JOINER.fullmatch(text, marks[first - 1].end(), marks[first].start()):
-        first -= 1
-    return Statement(marks[first].start(), affirmed(_LEAD.sub("", answer, count=1)))
+    out: list[Statement] = []
+    for k, mark in enumerate(marks):
+        nxt = marks[k + 1].start() if k + 1 < len(marks) else len(text)
+        if _JOINER.fullmatch(text, mark.end(), nxt) and k + 1 < len(marks):
+            continue  # the next marker belongs to this statement: let it read the answer
+        if _LEAD.match(text, mark.end()).end() >= nxt:
+            continue  # nothing after the marker
+        read = _boxed if mark.group(0).endswith("{") else _sentence
+        answer = read(text, mark.end(), nxt)
+        first = k
+        while first > 0 and _JOINER.fullmatch(text, marks[first - 1].end(), marks[first].start()):
+            first -= 1
+        end = _SENTENCE_END.search(text, _LEAD.match(text, mark.end()).end(), nxt)
+        open_end = end is None and nxt == len(text) and not text.rstrip().endswith(("}", '"', "'", "$"))
+        out.append(Statement(marks[first].start(), affirmed(_LEAD.sub("", answer, count=1)), open_end))
+    return out or _postfix_statements(text)
+
+
+def has_marker(text: str) -> bool:
+    return _MARKER.search(text) is not None
+
+
+def find_statement(text: str) -> Optional[Statement]:
+    """The last final-answer statement in `text`, or None when there is no marker; a
+    marker with nothing after it is skipped, and with no other marker the statement
+    states nothing (its answer is None)."""
+    found = find_statements(text)
+    if found:
+        return found[-1]
+    marks = list(_MARKER.finditer(text))
+    return Statement(marks[0].start(), None) if marks else None
 
 
 def through_first_answer(text: str) -> str:

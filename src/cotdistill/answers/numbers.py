@@ -44,6 +44,7 @@ _MULT = {"hundred": 10**2, "thousand": 10**3, "million": 10**6, "billion": 10**9
 # What joins two tokens of one expression: an operator, with spaces and parentheses.
 _OPERATOR = re.compile(r"[\s)]*(?P<op>\*\*|[-+*/^=x\u00d7\u00f7\u2212])[\s(]*", re.IGNORECASE)
 _SPACE = re.compile(r"\s*")
+_PERCENT_OF = re.compile(r"\s+of\s+\$?", re.IGNORECASE)
 
 
 def _integer_part(digits: str) -> Optional[str]:
@@ -98,6 +99,8 @@ def _joining_operator(text: str, prev_end: int, m: re.Match) -> Optional[str]:
     op = _OPERATOR.fullmatch(text, prev_end, m.start())
     if op is not None:
         return op["op"]
+    if text[prev_end - 1] == "%" and _PERCENT_OF.fullmatch(text, prev_end, m.start()):
+        return "of"  # "50% of 302" is a computation, not the number 50
     if m.group(0)[0] in "-+\u2212" and _SPACE.fullmatch(text, prev_end, m.start()):
         return m.group(0)[0]
     return None
@@ -128,17 +131,25 @@ def _value(m: Optional[re.Match]) -> Optional[str]:
     return format_number(value) if value is not None else None
 
 
+def bare_number(text: str) -> Optional[str]:
+    """The number an output without a marker gives, when its last line is a bare answer:
+    one number and at most two words ("42", "42 apples", "$5.50", "1 000 000"), no "="
+    and no clause punctuation. Reasoning that never states an answer ("9 + 2 = 18.") gives None: its
+    last number is not necessarily what it answers."""
+    line = text.rstrip()
+    line = line[line.rfind("\n") + 1 :].strip()
+    token = _NUM.search(line)
+    if token is None or "=" in line or re.search(r"[,;:!?](?!\d)|\.\s", line):
+        return None
+    rest = line[: token.start()] + " " + line[token.end():]
+    if len(rest.split()) > 2 or _NUM.search(rest):
+        return None
+    return first_number(line)
+
+
 def first_number(text: str) -> Optional[str]:
     """The canonical value of the first number (or expression result) in `text`."""
     return _value(next(_chains(text), None))
-
-
-def last_number(text: str) -> Optional[str]:
-    """The canonical value of the last number (or expression result) in `text`."""
-    m = None
-    for m in _chains(text):
-        pass
-    return _value(m)
 
 
 def format_number(value: Fraction) -> str:
