@@ -76,6 +76,14 @@ def test_queue_args_name_the_experiment(tmp_path, base_params):
     args = queue_args(cell)
     assert args[:5] == ["exp", "run", "--queue", "-n", cell.name]
     assert "train.variants=[answer,gold,cot]" in args
+    lever = next(c for c in load_grid(grid_file(tmp_path), base_params).cells() if c.kind == "lever")
+    assert queue_args(lever)[5] == "filter"  # a lever cell stops after the filter: it trains nothing
+
+
+def test_the_committed_study_grid_is_valid(repo_root, base_params):
+    grid = load_grid(repo_root / "studies" / "cot_distillation.yaml", base_params)
+    assert len(grid.seeds) >= 3 and {"answer", "gold", "cot"} <= set(grid.variants)
+    assert {"hint", "no_hint", "verified"} <= set(grid.teachers) and len(grid.tasks) >= 2
 
 
 def test_a_cell_is_finished_when_every_variant_is_evaluated(tmp_path, base_params):

@@ -198,7 +198,9 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
 @click.option("--no-run", is_flag=True, help="only collect finished cells and write the page")
 @click.option("--dry-run", is_flag=True, help="list the cells and their `dvc exp run` commands, run nothing")
 @click.option("--jobs", type=int, default=None, help="experiments at once (default: the grid's `jobs`)")
-def study(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jobs: int | None) -> None:
+@click.option("--cells", "pattern", default=None, help="run only the cells whose name matches this glob")
+def study(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jobs: int | None,
+          pattern: str | None) -> None:
     """Run a pre-declared study (GRID_FILE) as queued DVC experiments and write its page.
 
     Cells already finished on the current commit are not rerun. The page
@@ -219,6 +221,12 @@ def study(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, 
     except (ConfigError, OSError) as exc:
         _fail(str(exc))
     cells = grid.cells()
+    if pattern:
+        import fnmatch
+
+        cells = [c for c in cells if fnmatch.fnmatch(c.name, pattern)]
+        if not cells:
+            _fail(f"--cells {pattern!r} matches no cell of {grid_file}")
     if dry_run:
         for c in cells:
             click.echo(f"[phase {c.phase}] dvc " + " ".join(queue_args(c)))

@@ -70,6 +70,8 @@ class Grid:
             for lever, lever_params in self.levers.items():
                 over = {**self.params, **task_params, **lever_params, "seed": seed, "threads": self.threads,
                         "generate.max_questions": self.lever_questions, "train.variants": ["answer"]}
+                # (the variants list is what the filter writes targets for; a lever cell
+                # runs the DAG up to the filter and trains nothing)
                 out.append(Cell(f"{self.name}-{task}-lever-{lever}", "lever", task, lever, seed, 2, over))
         return out
 

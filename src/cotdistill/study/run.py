@@ -55,7 +55,9 @@ def format_value(value: Any) -> str:
 
 
 def queue_args(cell: Cell) -> list[str]:
-    args = ["exp", "run", "--queue", "-n", cell.name]
+    """`dvc exp run --queue` for one cell; a lever cell runs the DAG only up to the
+    filter (it measures the teacher and trains nothing)."""
+    args = ["exp", "run", "--queue", "-n", cell.name] + (["filter"] if cell.kind == "lever" else [])
     for key, value in cell.overrides.items():
         args += ["-S", f"{key}={format_value(value)}"]
     return args
