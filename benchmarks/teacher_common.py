@@ -9,7 +9,7 @@ from cotdistill.datasets.synthetic import coin_flip_example
 from cotdistill.paths import repo_root
 from cotdistill.prompts import few_shot_prefix, load_prompt_file, prompt_path, render
 from cotdistill.teachers.hf_local import export_folder
-from cotdistill.teachers.presets import TEACHERS
+from cotdistill.catalog.teachers import TEACHERS
 
 
 def model_folder(path: str | None) -> Path:

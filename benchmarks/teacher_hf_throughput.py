@@ -21,7 +21,7 @@ from cotdistill.prompts import STOP_STRINGS
 from cotdistill.teachers import Sampling, cut_at_stop, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.presets import TeacherPreset
+from cotdistill.catalog.teachers import TeacherPreset
 
 from teacher_common import coin_flip_prompts, model_folder
 

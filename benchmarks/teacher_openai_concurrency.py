@@ -22,7 +22,7 @@ from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.local_server import transformers_serve
 from cotdistill.teachers.openai_compat import OpenAIBackend
-from cotdistill.teachers.presets import TEACHERS
+from cotdistill.catalog.teachers import TEACHERS
 
 from teacher_common import coin_flip_prompts, model_folder
 

@@ -74,7 +74,7 @@ def test_failed_request_keeps_finished_ones(tmp_path):
 def _writer(path, start, n):
     cache = RequestCache(path)
     for k in range(start, start + n):
-        cache.put_many([(f"k{k}", Completion(str(k), "stop", 1, 1))])
+        cache.put_many([(f"k{k}", Completion(str(k), "stop", 1, 1), 0.5, "test")])
     cache.close()
 
 
@@ -90,7 +90,7 @@ def test_cache_takes_concurrent_writers(tmp_path):
     cache = RequestCache(path)
     assert len(cache) == 120
     got = cache.get_many([f"k{k}" for k in range(125)])
-    assert len(got) == 120 and got["k7"].text == "7"
+    assert len(got) == 120 and got["k7"].completion.text == "7" and got["k7"].seconds == 0.5
 
 
 def test_request_key_covers_model_prompt_sampling_and_index():
@@ -146,6 +146,10 @@ def test_params_reject_a_key_pasted_as_env_name(base_params):
         parse_params(base_params)
     assert "generate.api_key_env" in str(err.value) and "sk-proj-abc123" not in str(err.value)
     base_params["generate"]["api_key_env"] = "OPENAI_API_KEY"
+    with pytest.raises(ConfigError, match="generate.api_key_env: only for teachers with backend openai; "
+                                          "teacher 'smollm2-135m' has backend hf"):
+        parse_params(base_params)  # the hf teacher would ignore it
+    base_params["teacher"] = "vllm-local"
     assert parse_params(base_params).generate.api_key_env == "OPENAI_API_KEY"
     base_params["generate"]["concurrency"] = 0
     with pytest.raises(ConfigError, match="generate.concurrency: must be >= 1"):
@@ -160,12 +164,13 @@ def test_openai_presets_listed(repo_root):
 
 
 def test_refused_key_is_not_echoed(monkeypatch):
-    from cotdistill.config import GenerateConfig
+    from cotdistill.catalog.teachers import TEACHERS
     from cotdistill.teachers.openai_compat import OpenAIBackend
-    from cotdistill.teachers.presets import TEACHERS
+
+    from .conftest import section
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-abcd")
-    backend = OpenAIBackend(TEACHERS.get("openai-gpt-4o-mini"), GenerateConfig(base_url="http://127.0.0.1:9/v1"))
+    backend = OpenAIBackend(TEACHERS.get("openai-gpt-4o-mini"), section("generate", base_url="http://127.0.0.1:9/v1"))
     msg = backend._describe(_status_error(401))
     assert "$OPENAI_API_KEY" in msg and "abcd" not in msg
     assert backend.identity == {"backend": "openai", "model": "gpt-4o-mini", "api": "chat"}

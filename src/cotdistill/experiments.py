@@ -22,7 +22,7 @@ FIELDS = ("experiment", "dataset", "student", "params_m", "n_train", "train_exam
 
 
 def _params_m(student: str | None, fallback: Any = None) -> float | None:
-    from .students.presets import STUDENTS
+    from .catalog.students import STUDENTS
 
     if student in STUDENTS:
         return STUDENTS.get(student).params_m

@@ -27,7 +27,7 @@ from .numbers import (
 )
 
 __all__ = [
-    "EXTRACTORS", "answer_sentence", "extract", "format_number", "matches",
+    "EXTRACTORS", "extract", "format_number", "matches",
     "normalise_gold", "normalise_text", "parse_gold", "parse_number", "reasoning_before_answer",
     "through_first_answer",
 ]
@@ -148,8 +148,3 @@ def parse_gold(answer: object, answer_type: str) -> Optional[str]:
 def normalise_gold(answer: object, answer_type: str) -> Optional[str]:
     """A gold answer in the extractor's canonical form: the same as `parse_gold`."""
     return parse_gold(answer, answer_type)
-
-
-def answer_sentence(answer: str) -> str:
-    """The closing sentence every CoT target ends with, and the extractor reads."""
-    return f"The answer is {answer}."
