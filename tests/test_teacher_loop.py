@@ -59,6 +59,52 @@ def test_concurrent_loop_pays_once_and_keeps_order(tmp_path):
     assert stats3.sent == 20 and stats3.cache_hits == 60 and {s for _, s in backend3.calls} == {3}
 
 
+class BatchedBackend:
+    """A batched stand-in that takes 10 ms per call."""
+
+    identity = {"backend": "batched", "model": "m"}
+    concurrency = 1
+
+    def complete(self, prompts, sampling):
+        import time
+
+        time.sleep(0.01)
+        return [Completion(f"{p}!", "stop", 5, 7) for p in prompts]
+
+
+def test_a_warm_cache_still_reports_what_the_generations_cost(tmp_path):
+    prompts = [f"q{i}" for i in range(8)]
+    _, cold = generate_all(BatchedBackend(), prompts, Sampling(8), RequestCache(tmp_path / "c.sqlite"), 4, 1, False)
+    _, warm = generate_all(BatchedBackend(), prompts, Sampling(8), RequestCache(tmp_path / "c.sqlite"), 4, 1, False)
+    c, w = cold.as_dict(), warm.as_dict()
+    assert c["generations"]["completion_tokens"] == w["generations"]["completion_tokens"] == 56
+    assert c["generations"]["prompt_tokens"] == w["generations"]["prompt_tokens"] == 40
+    assert w["generations"]["teacher_s"] == c["generations"]["teacher_s"] >= 0.02  # two calls of >= 10 ms
+    assert w["generations"]["backend"] == "batched" and w["generations"]["teacher_s_unknown"] == 0
+    assert c["sent"]["completion_tokens"] == 56 and c["requests_sent"] == 8
+    assert w["sent"] == {"prompt_tokens": 0, "completion_tokens": 0, "wall_s": w["sent"]["wall_s"],
+                         "completion_tokens_per_s": 0.0} and w["requests_sent"] == 0
+    assert "useful_tokens_per_s" not in w
+
+
+def test_a_cache_from_before_costs_were_kept_gains_them(tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE requests (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)")
+    key = request_key(BatchedBackend.identity, "q0", Sampling(8), 0)
+    db.execute("INSERT INTO requests VALUES (?, ?, 0)", (key, json.dumps(
+        {"text": "old", "finish_reason": "stop", "prompt_tokens": 5, "completion_tokens": 3})))
+    db.commit()
+    db.close()
+    results, stats = generate_all(BatchedBackend(), ["q0", "q1"], Sampling(8), RequestCache(path), 4, 1, False)
+    assert [r[0].text for r in results] == ["old", "q1!"]
+    g = stats.as_dict()["generations"]
+    assert g["teacher_s_unknown"] == 1 and g["completion_tokens"] == 3 + 7 and g["backend"] == "batched"
+
+
 def test_failed_request_keeps_finished_ones(tmp_path):
     prompts = [f"q{i}" for i in range(12)]
     cache = RequestCache(tmp_path / "c.sqlite")

@@ -16,7 +16,7 @@ from .catalog.datasets import DATASETS
 from .catalog.prompts import prompt_path, read_formats
 from .catalog.students import STUDENTS
 from .catalog.teachers import TEACHERS
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .registry import suggest
 
 
@@ -77,7 +77,7 @@ def _prompt(p, where: str) -> None:
     path = prompt_path(p.dataset)
     try:
         formats = read_formats(path)
-    except ValueError as exc:
+    except DataError as exc:
         raise ConfigError(f"{where}: dataset '{p.dataset}': {exc}") from None
     if g.prompt_format not in formats:
         raise ConfigError(f"{where}: generate.prompt_format: {path.name} has no format '{g.prompt_format}'; "

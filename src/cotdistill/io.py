@@ -95,20 +95,31 @@ def read_json(path: str | os.PathLike) -> Any:
             raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
+def jsonl_objects(lines: Iterable[str]) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line number, object, None) for each JSON-object line, (line number, None, why) for
+    a line that is not one; blank lines are skipped."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield lineno, None, f"not valid JSON ({exc.msg})"
+            continue
+        if isinstance(obj, dict):
+            yield lineno, obj, None
+        else:
+            yield lineno, None, f"not a JSON object ({type(obj).__name__})"
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a malformed line fails with its file and line number."""
     rows = []
     with _open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+        for lineno, obj, why in jsonl_objects(fh):
+            if why:
+                raise DataError(f"{path}:{lineno}: {why}")
+            rows.append(obj)
     return rows
 
 

@@ -49,17 +49,10 @@ def _exemplars(path: Path, items: list, where: str) -> tuple[Exemplar, ...]:
     return tuple(exemplars)
 
 
-def _formats(path: Path) -> dict[str, dict]:
-    try:
-        return read_formats(path)
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
-
-
 def format_names(path: str | Path) -> list[str]:
     """The prompt formats a file offers: `default` (its top-level exemplars) and the
     names under its optional `formats:` key."""
-    return list(_formats(Path(path)))
+    return list(read_formats(path))
 
 
 def load_prompt_file(path: str | Path, fmt: str = DEFAULT_FORMAT) -> PromptFile:
@@ -70,7 +63,7 @@ def load_prompt_file(path: str | Path, fmt: str = DEFAULT_FORMAT) -> PromptFile:
     step: a lever for small teachers.
     """
     path = Path(path)
-    formats = _formats(path)
+    formats = read_formats(path)
     if fmt not in formats:
         raise DataError(f"{path}: generate.prompt_format: no format '{fmt}'; allowed: {', '.join(formats)}")
     where = "exemplars" if fmt == DEFAULT_FORMAT else f"formats.{fmt}.exemplars"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import DataError
+
 PROMPT_DIR = Path(__file__).resolve().parents[1] / "prompts"
 DEFAULT_FORMAT = "default"
 
@@ -19,17 +21,17 @@ def prompt_path(dataset: str) -> Path:
 def read_formats(path: str | Path) -> dict[str, dict]:
     """{format: {"instruction": ..., "exemplars": [...]}}: `default` (the file's top-level
     exemplars) and each entry of its optional `formats:` key. A file that is missing or
-    not of that shape raises ValueError naming it."""
+    not of that shape is a DataError naming it."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"{path}: prompt file not found") from None
+        raise DataError(f"{path}: prompt file not found") from None
     if not isinstance(data, dict) or not isinstance(data.get("exemplars"), list):
-        raise ValueError(f"{path}: expected keys 'instruction' and 'exemplars' (a list)")
+        raise DataError(f"{path}: expected keys 'instruction' and 'exemplars' (a list)")
     formats = {DEFAULT_FORMAT: data}
     for name, body in (data.get("formats") or {}).items():
         if not isinstance(body, dict) or not isinstance(body.get("exemplars"), list):
-            raise ValueError(f"{path}: formats.{name}: expected keys 'instruction' and 'exemplars' (a list)")
+            raise DataError(f"{path}: formats.{name}: expected keys 'instruction' and 'exemplars' (a list)")
         formats[name] = body
     return formats

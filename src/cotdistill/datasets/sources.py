@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from ..errors import DataError
+from ..io import jsonl_objects
 from .records import BadRow, RawRow
 
 LOCAL_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -55,18 +56,11 @@ def jsonl_rows(lines: Iterable[str], where: str) -> tuple[list[RawRow], list[Bad
     """Rows of JSONL text; a line that is not a JSON object becomes a BadRow with its number."""
     rows: list[RawRow] = []
     bad: list[BadRow] = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(BadRow(where, lineno, f"not valid JSON ({exc.msg})"))
-            continue
-        if not isinstance(obj, dict):
-            bad.append(BadRow(where, lineno, f"not a JSON object ({type(obj).__name__})"))
-            continue
-        rows.append(RawRow(where, lineno, obj))
+    for lineno, obj, why in jsonl_objects(lines):
+        if why:
+            bad.append(BadRow(where, lineno, why))
+        else:
+            rows.append(RawRow(where, lineno, obj))
     return rows, bad
 
 
