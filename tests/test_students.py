@@ -71,7 +71,7 @@ def test_variants_build_their_targets():
 
 def test_tokenizer_splits_digits_and_char_sees_letters():
     bpe = train_tokenizer(TEXTS + ["12 + 5 = 17. The answer is 17."] * 20, 300)
-    assert [t for t in bpe.tokenize("417") if t != "Ġ"] == ["4", "1", "7"]
+    assert bpe.tokenize("417") == ["4", "1", "7"] and bpe.tokenize("a 12")[-2:] == ["Ġ1", "2"]
     char = train_tokenizer(TEXTS, 300, "char")
     assert char.tokenize("Musk") == ["M", "u", "s", "k"] and len(char) == 259
     assert char.decode(char("Elon Musk 12")["input_ids"], skip_special_tokens=True) == "Elon Musk 12"

@@ -7,7 +7,7 @@
 - flexible: the statement first; only when the output has none, a fallback per type
   (the last number, the last yes/no word, a bare text line, a lone option).
 An answer that cannot be read is None, never a guess: callers count it as invalid.
-The rules are written out for users in docs/how_answers_are_read.md.
+The rules are written out for users in the README ("How answers are read").
 """
 
 from __future__ import annotations

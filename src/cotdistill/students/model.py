@@ -34,20 +34,22 @@ def tokenizer_corpus(train_records: list[dict]) -> list[str]:
 def train_tokenizer(texts: Iterable[str], vocab_size: int, kind: str = "bpe") -> PreTrainedTokenizerFast:
     """A byte-level tokenizer with T5's special tokens (pad=0, eos=1, unk=2), eos appended.
 
-    `bpe`: merges learned from `texts`, but every digit stays its own token, so that
-    numbers are read and written digit by digit (a student can learn arithmetic per
-    digit instead of one token per number). `char`: no merges at all, one token per
-    byte, so that a student sees the letters inside words (last-letter tasks).
+    `bpe`: merges learned from `texts`, but every digit stays its own token (the first
+    one may carry the space before it: " 12" is " 1", "2"), so that numbers are read and
+    written digit by digit (a student can learn arithmetic per digit instead of one
+    token per number). `char`: no merges at all, one token per byte, so that a student
+    sees the letters inside words (last-letter tasks).
     Any text can be encoded either way (bytes are the fallback).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     if kind not in ("bpe", "char"):
         raise ValueError(f"tokenizer kind must be 'bpe' or 'char', got {kind!r}")
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size if kind == "bpe" else len(alphabet) + 3,  # char: the alphabet, no merges
