@@ -217,3 +217,29 @@ def test_stages_and_check_params_refuse_alike(tmp_path, base_params, python):
     assert cli.returncode == check.returncode == 2
     assert cli.stderr == check.stderr and len(check.stderr.splitlines()) == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_user_mistakes_are_one_line_and_bugs_show_their_traceback(capsys):
+    from cotdistill import stage
+    from cotdistill.errors import DataError
+
+    def mistake(argv):
+        raise DataError("x.jsonl:3: not valid JSON (Expecting value)")
+
+    with pytest.raises(SystemExit) as exit_:
+        stage.run(mistake, [])
+    assert exit_.value.code == 2 and capsys.readouterr().err == "error: x.jsonl:3: not valid JSON (Expecting value)\n"
+
+    def bug(argv):  # a ValueError from deep in torch or in our own code is no user mistake
+        raise ValueError("shape mismatch: value tensor of shape [8] cannot be broadcast")
+
+    with pytest.raises(ValueError, match="shape mismatch"):
+        stage.run(bug, [])
+
+
+def test_a_missing_input_is_one_line(tmp_path, python):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    proc = run_cmd([python, str(REPO / "stages/filter.py"), "--prepared", "prepared", "--generations", "gens.jsonl",
+                    "--out", "filtered", "--metrics", "filter.json"], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: gens.jsonl: file not found"
