@@ -21,6 +21,7 @@ import yaml
 
 from .catalog import QUANTIZATIONS, VARIANTS
 from .catalog.datasets import SOURCES
+from .checks import check_params
 from .errors import ConfigError
 from .registry import suggest
 
@@ -306,8 +307,6 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def parse_params(data: Any, where: str = "params.yaml") -> Params:
     """Params from the parsed YAML of a whole params file, every rule checked."""
-    from .checks import check_params
-
     if data is None:
         raise ConfigError(f"{where}: empty; expected the keys " + ", ".join(f.name for f in dataclasses.fields(Params)))
     p = from_dict(Params, data, where)
