@@ -74,25 +74,26 @@ def datasets(params_path: str) -> None:
     from pathlib import Path
 
     from .catalog.datasets import DATASETS
-    from .datasets.prepare import offline_status
-    from .datasets.real import source_note
+    from .datasets.prepare import SOURCES, offline_status
 
     try:
         cache = load_params(params_path).prepare.package_cache if Path(params_path).exists() else None
     except ConfigError as exc:
         _fail(str(exc))
-    click.echo(f"{'name':<15}{'answer':<8}{'default':<11}{'offline':<30}{'sizes':<48}splits")
+    click.echo(f"{'name':<17}{'answer':<8}{'default':<11}{'offline':<30}{'sizes':<48}splits")
     for name, d in DATASETS.items():
-        click.echo(f"{name:<15}{d.answer_type:<8}{d.default_source:<11}"
+        click.echo(f"{name:<17}{d.answer_type:<8}{d.default_source:<11}"
                    f"{offline_status(d, cache):<30}{d.sizes:<48}{d.splits}")
     click.echo("\nSources (prepare.source; null = the default above; every loaded dataset also takes "
                "local: prepare.local)")
     for name, d in DATASETS.items():
-        notes = "; ".join(f"{src}: {d.notes[src]}" if src in d.notes
-                          else f"{src}: {source_note(name, src)}" if src in ("hub", "packaged") else src
-                          for src in d.sources)
-        click.echo(f"  {name:<15}{notes}")
-        click.echo(f"  {'':<15}{d.description}")
+        notes = []
+        for src in d.sources:
+            note = d.notes.get(src) or (SOURCES.get(src).note and SOURCES.get(src).note(name))
+            notes.append(f"{src}: {note}" if note else src)
+        notes = "; ".join(notes)
+        click.echo(f"  {name:<17}{notes}")
+        click.echo(f"  {'':<17}{d.description}")
 
 
 @main.command("show-prompt")

@@ -36,11 +36,13 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Source:
-    """Where a dataset's rows come from (prepare.source): how to load them, and whether
-    that works offline right now (`cotdistill show-prompt` picks a question from them)."""
+    """Where a dataset's rows come from (prepare.source): how to load them, whether that
+    works offline right now (`cotdistill show-prompt` picks a question from them), and
+    what it reads (`cotdistill datasets`)."""
 
     load: Callable  # (spec, params, data_files) -> (splits, load counts, malformed rows, skipped rows)
     at_hand: Callable[[str, object], bool]  # (dataset name, params)
+    note: Optional[Callable[[str], str]] = None  # dataset name -> what it reads
 
 
 def _generated(spec, params, data_files=None):
@@ -71,8 +73,8 @@ def _loaded(rows_of: Callable) -> Callable:
 
 SOURCES: Registry[Source] = Registry("source")
 SOURCES.register("synthetic", Source(_generated, lambda name, params: True))
-SOURCES.register("hub", Source(_loaded(real.hub_source), lambda name, params: False))
-SOURCES.register("packaged", Source(_loaded(real.packaged_source), real.packaged_at_hand))
+SOURCES.register("hub", Source(_loaded(real.hub_source), lambda name, params: False, real.hub_note))
+SOURCES.register("packaged", Source(_loaded(real.packaged_source), real.packaged_at_hand, real.packaged_note))
 SOURCES.register("local", Source(_loaded(real.local_source), real.local_at_hand))
 
 

@@ -242,15 +242,15 @@ def local_at_hand(name: str, params) -> bool:
     return bool(params.prepare.local.path) and shared_path(params.prepare.local.path).is_file()
 
 
-def source_note(name: str, source: str) -> str:
-    """Where a loaded source reads dataset `name` from (for `cotdistill datasets`)."""
-    if source == "hub":
-        hub = HUB[name]
-        return hub.id + (f" ({hub.config})" if hub.config else "")
-    if source == "packaged":
-        pk = PACKAGED[name]
-        return f"{pk.archive.requirement}:{pk.member}" + (f" ({pk.archive.size_mb:.0f} MB, opt-in)" if pk.opt_in else "")
-    return "prepare.local"
+def hub_note(name: str) -> str:
+    """Where the hub source reads dataset `name` from (for `cotdistill datasets`)."""
+    hub = HUB[name]
+    return hub.id + (f" ({hub.config})" if hub.config else "")
+
+
+def packaged_note(name: str) -> str:
+    pk = PACKAGED[name]
+    return f"{pk.archive.requirement}:{pk.member}" + (f" ({pk.archive.size_mb:.0f} MB, opt-in)" if pk.opt_in else "")
 
 
 # ------------------------------------------------------------------ the tables
