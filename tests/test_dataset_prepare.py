@@ -9,7 +9,6 @@ import re
 
 import pytest
 
-from cotdistill.catalog.datasets import DATASETS
 from cotdistill.config import ConfigError
 from cotdistill.datasets.decontam import decontaminate, ngrams, normalise_question
 from cotdistill.datasets.prepare import prepare_dataset

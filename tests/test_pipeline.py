@@ -181,10 +181,9 @@ def test_an_edit_to_the_local_data_file_reruns_prepare(bare_repo):
         dvc = venv_bin("dvc")
         assert _ran(run_cmd([dvc, "repro", "prepare"], root, env).stdout) == {"check", "prepare"}
         assert _ran(run_cmd([dvc, "repro", "prepare"], root, env).stdout) == {"check"}
-        data.write_text(data.read_text().replace("Ann has 3 pens", "Bob has 3 pens"))
+        data.write_text(data.read_text().replace("Ann has", "Bob has"))
         assert _ran(run_cmd([dvc, "repro", "prepare"], root, env).stdout) == {"check", "prepare"}
-        assert "Bob has 3 pens" in "".join((root / "data/prepared" / f"{s}.jsonl").read_text()
-                                           for s in ("train", "validation", "test"))
+        assert "Bob has" in (root / "data/prepared/train.jsonl").read_text()
     finally:
         (root / "params.yaml").write_text(saved)
 
