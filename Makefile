@@ -19,8 +19,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
+# check-params first: DVC cannot lay out the pipeline from a params.yaml that lacks keys,
+# and says so in its own words.
 repro: install
-	$(RUN) dvc repro
+	$(RUN) cotdistill check-params && $(RUN) dvc repro
 
 test: install
 	$(RUN) python -m pytest $(PYTEST_ARGS)

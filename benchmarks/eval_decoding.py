@@ -22,34 +22,8 @@ import time
 import torch
 
 from cotdistill.calculator import find_equations
-from cotdistill.decoding import decode
-
-
-def toy_arithmetic_student(steps: int = 60, seed: int = 0):
-    from cotdistill.students.model import load_student
-    from cotdistill.students.presets import STUDENTS
-
-    rng = random.Random(seed)
-
-    def pair():
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
-        return f"What is {a} plus {b}?", f"{a} + {b} = {a + b + rng.choice([0, 1, 2])}. The answer is {a + b}."
-
-    pairs = [pair() for _ in range(64)]
-    model, tok = load_student(STUDENTS.get("t5-mini"), [s for p in pairs for s in p], seed=seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        batch = rng.sample(pairs, 32)
-        enc = tok([s for s, _ in batch], return_tensors="pt", padding=True)
-        labels = tok(text_target=[t for _, t in batch], return_tensors="pt", padding=True)["input_ids"]
-        labels[labels == tok.pad_token_id] = -100
-        model(**enc, labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    questions = [pair()[0] for _ in range(512)]
-    return model, tok, questions
+from cotdistill.decoding import DecodeOptions, decode
+from cotdistill.students.toy import addition_pair, toy_arithmetic_student
 
 
 def side_by_side(repeats: int, fa, fb):
@@ -87,14 +61,16 @@ def main() -> None:
             questions = [json.loads(line)["question"] for line in fh if line.strip()]
         name = args.model
     else:
-        model, tok, questions = toy_arithmetic_student()
+        model, tok = toy_arithmetic_student()
+        rng = random.Random(1)
+        questions = [addition_pair(rng)[0] for _ in range(512)]
         name = "t5-mini, toy arithmetic (60 steps)"
     qs = questions[: args.n]
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"model: {name} ({n_params:.1f}M params), {len(qs)} questions, max_new_tokens {args.max_new_tokens}, "
           f"batch {args.batch_size}, torch threads {torch.get_num_threads()}, best of {args.repeats}")
 
-    kw = dict(max_new_tokens=args.max_new_tokens, progress=False)
+    kw = dict(options=DecodeOptions(max_new_tokens=args.max_new_tokens), progress=False)
     t_batch, batched, t_single, single = side_by_side(
         args.repeats, lambda: decode(model, tok, qs, args.batch_size, **kw),
         lambda: [decode(model, tok, [q], 1, **kw)[0] for q in qs])

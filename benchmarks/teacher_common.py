@@ -6,10 +6,11 @@ import random
 from pathlib import Path
 
 from cotdistill.datasets.synthetic import coin_flip_example
+from cotdistill.config import load_params
 from cotdistill.paths import repo_root
 from cotdistill.prompts import few_shot_prefix, load_prompt_file, prompt_path, render
 from cotdistill.teachers.hf_local import export_folder
-from cotdistill.teachers.presets import TEACHERS
+from cotdistill.catalog.teachers import TEACHERS
 
 
 def model_folder(path: str | None) -> Path:
@@ -24,3 +25,10 @@ def coin_flip_prompts(n: int, shots: int, seed: int = 0) -> tuple[list[str], str
     pf = load_prompt_file(prompt_path("coin_flip"))
     rows = [coin_flip_example(rng, rng.randint(2, 4)) for _ in range(n)]
     return [render(pf, r["question"], r["answer"], shots) for r in rows], few_shot_prefix(pf, shots, True)
+
+
+def generate_config(**overrides):
+    """params.yaml's generate section (where every value is set) with `overrides`."""
+    import dataclasses
+
+    return dataclasses.replace(load_params(repo_root() / "params.yaml").generate, **overrides)

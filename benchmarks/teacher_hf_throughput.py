@@ -16,14 +16,13 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cotdistill.config import GenerateConfig
 from cotdistill.prompts import STOP_STRINGS
 from cotdistill.teachers import Sampling, cut_at_stop, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.presets import TeacherPreset
+from cotdistill.catalog.teachers import TeacherPreset
 
-from teacher_common import coin_flip_prompts, model_folder
+from teacher_common import coin_flip_prompts, generate_config, model_folder
 
 
 def useful_tokens(tokenizer, texts: list[str]) -> int:
@@ -48,7 +47,7 @@ def naive(folder, prompts, max_new_tokens) -> tuple[list[str], float]:
 
 def backend_run(folder, prompts, prefix, max_new_tokens, batch_size, prefix_cache) -> tuple[list[str], float]:
     preset = TeacherPreset(name="bench", backend="hf", model=str(folder), params_b=0.135)
-    backend = make_backend(preset, GenerateConfig(prefix_cache=prefix_cache), shared_prefix=prefix)
+    backend = make_backend(preset, generate_config(prefix_cache=prefix_cache), shared_prefix=prefix)
     with tempfile.TemporaryDirectory() as tmp:
         cache = RequestCache(f"{tmp}/c.sqlite")  # empty: every request is computed
         t = time.perf_counter()

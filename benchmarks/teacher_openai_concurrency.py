@@ -15,20 +15,19 @@ import argparse
 import tempfile
 import time
 
-from cotdistill.config import GenerateConfig
 from cotdistill.prompts import STOP_STRINGS
 from cotdistill.teachers import Sampling
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.local_server import transformers_serve
 from cotdistill.teachers.openai_compat import OpenAIBackend
-from cotdistill.teachers.presets import TEACHERS
+from cotdistill.catalog.teachers import TEACHERS
 
-from teacher_common import coin_flip_prompts, model_folder
+from teacher_common import coin_flip_prompts, generate_config, model_folder
 
 
 def run(base_url, folder, prompts, concurrency, max_new_tokens) -> tuple[dict, float]:
-    cfg = GenerateConfig(base_url=base_url, served_model=str(folder), concurrency=concurrency,
+    cfg = generate_config(base_url=base_url, served_model=str(folder), concurrency=concurrency,
                          request_timeout_s=600.0, max_retries=2)
     backend = OpenAIBackend(TEACHERS.get("transformers-serve"), cfg)
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,9 +59,9 @@ def main() -> None:
         base = None
         for c in args.concurrency:
             stats, wall = run(url, folder, prompts, c, args.max_new_tokens)
-            tps = stats["completion_tokens"] / wall
+            tps = stats["sent"]["completion_tokens"] / wall
             base = base or tps
-            print(f"concurrency {c:>3}: {stats['requests_sent']} requests {stats['completion_tokens']:>6} tokens "
+            print(f"concurrency {c:>3}: {stats['requests_sent']} requests {stats['sent']['completion_tokens']:>6} tokens "
                   f"{wall:>7.1f} s {tps:>7.1f} tok/s  x{tps / base:.2f}  failures {stats['failures']}")
 
 

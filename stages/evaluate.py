@@ -1,7 +1,7 @@
 """evaluate: decode the test splits with one trained student and score its answers.
 
-Number-answer datasets are decoded twice when evaluate.calculator is true: plainly and
-with the external calculator (the paper's), and both are scored.
+Number-answer datasets are decoded twice (unless evaluate.calculator is false): plainly
+and with the external calculator (the paper's), and both are scored.
 """
 
 import time
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from cotdistill import stage, tracking
 from cotdistill.config import load_params, to_dict
-from cotdistill.evaluation import TEST_SPLITS
 from cotdistill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
+from cotdistill.splits import TEST_SPLITS
 
 
 def main(argv=None):
@@ -33,7 +33,8 @@ def main(argv=None):
             splits[stem] = rows[: cfg.max_examples] if cfg.max_examples else rows
     run = read_json(Path(args.model) / "run.json")
     answer_types = {r["answer_type"] for rows in splits.values() for r in rows}
-    calculator = cfg.calculator and answer_types == {"number"}
+    # params validation refused calculator: true on a dataset of other answers
+    calculator = cfg.calculator is not False and answer_types == {"number"}
 
     from transformers import AutoTokenizer
 

@@ -1,12 +1,16 @@
 """filter: keep teacher CoTs whose extracted answer equals the gold answer, and write the
-training targets of every variant in train.variants to <out>/<variant>/{train,validation}.jsonl."""
+training targets of every variant in train.variants to <out>/<variant>/{train,validation}.jsonl.
+
+A filter that keeps no CoT for the cot variant fails here (after writing its metrics, with
+the drops by reason), not later in train@cot."""
 
 from pathlib import Path
 
 from cotdistill import stage
 from cotdistill.config import load_params, to_dict
-from cotdistill.filtering import add_missing_cot, filter_generations
+from cotdistill.filtering import add_missing_cot, filter_generations, require_kept
 from cotdistill.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from cotdistill.splits import TEACHER_SPLITS
 from cotdistill.steps import STEP_CHECKERS
 from cotdistill.targets import variant_rows
 
@@ -22,26 +26,26 @@ def main(argv=None):
     params = load_params(args.params)
     cfg = params.filter
     stage.log_config("filter", {**to_dict(cfg), "variants": params.train.variants})
-    if cfg.verify_steps and params.dataset not in STEP_CHECKERS:
-        raise ValueError(f"{args.params}: filter.verify_steps: no step checker for dataset "
-                         f"'{params.dataset}'; datasets with one: {', '.join(STEP_CHECKERS.names())}")
     # Where a checker exists it always audits the kept CoTs; verify_steps makes it drop them.
     checker = STEP_CHECKERS.get(params.dataset) if params.dataset in STEP_CHECKERS else None
     generations = read_jsonl(args.generations)
-    metrics = {}
-    with atomic_dir(args.out) as tmp:
-        for split in ("train", "validation"):
-            records = read_jsonl(Path(args.prepared) / f"{split}.jsonl")
-            ids = {r["id"] for r in records}
-            gens = [g for g in generations if g["id"] in ids]
-            kept, m = filter_generations(records, gens, cfg.extraction, cfg.max_per_question,
-                                         cfg.verify_equations, checker, cfg.verify_steps)
-            if cfg.missing_cot == "answer":
-                kept = add_missing_cot(records, kept)
-            for variant in params.train.variants:
-                write_jsonl(tmp / variant / f"{split}.jsonl", variant_rows(variant, records, kept))
-            metrics[split] = m
+    metrics, rows = {}, {}
+    for split in TEACHER_SPLITS:
+        records = read_jsonl(Path(args.prepared) / f"{split}.jsonl")
+        ids = {r["id"] for r in records}
+        gens = [g for g in generations if g["id"] in ids]
+        kept, metrics[split] = filter_generations(records, gens, cfg.extraction, cfg.max_per_question,
+                                                  cfg.verify_equations, checker, cfg.verify_steps)
+        if cfg.missing_cot == "answer":
+            kept = add_missing_cot(records, kept)
+        rows[split] = {v: variant_rows(v, records, kept) for v in params.train.variants}
     write_json(args.metrics, {**metrics["train"], "validation": metrics["validation"]})
+    if "cot" in params.train.variants:
+        require_kept(metrics["train"])
+    with atomic_dir(args.out) as tmp:
+        for split, by_variant in rows.items():
+            for variant, targets in by_variant.items():
+                write_jsonl(tmp / variant / f"{split}.jsonl", targets)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ run or another experiment with the same teacher settings pays for nothing twice.
 """
 
 from cotdistill import stage
+from cotdistill.catalog.teachers import TEACHERS
 from cotdistill.config import load_params, to_dict
 from cotdistill.io import read_jsonl, write_json, write_jsonl
 from cotdistill.paths import shared_path
@@ -12,7 +13,6 @@ from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, 
 from cotdistill.teachers import Sampling, TeacherRequestError, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.presets import TEACHERS
 
 
 def main(argv=None):

@@ -6,10 +6,10 @@ location of every malformed row counted in the metrics.
 
 from cotdistill import stage
 from cotdistill.config import load_params, to_dict
-from cotdistill.datasets import SPLITS
 from cotdistill.datasets.prepare import prepare_dataset
 from cotdistill.io import atomic_dir, write_json, write_jsonl
 from cotdistill.prompts import exemplar_questions, prompt_path
+from cotdistill.splits import SPLITS
 
 
 def main(argv=None):

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from cotdistill import stage
 from cotdistill.config import load_params
-from cotdistill.io import read_json, write_text
-from cotdistill.reporting import accuracy_table, load_predictions, render_report, to_csv
+from cotdistill.errors import DataError
+from cotdistill.io import read_json, write_csv, write_text
+from cotdistill.reporting import ACCURACY_FIELDS, accuracy_table, load_predictions, render_report
 
 
 def main(argv=None):
@@ -28,11 +29,11 @@ def main(argv=None):
     evaluations = [read_json(p) for p in files]
     for path, e in zip(files, evaluations):
         if "variant" not in e:
-            raise ValueError(f"{path}: not an evaluation file (no 'variant' key)")
+            raise DataError(f"{path}: not an evaluation file (no 'variant' key)")
     predictions = load_predictions(args.eval_root, [e["variant"] for e in evaluations]) if args.eval_root else None
     write_text(args.out, render_report(params, evaluations, read_json(args.filter_metrics), predictions))
     if args.plot_data:
-        write_text(Path(args.plot_data), to_csv(accuracy_table(evaluations)))
+        write_csv(args.plot_data, accuracy_table(evaluations), ACCURACY_FIELDS)
 
 
 if __name__ == "__main__":

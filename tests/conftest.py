@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -40,3 +41,27 @@ def venv_bin(name: str) -> str:
     """A console script of the environment running the tests (cotdistill, dvc)."""
     local = Path(sys.executable).parent / name
     return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+def section(name: str, **overrides):
+    """A section of the committed params.yaml (generate, train, ...) with `overrides`:
+    params.yaml is where every value is set, so tests build stage configs from it."""
+    from cotdistill.config import load_params
+
+    return dataclasses.replace(getattr(load_params(REPO / "params.yaml"), name), **overrides)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def make_params(overrides: dict, where: str = "params.yaml"):
+    """Params of the committed params.yaml with `overrides` merged in key by key, validated."""
+    import yaml
+
+    from cotdistill.config import parse_params
+
+    return parse_params(_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides), where)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cotdistill.config import parse_params
+from .conftest import make_params
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,7 @@ def offline_hf(monkeypatch, tmp_path):
 
 def params(dataset, **prepare):
     base = {"n_train": 100, "n_validation": 2, "n_test": 3, "n_test_ood": 0}
-    return parse_params({"dataset": dataset, "prepare": {**base, **prepare}})
+    return make_params({"dataset": dataset, "prepare": {**base, **prepare}})
 
 
 def write_parquet(path, rows):

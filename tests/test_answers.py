@@ -5,9 +5,10 @@ from fractions import Fraction
 import pytest
 
 from cotdistill.answers import (
-    EXTRACTORS, answer_sentence, extract, format_number, matches, normalise_gold, parse_gold, parse_number,
+    EXTRACTORS, extract, format_number, matches, normalise_gold, parse_gold, parse_number,
     reasoning_before_answer,
 )
+from cotdistill.sentence import answer_sentence
 
 NUMBER_CASES = [  # (text, strict, flexible)
     ("#### 1,234", "1234", "1234"),

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cotdistill.answers import answer_sentence, extract, format_number, matches, parse_gold
+from cotdistill.answers import extract, format_number, matches, parse_gold
+from cotdistill.sentence import answer_sentence
 from cotdistill.evaluation import score
 from cotdistill.filtering import ANSWER_DROPS, classify, cot_text
 

@@ -59,7 +59,7 @@ def test_unreadable_question_is_reported():
 
 def test_splits_are_distinct_and_ood_has_more_operations(base_params):
     from cotdistill.config import parse_params
-    from cotdistill.datasets.arithmetic import load_multistep_arith
+    from cotdistill.datasets.synthetic import load_multistep_arith
 
     base_params["dataset"] = "multistep_arith"
     base_params["prepare"].update(n_train=50, n_validation=10, n_test=20, n_test_ood=20)

@@ -261,7 +261,7 @@ def test_no_eval_or_exec(monkeypatch, tmp_path):
 def test_arithmetic_prompt_exemplars_have_true_equations():
     """The calculator reads the equations of every number dataset's exemplars, and they hold
     (so `filter.verify_equations` keeps CoTs written in the exemplars' style)."""
-    from cotdistill.datasets import DATASETS
+    from cotdistill.catalog.datasets import DATASETS
     from cotdistill.prompts import load_prompt_file, prompt_path
 
     checked = 0

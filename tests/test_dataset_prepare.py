@@ -9,13 +9,13 @@ import re
 
 import pytest
 
-from cotdistill.config import ConfigError, parse_params
-from cotdistill.datasets import DATASETS
+from cotdistill.config import ConfigError
 from cotdistill.datasets.decontam import decontaminate, ngrams, normalise_question
 from cotdistill.datasets.prepare import prepare_dataset
-from cotdistill.datasets.splits import make_splits, subset_train
-from cotdistill.datasets.synthetic import last_letters_example
+from cotdistill.datasets.splitting import make_splits, subset_train
+from cotdistill.datasets.synthetic import GENERATORS, last_letters_example
 
+from .conftest import REPO, make_params
 from .dataset_helpers import make_targz, offline_hf  # noqa: F401  (offline_hf is an autouse fixture)
 
 
@@ -49,11 +49,11 @@ def test_subset_train_nested_and_capped():
 
 
 def test_prepare_applies_max_train_and_keeps_coin_flip_data():
-    p = parse_params({"prepare": {"n_train": 40, "n_validation": 5, "n_test": 10, "n_test_ood": 10}})
-    raw = DATASETS.get("coin_flip").load(p)
+    p = make_params({"prepare": {"n_train": 40, "n_validation": 5, "n_test": 10, "n_test_ood": 10}})
+    raw = GENERATORS.get("coin_flip")(p)
     out = prepare_dataset(p, ["A coin is heads up. Mia flips the coin. Is the coin still heads up?"])
     assert out.splits == raw  # the default pipeline's data is unchanged
-    small = prepare_dataset(parse_params({"prepare": {"n_train": 40, "n_validation": 5, "n_test": 10,
+    small = prepare_dataset(make_params({"prepare": {"n_train": 40, "n_validation": 5, "n_test": 10,
                                                       "n_test_ood": 10, "max_train": 7}}), [])
     assert small.metrics["n_train"] == 7 and small.metrics["n_train_before_subset"] == 40
     assert {r["id"] for r in small.splits["train"]} <= {r["id"] for r in raw["train"]}
@@ -99,10 +99,10 @@ def test_ngrams_need_13_words():
 # ------------------------------------------------------------------ synthetic datasets
 
 def test_last_letters_deterministic_with_ood():
-    p = parse_params({"dataset": "last_letters",
+    p = make_params({"dataset": "last_letters",
                       "prepare": {"n_train": 30, "n_validation": 5, "n_test": 10, "n_test_ood": 10}})
-    a = DATASETS.get("last_letters").load(p)
-    assert a == DATASETS.get("last_letters").load(p)
+    a = GENERATORS.get("last_letters")(p)
+    assert a == GENERATORS.get("last_letters")(p)
     qs = [r["question"] for s in a.values() for r in s]
     assert len(qs) == len(set(qs)) == 55
     for r in a["train"] + a["test"]:
@@ -119,10 +119,10 @@ def test_last_letters_census_names_from_the_names_sdist(tmp_path):
         "names/dist.female.first": "MARY 2.629 2.629 1\nPATRICIA 1.073 3.702 2\n",
         "names/dist.male.first": "JAMES 3.318 3.318 1\n",
         "names/dist.all.last": "SMITH 1.006 1.006 1\nJOHNSON 0.810 1.816 2\n"})
-    p = parse_params({"dataset": "last_letters", "prepare": {
+    p = make_params({"dataset": "last_letters", "prepare": {
         "n_train": 5, "n_validation": 1, "n_test": 2, "n_test_ood": 0, "package_cache": str(tmp_path),
         "last_letters": {"names": "names_package", "min_words": 2, "max_words": 3}}})
-    rows = [r for s in DATASETS.get("last_letters").load(p).values() for r in s]
+    rows = [r for s in GENERATORS.get("last_letters")(p).values() for r in s]
     for r in rows:
         *first, last = r["question"].split('"')[1].split()
         assert set(first) <= {"Mary", "Patricia", "James"} and last in {"Smith", "Johnson"}
@@ -133,7 +133,7 @@ def test_last_letters_census_names_from_the_names_sdist(tmp_path):
 def test_gsm_symbolic_offline_disjoint_with_held_out_templates():
     from cotdistill.datasets.gsm_symbolic import split_templates, template_generators
 
-    p = parse_params({"dataset": "gsm_symbolic",
+    p = make_params({"dataset": "gsm_symbolic",
                       "prepare": {"n_train": 6, "n_validation": 2, "n_test": 4, "n_test_ood": 3}})
     out = prepare_dataset(p, [])
     assert out.splits == prepare_dataset(p, []).splits
@@ -158,13 +158,13 @@ def test_gsm_symbolic_offline_disjoint_with_held_out_templates():
     ({"max_train": 0}, "prepare.max_train: must be >= 1"),
     ({"source": "web"}, "prepare.source: got 'web'; allowed: synthetic, hub, packaged, local"),
     ({"decontaminate": "ignore"}, "prepare.decontaminate: got 'ignore'; allowed: drop, fail"),
-    ({"last_letters": {"min_words": 4, "max_words": 2}}, "prepare.last_letters: min_words must be <= max_words"),
+    ({"last_letters": {"min_words": 4, "max_words": 2}}, "prepare.last_letters.min_words must be <= max_words"),
     ({"last_letters": {"names": "census"}}, "allowed: project, names_package"),
     ({"local": {"colum": "q"}}, "unknown key 'prepare.local.colum'"),
 ])
 def test_prepare_config_errors_name_the_key(prepare, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        parse_params({"prepare": prepare}, "params.yaml")
+        make_params({"prepare": prepare}, "params.yaml")
 
 
 def test_cli_datasets_table_and_offline_prompt(tmp_path, monkeypatch):
@@ -172,7 +172,7 @@ def test_cli_datasets_table_and_offline_prompt(tmp_path, monkeypatch):
 
     from cotdistill.cli import main
 
-    monkeypatch.chdir(tmp_path)  # no params.yaml here: the defaults apply
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: no archive counts as fetched
     out = CliRunner().invoke(main, ["datasets"])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
@@ -183,6 +183,9 @@ def test_cli_datasets_table_and_offline_prompt(tmp_path, monkeypatch):
     row = next(line for line in lines if line.startswith("gsm8k "))
     assert "number" in row and "hub" in row and "no (Hub or local file)" in row and "7,473 train" in row
 
+    out = CliRunner().invoke(main, ["show-prompt", "--dataset", "gsm8k", "--shots", "2"])
+    assert out.exit_code == 2 and "params.yaml: file not found" in out.output
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     out = CliRunner().invoke(main, ["show-prompt", "--dataset", "gsm8k", "--shots", "2"])
     assert out.exit_code == 0, out.output
     hinted, plain = out.output.split("=== plain CoT prompt (generate.answer_hint: false) ===")

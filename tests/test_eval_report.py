@@ -5,9 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from cotdistill.evaluation import mcnemar_exact
+from cotdistill.stats import mcnemar_exact
 from cotdistill.experiments import records_from_dvc, render_table, write_experiment_report
-from cotdistill.reporting import accuracy_table, paired_tests, render_report, to_csv
+from cotdistill.io import write_csv
+from cotdistill.reporting import ACCURACY_FIELDS, accuracy_table, paired_tests, render_report
 
 from .conftest import REPO
 
@@ -44,7 +45,7 @@ def _preds(variant, correct):
             for calc in (False, True) for i, c in enumerate(correct)]
 
 
-def test_report_table_has_every_variant_and_calculator_columns():
+def test_report_table_has_every_variant_and_calculator_columns(tmp_path):
     params = SimpleNamespace(dataset="gsm8k", model="t5-small", teacher="t")
     preds = {"answer": _preds("answer", [True, False, False, False]), "cot": _preds("cot", [True, True, True, False])}
     md = render_report(params, EVALS, FILTER, preds)
@@ -56,7 +57,10 @@ def test_report_table_has_every_variant_and_calculator_columns():
     assert "false_equation 1" in md
     rows = accuracy_table(EVALS)
     assert len(rows) == 4 + 4 + 1 and rows[0]["run"] == "answer ID"
-    assert to_csv(rows).splitlines()[0] == "run,variant,split,calculator,accuracy,ci95_low,ci95_high"
+    write_csv(tmp_path / "accuracy.csv", rows, ACCURACY_FIELDS)
+    lines = (tmp_path / "accuracy.csv").read_text().splitlines()
+    assert lines[0] == "run,variant,split,calculator,accuracy,ci95_low,ci95_high"
+    assert lines[1] == f"answer ID,answer,id,False,0.2,{0.2 - 0.1},{0.2 + 0.1}"
 
 
 def test_paired_tests_pair_by_id():
@@ -92,7 +96,7 @@ def test_evaluate_config_checks(base_params):
     from cotdistill.config import ConfigError, parse_params
 
     p = parse_params(base_params)
-    assert p.evaluate.calculator is True and p.evaluate.do_sample is False and p.filter.verify_steps is False
+    assert p.evaluate.calculator is None and p.evaluate.do_sample is False and p.filter.verify_steps is False
     base_params["evaluate"].update(do_sample=True, temperature=0.0)
     with pytest.raises(ConfigError, match="evaluate.temperature must be > 0 when evaluate.do_sample is true"):
         parse_params(base_params)

@@ -8,8 +8,9 @@ import pytest
 import torch
 import yaml
 
+from cotdistill.students.toy import addition_pair, toy_arithmetic_student
+
 from .conftest import REPO, run_cmd, venv_bin
-from .test_eval_decoding import _pair, train_arithmetic_student
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +21,7 @@ def test_evaluate_and_report_stages(tmp_path, python):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, tok = train_arithmetic_student(steps=60)
+        model, tok = toy_arithmetic_student(steps=60)
     finally:
         torch.set_num_threads(threads)
     import os
@@ -44,7 +45,7 @@ def test_evaluate_and_report_stages(tmp_path, python):
     for stem, n in (("test", 10), ("test_ood", 6)):
         rows = []
         for i in range(n):
-            q, t = _pair(rng)
+            q, t = addition_pair(rng)
             rows.append({"id": f"{stem}-{i}", "question": q, "answer": t.rsplit(" ", 1)[1].rstrip("."),
                          "answer_type": "number"})
         (prepared / f"{stem}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cotdistill.evaluation import binomial_half_cdf, mcnemar_exact, score, wilson_interval
+from cotdistill.evaluation import score
+from cotdistill.stats import binomial_half_cdf, mcnemar_exact, wilson_interval
 from cotdistill.reporting import accuracy_table, render_report
 
 

@@ -5,22 +5,22 @@ import json
 import pytest
 
 from cotdistill.answers import extract
-from cotdistill.config import parse_params
-from cotdistill.datasets import DATASETS
-from cotdistill.datasets.synthetic import coin_flip_example
-from cotdistill.evaluation import score, wilson_interval
+from cotdistill.datasets.synthetic import GENERATORS, coin_flip_example
+from cotdistill.evaluation import score
 from cotdistill.filtering import filter_generations
-from cotdistill.targets import close_rationale
 from cotdistill.io import atomic_path, read_jsonl, write_jsonl
 from cotdistill.prompts import load_prompt_file, prompt_path, render
-from cotdistill.teachers import Completion, Sampling
+from cotdistill.stats import wilson_interval
+from cotdistill.targets import close_rationale
+from cotdistill.teachers import Completion, Sampling, cut_at_stop
 from cotdistill.teachers.cache import RequestCache, request_key
 from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.hf_local import cut_at_stop
+
+from .conftest import make_params
 
 
 def _coin(seed=0, **prepare):
-    return DATASETS.get("coin_flip").load(parse_params({"seed": seed, "prepare": prepare}))
+    return GENERATORS.get("coin_flip")(make_params({"seed": seed, "prepare": prepare}))
 
 
 def test_coin_flip_is_deterministic_and_disjoint():

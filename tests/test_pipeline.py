@@ -43,9 +43,8 @@ def _ran(stdout: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", stdout))
 
 
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e") / "repo"
+def _copy_repo(root: Path) -> tuple[Path, dict]:
+    """A copy of the repository as a fresh git + DVC repo with the TINY params, nothing run."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for rel in files:
@@ -70,6 +69,11 @@ def tiny_repo(tmp_path_factory):
     return root, env
 
 
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    return _copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
+
+
 def _mlflow_runs(root: Path) -> list[dict]:
     db = sqlite3.connect(root / "mlflow.db")
     runs = {}
@@ -85,12 +89,13 @@ def _mlflow_runs(root: Path) -> list[dict]:
 def test_repro_runs_every_stage(tiny_repo):
     root, env = tiny_repo
     proc = run_cmd([venv_bin("dvc"), "repro"], root, env)
-    assert _ran(proc.stdout) == {"prepare", "generate", "filter", "train@answer", "train@cot",
+    assert _ran(proc.stdout) == {"check", "prepare", "generate", "filter", "train@answer", "train@cot",
                                  "evaluate@answer", "evaluate@cot", "report"}
     prep = json.loads((root / "metrics/prepare.json").read_text())
     assert prep["n_train"] == 12 and prep["n_test_ood"] == 8
     gen = json.loads((root / "metrics/generate.json").read_text())
     assert gen["requests"] == 16 and gen["requests_sent"] + gen["cache_hits"] == 16
+    assert gen["generations"]["completion_tokens"] > 0 and gen["generations"]["backend"] == "hf"
     filt = json.loads((root / "metrics/filter.json").read_text())
     assert filt["kept"] + filt["dropped"] == filt["generations"] == 12
     for variant in ("answer", "cot"):
@@ -116,7 +121,8 @@ def test_second_repro_is_a_noop(tiny_repo):
     root, env = tiny_repo
     start = time.perf_counter()
     proc = run_cmd([venv_bin("dvc"), "repro"], root, env)
-    assert _ran(proc.stdout) == set()
+    assert _ran(proc.stdout) == {"check"}  # it validates params.yaml on every run; its output is unchanged
+    assert "Stage 'prepare' didn't change, skipping" in proc.stdout
     assert time.perf_counter() - start < 30
 
 
@@ -127,9 +133,59 @@ def test_evaluate_param_reruns_only_evaluate(tiny_repo):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = run_cmd([venv_bin("dvc"), "repro"], root, env)
     ran = _ran(proc.stdout)
-    assert {"evaluate@answer", "evaluate@cot"} <= ran <= {"evaluate@answer", "evaluate@cot", "report"}
+    assert {"check", "evaluate@answer", "evaluate@cot"} <= ran <= {"check", "evaluate@answer", "evaluate@cot", "report"}
     run_cmd(["git", "add", "-A"], root, env)
     run_cmd(["git", "commit", "-qm", "baseline run"], root, env)
+
+
+@pytest.fixture(scope="module")
+def bare_repo(tmp_path_factory):
+    """A second copy for the tests that only need the first stages."""
+    return _copy_repo(tmp_path_factory.mktemp("e2e-bare") / "repo")
+
+
+def _set(root: Path, **sections) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump(_deep_update(params, sections), sort_keys=False))
+
+
+@pytest.mark.parametrize("patch, line", [
+    ({"sedd": 1}, "params.yaml: unknown key 'sedd' (did you mean 'seed'?)"),
+    ({"train": {"max_step": 5}}, "params.yaml: unknown key 'train.max_step' (did you mean 'max_steps'?)"),
+    ({"dataset": "coinflip"}, "params.yaml: dataset: unknown dataset 'coinflip' (did you mean 'coin_flip'?)"),
+    ({"generate": {"num_samples": 2}}, "params.yaml: generate.num_samples: 2 samples at generate.temperature 0"),
+])
+def test_any_mistake_in_params_stops_repro_at_the_first_stage(bare_repo, patch, line):
+    root, env = bare_repo
+    saved = (root / "params.yaml").read_text()
+    try:
+        _set(root, **patch)
+        proc = run_cmd([venv_bin("dvc"), "repro"], root, env, check=False)
+    finally:
+        (root / "params.yaml").write_text(saved)
+    assert proc.returncode != 0
+    assert _ran(proc.stdout) == {"check"}
+    errors = [x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: " + line)
+
+
+def test_an_edit_to_the_local_data_file_reruns_prepare(bare_repo):
+    root, env = bare_repo
+    rows = [{"question": f"Ann has {i} pens and buys {i + 2} more. How many pens does she have?",
+             "answer": str(2 * i + 2)} for i in range(40)]
+    data = root / "local.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    saved = (root / "params.yaml").read_text()
+    _set(root, dataset="svamp", prepare={"source": "local", "local": {"path": "local.jsonl"}})
+    try:
+        dvc = venv_bin("dvc")
+        assert _ran(run_cmd([dvc, "repro", "prepare"], root, env).stdout) == {"check", "prepare"}
+        assert _ran(run_cmd([dvc, "repro", "prepare"], root, env).stdout) == {"check"}
+        data.write_text(data.read_text().replace("Ann has", "Bob has"))
+        assert _ran(run_cmd([dvc, "repro", "prepare"], root, env).stdout) == {"check", "prepare"}
+        assert "Bob has" in (root / "data/prepared/train.jsonl").read_text()
+    finally:
+        (root / "params.yaml").write_text(saved)
 
 
 def test_queued_sweep_lands_in_dvc_and_mlflow(tiny_repo):

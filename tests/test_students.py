@@ -5,12 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from cotdistill.config import Params, TrainConfig
 from cotdistill.students.model import (build_from_config, load_pretrained, load_student, tokenizer_corpus,
                                        train_tokenizer)
-from cotdistill.students.presets import STUDENTS
+from cotdistill.catalog.students import STUDENTS
 from cotdistill.students.training import resolve, train
 from cotdistill.targets import variant_rows
+
+from .conftest import section
 
 TEXTS = [f"A coin is heads up. P{i} flips the coin. Is the coin still heads up? The answer is no." for i in range(30)]
 
@@ -27,7 +28,7 @@ def test_presets_have_sizes_and_resolve_defaults():
     assert {"t5-tiny", "t5-small", "t5-base", "t5-large", "t5-xl", "t5-xxl", "flan-t5-small", "flan-t5-xxl"} <= set(STUDENTS.names())
     assert STUDENTS.get("t5-xl").hub_id == "google/t5-v1_1-xl"
     assert STUDENTS.get("t5-xxl").training_memory_gb() > STUDENTS.get("t5-xl").training_memory_gb()
-    cfg = resolve(TrainConfig(batch_size=None, learning_rate=0.01), STUDENTS.get("t5-small"))
+    cfg = resolve(section("train", batch_size=None, learning_rate=0.01), STUDENTS.get("t5-small"))
     assert cfg.batch_size == 64 and cfg.learning_rate == 0.01
     if not torch.cuda.is_available():
         assert cfg.precision == "fp32"  # bf16 falls back without hardware support
@@ -86,14 +87,14 @@ def test_tokenizer_corpus_ignores_teacher_output():
 def test_training_lowers_loss_and_resumes(tmp_path):
     preset = STUDENTS.get("t5-mini")
     pairs = [(t.rsplit(" The answer", 1)[0], "no") for t in TEXTS]
-    cfg = resolve(TrainConfig(max_steps=8, batch_size=8, save_steps=4, eval_steps=4, logging_steps=1), preset)
+    cfg = resolve(section("train", max_steps=8, batch_size=8, save_steps=4, eval_steps=4, logging_steps=1), preset)
     model, tok = load_student(preset, TEXTS, seed=0)
     metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0)
     losses = [h["loss"] for h in history if "loss" in h]
     assert metrics["steps"] == 8 and losses[-1] < losses[0]
     assert metrics["resumed_from_step"] == 0 and "eval_loss" in metrics
     # A rerun of the same run (e.g. after a crash) continues from the last checkpoint.
-    cfg12 = resolve(TrainConfig(max_steps=12, batch_size=8, save_steps=4, eval_steps=4, logging_steps=1), preset)
+    cfg12 = resolve(section("train", max_steps=12, batch_size=8, save_steps=4, eval_steps=4, logging_steps=1), preset)
     model2, _ = load_student(preset, TEXTS, seed=0)
     metrics2, _ = train(model2, tok, pairs, pairs[:4], cfg12, tmp_path / "ckpt", seed=0)
     assert metrics2["resumed_from_step"] == 8 and metrics2["steps"] == 12
@@ -109,11 +110,29 @@ def test_big_presets_default_to_lora_on_quantized_weights_and_fit():
     assert 0 < xxl.lora_params_m() < xxl.params_m / 100
 
 
-def test_resolve_takes_lora_from_preset_and_rejects_quantization_without_lora():
-    cfg = resolve(TrainConfig(), STUDENTS.get("t5-xxl"))
+def test_resolve_takes_lora_from_preset():
+    cfg = resolve(section("train"), STUDENTS.get("t5-xxl"))
     assert cfg.lora and cfg.quantization == "4bit" and cfg.optimizer == "paged_adamw_8bit"
-    with pytest.raises(ValueError, match="train.quantization: 8bit needs train.lora: true"):
-        resolve(TrainConfig(quantization="8bit"), STUDENTS.get("t5-mini"))
+
+
+def test_resolved_train_is_params_train_without_the_run_choices():
+    from cotdistill.config import TrainConfig
+    from cotdistill.students.training import NOT_TRAINING, ResolvedTrain
+
+    names = [f.name for f in dataclasses.fields(ResolvedTrain)]
+    assert names == [f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_TRAINING]
+    assert set(NOT_TRAINING) < {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_bf16_falls_back_to_fp32_with_a_log_line(caplog):
+    if torch.cuda.is_available():
+        pytest.skip("this machine trains in bf16 or fp16")
+    with caplog.at_level("WARNING", logger="cotdistill.students.training"):
+        assert resolve(section("train", precision="bf16"), STUDENTS.get("t5-mini")).precision == "fp32"
+        assert resolve(section("train", precision="fp16"), STUDENTS.get("t5-mini")).precision == "fp32"
+    assert [r.getMessage() for r in caplog.records] == [
+        "train.precision: bf16 is not supported on this CPU-only machine; training in fp32",
+        "train.precision: fp16 needs a GPU; training in fp32 on this CPU-only machine"]
 
 
 def test_variants_are_validated_params(base_params):
@@ -156,7 +175,7 @@ def test_quantized_lora_trains_saves_and_loads_back(tmp_path, quantization, lora
     from cotdistill.students.model import apply_lora, load_trained, save_trained
 
     preset = STUDENTS.get("t5-mini")  # d_model 128: bitsandbytes' CPU NF4 needs >= 64
-    cfg = resolve(TrainConfig(max_steps=6, batch_size=8, save_steps=6, eval_steps=6, logging_steps=1, lora=True,
+    cfg = resolve(section("train", max_steps=6, batch_size=8, save_steps=6, eval_steps=6, logging_steps=1, lora=True,
                               quantization=quantization, optimizer=optimizer, lora_r=4), preset)
     model, tok = load_student(preset, TEXTS, seed=0, quantization=quantization, base_dir=tmp_path / "base")
     assert getattr(model, f"is_loaded_in_{quantization}")

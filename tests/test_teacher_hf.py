@@ -2,12 +2,13 @@
 
 import pytest
 
-from cotdistill.config import GenerateConfig
 from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
 from cotdistill.teachers import Sampling, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.presets import TEACHERS, TeacherPreset
+from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
+
+from .conftest import section
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +36,8 @@ def backends(request):
     pf = load_prompt_file(prompt_path("coin_flip"))
     prefix = few_shot_prefix(pf, 2, True)
     prompts = [render(pf, q, a, 2) for q, a in QUESTIONS]
-    reuse = make_backend(preset, GenerateConfig(prefix_cache=True), shared_prefix=prefix)
-    plain = make_backend(preset, GenerateConfig(prefix_cache=False), shared_prefix=prefix)
+    reuse = make_backend(preset, section("generate", prefix_cache=True), shared_prefix=prefix)
+    plain = make_backend(preset, section("generate", prefix_cache=False), shared_prefix=prefix)
     return reuse, plain, prompts
 
 
@@ -78,7 +79,7 @@ def test_bitsandbytes_loading(backends, request, quantization, layer):
     folder = export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
     preset = TeacherPreset(name="local", backend="hf", model=str(folder), params_b=0.135)
     _, _, prompts = backends
-    backend = make_backend(preset, GenerateConfig(quantization=quantization), shared_prefix=None)
+    backend = make_backend(preset, section("generate", quantization=quantization), shared_prefix=None)
     assert type(backend.model.model.layers[0].mlp.down_proj).__name__ == layer
     assert backend.identity["quantization"] == quantization
     out = backend.complete(prompts[1:2], Sampling(6, stop=STOP_STRINGS))

@@ -59,6 +59,52 @@ def test_concurrent_loop_pays_once_and_keeps_order(tmp_path):
     assert stats3.sent == 20 and stats3.cache_hits == 60 and {s for _, s in backend3.calls} == {3}
 
 
+class BatchedBackend:
+    """A batched stand-in that takes 10 ms per call."""
+
+    identity = {"backend": "batched", "model": "m"}
+    concurrency = 1
+
+    def complete(self, prompts, sampling):
+        import time
+
+        time.sleep(0.01)
+        return [Completion(f"{p}!", "stop", 5, 7) for p in prompts]
+
+
+def test_a_warm_cache_still_reports_what_the_generations_cost(tmp_path):
+    prompts = [f"q{i}" for i in range(8)]
+    _, cold = generate_all(BatchedBackend(), prompts, Sampling(8), RequestCache(tmp_path / "c.sqlite"), 4, 1, False)
+    _, warm = generate_all(BatchedBackend(), prompts, Sampling(8), RequestCache(tmp_path / "c.sqlite"), 4, 1, False)
+    c, w = cold.as_dict(), warm.as_dict()
+    assert c["generations"]["completion_tokens"] == w["generations"]["completion_tokens"] == 56
+    assert c["generations"]["prompt_tokens"] == w["generations"]["prompt_tokens"] == 40
+    assert w["generations"]["teacher_s"] == c["generations"]["teacher_s"] >= 0.02  # two calls of >= 10 ms
+    assert w["generations"]["backend"] == "batched" and w["generations"]["teacher_s_unknown"] == 0
+    assert c["sent"]["completion_tokens"] == 56 and c["requests_sent"] == 8
+    assert w["sent"] == {"prompt_tokens": 0, "completion_tokens": 0, "wall_s": w["sent"]["wall_s"],
+                         "completion_tokens_per_s": 0.0} and w["requests_sent"] == 0
+    assert "useful_tokens_per_s" not in w
+
+
+def test_a_cache_from_before_costs_were_kept_gains_them(tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE requests (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)")
+    key = request_key(BatchedBackend.identity, "q0", Sampling(8), 0)
+    db.execute("INSERT INTO requests VALUES (?, ?, 0)", (key, json.dumps(
+        {"text": "old", "finish_reason": "stop", "prompt_tokens": 5, "completion_tokens": 3})))
+    db.commit()
+    db.close()
+    results, stats = generate_all(BatchedBackend(), ["q0", "q1"], Sampling(8), RequestCache(path), 4, 1, False)
+    assert [r[0].text for r in results] == ["old", "q1!"]
+    g = stats.as_dict()["generations"]
+    assert g["teacher_s_unknown"] == 1 and g["completion_tokens"] == 3 + 7 and g["backend"] == "batched"
+
+
 def test_failed_request_keeps_finished_ones(tmp_path):
     prompts = [f"q{i}" for i in range(12)]
     cache = RequestCache(tmp_path / "c.sqlite")
@@ -74,7 +120,7 @@ def test_failed_request_keeps_finished_ones(tmp_path):
 def _writer(path, start, n):
     cache = RequestCache(path)
     for k in range(start, start + n):
-        cache.put_many([(f"k{k}", Completion(str(k), "stop", 1, 1))])
+        cache.put_many([(f"k{k}", Completion(str(k), "stop", 1, 1), 0.5, "test")])
     cache.close()
 
 
@@ -90,7 +136,7 @@ def test_cache_takes_concurrent_writers(tmp_path):
     cache = RequestCache(path)
     assert len(cache) == 120
     got = cache.get_many([f"k{k}" for k in range(125)])
-    assert len(got) == 120 and got["k7"].text == "7"
+    assert len(got) == 120 and got["k7"].completion.text == "7" and got["k7"].seconds == 0.5
 
 
 def test_request_key_covers_model_prompt_sampling_and_index():
@@ -146,6 +192,10 @@ def test_params_reject_a_key_pasted_as_env_name(base_params):
         parse_params(base_params)
     assert "generate.api_key_env" in str(err.value) and "sk-proj-abc123" not in str(err.value)
     base_params["generate"]["api_key_env"] = "OPENAI_API_KEY"
+    with pytest.raises(ConfigError, match="generate.api_key_env: only for teachers with backend openai; "
+                                          "teacher 'smollm2-135m' has backend hf"):
+        parse_params(base_params)  # the hf teacher would ignore it
+    base_params["teacher"] = "vllm-local"
     assert parse_params(base_params).generate.api_key_env == "OPENAI_API_KEY"
     base_params["generate"]["concurrency"] = 0
     with pytest.raises(ConfigError, match="generate.concurrency: must be >= 1"):
@@ -160,12 +210,13 @@ def test_openai_presets_listed(repo_root):
 
 
 def test_refused_key_is_not_echoed(monkeypatch):
-    from cotdistill.config import GenerateConfig
+    from cotdistill.catalog.teachers import TEACHERS
     from cotdistill.teachers.openai_compat import OpenAIBackend
-    from cotdistill.teachers.presets import TEACHERS
+
+    from .conftest import section
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-abcd")
-    backend = OpenAIBackend(TEACHERS.get("openai-gpt-4o-mini"), GenerateConfig(base_url="http://127.0.0.1:9/v1"))
+    backend = OpenAIBackend(TEACHERS.get("openai-gpt-4o-mini"), section("generate", base_url="http://127.0.0.1:9/v1"))
     msg = backend._describe(_status_error(401))
     assert "$OPENAI_API_KEY" in msg and "abcd" not in msg
     assert backend.identity == {"backend": "openai", "model": "gpt-4o-mini", "api": "chat"}

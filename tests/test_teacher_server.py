@@ -23,16 +23,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cotdistill.config import GenerateConfig
 from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
 from cotdistill.teachers import Sampling
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.local_server import free_port, transformers_serve
 from cotdistill.teachers.openai_compat import OpenAIBackend
-from cotdistill.teachers.presets import TEACHERS, TeacherPreset
+from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
 
-from .conftest import REPO
+from .conftest import REPO, section
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +161,7 @@ def _prompts():
 def test_fault_injection_every_question_answered_once(proxy_factory, model_dir, tmp_path):
     faults = ["500", "ok", "429", "drop", "delay", "ok", "hold", "500", "ok", "drop", "429", "delay"]
     proxy = proxy_factory(faults=faults, hold_s=6.5)
-    cfg = GenerateConfig(base_url=proxy.url, served_model=str(model_dir), concurrency=2, max_retries=12,
+    cfg = section("generate", base_url=proxy.url, served_model=str(model_dir), concurrency=2, max_retries=12,
                          retry_backoff_s=0.05, request_timeout_s=6.0)
     backend = OpenAIBackend(TEACHERS.get("transformers-serve"), cfg)
     prompts = _prompts()
@@ -280,7 +279,7 @@ def test_chat_api_and_samples_when_the_server_ignores_n(server, model_dir):
     """`transformers serve` answers one choice whatever `n` asks: the backend asks per index."""
     preset = TeacherPreset(name="chat", backend="openai", model=str(model_dir), params_b=0.135, chat=True,
                            base_url=server)
-    backend = OpenAIBackend(preset, GenerateConfig(concurrency=2))
+    backend = OpenAIBackend(preset, section("generate", concurrency=2))
     out = backend.complete_samples("Is the sky blue? Answer in one sentence.",
                                    Sampling(6, temperature=1.0, seed=1), [0, 1, 2])
     assert len(out) == 3 and all(c.text and c.completion_tokens > 0 for c in out)

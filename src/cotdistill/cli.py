@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from .config import ConfigError, load_params
+from .config import load_params
+from .errors import ConfigError, UserError
 
 
 def _fail(msg: str) -> None:
@@ -23,8 +24,8 @@ def main() -> None:
 @main.command()
 def presets() -> None:
     """List the student and teacher presets."""
-    from .students.presets import STUDENTS
-    from .teachers.presets import TEACHERS
+    from .catalog.students import STUDENTS
+    from .catalog.teachers import TEACHERS
 
     click.echo("Student presets (model=...); train mem: estimated peak for training under the defaults")
     click.echo(f"  {'name':<15}{'params':>7}  {'source':<25}{'precision':<10}{'batch x accum':<14}"
@@ -52,8 +53,7 @@ def presets() -> None:
 def export_teacher(preset: str, dest: str) -> None:
     """Save an `hf` teacher preset as a plain model folder, to serve with
     `transformers serve DEST` or vLLM (the offline GGUF teacher is dequantized)."""
-    from .registry import UnknownNameError
-    from .teachers.presets import TEACHERS
+    from .catalog.teachers import TEACHERS
 
     try:
         t = TEACHERS.get(preset)
@@ -62,36 +62,38 @@ def export_teacher(preset: str, dest: str) -> None:
         from .teachers.hf_local import export_folder
 
         click.echo(export_folder(t, dest))
-    except (UnknownNameError, FileNotFoundError) as exc:
+    except UserError as exc:
         _fail(str(exc))
 
 
 @main.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True,
-              help="where prepare.package_cache is read from (defaults if the file is missing)")
+              help="where prepare.package_cache is read from (without the file: archives count as not fetched)")
 def datasets(params_path: str) -> None:
     """List the datasets: answer type, sources, splits, sizes, offline availability."""
     from pathlib import Path
 
-    from .config import Params
-    from .datasets import DATASETS
-    from .datasets.availability import offline_status
+    from .catalog.datasets import DATASETS
+    from .datasets.prepare import SOURCES, offline_status
 
     try:
-        params = load_params(params_path) if Path(params_path).exists() else Params()
+        cache = load_params(params_path).prepare.package_cache if Path(params_path).exists() else None
     except ConfigError as exc:
         _fail(str(exc))
-    click.echo(f"{'name':<15}{'answer':<8}{'default':<11}{'offline':<30}{'sizes':<48}splits")
+    click.echo(f"{'name':<17}{'answer':<8}{'default':<11}{'offline':<30}{'sizes':<48}splits")
     for name, d in DATASETS.items():
-        click.echo(f"{name:<15}{d.answer_type:<8}{d.default_source:<11}"
-                   f"{offline_status(d, params.prepare.package_cache):<30}{d.sizes:<48}{d.splits}")
+        click.echo(f"{name:<17}{d.answer_type:<8}{d.default_source:<11}"
+                   f"{offline_status(d, cache):<30}{d.sizes:<48}{d.splits}")
     click.echo("\nSources (prepare.source; null = the default above; every loaded dataset also takes "
                "local: prepare.local)")
     for name, d in DATASETS.items():
-        notes = "; ".join(f"{src}: {d.source_notes[src]}" if src in d.source_notes else src
-                          for src in d.sources)
-        click.echo(f"  {name:<15}{notes}")
-        click.echo(f"  {'':<15}{d.description}")
+        notes = []
+        for src in d.sources:
+            note = d.notes.get(src) or (SOURCES.get(src).note and SOURCES.get(src).note(name))
+            notes.append(f"{src}: {note}" if note else src)
+        notes = "; ".join(notes)
+        click.echo(f"  {name:<17}{notes}")
+        click.echo(f"  {'':<17}{d.description}")
 
 
 @main.command("show-prompt")
@@ -106,16 +108,13 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
     """
     import dataclasses
     import logging
-    from pathlib import Path
 
-    from .config import Params
-    from .datasets import DATASETS
-    from .datasets.availability import example_question
+    from .catalog.datasets import DATASETS
+    from .datasets.prepare import example_question
     from .prompts import load_prompt_file, prompt_path, render
-    from .registry import UnknownNameError
 
     try:
-        params = load_params(params_path) if Path(params_path).exists() else Params()
+        params = load_params(params_path)
         name = dataset or params.dataset
         DATASETS.get(name)
         params = dataclasses.replace(params, dataset=name)
@@ -129,20 +128,19 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
         click.echo(render(prompt, example["question"], example["answer"], n))
         click.echo("\n=== plain CoT prompt (generate.answer_hint: false) ===")
         click.echo(render(prompt, example["question"], None, n))
-    except (ConfigError, UnknownNameError, ValueError) as exc:
+    except UserError as exc:
         _fail(str(exc))
 
 
 @main.command("check-params")
 @click.argument("path", default="params.yaml")
 def check_params(path: str) -> None:
-    """Validate a params file without running anything."""
+    """Validate a params file without running anything: the same check every stage runs."""
     try:
         p = load_params(path)
     except ConfigError as exc:
         _fail(str(exc))
     click.echo(f"{path}: ok (model={p.model}, dataset={p.dataset}, teacher={p.teacher}, seed={p.seed})")
-
 
 
 @main.command(context_settings={"ignore_unknown_options": True})  # so that "-3 + 4" is an expression

@@ -132,20 +132,18 @@ def calculator_processor(tokenizer):
     return CalculatorProcessor()
 
 
-def decode(model, tokenizer, questions: list[str], batch_size: int, max_new_tokens: int = 128,
-           num_beams: int = 1, max_source_length: int = 512, progress: bool = True, *,
-           options: DecodeOptions | None = None, calculator: bool = False) -> list[str]:
+def decode(model, tokenizer, questions: list[str], batch_size: int, options: DecodeOptions | None = None, *,
+           calculator: bool = False, progress: bool = True) -> list[str]:
     """Decode `questions` in batches of similar length; outputs come back in input order.
 
-    `options` (if given) overrides max_new_tokens / num_beams / max_source_length.
-    T5 is padded on the right with an attention mask, as it was trained.
+    `options` says how (greedy by default); T5 is padded on the right with an attention
+    mask, as it was trained.
     """
     import torch
     from tqdm import tqdm
     from transformers import LogitsProcessorList
 
-    opts = options or DecodeOptions(max_new_tokens=max_new_tokens, num_beams=num_beams,
-                                    max_source_length=max_source_length)
+    opts = options or DecodeOptions()
     tokenizer.padding_side = "right"
     order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
     outputs: list[str] = [""] * len(questions)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError
 from .io import atomic_path, write_text
 
 FIELDS = ("experiment", "dataset", "student", "params_m", "n_train", "train_examples", "variant",
@@ -22,7 +23,7 @@ FIELDS = ("experiment", "dataset", "student", "params_m", "n_train", "train_exam
 
 
 def _params_m(student: str | None, fallback: Any = None) -> float | None:
-    from .students.presets import STUDENTS
+    from .catalog.students import STUDENTS
 
     if student in STUDENTS:
         return STUDENTS.get(student).params_m
@@ -88,7 +89,7 @@ def dvc_exp_show(repo: str | Path = ".") -> list[dict]:
     proc = subprocess.run([dvc, "exp", "show", "--json", "--all-commits"], cwd=repo,
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ValueError(f"dvc exp show failed in {repo}: {proc.stderr.strip().splitlines()[-1:]}")
+        raise DataError(f"dvc exp show failed in {repo}: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout)
 
 
@@ -99,7 +100,7 @@ def records_from_mlflow(tracking_uri: str, experiment: str = "cotdistill") -> li
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        raise ValueError(f"{tracking_uri}: no MLflow experiment named '{experiment}'")
+        raise DataError(f"{tracking_uri}: no MLflow experiment named '{experiment}'")
     out = []
     for run in client.search_runs([exp.experiment_id], max_results=50000):
         m, p, t = run.data.metrics, run.data.params, run.data.tags
@@ -181,7 +182,7 @@ def plot_scaling(records: list[dict], x: str, xlabel: str, path: Path, log_x: bo
 def write_experiment_report(records: list[dict], out_dir: str | Path) -> list[Path]:
     """experiments.md, experiments.json and the two PNG plots; returns their paths."""
     if not records:
-        raise ValueError("no experiment has evaluation metrics yet (run `dvc exp run` or `dvc repro` first)")
+        raise DataError("no experiment has evaluation metrics yet (run `dvc exp run` or `dvc repro` first)")
     out = Path(out_dir)
     paths = [out / "experiments.md", out / "experiments.json",
              out / "accuracy_vs_student_size.png", out / "accuracy_vs_train_size.png"]

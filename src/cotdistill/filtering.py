@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Optional
 
-from .answers import answer_sentence, extract, matches, reasoning_before_answer, through_first_answer
+from .answers import extract, matches, reasoning_before_answer, through_first_answer
 from .calculator import false_equations
+from .errors import DataError
+from .sentence import answer_sentence
 from .steps import StepChecker
 from .targets import close_rationale
 
@@ -62,7 +64,7 @@ def filter_generations(
     kept: list[dict] = []
     unknown = [g["id"] for g in generations if g["id"] not in by_id]
     if unknown:
-        raise ValueError(f"{len(unknown)} generations have ids not in the train split, e.g. {unknown[:3]}")
+        raise DataError(f"{len(unknown)} generations have ids not in the train split, e.g. {unknown[:3]}")
     answer_right = step_right = kept_step_right = 0
     step_right_ids: set[str] = set()
     for gen in generations:
@@ -117,6 +119,30 @@ def filter_generations(
         }
     metrics["labels"] = label_counts(records, kept)
     return kept, metrics
+
+
+# What to change when every CoT is dropped for one reason.
+_REMEDY = {
+    "empty": "the teacher wrote nothing after the prompt: check the prompt file and generate.prompt_format",
+    "truncated": "the CoTs were cut off: raise generate.max_new_tokens",
+    "no_answer": "the CoTs state no final answer: check the prompt file's exemplars",
+    "wrong_answer": "set generate.answer_hint: true, or use a stronger teacher",
+    "no_reasoning": "the CoTs give only the answer: check the prompt file's exemplars",
+    "false_equation": "set filter.verify_equations: false, or use a stronger teacher",
+    "wrong_step": "set filter.verify_steps: false, or use a stronger teacher",
+}
+
+
+def require_kept(metrics: dict) -> None:
+    """Fail (DataError) when the filter kept no CoT: the cot variant would have nothing to
+    learn. The message gives the drops by reason and what to change for the main one."""
+    if metrics["kept"]:
+        return
+    drops = {r: n for r, n in metrics["dropped_by_reason"].items() if n}
+    main = max(drops, key=drops.get) if drops else None
+    reasons = ", ".join(f"{r} {n}" for r, n in drops.items()) or "no generations"
+    raise DataError(f"filter: kept no CoT of {metrics['generations']} train generations ({reasons}); "
+                    + (_REMEDY.get(main, "see metrics/filter.json") if main else "did the teacher run?"))
 
 
 def _share(k: int, n: int) -> float:

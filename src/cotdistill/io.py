@@ -7,12 +7,16 @@ never leaves a half-written file that the next stage, or DVC, would take as vali
 from __future__ import annotations
 
 import contextlib
+import csv
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
+
+from .errors import DataError
 
 
 @contextlib.contextmanager
@@ -67,23 +71,65 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
+def write_csv(path: str | os.PathLike, rows: Iterable[dict], fields: Sequence[str]) -> None:
+    """A CSV file with a header; a field missing from a row is an empty cell."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields), restval="", extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _open(path: str | os.PathLike):
+    """`path` for reading; a missing input is the user's to fix (DataError), not a bug."""
+    try:
+        return open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    with _open(path) as fh:
+        try:
+            return json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def jsonl_objects(lines: Iterable[str]) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line number, object, None) for each JSON-object line, (line number, None, why) for
+    a line that is not one; blank lines are skipped."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield lineno, None, f"not valid JSON ({exc.msg})"
+            continue
+        if isinstance(obj, dict):
+            yield lineno, obj, None
+        else:
+            yield lineno, None, f"not a JSON object ({type(obj).__name__})"
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a malformed line fails with its file and line number."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    with _open(path) as fh:
+        for lineno, obj, why in jsonl_objects(fh):
+            if why:
+                raise DataError(f"{path}:{lineno}: {why}")
+            rows.append(obj)
     return rows
+
+
+def file_digest(path: str | os.PathLike, what: str = "file") -> str:
+    """SHA-256 of a file's bytes; a missing file is a DataError naming `what` (the key that points to it)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise DataError(f"{what}: {path}: file not found") from None
+    return h.hexdigest()

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from .catalog.prompts import DEFAULT_FORMAT, prompt_path, read_formats  # noqa: F401  (prompt_path: re-exported)
+from .errors import DataError
+from .sentence import answer_sentence
 
-from .answers import answer_sentence
-
-PROMPT_DIR = Path(__file__).parent / "prompts"
 # The teacher's completion ends where the next block would begin.
 STOP_STRINGS = ("\n\nQuestion:", "\nQuestion:", "\n\n")
 
@@ -35,32 +34,15 @@ class PromptFile:
     exemplars: tuple[Exemplar, ...]
 
 
-def prompt_path(dataset: str) -> Path:
-    return PROMPT_DIR / f"{dataset}.yaml"
-
-
-DEFAULT_FORMAT = "default"
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: prompt file not found") from None
-    if not isinstance(data, dict) or not isinstance(data.get("exemplars"), list):
-        raise ValueError(f"{path}: expected keys 'instruction' and 'exemplars' (a list)")
-    return data
-
-
 def _exemplars(path: Path, items: list, where: str) -> tuple[Exemplar, ...]:
     exemplars = []
     for i, ex in enumerate(items):
         missing = {"question", "answer", "rationale"} - set(ex or {})
         if missing:
-            raise ValueError(f"{path}: {where}[{i}]: missing {', '.join(sorted(missing))}")
+            raise DataError(f"{path}: {where}[{i}]: missing {', '.join(sorted(missing))}")
         ex = {k: str(v).strip() for k, v in ex.items()}
         if not ex["rationale"].endswith(answer_sentence(ex["answer"])):
-            raise ValueError(
+            raise DataError(
                 f"{path}: {where}[{i}]: rationale must end with '{answer_sentence(ex['answer'])}'"
             )
         exemplars.append(Exemplar(ex["question"], ex["answer"], ex["rationale"]))
@@ -70,7 +52,7 @@ def _exemplars(path: Path, items: list, where: str) -> tuple[Exemplar, ...]:
 def format_names(path: str | Path) -> list[str]:
     """The prompt formats a file offers: `default` (its top-level exemplars) and the
     names under its optional `formats:` key."""
-    return [DEFAULT_FORMAT, *(_read_yaml(Path(path)).get("formats") or {})]
+    return list(read_formats(path))
 
 
 def load_prompt_file(path: str | Path, fmt: str = DEFAULT_FORMAT) -> PromptFile:
@@ -81,18 +63,12 @@ def load_prompt_file(path: str | Path, fmt: str = DEFAULT_FORMAT) -> PromptFile:
     step: a lever for small teachers.
     """
     path = Path(path)
-    data = _read_yaml(path)
-    if fmt == DEFAULT_FORMAT:
-        return PromptFile(path, str(data.get("instruction", "")).strip(), _exemplars(path, data["exemplars"], "exemplars"))
-    formats = data.get("formats") or {}
+    formats = read_formats(path)
     if fmt not in formats:
-        raise ValueError(f"{path}: generate.prompt_format: no format '{fmt}'; allowed: "
-                         f"{', '.join([DEFAULT_FORMAT, *formats])}")
+        raise DataError(f"{path}: generate.prompt_format: no format '{fmt}'; allowed: {', '.join(formats)}")
+    where = "exemplars" if fmt == DEFAULT_FORMAT else f"formats.{fmt}.exemplars"
     body = formats[fmt]
-    if not isinstance(body, dict) or not isinstance(body.get("exemplars"), list):
-        raise ValueError(f"{path}: formats.{fmt}: expected keys 'instruction' and 'exemplars' (a list)")
-    return PromptFile(path, str(body.get("instruction", "")).strip(),
-                      _exemplars(path, body["exemplars"], f"formats.{fmt}.exemplars"))
+    return PromptFile(path, str(body.get("instruction", "")).strip(), _exemplars(path, body["exemplars"], where))
 
 
 def exemplar_questions(path: str | Path) -> list[str]:
@@ -114,7 +90,7 @@ def _block(question: str, answer: str | None, rationale: str | None = None) -> s
 def few_shot_prefix(prompt: PromptFile, shots: int, answer_hint: bool) -> str:
     """The part shared by every question (its KV cache can be reused)."""
     if shots > len(prompt.exemplars):
-        raise ValueError(
+        raise DataError(
             f"{prompt.path}: generate.shots is {shots} but the file has only "
             f"{len(prompt.exemplars)} exemplars"
         )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import difflib
 from typing import Generic, Iterator, TypeVar
 
+from .errors import UserError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UserError, KeyError):
     """An unknown registry name; the message lists what is allowed."""
 
     def __str__(self) -> str:  # KeyError would repr() the message

@@ -11,11 +11,11 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from .evaluation import mcnemar_exact
 from .io import read_jsonl
+from .splits import PREFIX_LABELS, TEST_SPLITS
+from .stats import mcnemar_exact
 
-SPLIT_NAMES = {"id": "ID", "ood": "OOD"}
-SPLIT_STEMS = {"id": "test", "ood": "test_ood"}  # metric prefix -> predictions' split
+ACCURACY_FIELDS = ("run", "variant", "split", "calculator", "accuracy", "ci95_low", "ci95_high")
 
 
 def _cell(m: dict | None) -> str:
@@ -28,8 +28,8 @@ def _cell(m: dict | None) -> str:
 
 def _columns(evaluations: list[dict]) -> list[tuple[str, bool]]:
     """(split prefix, with calculator) for every column some evaluation has."""
-    cols = [(s, False) for s in SPLIT_NAMES if any(s in e for e in evaluations)]
-    cols += [(s, True) for s in SPLIT_NAMES if any(s in e.get("calculator", {}) for e in evaluations)]
+    cols = [(s, False) for s in PREFIX_LABELS if any(s in e for e in evaluations)]
+    cols += [(s, True) for s in PREFIX_LABELS if any(s in e.get("calculator", {}) for e in evaluations)]
     return cols
 
 
@@ -49,7 +49,7 @@ def paired_tests(predictions: dict[str, list[dict]]) -> list[dict]:
                 if r.get("split") == split and bool(r.get("calculator", False)) == calc}
 
     tests = []
-    modes = [(split, calc) for split in SPLIT_STEMS.values() for calc in (False, True)]
+    modes = [(split, calc) for split in TEST_SPLITS for calc in (False, True)]
     for split, calc in modes:
         for a, b in itertools.combinations(predictions, 2):
             oa, ob = outcomes(predictions[a], split, calc), outcomes(predictions[b], split, calc)
@@ -58,7 +58,7 @@ def paired_tests(predictions: dict[str, list[dict]]) -> list[dict]:
                 t = mcnemar_exact([oa[i] for i in ids], [ob[i] for i in ids])
                 tests.append({"a": a, "b": b, "split": split, "calculator": calc, **t})
     for v, rows in predictions.items():
-        for split in SPLIT_STEMS.values():
+        for split in TEST_SPLITS:
             plain, calc = outcomes(rows, split, False), outcomes(rows, split, True)
             ids = sorted(plain.keys() & calc.keys())
             if ids:
@@ -81,8 +81,8 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
                   predictions: dict[str, list[dict]] | None = None) -> str:
     """The Markdown report (metrics/report.md)."""
     cols = _columns(evaluations)
-    head = [f"{SPLIT_NAMES[s]}{' +calculator' if c else ''}" for s, c in cols]
-    inv_splits = [s for s in SPLIT_NAMES if any(s in e for e in evaluations)]
+    head = [f"{PREFIX_LABELS[s]}{' +calculator' if c else ''}" for s, c in cols]
+    inv_splits = [s for s in PREFIX_LABELS if any(s in e for e in evaluations)]
     lines = [
         f"# Results: {params.dataset}, student {params.model}, teacher {params.teacher}",
         "",
@@ -91,7 +91,7 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
         "+calculator: decoded with the external calculator forcing every 'a op b =' result.",
         "",
         "| dataset | variant | n | " + " | ".join(head) + " | "
-        + " | ".join(f"invalid {SPLIT_NAMES[s]}" for s in inv_splits) + " |",
+        + " | ".join(f"invalid {PREFIX_LABELS[s]}" for s in inv_splits) + " |",
         "|---|---|---|" + "---|" * (len(head) + len(inv_splits)),
     ]
     for e in evaluations:
@@ -150,14 +150,7 @@ def accuracy_table(evaluations: list[dict]) -> list[dict]:
         for s, c in _columns(evaluations):
             m = _metrics(e, s, c)
             if m and m.get("n") != 0:
-                rows.append({"run": f"{e['variant']} {SPLIT_NAMES[s]}{' +calc' if c else ''}",
+                rows.append({"run": f"{e['variant']} {PREFIX_LABELS[s]}{' +calc' if c else ''}",
                              "variant": e["variant"], "split": s, "calculator": c,
                              "accuracy": m["accuracy"], "ci95_low": m["ci95_low"], "ci95_high": m["ci95_high"]})
     return rows
-
-
-def to_csv(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    return "\n".join([",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]) + "\n"

@@ -9,11 +9,7 @@ import os
 import sys
 from typing import Callable
 
-from .config import ConfigError
-from .registry import UnknownNameError
-
-# Expected failures (bad params, bad data, missing files) end in one line on stderr.
-USER_ERRORS = (ConfigError, UnknownNameError, FileNotFoundError, ValueError)
+from .errors import UserError
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -28,7 +24,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         main(argv)
-    except USER_ERRORS as exc:
+    except UserError as exc:  # bad params, bad data, missing inputs: one line; a bug shows its traceback
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

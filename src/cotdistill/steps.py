@@ -1,7 +1,7 @@
 """Step checkers: verify the intermediate claims of a CoT on tasks whose steps are checkable.
 
 The answer filter only checks a CoT's final answer; a small teacher that is shown the
-answer often copies it and rationalises (FACTS.md). A step checker reads the claims a CoT
+answer often copies it and rationalises with wrong steps. A step checker reads the claims a CoT
 makes along the way (a coin's state after each person, the last letter of each word) and
 returns a one-line description of the first wrong, missing or unreadable step, or None
 when every step is right, so that a kept CoT can be wholly correct.
@@ -13,7 +13,9 @@ or a letter (last letters) after its claims are taken out is reported as unreada
 wrong claim in an unforeseen phrasing is therefore dropped, never kept unread; the cost is
 that a right one in such a phrasing is dropped too.
 
-Checkers are registered per dataset name: `STEP_CHECKERS.get(name)(question, cot)`.
+Checkers are registered per dataset name: `STEP_CHECKERS.get(name)(question, cot)`; the
+datasets with one are marked `step_checker` in catalog/datasets.py (params validation
+reads that table, not this module).
 """
 
 from __future__ import annotations

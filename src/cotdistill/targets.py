@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from .answers import answer_sentence, reasoning_before_answer
+from .answers import reasoning_before_answer
+from .errors import DataError
 from .registry import Registry
+from .sentence import answer_sentence
 
 
 _DANGLING = re.compile(r"[,;]?\s*\b(?:so|thus|therefore|hence|and)\s*$", re.IGNORECASE)
@@ -43,7 +45,7 @@ def answer_rows(records: list[dict], kept: list[dict]) -> list[dict]:
 def gold_rows(records: list[dict], kept: list[dict]) -> list[dict]:
     rows = [_row(r, close_rationale(r["gold_rationale"], r["answer"])) for r in records if r.get("gold_rationale")]
     if records and not rows:
-        raise ValueError("variant 'gold' needs records with a gold_rationale; this dataset has none "
+        raise DataError("variant 'gold' needs records with a gold_rationale; this dataset has none "
                          "(remove gold from train.variants)")
     return rows
 
@@ -52,7 +54,7 @@ def cot_rows(records: list[dict], kept: list[dict]) -> list[dict]:
     return [_row(k, k["target"]) for k in kept]
 
 
-# variant -> (records of a split, the filter's kept CoTs of that split) -> target rows
+# variant (catalog.VARIANTS) -> (records of a split, the filter's kept CoTs of that split) -> target rows
 VARIANTS: Registry[Callable[[list[dict], list[dict]], list[dict]]] = Registry("variant")
 VARIANTS.register("answer", answer_rows)
 VARIANTS.register("cot", cot_rows)

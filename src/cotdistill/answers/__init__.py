@@ -7,7 +7,7 @@
 - flexible: the statement first; only when the output has none, a fallback per type
   (a bare number line, the last yes/no word, a bare text line, a lone option).
 An answer that cannot be read is None, never a guess: callers count it as invalid.
-The rules are written out for users in docs/how_answers_are_read.md.
+The rules are written out for users in the README ("How answers are read").
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .numbers import (
 )
 
 __all__ = [
-    "EXTRACTORS", "answer_sentence", "extract", "format_number", "matches",
+    "EXTRACTORS", "extract", "format_number", "matches",
     "normalise_gold", "normalise_text", "parse_gold", "parse_number", "reasoning_before_answer",
     "through_first_answer",
 ]
@@ -170,8 +170,3 @@ def parse_gold(answer: object, answer_type: str) -> Optional[str]:
 def normalise_gold(answer: object, answer_type: str) -> Optional[str]:
     """A gold answer in the extractor's canonical form: the same as `parse_gold`."""
     return parse_gold(answer, answer_type)
-
-
-def answer_sentence(answer: str) -> str:
-    """The closing sentence every CoT target ends with, and the extractor reads."""
-    return f"The answer is {answer}."

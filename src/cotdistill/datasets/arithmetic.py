@@ -13,7 +13,8 @@ and the external calculator can fix every step it writes. Values stay within
 [1, max_value]; operands of + and - within [1, max_operand]; multiply and divide by 2-4.
 
 `parse_question` reads a question back into (start, [(op, operand), ...]), so that the
-step checker (steps.py) can verify a teacher's CoT against the true chain.
+step checker (steps.py) can verify a teacher's CoT against the true chain. The splits are
+drawn in synthetic.py.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import random
 import re
 from typing import Optional
 
-from . import DatasetSpec, register
-from .synthetic import _draw
+from ..sentence import answer_sentence
 
 # Given names with the pronoun their sentences use.
 PEOPLE = {
@@ -91,7 +91,7 @@ def multistep_example(rng: random.Random, n_ops: int, max_value: int = 100, max_
         steps.append(equation(v, op, n))
         v = apply(v, op, n)
     question = " ".join(sentences) + f" How many {item} does {person} have now?"
-    rationale = " ".join(steps) + f" The answer is {v}."
+    rationale = " ".join(steps) + " " + answer_sentence(str(v))
     return {"question": question, "answer": str(v), "answer_type": "number", "gold_rationale": rationale}
 
 
@@ -111,34 +111,3 @@ def parse_question(question: str) -> Optional[tuple[int, list[tuple[str, int]]]]
         else:
             return None
     return int(m.group(2)), ops
-
-
-def load_multistep_arith(params) -> dict[str, list[dict]]:
-    """Test splits first, then validation and train, all distinct (as for coin flip)."""
-    cfg, opts = params.prepare, params.prepare.multistep_arith
-    rng = random.Random(f"multistep_arith-{params.seed}")
-    seen: set[str] = set()
-
-    def make(r: random.Random, k: int) -> dict:
-        return multistep_example(r, k, opts.max_value, opts.max_operand)
-
-    def draw(n: int, lo: int, hi: int, prefix: str) -> list[dict]:
-        return _draw(rng, n, lo, hi, seen, prefix, make, "multistep_arith")
-
-    test = draw(cfg.n_test, opts.min_ops, opts.max_ops, "arith-test")
-    ood = draw(cfg.n_test_ood, opts.ood_min_ops, opts.ood_max_ops, "arith-ood")
-    val = draw(cfg.n_validation, opts.min_ops, opts.max_ops, "arith-val")
-    train = draw(cfg.n_train, opts.min_ops, opts.max_ops, "arith-train")
-    return {"train": train, "validation": val, "test": test, "test_ood": ood}
-
-
-register(
-    DatasetSpec(
-        name="multistep_arith",
-        answer_type="number",
-        load=load_multistep_arith,
-        offline=True,
-        description="Arithmetic word problems, one operation per sentence; test_ood has more operations",
-        ngram_check=False,
-    )
-)

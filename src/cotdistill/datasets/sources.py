@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from ..errors import DataError
+from ..io import jsonl_objects
 from .records import BadRow, RawRow
 
 LOCAL_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # datasets' packaged builders for local files, by format
 _BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
-SPLIT_NAMES = {"train": "train", "validation": "validation", "dev": "validation", "val": "validation",
-               "test": "test"}
 
 
 def hub_rows(hub_id: str, config: Optional[str], splits: dict[str, str],
@@ -33,11 +33,11 @@ def hub_rows(hub_id: str, config: Optional[str], splits: dict[str, str],
             ds = load_dataset(hub_id, config)
         except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, ...
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{hub_id}: cannot load from the Hugging Face Hub ({first}); without the "
+            raise DataError(f"{hub_id}: cannot load from the Hugging Face Hub ({first}); without the "
                              "Hub use prepare.source: local (or packaged where the dataset has it)") from None
     for hub_split, ours in splits.items():
         if hub_split not in ds:
-            raise ValueError(f"{hub_id}: no split '{hub_split}' (it has {', '.join(ds)})")
+            raise DataError(f"{hub_id}: no split '{hub_split}' (it has {', '.join(ds)})")
         for i, row in enumerate(ds[hub_split], 1):
             yield RawRow(f"{hub_id}[{hub_split}]", i, dict(row), ours)
 
@@ -47,7 +47,7 @@ def format_of(path: str | Path, fmt: Optional[str]) -> str:
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in LOCAL_FORMATS:
-        raise ValueError(f"{path}: cannot tell the format from the suffix; set prepare.local.format "
+        raise DataError(f"{path}: cannot tell the format from the suffix; set prepare.local.format "
                          f"to one of {', '.join(sorted(set(LOCAL_FORMATS.values())))}")
     return LOCAL_FORMATS[suffix]
 
@@ -56,18 +56,11 @@ def jsonl_rows(lines: Iterable[str], where: str) -> tuple[list[RawRow], list[Bad
     """Rows of JSONL text; a line that is not a JSON object becomes a BadRow with its number."""
     rows: list[RawRow] = []
     bad: list[BadRow] = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(BadRow(where, lineno, f"not valid JSON ({exc.msg})"))
-            continue
-        if not isinstance(obj, dict):
-            bad.append(BadRow(where, lineno, f"not a JSON object ({type(obj).__name__})"))
-            continue
-        rows.append(RawRow(where, lineno, obj))
+    for lineno, obj, why in jsonl_objects(lines):
+        if why:
+            bad.append(BadRow(where, lineno, why))
+        else:
+            rows.append(RawRow(where, lineno, obj))
     return rows, bad
 
 
@@ -76,7 +69,7 @@ def file_rows(path: str | Path, fmt: Optional[str] = None) -> tuple[list[RawRow]
     path = Path(path)
     fmt = format_of(path, fmt)
     if not path.is_file():
-        raise ValueError(f"{path}: file not found")
+        raise DataError(f"{path}: file not found")
     where = str(path)
     rows: list[RawRow] = []
     bad: list[BadRow] = []
@@ -87,14 +80,14 @@ def file_rows(path: str | Path, fmt: Optional[str] = None) -> tuple[list[RawRow]
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+            raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if isinstance(data, dict):  # {"data": [...]} or {"examples": [...]}
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) != 1:
-                raise ValueError(f"{path}: expected a list of objects or an object with one list")
+                raise DataError(f"{path}: expected a list of objects or an object with one list")
             data = lists[0]
         if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a list of objects")
+            raise DataError(f"{path}: expected a list of objects")
         for i, obj in enumerate(data, 1):
             if isinstance(obj, dict):
                 rows.append(RawRow(where, i, obj))

@@ -1,11 +1,23 @@
-"""Synthetic symbolic tasks of the paper, generated deterministically from the seed."""
+"""Generated datasets: the paper's symbolic tasks (coin flip, last letters), multistep
+arithmetic and gsm_symbolic, each drawn deterministically from the seed.
+
+GENERATORS maps a dataset name to its generator, (params) -> {split: records}: what the
+`synthetic` source of datasets/prepare.py runs.
+"""
 
 from __future__ import annotations
 
 import random
 from typing import Callable
 
-from . import DatasetSpec, register
+from ..errors import DataError
+from ..registry import Registry
+from ..sentence import answer_sentence
+from .arithmetic import multistep_example
+from .gsm_symbolic import load_gsm_symbolic
+
+Generator = Callable[..., dict[str, list[dict]]]
+GENERATORS: Registry[Generator] = Registry("generated dataset")
 
 # Short given names, chosen so that no name is a prefix of the others' sentences.
 NAMES = (
@@ -33,7 +45,7 @@ def coin_flip_example(rng: random.Random, n_people: int) -> dict:
             steps.append(f"{person} does not flip it, so it stays {'heads' if heads else 'tails'} up.")
     answer = "yes" if heads else "no"
     question = " ".join(sentences) + " Is the coin still heads up?"
-    rationale = " ".join(steps) + f" The answer is {answer}."
+    rationale = " ".join(steps) + " " + answer_sentence(answer)
     return {"question": question, "answer": answer, "answer_type": "yes_no", "gold_rationale": rationale}
 
 
@@ -45,7 +57,7 @@ def _draw(rng: random.Random, n: int, lo: int, hi: int, seen: set[str], prefix: 
     while len(rows) < n:
         attempts += 1
         if attempts > 100 * n + 1000:
-            raise ValueError(
+            raise DataError(
                 f"{what}: cannot draw {n} distinct questions of length {lo}-{hi}; "
                 "lower the split size or widen the range"
             )
@@ -57,32 +69,29 @@ def _draw(rng: random.Random, n: int, lo: int, hi: int, seen: set[str], prefix: 
     return rows
 
 
-def load_coin_flip(params) -> dict[str, list[dict]]:
-    """Test splits are drawn first, so train never repeats a test question."""
-    cfg, opts = params.prepare, params.prepare.coin_flip
-    rng = random.Random(f"coin_flip-{params.seed}")
+def generated_splits(params, name: str, prefix: str, make: Callable[[random.Random, int], dict],
+                     lengths: tuple[int, int], ood_lengths: tuple[int, int]) -> dict[str, list[dict]]:
+    """The four splits of a generated task, all questions distinct: the test splits are
+    drawn first (test in `lengths`, test_ood in `ood_lengths`), then validation and train,
+    so that train never repeats a test question. `make(rng, length)` draws one example."""
+    cfg = params.prepare
+    rng = random.Random(f"{name}-{params.seed}")
     seen: set[str] = set()
 
-    def draw(n: int, lo: int, hi: int, prefix: str) -> list[dict]:
-        return _draw(rng, n, lo, hi, seen, prefix, coin_flip_example, "coin_flip")
+    def draw(n: int, bounds: tuple[int, int], split: str) -> list[dict]:
+        return _draw(rng, n, *bounds, seen, f"{prefix}-{split}", make, name)
 
-    test = draw(cfg.n_test, opts.min_people, opts.max_people, "coin-test")
-    ood = draw(cfg.n_test_ood, opts.ood_min_people, opts.ood_max_people, "coin-ood")
-    val = draw(cfg.n_validation, opts.min_people, opts.max_people, "coin-val")
-    train = draw(cfg.n_train, opts.min_people, opts.max_people, "coin-train")
+    test = draw(cfg.n_test, lengths, "test")
+    ood = draw(cfg.n_test_ood, ood_lengths, "ood")
+    val = draw(cfg.n_validation, lengths, "val")
+    train = draw(cfg.n_train, lengths, "train")
     return {"train": train, "validation": val, "test": test, "test_ood": ood}
 
 
-register(
-    DatasetSpec(
-        name="coin_flip",
-        answer_type="yes_no",
-        load=load_coin_flip,
-        offline=True,
-        description="Is the coin still heads up after N people flip it or not (Wei et al., 2022)",
-        ngram_check=False,
-    )
-)
+def load_coin_flip(params) -> dict[str, list[dict]]:
+    o = params.prepare.coin_flip
+    return generated_splits(params, "coin_flip", "coin", coin_flip_example, (o.min_people, o.max_people),
+                            (o.ood_min_people, o.ood_max_people))
 
 
 # ------------------------------------------------------------------ last-letter concatenation
@@ -124,37 +133,26 @@ def last_letters_example(rng: random.Random, n_words: int, first: list[str], las
     answer = "".join(w[-1] for w in words).lower()
     name = " ".join(words)
     steps = [f'The last letter of "{w}" is "{w[-1].lower()}".' for w in words]
-    rationale = " ".join(steps) + f' Concatenating them is "{answer}". The answer is {answer}.'
+    rationale = " ".join(steps) + f' Concatenating them is "{answer}". ' + answer_sentence(answer)
     question = f'Take the last letters of each word in "{name}" and concatenate them.'
     return {"question": question, "answer": answer, "answer_type": "text", "gold_rationale": rationale}
 
 
 def load_last_letters(params) -> dict[str, list[dict]]:
-    """Test splits first, then validation and train, all distinct (as for coin flip)."""
-    cfg, opts = params.prepare, params.prepare.last_letters
-    first, last = load_name_lists(opts.names, cfg.package_cache)
-    rng = random.Random(f"last_letters-{params.seed}")
-    seen: set[str] = set()
-
-    def draw(n: int, lo: int, hi: int, prefix: str) -> list[dict]:
-        return _draw(rng, n, lo, hi, seen, prefix,
-                     lambda r, k: last_letters_example(r, k, first, last), "last_letters")
-
-    test = draw(cfg.n_test, opts.min_words, opts.max_words, "letters-test")
-    ood = draw(cfg.n_test_ood, opts.ood_min_words, opts.ood_max_words, "letters-ood")
-    val = draw(cfg.n_validation, opts.min_words, opts.max_words, "letters-val")
-    train = draw(cfg.n_train, opts.min_words, opts.max_words, "letters-train")
-    return {"train": train, "validation": val, "test": test, "test_ood": ood}
+    o = params.prepare.last_letters
+    first, last = load_name_lists(o.names, params.prepare.package_cache)
+    return generated_splits(params, "last_letters", "letters", lambda r, k: last_letters_example(r, k, first, last),
+                            (o.min_words, o.max_words), (o.ood_min_words, o.ood_max_words))
 
 
-register(
-    DatasetSpec(
-        name="last_letters",
-        answer_type="text",
-        load=load_last_letters,
-        offline=True,
-        description="Concatenate the last letters of the words of a name (Wei et al., 2022)",
-        ngram_check=False,
-        source_notes={"synthetic": "names: prepare.last_letters.names (project list or PyPI names==0.3.0)"},
-    )
-)
+def load_multistep_arith(params) -> dict[str, list[dict]]:
+    o = params.prepare.multistep_arith
+    return generated_splits(params, "multistep_arith", "arith",
+                            lambda r, k: multistep_example(r, k, o.max_value, o.max_operand),
+                            (o.min_ops, o.max_ops), (o.ood_min_ops, o.ood_max_ops))
+
+
+GENERATORS.register("coin_flip", load_coin_flip)
+GENERATORS.register("last_letters", load_last_letters)
+GENERATORS.register("multistep_arith", load_multistep_arith)
+GENERATORS.register("gsm_symbolic", load_gsm_symbolic)

@@ -17,6 +17,8 @@ from typing import Iterable
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
+from ..quantization import quantization_config
+
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 
 
@@ -78,8 +80,6 @@ def build_from_config(preset, tokenizer: PreTrainedTokenizerFast, seed: int) -> 
 
 def load_pretrained(path: str, quantization: str | None = None, dtype: torch.dtype | None = None):
     """(model, tokenizer) from a Hub id or a local folder in the Hub's layout."""
-    from ..teachers.hf_local import quantization_config
-
     tokenizer = AutoTokenizer.from_pretrained(path)
     qc = quantization_config(quantization)
     model = T5ForConditionalGeneration.from_pretrained(
@@ -200,8 +200,6 @@ def load_trained(folder: str | Path):
         model = T5ForConditionalGeneration.from_pretrained(folder)
         return model.to("cuda") if cuda else model
     from peft import PeftModel
-
-    from ..teachers.hf_local import quantization_config
 
     run_file = folder / "run.json"
     resolved = json.loads(run_file.read_text())["resolved_train"] if run_file.exists() else {}

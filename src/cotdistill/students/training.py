@@ -10,52 +10,43 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-@dataclasses.dataclass(frozen=True)
-class ResolvedTrain:
-    """Training settings after the preset's defaults fill the `None`s of params.train."""
+from ..config import TrainConfig
+from ..errors import DataError
 
-    max_steps: int
-    batch_size: int
-    grad_accum: int
-    learning_rate: float
-    warmup_ratio: float
-    weight_decay: float
-    max_source_length: int
-    max_target_length: int
-    eval_steps: int
-    save_steps: int
-    logging_steps: int
-    precision: str
-    gradient_checkpointing: bool
-    optimizer: str
-    tokenizer: str
-    lora: bool
-    quantization: str
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    lora_save: str
+log = logging.getLogger(__name__)
+
+# params.train keys that choose which runs to make and how to launch or watch them,
+# not how a student is trained.
+NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics")
+
+# The settings of one training run: params.train without NOT_TRAINING, after the student
+# preset's defaults fill its `None`s (`resolve`).
+ResolvedTrain = dataclasses.make_dataclass(
+    "ResolvedTrain", [(f.name, f.type) for f in dataclasses.fields(TrainConfig) if f.name not in NOT_TRAINING],
+    frozen=True)
 
 
-def resolve(train_cfg, preset) -> ResolvedTrain:
+def resolve(train_cfg: TrainConfig, preset) -> ResolvedTrain:
+    """params.train for one run: the preset's value for every `None`, and the precision
+    this machine can train in (bf16 and fp16 fall back to fp32, with a log line)."""
     values = {}
     for f in dataclasses.fields(ResolvedTrain):
         v = getattr(train_cfg, f.name)
         values[f.name] = getattr(preset, f.name) if v is None else v
-    if values["quantization"] != "none" and not values["lora"]:
-        # Quantized weights cannot be trained directly: only adapters on top of them.
-        raise ValueError(f"train.quantization: {values['quantization']} needs train.lora: true "
-                         f"(model {preset.name} has lora {'on' if preset.lora else 'off'} by default)")
-    # bf16 needs hardware support; on a CPU or an older GPU train in fp32 instead.
-    if values["precision"] == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+    cuda = torch.cuda.is_available()
+    if values["precision"] == "bf16" and not (cuda and torch.cuda.is_bf16_supported()):
+        log.warning("train.precision: bf16 is not supported on %s; training in fp32",
+                    torch.cuda.get_device_name() if cuda else "this CPU-only machine")
         values["precision"] = "fp32"
-    if values["precision"] == "fp16" and not torch.cuda.is_available():
+    if values["precision"] == "fp16" and not cuda:
+        log.warning("train.precision: fp16 needs a GPU; training in fp32 on this CPU-only machine")
         values["precision"] = "fp32"
     return ResolvedTrain(**values)
 
@@ -116,7 +107,7 @@ def train(
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     if not train_pairs:
-        raise ValueError("no training examples: the filter kept nothing (see metrics/filter.json)")
+        raise DataError("no training examples: the filter kept nothing (see metrics/filter.json)")
     train_ds = tokenize_pairs(tokenizer, train_pairs, cfg.max_source_length, cfg.max_target_length)
     val_ds = tokenize_pairs(tokenizer, val_pairs, cfg.max_source_length, cfg.max_target_length) if val_pairs else None
     checkpoint_dir.mkdir(parents=True, exist_ok=True)

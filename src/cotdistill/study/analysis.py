@@ -14,10 +14,12 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..evaluation import mcnemar_exact
+from ..splits import PREFIX_LABELS, TEST_SPLITS
+from ..stats import mcnemar_exact
 
-SPLITS = ("id", "ood", "id_calc", "ood_calc")  # metric prefix, +calc: with the calculator
-SPLIT_NAMES = {"id": "ID", "ood": "OOD", "id_calc": "ID +calc", "ood_calc": "OOD +calc"}
+# metric prefix, and with the calculator: "id", "ood", "id_calc", "ood_calc"
+SPLITS = tuple(PREFIX_LABELS) + tuple(f"{p}_calc" for p in PREFIX_LABELS)
+SPLIT_NAMES = {**PREFIX_LABELS, **{f"{p}_calc": f"{label} +calc" for p, label in PREFIX_LABELS.items()}}
 
 
 @dataclass
@@ -51,10 +53,9 @@ class Summary:
 
 def outcomes_from_predictions(rows: list[dict]) -> dict[str, dict[str, bool]]:
     """predictions.jsonl rows -> split -> id -> correct (split keys as in SPLITS)."""
-    prefix = {"test": "id", "test_ood": "ood"}
     out: dict[str, dict[str, bool]] = {}
     for r in rows:
-        key = prefix.get(r["split"], r["split"]) + ("_calc" if r.get("calculator") else "")
+        key = TEST_SPLITS.get(r["split"], r["split"]) + ("_calc" if r.get("calculator") else "")
         out.setdefault(key, {})[str(r["id"])] = bool(r["correct"])
     return out
 

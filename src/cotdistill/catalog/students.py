@@ -1,6 +1,6 @@
 """Student presets: a short name -> where the weights come from and per-size defaults.
 
-Pure data (no torch import), so that params validation and `cotdistill presets` are fast.
+Plain data (no torch import): params validation reads it in every stage.
 Sizes are the published parameter counts of the T5 v1.1 and Flan-T5 checkpoints; the
 defaults are what fits a single 80 GB GPU for training (batch per device x accumulation
 = 64 examples per optimizer step for the Hub sizes).

@@ -1,4 +1,4 @@
-"""Teacher presets: a short name -> backend and model location. Pure data."""
+"""Teacher presets: a short name -> backend and model location. Plain data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..registry import Registry
 @dataclass(frozen=True)
 class TeacherPreset:
     name: str
-    backend: str  # a name in teachers.BACKENDS
+    backend: str  # hf | openai (teachers.BACKENDS)
     model: str  # Hub id, local folder, or (with `package`) the folder inside a package
     params_b: float  # parameters, billions
     package: Optional[str] = None  # a pip package that ships the weights (offline)

@@ -1,0 +1,16 @@
+"""Mistakes a user can fix: bad params, bad or missing data. A stage prints one line
+for them and exits 2 (stage.run); every other exception is a bug and shows its traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in what the user gave (params, data, files); the message says which and how to fix it."""
+
+
+class ConfigError(UserError, ValueError):
+    """Bad params: the message names the file, the key and what is allowed."""
+
+
+class DataError(UserError, ValueError):
+    """Bad or missing input data: the message names the file (and line) and what is wrong."""

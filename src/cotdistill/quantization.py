@@ -1,0 +1,23 @@
+"""bitsandbytes base-weight formats, shared by the `hf` teacher and the students."""
+
+from __future__ import annotations
+
+from .catalog import QUANTIZATIONS
+
+
+def quantization_config(quantization: str | None):
+    """transformers' BitsAndBytesConfig for 8bit / 4bit (NF4, double quantization), None for none."""
+    if quantization in (None, "none"):
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if quantization == "4bit":
+        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True,
+        )
+    raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")

@@ -1,0 +1,118 @@
+"""One student's training run, end to end: build or load the model, train it inside its
+MLflow run, save it.
+
+The train stage reads the inputs and writes the metrics; this module does everything in
+between. Under `accelerate launch` every rank runs it and trains its replica; only rank 0
+logs to MLflow and writes the model folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import tracking
+from ..config import Params, flatten, to_dict
+from ..io import atomic_dir, write_json, write_text
+from .model import apply_lora, load_student, save_trained, tokenizer_corpus
+from .training import ResolvedTrain, run_key, train
+
+RUN_ID_FILE = "mlflow_run_id"  # in the checkpoint folder: a resumed run logs to the same run
+CURVE_FIELDS = ("step", "loss", "eval_loss", "learning_rate")  # the training curve (dvc plots)
+
+
+@dataclass(frozen=True)
+class Job:
+    variant: str
+    params: Params
+    preset: object  # catalog.students.StudentPreset
+    cfg: ResolvedTrain
+    rank: int  # 0: the process that logs and saves
+    threads: int  # torch CPU threads in use (recorded: float results depend on it)
+
+
+def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
+                  val_pairs: list[tuple[str, str]], checkpoints: Path, out: Path) -> tuple[dict, list[dict]] | None:
+    """Train `job` on (question, target) pairs and save the student to `out`; returns its
+    metrics and training curve (rank 0; None on the other ranks).
+
+    `train_rows` (the prepared train split) train a from-config student's tokenizer.
+    Checkpoints go to checkpoints/<run key>/, so that a killed run resumes from its last
+    one, and are removed once the model is saved.
+    """
+    import torch
+
+    params, preset, cfg = job.params, job.preset, job.cfg
+    key = run_key({"variant": job.variant, "model": params.model, "seed": params.seed, "threads": params.threads,
+                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs})
+    checkpoint_dir = checkpoints / key
+    # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
+    # a frozen LoRA base is loaded in bf16 to halve its memory.
+    dtype = torch.bfloat16 if (cfg.precision == "bf16" and cfg.lora) else None
+    # Each rank writes its own copy of a from-config base (identical: same seed), so that
+    # processes never write the same files at once.
+    base_dir = None
+    if cfg.lora and preset.offline:
+        base_dir = checkpoint_dir / ("base" if job.rank == 0 else f"base-rank{job.rank}")
+    model, tokenizer = load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
+                                    base_dir, cfg.tokenizer)
+    if cfg.lora:
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
+
+    main_process = job.rank == 0
+    run_id, monitor, callbacks = None, None, []
+    if main_process:
+        run_id = _open_run(checkpoint_dir, job)
+        monitor = tracking.system_metrics(run_id) if params.train.system_metrics else None
+        callbacks = [tracking.loss_callback(run_id)]
+    start = time.perf_counter()
+    try:
+        metrics, history = train(model, tokenizer, train_pairs, val_pairs, cfg, checkpoint_dir, params.seed,
+                                 callbacks=callbacks)
+    except BaseException:
+        if main_process:
+            monitor and tracking.stop_system_metrics(monitor)
+            tracking.end_run(run_id, "FAILED")
+        raise
+    if not main_process:
+        return None
+    if monitor:
+        tracking.stop_system_metrics(monitor)
+    metrics["wall_s"] = round(time.perf_counter() - start, 2)
+    metrics["torch_threads"] = job.threads
+    tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+
+    with atomic_dir(out) as tmp:
+        if "final_dir" in metrics:  # FSDP / DeepSpeed: the gathered full model
+            shutil.copytree(metrics.pop("final_dir"), tmp, dirs_exist_ok=True)
+            tokenizer.save_pretrained(tmp)
+            metrics["saved_as"] = "full"
+        else:
+            base = str(base_dir) if base_dir else preset.hub_id
+            metrics["saved_as"] = save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
+        write_json(tmp / "run.json", {"mlflow_run_id": run_id, "variant": job.variant, "model": params.model,
+                                      "resolved_train": to_dict(cfg), "metrics": metrics})
+    if params.train.log_model:
+        tracking.log_folder(run_id, str(out))
+    tracking.end_run(run_id)
+    # The run succeeded: its checkpoints are no longer needed to resume it.
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    curve = [{k: h[k] for k in CURVE_FIELDS if k in h} for h in history if "loss" in h or "eval_loss" in h]
+    return metrics, curve
+
+
+def _open_run(checkpoint_dir: Path, job: Job) -> str:
+    """The MLflow run of this training: the killed run's own when resuming, else a new one."""
+    id_file = checkpoint_dir / RUN_ID_FILE
+    if id_file.exists() and tracking.reopen_run(id_file.read_text().strip()):
+        return id_file.read_text().strip()
+    params = job.params
+    run_params = {"variant": job.variant, **flatten(to_dict(params))}
+    run_params.update({f"train_resolved.{k}": v for k, v in to_dict(job.cfg).items()})
+    run_id = tracking.start_run(job.variant, run_params,
+                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model})
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_text(id_file, run_id)
+    return run_id
