@@ -70,7 +70,7 @@ class Backend(Protocol):
 
 BACKENDS: Registry[Callable[..., Backend]] = Registry("teacher backend")
 
-_MODULES = {"hf": "hf_local", "openai": "openai_compat"}
+_MODULES = {"hf": "hf_local", "openai": "openai_compat", "llamacpp": "llamacpp"}
 
 
 def make_backend(preset, cfg=None, shared_prefix: str | None = None) -> Backend:
@@ -88,3 +88,10 @@ def make_backend(preset, cfg=None, shared_prefix: str | None = None) -> Backend:
     if module and preset.backend not in BACKENDS:
         importlib.import_module(f"{__name__}.{module}")
     return BACKENDS.get(preset.backend)(preset, cfg or GenerateConfig(), shared_prefix=shared_prefix)
+
+
+def close_backend(backend) -> None:
+    """Release what a backend holds (an HTTP client; a server it started). Idempotent."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
