@@ -133,7 +133,8 @@ def _llama_cpp_python(python: str | None, log_path: Path):
     return backend
 
 
-def run_chunks(engines: list[Engine], prompts: list[str], sampling: Sampling, chunks: int, tmp: Path) -> None:
+def run_chunks(engines: list[Engine], prompts: list[str], sampling: Sampling, chunks: int, tmp: Path,
+               after_chunk=None) -> None:
     order = list(range(len(prompts)))
     size = -(-len(order) // chunks)
     for c in range(chunks):
@@ -154,13 +155,15 @@ def run_chunks(engines: list[Engine], prompts: list[str], sampling: Sampling, ch
             e.texts.update({i: r[0] for i, r in zip(part, results)})
             print(f"  chunk {c + 1}/{chunks} {e.name:<17} {len(part)} questions {dt:7.1f} s  load {e.loads[-1]:.1f}",
                   flush=True)
+        if after_chunk is not None:
+            after_chunk(c * size + len(part))
 
 
 def summarise(engines, records, tokenizer, params) -> list[dict]:
     rows = []
     base = None
     for e in engines:
-        comps = [e.texts[i] for i in range(len(records))]
+        comps = [e.texts[i] for i in range(len(records))]  # the questions every engine has answered
         useful = sum(len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) for c in comps)
         gens = [{"id": r["id"], "sample": 0, "text": c.text, "finish_reason": c.finish_reason}
                 for r, c in zip(records, comps)]
@@ -208,25 +211,31 @@ def main() -> None:
     print(f"{len(prompts)} questions ({params.dataset}), {params.generate.shots} shots, "
           f"max_new_tokens {sampling.max_new_tokens}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
           flush=True)
+    from transformers import AutoTokenizer
+
+    from cotdistill.teachers.hf_local import resolve_model
+
+    path, kwargs = resolve_model(TEACHERS.get("smollm2-135m"))
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+
+    def report(done: int) -> list[dict]:
+        # after every chunk: a killed run still leaves the table of what it measured
+        rows = summarise(engines, records[:done], tokenizer, params)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"argv": sys.argv[1:], "questions_done": done, "results": rows},
+                                                  indent=2))
+        return rows
+
     with tempfile.TemporaryDirectory() as tmp:
         engines = make_engines(args.engines, params, prefix, args.llama_cpp_python, Path(tmp))
         try:
             for e in engines:
                 print(f"  {e.name:<17} ready in {e.start_s:.1f} s", flush=True)
-            run_chunks(engines, prompts, sampling, args.chunks, Path(tmp))
+            run_chunks(engines, prompts, sampling, args.chunks, Path(tmp), after_chunk=report)
         finally:
             for e in engines:
                 close_backend(getattr(e.backend, "hf", e.backend))
-        from transformers import AutoTokenizer
-
-        from cotdistill.teachers.hf_local import resolve_model
-
-        path, kwargs = resolve_model(TEACHERS.get("smollm2-135m"))
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-        rows = summarise(engines, records, tokenizer, params)
-    print_table(rows)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"argv": sys.argv[1:], "results": rows}, indent=2))
+    print_table(report(len(prompts)))
 
 
 if __name__ == "__main__":

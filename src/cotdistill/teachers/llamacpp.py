@@ -1,17 +1,21 @@
 """`llamacpp` backend: the GGUF file run by llama.cpp, behind the `openai` backend.
 
 llama.cpp reads the 4-bit weights as they are (no dequantization to fp32) and batches
-the requests in flight itself, so on a CPU it is several times faster than the `hf`
-backend on the same file (docs/teacher_speed.md). The backend starts a llama.cpp
-server on a free loopback port when it is made, talks to it through the `openai`
-backend's client (retries, concurrency, `n` samples), and stops it on `close()`, on
-an error, or when the process ends.
+the requests in flight itself (continuous batching over `generate.concurrency` slots).
+Whether that beats the `hf` backend depends on the build and the machine: the prebuilt
+wheel targets AVX2 only, and on the 2 shared AVX-512 cores measured in
+docs/teacher_speed.md it was slower than `hf`. The backend starts a llama.cpp server
+on a free loopback port when it is made, talks to it through the `openai` backend's
+client (retries, concurrency, `n` samples), and stops it on `close()`, on an error, or
+when the process ends (the server also exits when its parent dies).
 
 Engines, in order of preference:
 - `xllamacpp`: prebuilt wheels (`pip install cotdistill[llamacpp]`, seconds);
   launched as `python -m cotdistill.teachers.llamacpp_serve`;
-- `llama-cpp-python`: compiles llama.cpp on install (minutes); its Python server
-  (`python -m llama_cpp.server`) answers one request at a time.
+- `llama-cpp-python`: compiles llama.cpp on install (35 minutes on 2 busy cores); its
+  Python server (`python -m llama_cpp.server`) answers one request at a time. Its
+  default native build can die with SIGILL on a VM that advertises AMX; build it with
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=ON" there.
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ TEACHERS.register(
 TEACHERS.register(
     "smollm2-135m-llamacpp",
     TeacherPreset(
-        # The same GGUF file, run 4-bit by llama.cpp (a server the backend starts and stops):
-        # several times faster on a CPU. Needs `make install-llamacpp` (a prebuilt wheel).
+        # The same GGUF file, run 4-bit by llama.cpp (a server the backend starts and stops).
+        # Needs `make install-llamacpp` (a prebuilt wheel); docs/teacher_speed.md compares it.
         name="smollm2-135m-llamacpp",
         backend="llamacpp",
         model="SmolLM2-135M-Instruct",
