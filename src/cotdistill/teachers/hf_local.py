@@ -11,7 +11,7 @@ prompt), so a sample does not depend on which other prompts share its batch.
 
 Decoding is our own loop rather than `model.generate`: a row leaves the batch (its KV
 cache rows are dropped) as soon as it writes a stop string or EOS. On a CPU a step
-costs about in proportion to the rows it computes, so a batch no longer runs at full
+costs roughly in proportion to the rows it computes, so a batch no longer runs at full
 width until its longest row ends; `generate` keeps finished rows as padding. The
 outputs are those of `generate` (tests/test_teacher_hf.py), which `decode="generate"`
 still runs.
