@@ -39,6 +39,11 @@ STUB = textwrap.dedent("""
 """)
 
 
+def pythonpath() -> dict:
+    """The environment's PYTHONPATH with this checkout's src/ first (a child must find both)."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
+
+
 def gone(pid: int, within_s: float = 10.0) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -174,7 +179,7 @@ def test_server_exits_when_its_parent_is_killed(tmp_path):
         time.sleep(600)
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+                              env={**os.environ, **pythonpath()})
     try:
         pid = int(parent.stdout.readline())
         parent.send_signal(signal.SIGKILL)
@@ -201,7 +206,7 @@ def test_generate_stage_records_the_engine(tmp_path, base_params, python):
     run_cmd([python, str(REPO / "stages/generate.py"), "--params", "params.yaml",
              "--inputs", "train.jsonl", "validation.jsonl", "--prompt", str(prompt_path("coin_flip")),
              "--cache", str(tmp_path / "c.sqlite"), "--out", "gen.jsonl", "--metrics", "m.json"],
-            cwd=tmp_path, env={"PYTHONPATH": str(REPO / "src")})
+            cwd=tmp_path, env=pythonpath())
     out = read_jsonl(tmp_path / "gen.jsonl")
     assert len(out) == 3
     assert {r["teacher_backend"] for r in out} == {"llamacpp"} and {r["teacher_engine"] for r in out} == {"llama.cpp"}
