@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 PYTEST_ARGS ?=
 
-.PHONY: install repro test test-fast ui lint bench clean-venv
+.PHONY: install install-llamacpp repro test test-fast ui lint bench clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,11 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# llama.cpp for the `llamacpp` teacher backend (teacher=smollm2-135m-llamacpp): a prebuilt
+# wheel, about 10 s. docs/teacher_speed.md has the measurements.
+install-llamacpp: install
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps xllamacpp==2026.10.11549
 
 # check-params first: DVC cannot lay out the pipeline from a params.yaml that lacks keys,
 # and says so in its own words.

@@ -10,7 +10,7 @@ from cotdistill.config import load_params, to_dict
 from cotdistill.io import read_jsonl, write_json, write_jsonl
 from cotdistill.paths import shared_path
 from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
-from cotdistill.teachers import Sampling, TeacherRequestError, make_backend
+from cotdistill.teachers import Sampling, TeacherRequestError, close_backend, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 
@@ -48,6 +48,7 @@ def main(argv=None):
         raise SystemExit(f"error: {exc}") from None  # exit 1, one line: a retryable outage
     finally:
         cache.close()
+        close_backend(backend)  # a server the backend started (llamacpp) stops here, error or not
 
     rows = []
     for rec, samples in zip(records, results):

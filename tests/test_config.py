@@ -154,7 +154,7 @@ CROSS_FIELD = [
      "generate.prompt_format: coin_flip.yaml has no format 'terse'; allowed: default, echo"),
     ({"generate": {"shots": 9}}, "generate.shots: 9, but format 'default' of coin_flip.yaml has 5 exemplars"),
     ({"model": "t5-small", "train": {"tokenizer": "char"}},
-     "train.tokenizer: only students built from a config train a tokenizer (t5-tiny, t5-mini)"),
+     "train.tokenizer: only students built from a config train a tokenizer (t5-tiny, t5-mini, t5-mini4)"),
     ({"teacher": "vllm-local", "generate": {"quantization": "4bit"}},
      "generate.quantization: only for teachers with backend hf; teacher 'vllm-local' has backend openai"),
     ({"dataset": "coinflip"}, "dataset: unknown dataset 'coinflip' (did you mean 'coin_flip'?)"),

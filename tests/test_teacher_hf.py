@@ -1,4 +1,5 @@
-"""The `hf` backend: shared-prefix KV reuse changes nothing but speed; sampling per row."""
+"""The `hf` backend: shared-prefix KV reuse and the decoding loop change nothing but speed;
+sampling per row."""
 
 import pytest
 
@@ -69,6 +70,24 @@ def test_samples_differ_per_index_and_do_not_depend_on_the_batch(backends, tmp_p
         assert len({c.text for c in samples}) >= 2  # sample indices draw with different seeds
     again, stats2 = generate_all(reuse, prompts[:2], sampling, RequestCache(tmp_path / "c2.sqlite"), 2, 3, False)
     assert again == results[:2] and stats2.sent == 6  # recomputed in other batches: the same samples
+
+
+def test_decoding_loop_gives_the_outputs_of_generate(backends):
+    """Rows leave the loop's batch as they finish; the completions are generate's, token for token."""
+    reuse, plain, prompts = backends
+    for backend in (reuse, plain):
+        for sampling in (Sampling(64, stop=STOP_STRINGS), Sampling(16, temperature=1.0, stop=STOP_STRINGS, seed=5)):
+            backend.decode = "generate"
+            reference = backend.complete(prompts, sampling)
+            backend.decode = "loop"
+            assert backend.complete(prompts, sampling) == reference
+            if sampling.temperature == 0:  # rows stopped at different steps: some left the batch early
+                assert "stop" in {c.finish_reason for c in reference}
+                assert len({c.completion_tokens for c in reference}) > 1
+    from cotdistill.teachers.hf_local import HFBackend
+
+    with pytest.raises(ValueError, match="decode must be"):
+        HFBackend(TeacherPreset(name="x", backend="hf", model="unused", params_b=0), decode="beam")
 
 
 @pytest.mark.parametrize("quantization, layer", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])

@@ -38,13 +38,13 @@ def presets() -> None:
                    f"{'yes' if p.gradient_checkpointing else 'no':<6}{p.optimizer:<18}{weights:<14}"
                    f"{p.training_memory_gb():>7.1f}GB")
     click.echo("\nTeacher presets (teacher=...)")
-    click.echo(f"  {'name':<20}{'backend':<9}{'params':>8}  {'quant':<7}model")
+    click.echo(f"  {'name':<23}{'backend':<9}{'params':>8}  {'quant':<7}model")
     for name, t in TEACHERS.items():
         src = f"{t.model} (PyPI package {t.package})" if t.package else t.model
         if t.base_url:
             src += f" @ {t.base_url}" + (f" (key: ${t.api_key_env})" if t.api_key_env else "")
         size = f"{t.params_b:>7g}B" if t.params_b else f"{'?':>8}"
-        click.echo(f"  {name:<20}{t.backend:<9}{size}  {t.quantization or '-':<7}{src}")
+        click.echo(f"  {name:<23}{t.backend:<9}{size}  {t.quantization or '-':<7}{src}")
 
 
 @main.command("export-teacher")

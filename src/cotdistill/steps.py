@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .datasets.synthetic import NAMES
+from .datasets.names import NAMES
 from .registry import Registry
 
 StepChecker = Callable[[str, str], Optional[str]]

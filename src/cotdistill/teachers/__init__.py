@@ -80,10 +80,17 @@ def _openai():
     return OpenAIBackend
 
 
+def _llamacpp():
+    from .llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend
+
+
 # backend name -> its class, imported on first use (each pulls a heavy library: torch or openai)
 BACKENDS: Registry[Callable[[], Callable[..., Backend]]] = Registry("teacher backend")
 BACKENDS.register("hf", _hf)
 BACKENDS.register("openai", _openai)
+BACKENDS.register("llamacpp", _llamacpp)
 
 
 def make_backend(preset, cfg, shared_prefix: str | None = None) -> Backend:
@@ -91,3 +98,10 @@ def make_backend(preset, cfg, shared_prefix: str | None = None) -> Backend:
     overrides and request settings); `shared_prefix` is the few-shot text every prompt
     starts with (the `hf` backend computes its KV cache once)."""
     return BACKENDS.get(preset.backend)()(preset, cfg, shared_prefix=shared_prefix)
+
+
+def close_backend(backend) -> None:
+    """Release what a backend holds (an HTTP client; a server it started). Idempotent."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()

@@ -8,6 +8,13 @@ Two things make it fast enough to be a teacher:
   the attention mask) and therefore outputs are those of the unpadded prompt.
 Sampling draws each row with its own generator (seeded by the sample's seed and the
 prompt), so a sample does not depend on which other prompts share its batch.
+
+Decoding is our own loop rather than `model.generate`: a row leaves the batch (its KV
+cache rows are dropped) as soon as it writes a stop string or EOS. On a CPU a step
+costs roughly in proportion to the rows it computes, so a batch no longer runs at full
+width until its longest row ends; `generate` keeps finished rows as padding. The
+outputs are those of `generate` (tests/test_teacher_hf.py), which `decode="generate"`
+still runs.
 """
 
 from __future__ import annotations
@@ -111,7 +118,10 @@ class RowSampler(LogitsProcessor):
 class HFBackend:
     concurrency = 1  # batched: the loop hands over whole batches
 
-    def __init__(self, preset, cfg, shared_prefix: str | None = None):
+    def __init__(self, preset, cfg, shared_prefix: str | None = None, decode: str = "loop"):
+        if decode not in ("loop", "generate"):
+            raise ValueError(f"decode must be loop or generate, got {decode!r}")
+        self.decode = decode
         quantization = preset.quantization if cfg.quantization is None else cfg.quantization
         path, kwargs = resolve_model(preset)
         cuda = torch.cuda.is_available()
@@ -133,12 +143,21 @@ class HFBackend:
         self._prefix_ids: list[int] | None = None
         self._prefix_kv = None
         self.prefix_hits = 0  # batches that started from the shared prefix's KV cache
+        import transformers
+
+        # The engine and its version are part of the cache key: llama.cpp's (or another
+        # version's) greedy answers differ slightly, and must not be reused as these.
         self.identity = {
             "backend": "hf",
             "model": preset.model,
             "gguf_file": preset.gguf_file,
             "quantization": None if quantization in (None, "none") else quantization,
+            "engine": "transformers",
+            "engine_version": f"transformers {transformers.__version__}, torch {torch.__version__}",
         }
+        eos = self.model.generation_config.eos_token_id
+        eos = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+        self._end_ids = {t for t in (*eos, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
 
     # ------------------------------------------------------------------ prefix cache
 
@@ -177,30 +196,18 @@ class HFBackend:
         # [prefix | padding | rest]: with n_prefix == 0 this is plain left padding
         input_ids = [r[:n_prefix] + [pad] * (width - len(r)) + r[n_prefix:] for r in rows]
         mask = [[1] * n_prefix + [0] * (width - len(r)) + [1] * (len(r) - n_prefix) for r in rows]
-        device = self.model.device
-        gen_kwargs = dict(
-            input_ids=torch.tensor(input_ids, device=device),
-            attention_mask=torch.tensor(mask, device=device),
-            max_new_tokens=sampling.max_new_tokens,
-            pad_token_id=pad,
-            tokenizer=self.tokenizer,
-            do_sample=False, temperature=None, top_p=None, top_k=None,
-        )
+        seeds = [row_seed(sampling.seed, p) for p in prompts] if sampling.temperature > 0 else None
+        cache = None
         if n_prefix:
             cache = copy.deepcopy(self._prefix_kv)
             cache.batch_repeat_interleave(len(rows))
-            gen_kwargs["cache"] = cache
             self.prefix_hits += 1
-        if sampling.stop:
-            gen_kwargs["stop_strings"] = list(sampling.stop)
-        if sampling.temperature > 0:
-            seeds = [row_seed(sampling.seed, p) for p in prompts]
-            gen_kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, sampling.temperature, sampling.top_p)])
-        out = self.model.generate(**gen_kwargs)
-        new = out[:, width:]
+        if self.decode == "loop":
+            new_ids = self._decode_loop(input_ids, mask, n_prefix, cache, sampling, seeds)
+        else:
+            new_ids = self._decode_generate(input_ids, mask, cache, sampling, seeds)
         completions = []
-        for row, prompt_ids in zip(new, rows):
-            ids = row.tolist()
+        for ids, prompt_ids in zip(new_ids, rows):
             n = len(ids)
             # everything after the first pad/eos is filler from the batch
             for j, t in enumerate(ids):
@@ -213,3 +220,74 @@ class HFBackend:
             completions.append(Completion(text.strip(), finish, len(prompt_ids), n))
         return completions
 
+    def _decode_loop(self, input_ids, mask, n_prefix, cache, sampling: Sampling, seeds) -> list[list[int]]:
+        """Greedy (or per-row sampled) decoding; a row leaves the batch when it is done.
+
+        Returns the new tokens of every row, ending with the EOS that ended it (if any).
+        """
+        device = self.model.device
+        ids = torch.tensor(input_ids, device=device)
+        att = torch.tensor(mask, device=device)
+        # positions of the unpadded prompt, as `generate` computes them from the mask
+        pos = (att.cumsum(-1) - 1).masked_fill(att == 0, 1)
+        sampler = RowSampler(seeds, sampling.temperature, sampling.top_p) if seeds else None
+        out: list[list[int]] = [[] for _ in input_ids]
+        alive = list(range(len(input_ids)))  # the prompt index of each batch row
+        step_ids, step_pos = ids[:, n_prefix:], pos[:, n_prefix:]
+        for _ in range(sampling.max_new_tokens):
+            res = self.model(input_ids=step_ids, attention_mask=att, position_ids=step_pos, cache=cache,
+                             use_cache=True, logits_to_keep=1)
+            cache = res.cache
+            scores = res.logits[:, -1, :].float()
+            if sampler is not None:
+                scores = sampler(None, scores)
+            nxt = scores.argmax(-1)
+            keep = []
+            for b, token in enumerate(nxt.tolist()):
+                row = out[alive[b]]
+                row.append(token)
+                if token in self._end_ids:
+                    continue
+                if sampling.stop and _has_stop(self.tokenizer, row, sampling.stop):
+                    continue
+                keep.append(b)
+            if not keep:
+                break
+            if len(keep) < len(alive):
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                att, nxt = att[index], nxt[index]
+                alive = [alive[b] for b in keep]
+                if sampler is not None:
+                    sampler.generators = [sampler.generators[b] for b in keep]
+            att = torch.cat([att, att.new_ones(len(alive), 1)], dim=-1)
+            step_ids = nxt[:, None]
+            step_pos = att.sum(-1, keepdim=True) - 1
+        return out
+
+    def _decode_generate(self, input_ids, mask, cache, sampling: Sampling, seeds) -> list[list[int]]:
+        """The same decoding through `model.generate` (finished rows stay in the batch)."""
+        device = self.model.device
+        pad = self.tokenizer.pad_token_id
+        gen_kwargs = dict(
+            input_ids=torch.tensor(input_ids, device=device),
+            attention_mask=torch.tensor(mask, device=device),
+            max_new_tokens=sampling.max_new_tokens,
+            pad_token_id=pad,
+            tokenizer=self.tokenizer,
+            do_sample=False, temperature=None, top_p=None, top_k=None,
+        )
+        if cache is not None:
+            gen_kwargs["cache"] = cache
+        if sampling.stop:
+            gen_kwargs["stop_strings"] = list(sampling.stop)
+        if seeds:
+            gen_kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, sampling.temperature, sampling.top_p)])
+        out = self.model.generate(**gen_kwargs)
+        return out[:, len(input_ids[0]):].tolist()
+
+
+def _has_stop(tokenizer, ids: list[int], stop: tuple[str, ...]) -> bool:
+    # Only the last few tokens can complete a stop string that was not there one step ago.
+    tail = tokenizer.decode(ids[-8:], skip_special_tokens=True)
+    return any(s in tail for s in stop)
