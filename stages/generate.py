@@ -41,6 +41,8 @@ def main(argv=None):
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS, params.seed)
 
     cache = RequestCache(shared_path(args.cache))
+    if preset.backend == "hf":  # a local model computes here: keep its threads fixed too
+        stage.set_threads(params.threads)
     backend = make_backend(preset, cfg, shared_prefix=few_shot_prefix(prompt_file, cfg.shots, hint))
     try:
         results, stats = generate_all(backend, prompts, sampling, cache, cfg.batch_size, cfg.num_samples)

@@ -83,7 +83,18 @@ def test_queue_args_name_the_experiment(tmp_path, base_params):
 def test_the_committed_study_grid_is_valid(repo_root, base_params):
     grid = load_grid(repo_root / "studies" / "cot_distillation.yaml", base_params)
     assert len(grid.seeds) >= 3 and {"answer", "gold", "cot"} <= set(grid.variants)
-    assert {"hint", "no_hint", "verified"} <= set(grid.teachers) and len(grid.tasks) >= 2
+    assert {"hint", "no_hint"} <= set(grid.teachers) and len(grid.tasks) >= 2
+    assert any(p.get("generate.num_samples", 1) > 1 for p in grid.levers.values())  # rejection sampling
+
+
+def test_a_task_may_train_under_some_teacher_modes(tmp_path, base_params):
+    tasks = {"coin_flip": {"dataset": "coin_flip", "teachers": ["hint"]}, "arith": {"dataset": "multistep_arith"}}
+    grid = load_grid(grid_file(tmp_path, tasks=tasks), base_params)
+    modes = {(c.task, c.mode) for c in grid.student_cells()}
+    assert modes == {("coin_flip", "hint"), ("arith", "hint"), ("arith", "no_hint")}
+    assert "teachers" not in grid.tasks["coin_flip"]
+    with pytest.raises(ConfigError, match="must include 'hint'"):
+        load_grid(grid_file(tmp_path, tasks={"c": {"dataset": "coin_flip", "teachers": ["no_hint"]}}), base_params)
 
 
 def test_a_cell_is_finished_when_every_variant_is_evaluated(tmp_path, base_params):

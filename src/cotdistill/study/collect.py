@@ -20,6 +20,7 @@ class Results:
     walls: list[dict] = field(default_factory=list)  # per cell: teacher, train, evaluate seconds
     missing: list[str] = field(default_factory=list)  # declared cells with no finished experiment
     threads: set = field(default_factory=set)  # torch threads seen in the cells' metrics
+    baselines: set = field(default_factory=set)  # the commits the cells ran from
 
 
 def read_predictions(repo: Path, rev: str, variant: str) -> list[dict]:
@@ -30,7 +31,7 @@ def read_predictions(repo: Path, rev: str, variant: str) -> list[dict]:
 
 
 def collect(grid: Grid, repo: Path) -> Results:
-    exps = experiments(repo)
+    exps = experiments(repo, all_commits=True)
     res = Results()
     first_mode = next(iter(grid.teachers))
     for cell in grid.cells():
@@ -39,6 +40,7 @@ def collect(grid: Grid, repo: Path) -> Results:
             res.missing.append(cell.name)
             continue
         m = exp["metrics"]
+        res.baselines.add(str(exp["baseline"])[:10])
         filt = m.get("metrics/filter.json", {})
         if cell.kind == "lever":
             res.levers.append({**teacher_row(cell.task, cell.mode, filt, "validation"),

@@ -50,12 +50,17 @@ class Grid:
     teachers: dict[str, dict[str, Any]]
     levers: dict[str, dict[str, Any]] = field(default_factory=dict)
     lever_questions: int = 32
+    task_teachers: dict[str, list[str]] = field(default_factory=dict)  # task -> its modes (default: all)
+
+    def modes(self, task: str) -> list[str]:
+        return self.task_teachers.get(task, list(self.teachers))
 
     def student_cells(self) -> list[Cell]:
         out = []
         first = next(iter(self.teachers))
         for task, task_params in self.tasks.items():
-            for mode, mode_params in self.teachers.items():
+            for mode in self.modes(task):
+                mode_params = self.teachers[mode]
                 for seed in self.seeds:
                     over = {**self.params, **task_params, **mode_params, "seed": seed, "threads": self.threads,
                             "train.variants": list(self.variants)}
@@ -120,6 +125,26 @@ def check_cell(base_params: dict, cell: Cell, where: str) -> None:
     parse_params(data, f"{where}: cell {cell.name}")
 
 
+def _task_teachers(path: Path, data: dict) -> dict[str, list[str]]:
+    """A task may list the teacher modes its students are trained under (`teachers:` in
+    the task's mapping; default: every mode). The first mode must be among them: its
+    cells train the answer and gold students."""
+    out = {}
+    first = next(iter(data["teachers"]))
+    for task, body in data["tasks"].items():
+        modes = (body or {}).get("teachers")
+        if modes is None:
+            continue
+        if not isinstance(modes, list) or not modes or any(m not in data["teachers"] for m in modes):
+            raise _fail(path, f"tasks.{task}.teachers: expected a list of teacher modes "
+                              f"({', '.join(data['teachers'])}), got {modes!r}")
+        if first not in modes:
+            raise _fail(path, f"tasks.{task}.teachers: must include '{first}', the first mode "
+                              "(its cells train the answer and gold students)")
+        out[task] = modes
+    return out
+
+
 def load_grid(path: str | Path, base_params: dict) -> Grid:
     """Read and validate a study file against params.yaml (`base_params`)."""
     path = Path(path)
@@ -151,12 +176,14 @@ def load_grid(path: str | Path, base_params: dict) -> Grid:
         path=path, name=_name(path, "name", data["name"]), description=str(data.get("description", "")).strip(),
         threads=data.get("threads", 1), jobs=data.get("jobs", 1), seeds=seeds,
         params=dict(data.get("params") or {}),
-        tasks={_name(path, "tasks", k): dict(v or {}) for k, v in _mapping(path, "tasks", data["tasks"]).items()},
+        tasks={_name(path, "tasks", k): {p: x for p, x in (v or {}).items() if p != "teachers"}
+               for k, v in _mapping(path, "tasks", data["tasks"]).items()},
         variants=variants,
         teachers={_name(path, "teachers", k): dict(v or {})
                   for k, v in _mapping(path, "teachers", data["teachers"]).items()},
         levers={_name(path, "levers", k): dict(v or {}) for k, v in (data.get("levers") or {}).items()},
         lever_questions=data.get("lever_questions", 32),
+        task_teachers=_task_teachers(path, data),
     )
     for cell in grid.cells():
         check_cell(base_params, cell, str(path))

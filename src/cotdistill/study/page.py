@@ -137,9 +137,11 @@ def render(grid: Grid, res: Results, out_dir: str | Path, wall_s: float | None =
         lines += [f"## What it shows (pooled exact McNemar, significance level {ALPHA})", ""]
         lines += findings(tests, grid) + [""]
     threads = ", ".join(str(t) for t in sorted(res.threads)) or "not recorded"
+    commits = ", ".join(sorted(res.baselines)) or "none"
     lines += ["## Set-up", "",
               f"- seeds: {', '.join(map(str, grid.seeds))} (each seed draws its own data, initialisation and order)",
               f"- torch threads: {threads} (float results depend on the thread count; fixed for every cell)",
+              f"- cells ran from commit(s): {commits}",
               f"- students: {', '.join(grid.variants)}; teacher modes: "
               + "; ".join(f"`{m}` " + ", ".join(f"{k}={v}" for k, v in p.items()) for m, p in grid.teachers.items()),
               "- shared params: " + ", ".join(f"{k}={v}" for k, v in grid.params.items()),

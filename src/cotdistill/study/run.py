@@ -63,9 +63,11 @@ def queue_args(cell: Cell) -> list[str]:
     return args
 
 
-def experiments(repo: Path) -> dict[str, dict]:
-    """Name -> {"rev", "params", "metrics"} for the experiments of the current commit."""
-    shown = json.loads(_dvc(["exp", "show", "--json"], repo).stdout)
+def experiments(repo: Path, all_commits: bool = False) -> dict[str, dict]:
+    """Name -> {"rev", "baseline", "timestamp", "params", "metrics"} of the experiments of
+    the current commit (or of every commit: the newest experiment of each name)."""
+    args = ["exp", "show", "--json"] + (["--all-commits"] if all_commits else [])
+    shown = json.loads(_dvc(args, repo).stdout)
     out: dict[str, dict] = {}
     for entry in shown:
         for exp in entry.get("experiments") or []:
@@ -76,7 +78,10 @@ def experiments(repo: Path) -> dict[str, dict]:
                     continue
                 params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
                 metrics = {k: (v or {}).get("data") or {} for k, v in (data.get("metrics") or {}).items()}
-                out[name] = {"rev": data.get("rev") or rev.get("rev"), "params": params, "metrics": metrics}
+                found = {"rev": data.get("rev") or rev.get("rev"), "baseline": entry.get("rev"),
+                         "timestamp": data.get("timestamp") or "", "params": params, "metrics": metrics}
+                if name not in out or found["timestamp"] > out[name]["timestamp"]:
+                    out[name] = found
     return out
 
 
@@ -102,34 +107,35 @@ def queue_status(repo: Path) -> dict[str, str]:
 
 def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0,
               on_progress: Callable[[str], None] = print) -> dict[str, str]:
-    """Queue the cells not yet finished, phase by phase, run them, and wait.
+    """Queue the cells not yet finished on the current commit, run them, and wait.
 
-    Returns name -> final status for the cells queued here; a failed cell does not stop
-    the others (its log: `dvc queue logs <name>`).
+    Every cell is queued at once, in phase order, so each runs from the commit the study
+    started on, whatever is committed meanwhile. The queue runs first in, first out:
+    `jobs` workers take the phase-1 cells (which train the answer and gold students)
+    before the phase-2 cells of the same task and seed, which find those students in the
+    run cache. Returns name -> final status; a failed cell does not stop the others (its
+    log: `dvc queue logs <name>`).
     """
-    cells = list(cells)
+    cells = sorted(cells, key=lambda c: c.phase)
     done = experiments(repo)
-    statuses: dict[str, str] = {}
+    todo = [c for c in cells if not finished(c, done.get(c.name))]
     for phase in sorted({c.phase for c in cells}):
-        todo = [c for c in cells if c.phase == phase and not finished(c, done.get(c.name))]
-        on_progress(f"phase {phase}: {len(todo)} of {sum(c.phase == phase for c in cells)} cells to run")
-        if not todo:
-            continue
-        _dvc(["queue", "remove", "--failed"], repo, check=False)
-        for cell in todo:
-            _dvc(queue_args(cell), repo)
-        _dvc(["queue", "start", "-j", str(jobs)], repo)
-        names = {c.name for c in todo}
-        start = time.time()
-        while True:
-            time.sleep(poll_s)
-            current = {n: s for n, s in queue_status(repo).items() if n in names}
-            active = [n for n, s in current.items() if s in ("Queued", "Running")]
-            finished_names = [n for n, s in current.items() if s in ("Success", "Failed")]
-            on_progress(f"phase {phase}: {len(finished_names)}/{len(names)} done, {len(active)} queued or running, "
-                        f"{time.time() - start:.0f} s")
-            if not active:
-                statuses.update(current)
-                break
-        done = experiments(repo)
-    return statuses
+        on_progress(f"phase {phase}: {sum(c.phase == phase for c in todo)} of "
+                    f"{sum(c.phase == phase for c in cells)} cells to run")
+    if not todo:
+        return {}
+    _dvc(["queue", "remove", "--failed"], repo, check=False)
+    for cell in todo:
+        _dvc(queue_args(cell), repo)
+    _dvc(["queue", "start", "-j", str(jobs)], repo)
+    names = {c.name for c in todo}
+    start = time.time()
+    while True:
+        time.sleep(poll_s)
+        current = {n: s for n, s in queue_status(repo).items() if n in names}
+        active = [n for n, s in current.items() if s in ("Queued", "Running")]
+        ended = [n for n, s in current.items() if s in ("Success", "Failed")]
+        on_progress(f"{len(ended)}/{len(names)} cells done, {len(active)} queued or running, "
+                    f"{time.time() - start:.0f} s")
+        if not active:
+            return current
