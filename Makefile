@@ -35,6 +35,11 @@ test: install
 test-fast: install
 	$(RUN) python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The pre-declared results study (studies/cot_distillation.yaml): queues every cell as a
+# DVC experiment, runs them, writes metrics/study/README.md. Hours on 2 cores; rerun to resume.
+study: install
+	$(RUN) cotdistill study studies/cot_distillation.yaml
+
 ui: install
 	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --port 5000
 
