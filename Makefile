@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 PYTEST_ARGS ?=
 
-.PHONY: install install-llamacpp repro test test-fast ui lint bench clean-venv
+.PHONY: install install-llamacpp repro study test test-fast ui lint bench clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
