@@ -197,12 +197,14 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
 @click.option("--dry-run", is_flag=True, help="list the cells and their `dvc exp run` commands, run nothing")
 @click.option("--jobs", type=int, default=None, help="experiments at once (default: the grid's `jobs`)")
 @click.option("--cells", "pattern", default=None, help="run only the cells whose name matches this glob")
+@click.option("--fresh", is_flag=True, help="rerun cells that finished on an earlier commit")
 def study(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jobs: int | None,
-          pattern: str | None) -> None:
+          pattern: str | None, fresh: bool) -> None:
     """Run a pre-declared study (GRID_FILE) as queued DVC experiments and write its page.
 
-    Cells already finished on the current commit are not rerun. The page
-    (OUT_DIR/README.md, with PNG plots) reports every declared cell.
+    Cells already finished (on any commit, unless --fresh) or still in the queue are not
+    queued again, so an interrupted study resumes. The page (OUT_DIR/README.md, with PNG
+    plots) reports every declared cell.
     """
     import time
     from pathlib import Path
@@ -232,7 +234,8 @@ def study(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, 
     start = time.time()
     if not no_run:
         try:
-            statuses = run_cells(cells, root, jobs or grid.jobs, on_progress=lambda m: click.echo(m, err=True))
+            statuses = run_cells(cells, root, jobs or grid.jobs, on_progress=lambda m: click.echo(m, err=True),
+                                 fresh=fresh)
         except RuntimeError as exc:
             _fail(str(exc))
         failed = sorted(n for n, s in statuses.items() if s != "Success")

@@ -106,8 +106,9 @@ def queue_status(repo: Path) -> dict[str, str]:
 
 
 def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0,
-              on_progress: Callable[[str], None] = print) -> dict[str, str]:
-    """Queue the cells not yet finished on the current commit, run them, and wait.
+              on_progress: Callable[[str], None] = print, fresh: bool = False) -> dict[str, str]:
+    """Queue the cells not yet finished (on any commit; with `fresh`, on the current
+    commit), run them, and wait.
 
     Every cell is queued at once, in phase order, so each runs from the commit the study
     started on, whatever is committed meanwhile. The queue runs first in, first out:
@@ -117,17 +118,23 @@ def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0
     log: `dvc queue logs <name>`).
     """
     cells = sorted(cells, key=lambda c: c.phase)
-    done = experiments(repo)
+    done = experiments(repo, all_commits=not fresh)
+    waiting = {n for n, s in queue_status(repo).items() if s in ("Queued", "Running")}
     todo = [c for c in cells if not finished(c, done.get(c.name))]
+    # a cell still in the queue (from an interrupted `cotdistill study`) is waited for, not queued again
+    queue = [c for c in todo if c.name not in waiting]
     for phase in sorted({c.phase for c in cells}):
         on_progress(f"phase {phase}: {sum(c.phase == phase for c in todo)} of "
                     f"{sum(c.phase == phase for c in cells)} cells to run")
     if not todo:
         return {}
     _dvc(["queue", "remove", "--failed"], repo, check=False)
-    for cell in todo:
+    for cell in queue:
         _dvc(queue_args(cell), repo)
-    _dvc(["queue", "start", "-j", str(jobs)], repo)
+    # The workers are daemons that outlive the call: their output goes to `dvc queue
+    # logs`, not to a pipe this process would wait on until they end.
+    subprocess.run([dvc_bin(), "queue", "start", "-j", str(jobs)], cwd=repo, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     names = {c.name for c in todo}
     start = time.time()
     while True:
