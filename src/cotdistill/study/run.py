@@ -71,6 +71,8 @@ def experiments(repo: Path, all_commits: bool = False) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for entry in shown:
         for exp in entry.get("experiments") or []:
+            if (exp.get("executor") or {}).get("state") in ("queued", "running", "failed"):
+                continue  # not an experiment's result yet (a running one shows its workspace)
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
                 name = rev.get("name")
