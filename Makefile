@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 # llama.cpp for the `llamacpp` teacher backend (teacher=smollm2-135m-llamacpp): a prebuilt
-# wheel, about 10 s. docs/teacher_speed.md has the measurements.
+# wheel, about 10 s. The README's teacher-speed table has the measurements.
 install-llamacpp: install
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps xllamacpp==2026.10.11549
 

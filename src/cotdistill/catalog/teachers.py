@@ -45,7 +45,7 @@ TEACHERS.register(
     "smollm2-135m-llamacpp",
     TeacherPreset(
         # The same GGUF file, run 4-bit by llama.cpp (a server the backend starts and stops).
-        # Needs `make install-llamacpp` (a prebuilt wheel); docs/teacher_speed.md compares it.
+        # Needs `make install-llamacpp` (a prebuilt wheel); the README's teacher-speed table compares it.
         name="smollm2-135m-llamacpp",
         backend="llamacpp",
         model="SmolLM2-135M-Instruct",

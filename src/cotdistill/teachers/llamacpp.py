@@ -4,7 +4,7 @@ llama.cpp reads the 4-bit weights as they are (no dequantization to fp32) and ba
 the requests in flight itself (continuous batching over `generate.concurrency` slots).
 Whether that beats the `hf` backend depends on the build and the machine: the prebuilt
 wheel targets AVX2 only, and on the 2 shared AVX-512 cores measured in
-docs/teacher_speed.md it was slower than `hf`. The backend starts a llama.cpp server
+the README (the teacher-speed table) it was slower than `hf`. The backend starts a llama.cpp server
 on a free loopback port when it is made, talks to it through the `openai` backend's
 client (retries, concurrency, `n` samples), and stops it on `close()`, on an error, or
 when the process ends (the server also exits when its parent dies).
