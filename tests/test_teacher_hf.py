@@ -87,7 +87,7 @@ def test_decoding_loop_gives_the_outputs_of_generate(backends):
     from cotdistill.teachers.hf_local import HFBackend
 
     with pytest.raises(ValueError, match="decode must be"):
-        HFBackend(TeacherPreset(name="x", backend="hf", model="unused", params_b=0), decode="beam")
+        HFBackend(TeacherPreset(name="x", backend="hf", model="unused", params_b=0), section("generate"), decode="beam")
 
 
 @pytest.mark.parametrize("quantization, layer", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
