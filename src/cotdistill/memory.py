@@ -129,13 +129,19 @@ def fitting_changes(preset, s: dict, free_gb: float, lora_r: int) -> list[tuple[
         if s["quantization"] != q and not (s["quantization"] == "4bit" and q == "8bit"):
             options.append({"lora": True, "quantization": q})
     fits = [(c, with_(c)) for c in options if with_(c) <= free_gb]
-    if fits:
-        return fits
-    most = {"lora": True, "quantization": "4bit", "gradient_checkpointing": True}
-    if with_(most) <= free_gb:
-        return [(most, with_(most))]
-    both = smaller_batch(most)
-    return [(both, with_(both))] if both else []
+    if not fits:
+        most = {"lora": True, "quantization": "4bit", "gradient_checkpointing": True}
+        most = most if with_(most) <= free_gb else smaller_batch(most)
+        fits = [(most, with_(most))] if most else []
+    # only what changes: a setting the run already has is no advice
+    return [({k: v for k, v in c.items() if s.get(k) != v}, gb) for c, gb in fits]
+
+
+def least_gb(preset, s: dict, lora_r: int) -> float:
+    """The estimate under the settings that need the least memory: batch 1, LoRA on 4-bit
+    weights, gradient checkpointing."""
+    return estimate_gb(preset, {**s, "batch_size": 1, "lora": True, "quantization": "4bit",
+                                "gradient_checkpointing": True}, lora_r)
 
 
 def check_fits(subject: str, preset, train, device: Device | None = None) -> str | None:
@@ -155,14 +161,27 @@ def check_fits(subject: str, preset, train, device: Device | None = None) -> str
         ways = "; ".join(f"{_flags(c)} ({gb:.1f} GB)" for c, gb in fits)
         way_out = f"settings that fit: {ways}"
     else:
-        from .catalog.students import STUDENTS
-
-        family = preset.name.split("-")[0]
-        defaults = SimpleNamespace(grad_accum=None, **dict.fromkeys(ESTIMATE_KEYS))
-        smaller = [p for _, p in STUDENTS.items() if p.offline == preset.offline and p.params_m < preset.params_m
-                   and estimate_gb(p, settings(defaults, p, device), train.lora_r) <= device.free_gb]
-        best = max(smaller, key=lambda p: (p.params_m, p.name.startswith(family)), default=None)
-        way_out = "no setting of this model fits" + (f"; a smaller model: -S model={best.name}" if best else "")
+        way_out = (f"no setting of this model fits (at least {least_gb(preset, s, train.lora_r):.1f} GB at batch 1 "
+                   f"with LoRA on 4bit weights)") + _smaller_model(preset, device, train.lora_r)
     raise ResourceError(f"{subject}: training needs about {need:.1f} GB ({_describe(s)}; an upper bound) but "
                         f"{device.name} has {device.free_gb:.1f} GB free; {way_out}; or -S train.memory_check=false "
                         "to try anyway")
+
+
+def _smaller_model(preset, device: Device, lora_r: int) -> str:
+    """'; a smaller model: -S model=X [and settings]': the largest smaller preset of the same
+    kind (Hub or from-config) that fits, under its defaults or with changes."""
+    from .catalog.students import STUDENTS
+
+    family = preset.name.split("-")[0]
+    defaults = SimpleNamespace(grad_accum=None, **dict.fromkeys(ESTIMATE_KEYS))
+    smaller = sorted((p for _, p in STUDENTS.items() if p.offline == preset.offline and p.params_m < preset.params_m),
+                     key=lambda p: (p.params_m, p.name.startswith(family)), reverse=True)
+    for p in smaller:
+        s = settings(defaults, p, device)
+        if estimate_gb(p, s, lora_r) <= device.free_gb:
+            return f"; a smaller model: -S model={p.name}"
+        fits = fitting_changes(p, s, device.free_gb, lora_r)
+        if fits:
+            return f"; a smaller model: -S model={p.name} {_flags(fits[0][0])}"
+    return ""
