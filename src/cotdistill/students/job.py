@@ -35,6 +35,7 @@ class Job:
     cfg: ResolvedTrain
     rank: int  # 0: the process that logs and saves
     threads: int  # torch CPU threads in use (recorded: float results depend on it)
+    inputs: tuple = ()  # tracking.DataInput: the data the run trains on (MLflow dataset inputs)
 
 
 def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
@@ -122,7 +123,8 @@ def _open_run(checkpoint_dir: Path, job: Job) -> str:
     run_params = {"variant": job.variant, **flatten(to_dict(params))}
     run_params.update({f"train_resolved.{k}": v for k, v in to_dict(job.cfg).items()})
     run_id = tracking.start_run(job.variant, run_params,
-                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model})
+                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model},
+                                datasets=job.inputs)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_text(id_file, run_id)
     return run_id
