@@ -24,9 +24,9 @@ def repo(tmp_path, monkeypatch):
     root = tmp_path / "repo"
     (root / "stages").mkdir(parents=True)
     (root / "stages/train.py").write_text("print('train')\n")
-    (root / "dvc.yaml").write_text("stages:\n  train:\n    foreach: [a]\n    do:\n      cmd: python stages/train.py\n"
-                                   "      outs:\n        - models/${item}\n      metrics:\n        - metrics/train/${item}.json:\n"
-                                   "            cache: false\n")
+    (root / "dvc.yaml").write_text(
+        "stages:\n  train:\n    foreach: [a]\n    do:\n      cmd: python stages/train.py\n      outs:\n"
+        "        - models/${item}\n      metrics:\n        - metrics/train/${item}.json:\n            cache: false\n")
     (root / "params.yaml").write_text("model: t5-mini\n")
     (root / "data/cot").mkdir(parents=True)
     (root / "data/cot/train.jsonl").write_text('{"question": "q", "target": "t"}\n')
@@ -113,7 +113,8 @@ def test_a_run_names_its_data_with_dvc_hashes(repo):
 
 
 def test_a_dvc_experiment_is_a_parent_run_with_a_child_per_variant(repo, monkeypatch):
-    assert _client().get_run(tracking.start_run("cot", {}, {})).data.tags.get("mlflow.parentRunId") is None  # dvc repro
+    plain = tracking.start_run("cot", {}, {})  # dvc repro: no parent
+    assert _client().get_run(plain).data.tags.get("mlflow.parentRunId") is None
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "b" * 40)
     runs = {}
     for exp in ("exp-one", "exp-two"):
