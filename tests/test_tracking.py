@@ -80,7 +80,8 @@ def test_source_tags_name_the_script_stage_commit_and_a_dirty_tree(repo, monkeyp
     tags = tracking.source_tags()
     assert tags["mlflow.source.git.dirty"] == "true" and tags["git_dirty_files"] == "stages/train.py, stages/new.py"
     run = _client().get_run(tracking.start_run("cot", {}, {}))
-    assert run.data.tags["mlflow.source.git.dirty"] == "true" and run.data.tags["mlflow.source.name"] == "stages/train.py"
+    assert run.data.tags["mlflow.source.git.dirty"] == "true"
+    assert run.data.tags["mlflow.source.name"] == "stages/train.py"
 
 
 def test_dvc_md5_is_the_hash_in_dvc_lock(tmp_path):
