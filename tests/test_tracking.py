@@ -32,8 +32,6 @@ def repo(tmp_path, monkeypatch):
     (root / "data/cot/train.jsonl").write_text('{"question": "q", "target": "t"}\n')
     (root / "data/cot/validation.jsonl").write_text('{"question": "v", "target": "t"}\n')
     (root / "data/test.jsonl").write_text('{"question": "q2"}\n')
-    (root / "metrics/train").mkdir(parents=True)
-    (root / "metrics/train/a.json").write_text("{}\n")
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
         run_cmd(["git", *args], root, GIT_ENV)
     monkeypatch.chdir(root)
@@ -72,6 +70,7 @@ def test_source_tags_name_the_script_stage_commit_and_a_dirty_tree(repo, monkeyp
     # what the pipeline writes itself (params from -S, dvc.lock, cache: false outputs) is not a dirty tree
     (repo / "params.yaml").write_text("model: t5-tiny\n")
     (repo / "dvc.lock").write_text("schema: '2.0'\n")
+    (repo / "metrics/train").mkdir(parents=True)  # a folder git does not know yet, as after a first repro
     (repo / "metrics/train/a.json").write_text('{"steps": 3}\n')
     assert tracking.source_tags()["mlflow.source.git.dirty"] == "false"
     # code that is not in the commit is

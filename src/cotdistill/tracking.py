@@ -203,7 +203,7 @@ def pipeline_outputs(dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
 def dirty_files() -> list[str] | None:
     """Files of the working tree that differ from its commit (untracked ones too, ignored
     ones not), leaving out what the pipeline writes itself; None outside git."""
-    status = _git("status", "--porcelain", "--untracked-files=normal")
+    status = _git("status", "--porcelain", "--untracked-files=all")  # each file, not its folder
     if status is None:
         return None
     skip = tuple(pipeline_outputs())
