@@ -35,7 +35,10 @@ test: install
 test-fast: install
 	$(RUN) python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Prints the address that opens the experiment on its runs (MLflow 3.17's UI otherwise
+# starts on its GenAI pages; tracking.ui_url says why).
 ui: install
+	@$(RUN) $(PY) -c "from cotdistill.tracking import ui_url; print('open', ui_url())" 2>/dev/null
 	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --port 5000
 
 clean-venv:

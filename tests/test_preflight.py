@@ -232,6 +232,19 @@ def test_every_option_offered_fits():
         assert gb <= 10.0 and gb == memory.estimate_gb(preset, {**s, **changes}, 16)
 
 
+def test_a_gpu_is_measured_by_what_is_free_on_this_rank_s_card(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(memory, "gpu_device_nodes", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (10e9 + i, 80e9))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"card {i}")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert memory.this_device() == memory.Device("GPU 1 (card 1)", (10e9 + 1) / 1e9, cuda=True, bf16=False)
+
+
 def test_this_machine_is_measured():
     device = memory.this_device()
     assert device is not None and device.free_gb > 0
@@ -316,3 +329,34 @@ def test_check_params_online_is_one_line_with_exit_code_2(hf_env, tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
         "error: model flan-t5-xl: checkpoint google/flan-t5-xl is neither in the local Hugging Face cache")
+
+
+# ------------------------------------------------------------------ the train stage
+
+
+@pytest.mark.slow
+def test_the_train_stage_trains_a_hub_preset_from_train_model_path(tmp_path):
+    """model=t5-small offline: its code path (from_pretrained on a folder, adafactor, the
+    memory check before loading) on a saved config-built model; the run names its data."""
+    from .test_students_stage import env_for, mlflow_runs, train_args, write_inputs
+
+    folder = save_checkpoint(tmp_path / "t5-local")
+    params = write_inputs(tmp_path, max_steps=4, save_steps=4, eval_steps=4, model_path=str(folder))
+    p = yaml.safe_load(params.read_text())
+    p["model"] = "t5-small"
+    params.write_text(yaml.safe_dump(p))
+    env = {**env_for(tmp_path), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")], tmp_path, env)
+    assert (tmp_path / "models/answer/model.safetensors").exists()
+    run = mlflow_runs(tmp_path)[0]
+    assert run.data.params["train_resolved.model_path"] == str(folder)
+    [data] = run.inputs.dataset_inputs
+    assert data.dataset.name == "coin_flip/answer" and data.tags[0].value == "train"
+    # the same preset without the folder and without the Hub: one line, exit code 2, nothing loaded
+    p["train"]["model_path"] = None
+    params.write_text(yaml.safe_dump(p))
+    proc = run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")], tmp_path, env,
+                   check=False)
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith(
+        "error: model t5-small: checkpoint google/t5-v1_1-small is neither in the local Hugging Face cache")
+    assert "Traceback" not in proc.stderr

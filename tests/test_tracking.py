@@ -58,6 +58,8 @@ def test_the_experiment_opens_on_its_runs(repo):
                               "mlflow.experimentKind", "genai_development")
     tracking.start_run("answer", {"model": "t5-mini"}, {})
     assert client.get_experiment_by_name("cotdistill").tags["mlflow.experimentKind"] == "genai_development"
+    exp_id = client.get_experiment_by_name("cotdistill").experiment_id
+    assert tracking.ui_url() == f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?workflowType=machine_learning"
 
 
 def test_source_tags_name_the_script_stage_commit_and_a_dirty_tree(repo, monkeypatch):

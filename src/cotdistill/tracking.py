@@ -172,6 +172,16 @@ def experiment_id(mlflow, client) -> str:
     return exp.experiment_id
 
 
+def ui_url(base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI address that opens the experiment on its runs. MLflow 3.17's UI picks
+    GenAI or model-training pages by its own switch (top left, remembered by the browser)
+    or the URL's workflowType, not by the experiment kind tag: hence the parameter."""
+    mlflow, client = _client()
+    exp = client.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    where = f"experiments/{exp.experiment_id}/runs" if exp else "experiments"
+    return f"{base}/#/{where}?workflowType=machine_learning"
+
+
 def _git(*args: str) -> str | None:
     try:
         # strip newlines only: a porcelain status line starts with a meaningful space
