@@ -64,6 +64,10 @@ def main(argv=None):
     flat.update({f"calculator/{prefix}/{k}": v for prefix, m in metrics.get("calculator", {}).items()
                  for k, v in m.items()})
     tracking.log_metrics(run["mlflow_run_id"], flat)
+    tracking.log_to_group(run["mlflow_run_id"], args.variant, flat)  # the DVC experiment's parent run
+    tracking.log_inputs(run["mlflow_run_id"], [
+        tracking.DataInput(f"{params.dataset}/{stem}", str(Path(args.prepared) / f"{stem}.jsonl"), stem,
+                           {"rows": len(rows)}) for stem, rows in splits.items()])
     # Params are immutable in MLflow; the evaluation settings may change per rerun.
     tracking.set_tags(run["mlflow_run_id"], {f"evaluate.{k}": v for k, v in to_dict(cfg).items()})
 

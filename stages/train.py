@@ -5,7 +5,7 @@ FSDP, DeepSpeed); with several processes only rank 0 writes outputs and logs."""
 import os
 from pathlib import Path
 
-from cotdistill import stage
+from cotdistill import stage, tracking
 from cotdistill.catalog import VARIANTS
 from cotdistill.catalog.students import STUDENTS
 from cotdistill.config import load_params, to_dict
@@ -43,7 +43,10 @@ def main(argv=None):
     cfg = resolve(params.train, preset)
     if rank == 0:
         stage.log_config("train", {"variant": args.variant, "model": params.model, **to_dict(cfg)})
-    job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads))
+    # What MLflow names as the run's data: the variant's targets folder (its DVC md5 is in dvc.lock).
+    inputs = (tracking.DataInput(f"{params.dataset}/{args.variant}", args.data, "train",
+                                 {"train_rows": len(train_pairs), "validation_rows": len(val_pairs)}),)
+    job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads), inputs)
     result = train_student(job, train_rows, train_pairs, val_pairs, shared_path(args.checkpoints), Path(args.out))
     if result is None:  # not rank 0
         return

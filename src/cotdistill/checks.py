@@ -54,7 +54,7 @@ def _teacher_keys(p, where: str) -> None:
         # never echo the value: it may be a pasted key
         raise ConfigError(f"{where}: generate.api_key_env: must be the NAME of an environment variable "
                           "(letters, digits, _), not the key itself")
-    only = {"hf": ("quantization", "device_map"), "openai": ("base_url", "served_model", "api_key_env")}
+    only = {"hf": ("quantization", "device_map", "model_path"), "openai": ("base_url", "served_model", "api_key_env")}
     for other, keys in only.items():
         for key in keys:
             if other != backend and getattr(g, key) is not None:
@@ -130,6 +130,10 @@ def _train(p, where: str) -> None:
         # Quantized weights cannot be trained directly: only adapters on top of them.
         raise ConfigError(f"{where}: train.quantization: {quantization} needs train.lora: true "
                           f"(model {preset.name} has lora {'on' if preset.lora else 'off'} by default)")
+    if t.model_path is not None and preset.offline:
+        hub = ", ".join(n for n, s in STUDENTS.items() if not s.offline)
+        raise ConfigError(f"{where}: train.model_path: model {preset.name} is built from a config; a local "
+                          f"checkpoint stands in for a Hub student's ({hub})")
     if t.tokenizer is not None and not preset.offline:
         raise ConfigError(f"{where}: train.tokenizer: only students built from a config train a tokenizer "
                           f"({', '.join(n for n, s in STUDENTS.items() if s.offline)}); "

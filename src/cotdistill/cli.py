@@ -134,12 +134,21 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
 
 @main.command("check-params")
 @click.argument("path", default="params.yaml")
-def check_params(path: str) -> None:
-    """Validate a params file without running anything: the same check every stage runs."""
+@click.option("--online", is_flag=True,
+              help="also ask the Hub for the checkpoints and datasets that the local cache lacks")
+def check_params(path: str, online: bool) -> None:
+    """Validate a params file without running anything: the same check every stage runs,
+    then this machine's resources (the check stage's): Hub checkpoints and datasets cached
+    or local (reachable, with --online), local model folders present, training memory."""
+    from .preflight import preflight
+
     try:
         p = load_params(path)
-    except ConfigError as exc:
+        notes = preflight(p, online=online)
+    except UserError as exc:
         _fail(str(exc))
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(f"{path}: ok (model={p.model}, dataset={p.dataset}, teacher={p.teacher}, seed={p.seed})")
 
 

@@ -134,6 +134,7 @@ class GenerateConfig:
     quantization: Optional[Literal[QUANTIZATIONS]]
     device_map: Optional[str]
     prefix_cache: bool  # compute the shared few-shot prefix's KV cache once
+    model_path: Optional[str]  # a local folder or .gguf file instead of the preset's Hub id
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,9 @@ class TrainConfig:
     quantization: Optional[Literal[QUANTIZATIONS]]  # bitsandbytes base weights
     log_model: bool  # also copy the model folder into MLflow (it is a DVC output)
     system_metrics: bool  # MLflow system metrics (CPU, memory, GPU) during training
+    # Hub students: a local save_pretrained folder instead of the preset's Hub id
+    model_path: Optional[str]
+    memory_check: bool  # stop before loading when the memory estimate exceeds what is free
 
 
 @dataclass(frozen=True)

@@ -133,3 +133,24 @@ def file_digest(path: str | os.PathLike, what: str = "file") -> str:
     except FileNotFoundError:
         raise DataError(f"{what}: {path}: file not found") from None
     return h.hexdigest()
+
+
+def dvc_md5(path: str | os.PathLike) -> str:
+    """The hash DVC 3 records for `path` in dvc.lock: the MD5 of a file's bytes; for a
+    folder, the MD5 of the JSON list of its files' {md5, relpath} (sorted by relpath) with
+    ".dir" appended (dvc_data's Tree.digest). MLflow's dataset digest, so that a run names
+    the exact data DVC tracked."""
+    path = Path(path)
+
+    def md5(file: Path) -> str:
+        h = hashlib.md5()
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    if not path.is_dir():
+        return md5(path)
+    entries = sorted(({"md5": md5(f), "relpath": f.relative_to(path).as_posix()}
+                      for f in path.rglob("*") if f.is_file()), key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"

@@ -29,6 +29,9 @@ def hub_rows(hub_id: str, config: Optional[str], splits: dict[str, str],
         fmt = format_of(next(iter(data_files.values())), None)
         ds = load_dataset(_BUILDERS[fmt], data_files=data_files)
     else:
+        from ..hub import prepare_load
+
+        prepare_load("prepare", hub_id, "dataset")  # one line when neither cached nor reachable
         try:
             ds = load_dataset(hub_id, config)
         except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, ...

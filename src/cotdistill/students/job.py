@@ -8,17 +8,21 @@ logs to MLflow and writes the model folder.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import tracking
+from .. import memory, tracking
 from ..config import Params, flatten, to_dict
 from ..io import atomic_dir, write_json, write_text
+from ..paths import shared_path
 from .model import apply_lora, load_student, save_trained, tokenizer_corpus
 from .training import ResolvedTrain, run_key, train
 
+log = logging.getLogger(__name__)
 RUN_ID_FILE = "mlflow_run_id"  # in the checkpoint folder: a resumed run logs to the same run
 CURVE_FIELDS = ("step", "loss", "eval_loss", "learning_rate")  # the training curve (dvc plots)
 
@@ -31,6 +35,7 @@ class Job:
     cfg: ResolvedTrain
     rank: int  # 0: the process that logs and saves
     threads: int  # torch CPU threads in use (recorded: float results depend on it)
+    inputs: tuple = ()  # tracking.DataInput: the data the run trains on (MLflow dataset inputs)
 
 
 def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
@@ -56,8 +61,14 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     base_dir = None
     if cfg.lora and preset.offline:
         base_dir = checkpoint_dir / ("base" if job.rank == 0 else f"base-rank{job.rank}")
+    # Before loading: a run that cannot fit stops in one line, not in an out-of-memory kill.
+    # Under a launcher of several processes, its sharding decides the memory per GPU.
+    if params.train.memory_check and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        note = memory.check_fits(f"model {preset.name}", preset, cfg)
+        if note:
+            log.warning(note)
     model, tokenizer = load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
-                                    base_dir, cfg.tokenizer)
+                                    base_dir, cfg.tokenizer, cfg.model_path)
     if cfg.lora:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
 
@@ -90,7 +101,7 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
             tokenizer.save_pretrained(tmp)
             metrics["saved_as"] = "full"
         else:
-            base = str(base_dir) if base_dir else preset.hub_id
+            base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else preset.hub_id
             metrics["saved_as"] = save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
         write_json(tmp / "run.json", {"mlflow_run_id": run_id, "variant": job.variant, "model": params.model,
                                       "resolved_train": to_dict(cfg), "metrics": metrics})
@@ -112,7 +123,8 @@ def _open_run(checkpoint_dir: Path, job: Job) -> str:
     run_params = {"variant": job.variant, **flatten(to_dict(params))}
     run_params.update({f"train_resolved.{k}": v for k, v in to_dict(job.cfg).items()})
     run_id = tracking.start_run(job.variant, run_params,
-                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model})
+                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model},
+                                datasets=job.inputs)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_text(id_file, run_id)
     return run_id

@@ -17,6 +17,8 @@ from typing import Iterable
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
+from .. import hub
+from ..paths import shared_path
 from ..quantization import quantization_config
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
@@ -108,8 +110,12 @@ LORA_TARGETS = ["q", "v"]  # T5's attention query and value projections
 
 
 def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "none",
-                 dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None):
+                 dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None,
+                 model_path: str | None = None):
     """(model, tokenizer) for a student preset; `texts` train the tokenizer if needed.
+
+    A Hub student loads from `model_path` (train.model_path: a local folder) when given,
+    else from its Hub id: the local cache, or the Hub; neither is a one-line ResourceError.
 
     bitsandbytes quantizes while loading, so a from-config student that is to be
     quantized (or to carry adapters) is first saved to `base_dir` and loaded from there;
@@ -131,6 +137,9 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
         if quantization == "none":
             return model, tokenizer
         return load_pretrained(str(base_dir), quantization, dtype)
+    if model_path:
+        return load_pretrained(str(shared_path(model_path)), quantization, dtype)
+    hub.prepare_load(f"model {preset.name}", preset.hub_id, "student")
     return load_pretrained(preset.hub_id, quantization, dtype)
 
 
@@ -206,6 +215,8 @@ def load_trained(folder: str | Path):
     qc = quantization_config(resolved.get("quantization"))
     base = folder / BASE_DIR
     base_id = str(base) if base.is_dir() else json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+    if hub.is_hub_id(base_id):
+        hub.prepare_load(f"{folder}: base model", base_id, "student")
     model = T5ForConditionalGeneration.from_pretrained(
         base_id,
         dtype=torch.bfloat16 if (cuda and resolved.get("precision") == "bf16") else torch.float32,

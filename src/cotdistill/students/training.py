@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # params.train keys that choose which runs to make and how to launch or watch them,
 # not how a student is trained.
-NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics")
+NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics", "memory_check")
 
 # The settings of one training run: params.train without NOT_TRAINING, after the student
 # preset's defaults fill its `None`s (`resolve`).
@@ -39,7 +39,7 @@ def resolve(train_cfg: TrainConfig, preset) -> ResolvedTrain:
     values = {}
     for f in dataclasses.fields(ResolvedTrain):
         v = getattr(train_cfg, f.name)
-        values[f.name] = getattr(preset, f.name) if v is None else v
+        values[f.name] = getattr(preset, f.name, None) if v is None else v  # model_path: no preset value
     cuda = torch.cuda.is_available()
     if values["precision"] == "bf16" and not (cuda and torch.cuda.is_bf16_supported()):
         log.warning("train.precision: bf16 is not supported on %s; training in fp32",
