@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from ..registry import Registry
 
 SOURCES = ("synthetic", "hub", "packaged", "local")  # prepare.source
+# prepare.local.format by file suffix, where prepare.local.format is null
+LOCAL_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
 @dataclass(frozen=True)
