@@ -45,7 +45,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     logging.basicConfig(level=os.environ.get("COTDISTILL_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
     # Quiet the libraries' own progress chatter; our loops draw their own bars.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     name = Path(sys.argv[0]).stem
     try:
         main(argv)
@@ -53,7 +53,6 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as exc:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the exit short
         signum = getattr(exc, "signum", signal.SIGINT)
         print(f"interrupted ({signal.Signals(signum).name}): the {name} stage stopped and left no half-written "
               "output; rerun it to resume (finished work is kept: checkpoints, cached teacher requests)",
@@ -66,6 +65,8 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         print(f"error: no space left on the device{f' writing {where}' if where else ''} ({type(exc).__name__}); "
               "nothing half-written was kept: free space and rerun", file=sys.stderr)
         sys.exit(1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _chain(exc: BaseException | None):
