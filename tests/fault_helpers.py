@@ -108,8 +108,8 @@ def stage_env(root: Path, **extra: str) -> dict:
 def error_lines(stderr: str) -> list[str]:
     """What a stage said about its failure: stderr without log records and progress bars."""
     lines = stderr.replace("\r", "\n").splitlines()
-    return [line for line in lines if line.strip() and not line.startswith(("WARNING ", "INFO ", "DEBUG "))
-            and not re.search(r"\d+%\|", line)]
+    log_record = re.compile(r"^(?:\d{4}/\d\d/\d\d [\d:]+ )?(?:INFO|WARNING|DEBUG) ")  # ours, and MLflow's
+    return [line for line in lines if line.strip() and not log_record.match(line) and not re.search(r"\d+%\|", line)]
 
 
 def interrupt_when(proc: subprocess.Popen, ready, timeout_s: float = 180.0, sig: int = signal.SIGINT) -> None:

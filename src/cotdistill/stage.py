@@ -53,6 +53,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as exc:
+        _close_progress_bars()
         signum = getattr(exc, "signum", signal.SIGINT)
         print(f"interrupted ({signal.Signals(signum).name}): the {name} stage stopped and left no half-written "
               "output; rerun it to resume (finished work is kept: checkpoints, cached teacher requests)",
@@ -67,6 +68,13 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         sys.exit(1)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _close_progress_bars() -> None:
+    """End the progress bars an interrupt left open, so that the message starts a line of its own."""
+    tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def _chain(exc: BaseException | None):
