@@ -309,6 +309,23 @@ def test_a_full_disk_is_one_line_naming_the_output(tmp_path, capsys, monkeypatch
 # ------------------------------------------------------------------ MLflow runs of dead processes
 
 
+def test_an_interrupt_waits_for_the_store_write_to_end():
+    """Ctrl-C in the middle of an MLflow write would leave SQLite locked; it is acted on after."""
+    from cotdistill import tracking
+
+    done = []
+
+    @tracking._uninterrupted
+    def write():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        done.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        write()
+    assert done == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def _dead_process_record():
     from cotdistill import tracking
 

@@ -193,13 +193,10 @@ def _setup_evaluate(root):
     _write_jsonl(root / "data/prepared/test.jsonl", _coin_rows("test", 4))
     folder = root / "models/cot"
     _saved_student(folder)
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = stage_env(root)["MLFLOW_TRACKING_URI"]
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", stage_env(root)["MLFLOW_TRACKING_URI"])
         run_id = tracking.start_run("cot", {}, {})
         tracking.end_run(run_id)
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI") if old is None else os.environ.update(MLFLOW_TRACKING_URI=old)
     (folder / "run.json").write_text(json.dumps({"mlflow_run_id": run_id, "resolved_train": {"max_source_length": 64}}))
     return (["--variant", "cot", "--model", "models/cot", "--prepared", "data/prepared", "--out", "data/eval/cot",
              "--metrics", "metrics/evaluate/cot.json"], ["data/eval/cot", "metrics/evaluate/cot.json"])
@@ -264,10 +261,11 @@ def test_sigint_in_generate_keeps_the_answered_requests(tmp_path):
         _assert_interrupted(SimpleNamespace(returncode=proc.returncode, stderr=stderr), "generate")
         assert not (tmp_path / "data/teacher/generations.jsonl").exists() and temp_leftovers(tmp_path) == []
         kept = cached()
-        assert 3 <= kept < 10
+        assert 3 <= kept < 10 and server.answered == kept  # the answers in flight at Ctrl-C were kept too
         run_cmd(stage_cmd("generate", args), tmp_path, env=stage_env(tmp_path), timeout=300)
         m = json.loads((tmp_path / "metrics/generate.json").read_text())
         assert m["cache_hits"] == kept and m["requests_sent"] == 10 - kept
+        assert server.answered == 10  # no question was paid for twice
         assert len((tmp_path / "data/teacher/generations.jsonl").read_text().splitlines()) == 10
     finally:
         server.close()

@@ -9,7 +9,10 @@ metrics to the same run, found through the run id saved beside the model.
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -17,6 +20,29 @@ from .paths import git_commit, repo_root
 
 EXPERIMENT = "cotdistill"
 CURVE_KEYS = ("loss", "learning_rate", "eval_loss", "grad_norm")
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _uninterrupted(fn):
+    """Hold Ctrl-C and SIGTERM while `fn` writes to the store, and act on them once it has
+    returned: an interrupt in the middle of a write leaves the SQLite store locked by the
+    abandoned transaction, and the run could then not be marked KILLED."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            return fn(*args, **kwargs)  # signals reach the main thread only
+        caught: list[int] = []
+        held = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in HELD_SIGNALS}
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for s, handler in held.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+            if caught:
+                signal.raise_signal(caught[0])
+
+    return wrapper
 
 
 def tracking_uri() -> str:
@@ -35,6 +61,7 @@ def experiment_name() -> str:
     return os.environ.get("DVC_EXP_NAME") or "workspace"
 
 
+@_uninterrupted
 def start_run(variant: str, params: dict[str, Any], tags: dict[str, str]) -> str:
     """Create the run for one student; returns its id (the run stays open for logging)."""
     mlflow, client = _client()
@@ -49,6 +76,7 @@ def start_run(variant: str, params: dict[str, Any], tags: dict[str, str]) -> str
     return run.info.run_id
 
 
+@_uninterrupted
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     from mlflow.entities import Metric
 
@@ -59,12 +87,14 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         client.log_batch(run_id, metrics=batch[i : i + 900])
 
 
+@_uninterrupted
 def set_tags(run_id: str, tags: dict[str, Any]) -> None:
     _, client = _client()
     for k, v in tags.items():
         client.set_tag(run_id, k, str(v))
 
 
+@_uninterrupted
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     _, client = _client()
     client.set_terminated(run_id, status=status)
@@ -130,6 +160,7 @@ def _logged_points(run_id: str, keys: list[str]) -> set[tuple[str, int]]:
     return {(k, m.step) for k in keys for m in client.get_metric_history(run_id, k)}
 
 
+@_uninterrupted
 def reopen_run(run_id: str) -> bool:
     """Mark an earlier run of a resumed training RUNNING again; False if it is gone."""
     _, client = _client()
@@ -167,6 +198,7 @@ def stop_system_metrics(monitor) -> None:
         logging.getLogger(__name__).warning("final system metrics sample not logged: %s", exc)
 
 
+@_uninterrupted
 def log_folder(run_id: str, folder: str, artifact_path: str = "model") -> None:
     """Copy a folder (the trained model) into the run's artifacts."""
     _, client = _client()
@@ -215,6 +247,7 @@ def owner_alive(owner: dict) -> bool | None:
     return abs(started - owner.get("started", 0)) < 1  # else: the pid was reused
 
 
+@_uninterrupted
 def close_orphans() -> list[str]:
     """Mark KILLED every RUNNING run whose process (on this host) is gone; returns their ids.
 
