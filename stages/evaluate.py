@@ -31,6 +31,9 @@ def main(argv=None):
         rows = read_jsonl(path) if path.exists() else []
         if rows:
             splits[stem] = rows[: cfg.max_examples] if cfg.max_examples else rows
+    from cotdistill.students.model import check_model_folder, load_trained
+
+    check_model_folder(args.model)  # one line naming a missing or damaged file, not a traceback
     run = read_json(Path(args.model) / "run.json")
     answer_types = {r["answer_type"] for rows in splits.values() for r in rows}
     # params validation refused calculator: true on a dataset of other answers
@@ -39,7 +42,6 @@ def main(argv=None):
     from transformers import AutoTokenizer
 
     from cotdistill.evaluation import DecodeOptions, evaluate_splits
-    from cotdistill.students.model import load_trained
 
     threads = stage.set_threads(params.threads)
     tokenizer = AutoTokenizer.from_pretrained(args.model)

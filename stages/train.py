@@ -47,12 +47,13 @@ def main(argv=None):
     inputs = (tracking.DataInput(f"{params.dataset}/{args.variant}", args.data, "train",
                                  {"train_rows": len(train_pairs), "validation_rows": len(val_pairs)}),)
     job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads), inputs)
-    result = train_student(job, train_rows, train_pairs, val_pairs, shared_path(args.checkpoints), Path(args.out))
-    if result is None:  # not rank 0
-        return
-    metrics, curve = result
-    write_csv(args.curve, curve, CURVE_FIELDS)
-    write_json(args.metrics, metrics)
+
+    def write_outputs(metrics: dict, curve: list[dict]) -> None:
+        write_csv(args.curve, curve, CURVE_FIELDS)
+        write_json(args.metrics, metrics)
+
+    train_student(job, train_rows, train_pairs, val_pairs, shared_path(args.checkpoints), Path(args.out),
+                  on_saved=write_outputs)  # rank 0 writes; other ranks return None
 
 
 if __name__ == "__main__":

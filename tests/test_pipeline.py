@@ -197,6 +197,24 @@ def test_a_hub_preset_offline_fails_in_one_line_before_any_output_is_removed(tin
     assert all((root / p).read_bytes() == b for p, b in kept.items())
 
 
+def test_a_mistake_in_params_removes_no_output(tiny_repo):
+    """DVC deletes a stage's outputs before it runs it; a mistake in params stops the run
+    in the first stage (check), whose own output persists, so every output stays."""
+    root, env = tiny_repo
+    outputs = ["data/external_inputs.json", "data/prepared/train.jsonl", "data/teacher/generations.jsonl",
+               "data/filtered/cot/train.jsonl", "models/cot/model.safetensors", "data/eval/cot/predictions.jsonl",
+               "metrics/report.md"]
+    before = {out: (root / out).read_bytes() for out in outputs}
+    saved = (root / "params.yaml").read_text()
+    try:
+        _set(root, train={"max_steps": 0})
+        proc = run_cmd([venv_bin("dvc"), "repro"], root, env, check=False)
+    finally:
+        (root / "params.yaml").write_text(saved)
+    assert proc.returncode != 0 and _ran(proc.stdout) == {"check"}
+    assert {out: (root / out).read_bytes() if (root / out).exists() else None for out in outputs} == before
+
+
 @pytest.fixture(scope="module")
 def bare_repo(tmp_path_factory):
     """A second copy for the tests that only need the first stages."""

@@ -23,6 +23,7 @@ from .catalog import QUANTIZATIONS, VARIANTS
 from .catalog.datasets import SOURCES
 from .checks import check_params
 from .errors import ConfigError
+from .io import read_text
 from .registry import suggest
 
 
@@ -335,10 +336,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: str | Path) -> Any:
     """The YAML in `path`; a missing file, bad YAML or a repeated key is a ConfigError."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+    text = read_text(path, ConfigError)
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except ConfigError as exc:

@@ -13,6 +13,8 @@ from typing import Optional
 from ..registry import Registry
 
 SOURCES = ("synthetic", "hub", "packaged", "local")  # prepare.source
+# prepare.local.format by file suffix, where prepare.local.format is null
+LOCAL_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
 @dataclass(frozen=True)

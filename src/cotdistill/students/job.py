@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .. import memory, tracking
 from ..config import Params, flatten, to_dict
@@ -39,13 +40,16 @@ class Job:
 
 
 def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
-                  val_pairs: list[tuple[str, str]], checkpoints: Path, out: Path) -> tuple[dict, list[dict]] | None:
+                  val_pairs: list[tuple[str, str]], checkpoints: Path, out: Path,
+                  on_saved: Callable[[dict, list[dict]], None] | None = None) -> tuple[dict, list[dict]] | None:
     """Train `job` on (question, target) pairs and save the student to `out`; returns its
     metrics and training curve (rank 0; None on the other ranks).
 
     `train_rows` (the prepared train split) train a from-config student's tokenizer.
     Checkpoints go to checkpoints/<run key>/, so that a killed run resumes from its last
-    one, and are removed once the model is saved.
+    one. `on_saved(metrics, curve)` writes the stage's other outputs; only once it has
+    returned does the MLflow run end and are the checkpoints removed, so that a failure
+    anywhere before leaves a run that the rerun resumes (not a finished run and a new one).
     """
     import torch
 
@@ -75,6 +79,7 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     main_process = job.rank == 0
     run_id, monitor, callbacks = None, None, []
     if main_process:
+        tracking.close_orphans()  # runs left RUNNING by a killed train stage, this one's or another's
         run_id = _open_run(checkpoint_dir, job)
         monitor = tracking.system_metrics(run_id) if params.train.system_metrics else None
         callbacks = [tracking.loss_callback(run_id)]
@@ -82,36 +87,48 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     try:
         metrics, history = train(model, tokenizer, train_pairs, val_pairs, cfg, checkpoint_dir, params.seed,
                                  callbacks=callbacks)
-    except BaseException:
+        if not main_process:
+            return None
+        if monitor:
+            tracking.stop_system_metrics(monitor)
+            monitor = None
+        metrics["wall_s"] = round(time.perf_counter() - start, 2)
+        metrics["torch_threads"] = job.threads
+        _save(job, model, tokenizer, metrics, run_id, base_dir, dtype, out)
+        curve = [{k: h[k] for k in CURVE_FIELDS if k in h} for h in history if "loss" in h or "eval_loss" in h]
+        if on_saved:
+            on_saved(metrics, curve)
+        # Last, so that a rerun after a failure above does not log the summary twice.
+        tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+    except BaseException as exc:
         if main_process:
-            monitor and tracking.stop_system_metrics(monitor)
-            tracking.end_run(run_id, "FAILED")
+            if monitor:
+                tracking.stop_system_metrics(monitor)
+            # Ctrl-C (or SIGTERM, see stage.run) stops a run that can resume: KILLED, as
+            # MLflow names a run stopped from outside; the checkpoints stay for the rerun.
+            tracking.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    if not main_process:
-        return None
-    if monitor:
-        tracking.stop_system_metrics(monitor)
-    metrics["wall_s"] = round(time.perf_counter() - start, 2)
-    metrics["torch_threads"] = job.threads
-    tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+    # Every output is written: the run is over, and its checkpoints are no longer needed.
+    tracking.end_run(run_id)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return metrics, curve
 
+
+def _save(job: Job, model, tokenizer, metrics: dict, run_id: str, base_dir: Path | None, dtype, out: Path) -> None:
+    """Write the model folder (atomically) and, with train.log_model, copy it into MLflow."""
+    params, cfg = job.params, job.cfg
     with atomic_dir(out) as tmp:
         if "final_dir" in metrics:  # FSDP / DeepSpeed: the gathered full model
             shutil.copytree(metrics.pop("final_dir"), tmp, dirs_exist_ok=True)
             tokenizer.save_pretrained(tmp)
             metrics["saved_as"] = "full"
         else:
-            base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else preset.hub_id
+            base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else job.preset.hub_id
             metrics["saved_as"] = save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
         write_json(tmp / "run.json", {"mlflow_run_id": run_id, "variant": job.variant, "model": params.model,
                                       "resolved_train": to_dict(cfg), "metrics": metrics})
     if params.train.log_model:
         tracking.log_folder(run_id, str(out))
-    tracking.end_run(run_id)
-    # The run succeeded: its checkpoints are no longer needed to resume it.
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    curve = [{k: h[k] for k in CURVE_FIELDS if k in h} for h in history if "loss" in h or "eval_loss" in h]
-    return metrics, curve
 
 
 def _open_run(checkpoint_dir: Path, job: Job) -> str:
@@ -125,6 +142,7 @@ def _open_run(checkpoint_dir: Path, job: Job) -> str:
     run_id = tracking.start_run(job.variant, run_params,
                                 {"dataset": params.dataset, "teacher": params.teacher, "student": params.model},
                                 datasets=job.inputs)
+    tracking.claim_run(run_id)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_text(id_file, run_id)
     return run_id

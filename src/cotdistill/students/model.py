@@ -19,6 +19,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5For
 
 from .. import hub
 from ..paths import shared_path
+from ..errors import DataError
+from ..io import read_json
 from ..quantization import quantization_config
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
@@ -193,6 +195,34 @@ def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | Non
     merged.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return "merged"
+
+
+def check_model_folder(folder: str | Path) -> None:
+    """Fail with one line naming the file when `folder` (and its `base/`) is not a whole
+    saved student: a missing folder or weights file, a JSON file that does not parse, a
+    safetensors file that is truncated or not one. transformers would raise a traceback."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    hint = "rerun its train stage, or `dvc checkout` it"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no model folder here ({hint})")
+    for sub in (folder, folder / BASE_DIR):
+        if not sub.is_dir():
+            continue
+        for path in sorted(sub.glob("*.json")):
+            read_json(path)  # a DataError naming the file and line
+        weights = sorted(sub.glob("*.safetensors"))
+        if not weights and not (sub / "pytorch_model.bin").exists():
+            raise DataError(f"{sub}: no weights file (*.safetensors) in the model folder ({hint})")
+        for path in weights:
+            try:
+                with safe_open(str(path), "pt") as fh:
+                    fh.keys()
+            except SafetensorError as exc:
+                raise DataError(f"{path}: not a readable safetensors file ({exc}); {hint}") from None
+    if not (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
+        raise DataError(f"{folder}: no config.json or adapter_config.json ({hint})")
 
 
 def load_trained(folder: str | Path):
