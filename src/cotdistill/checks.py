@@ -130,9 +130,9 @@ def _train(p, where: str) -> None:
         # Quantized weights cannot be trained directly: only adapters on top of them.
         raise ConfigError(f"{where}: train.quantization: {quantization} needs train.lora: true "
                           f"(model {preset.name} has lora {'on' if preset.lora else 'off'} by default)")
-    if t.tokenizer is not None and not preset.offline:
+    if t.tokenizer is not None and not preset.from_config:
         raise ConfigError(f"{where}: train.tokenizer: only students built from a config train a tokenizer "
-                          f"({', '.join(n for n, s in STUDENTS.items() if s.offline)}); "
+                          f"({', '.join(n for n, s in STUDENTS.items() if s.from_config)}); "
                           f"model {preset.name} brings its own (set it to null)")
 
 

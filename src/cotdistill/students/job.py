@@ -16,7 +16,8 @@ from pathlib import Path
 from .. import tracking
 from ..config import Params, flatten, to_dict
 from ..io import atomic_dir, write_json, write_text
-from .model import apply_lora, load_student, save_trained, tokenizer_corpus
+from .architectures import ARCHITECTURES
+from .model import tokenizer_corpus
 from .training import ResolvedTrain, run_key, train
 
 RUN_ID_FILE = "mlflow_run_id"  # in the checkpoint folder: a resumed run logs to the same run
@@ -31,6 +32,7 @@ class Job:
     cfg: ResolvedTrain
     rank: int  # 0: the process that logs and saves
     threads: int  # torch CPU threads in use (recorded: float results depend on it)
+    multitask_alpha: float | None = None  # the multitask variant's loss weight (its pairs are triples)
 
 
 def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
@@ -45,8 +47,10 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     import torch
 
     params, preset, cfg = job.params, job.preset, job.cfg
+    arch = ARCHITECTURES.get(preset.architecture)
+    alpha = {} if job.multitask_alpha is None else {"multitask_alpha": job.multitask_alpha}
     key = run_key({"variant": job.variant, "model": params.model, "seed": params.seed, "threads": params.threads,
-                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs})
+                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs, **alpha})
     checkpoint_dir = checkpoints / key
     # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
     # a frozen LoRA base is loaded in bf16 to halve its memory.
@@ -56,10 +60,10 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     base_dir = None
     if cfg.lora and preset.offline:
         base_dir = checkpoint_dir / ("base" if job.rank == 0 else f"base-rank{job.rank}")
-    model, tokenizer = load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
-                                    base_dir, cfg.tokenizer)
+    model, tokenizer = arch.load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
+                                         base_dir, cfg.tokenizer)
     if cfg.lora:
-        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
+        model = arch.apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
 
     main_process = job.rank == 0
     run_id, monitor, callbacks = None, None, []
@@ -70,7 +74,7 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     start = time.perf_counter()
     try:
         metrics, history = train(model, tokenizer, train_pairs, val_pairs, cfg, checkpoint_dir, params.seed,
-                                 callbacks=callbacks)
+                                 callbacks=callbacks, causal=arch.causal, multitask_alpha=job.multitask_alpha)
     except BaseException:
         if main_process:
             monitor and tracking.stop_system_metrics(monitor)
@@ -91,8 +95,9 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
             metrics["saved_as"] = "full"
         else:
             base = str(base_dir) if base_dir else preset.hub_id
-            metrics["saved_as"] = save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
+            metrics["saved_as"] = arch.save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
         write_json(tmp / "run.json", {"mlflow_run_id": run_id, "variant": job.variant, "model": params.model,
+                                      "architecture": preset.architecture, "multitask_alpha": job.multitask_alpha,
                                       "resolved_train": to_dict(cfg), "metrics": metrics})
     if params.train.log_model:
         tracking.log_folder(run_id, str(out))
