@@ -55,9 +55,11 @@ def cell_params(base: dict, task: str, seed: int, args) -> dict:
 def run_cell(clone: Path, out: Path, params: dict, env: dict) -> None:
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     start = time.time()
-    proc = subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True, text=True)
+    log = out.with_name(out.name + ".log")
+    with open(log, "w") as fh:
+        proc = subprocess.run(["dvc", "repro"], cwd=clone, env=env, stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        raise SystemExit(f"dvc repro failed for {out.name}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"dvc repro failed for {out.name} (exit {proc.returncode}): see {log}")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for rel in ["params.yaml", "metrics/filter.json", "metrics/generate.json", "metrics/report.md",
@@ -151,6 +153,8 @@ def main() -> None:
                 print(f"{time.strftime('%H:%M:%S')} {out.name} ...", flush=True)
                 run_cell(clone, out, cell_params(base, task, seed, args), env)
     cells = sorted(p for p in results.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+    if not cells:
+        raise SystemExit(f"no finished cell in {results}")
     page = render(load_runs(results), args, cells)
     (results / "README.md").write_text(page)
     print(page)
