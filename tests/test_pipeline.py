@@ -411,3 +411,33 @@ def test_study_runs_the_declared_grid_and_writes_its_page(tiny_repo):
     # a rerun finds every cell finished and runs nothing
     again = run_cmd(cmd, root, env)
     assert "phase 1: 0 of 1 cells to run" in again.stderr and "phase 2: 0 of 2 cells to run" in again.stderr
+
+
+def test_causal_student_and_multitask_run_through_repro(tiny_repo):
+    """The tiny Llama-config student through the real stages, with the multitask variant:
+    the teacher's CoTs are reused, every student variant trains and is evaluated."""
+    root, env = tiny_repo
+    saved = (root / "params.yaml").read_text()
+    _set(root, model="llama-tiny", train={"variants": ["answer", "cot", "multitask"], "max_steps": 6})
+    try:
+        proc = run_cmd([venv_bin("dvc"), "repro"], root, env)
+    finally:
+        (root / "params.yaml").write_text(saved)
+    ran = _ran(proc.stdout)
+    students = {f"{s}@{v}" for s in ("train", "evaluate") for v in ("answer", "cot", "multitask")}
+    assert students | {"check", "filter", "report"} <= ran and "generate" not in ran
+    assert json.loads((root / "data/filtered/multitask/tasks.json").read_text())["alpha"] == 0.5
+    for variant in ("answer", "cot", "multitask"):
+        run = json.loads((root / f"models/{variant}/run.json").read_text())
+        assert run["architecture"] == "causal" and run["model"] == "llama-tiny"
+        m = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
+        assert m["id"]["n"] == 8 and m["ood"]["n"] == 8
+    multitask = json.loads((root / "metrics/evaluate/multitask.json").read_text())
+    assert multitask["rationale"]["id"]["n"] == 8
+    report = (root / "metrics/report.md").read_text()
+    assert "student llama-tiny" in report and "| coin_flip | multitask | rationale |" in report
+    assert "| multitask | answer |" in report or "| answer | multitask |" in report  # paired tests
+    runs = [r for r in _mlflow_runs(root) if r.get("student") == "llama-tiny"]
+    assert sorted(r["variant"] for r in runs) == ["answer", "cot", "multitask"]
+    assert all("metric:id/accuracy" in r for r in runs)
+    assert any("metric:rationale/id/accuracy" in r for r in runs)

@@ -149,9 +149,9 @@ def _train(p, where: str) -> None:
         hub = ", ".join(n for n, s in STUDENTS.items() if not s.offline)
         raise ConfigError(f"{where}: train.model_path: model {preset.name} is built from a config; a local "
                           f"checkpoint stands in for a Hub student's ({hub})")
-    if t.tokenizer is not None and not preset.offline:
+    if t.tokenizer is not None and not preset.from_config:
         raise ConfigError(f"{where}: train.tokenizer: only students built from a config train a tokenizer "
-                          f"({', '.join(n for n, s in STUDENTS.items() if s.offline)}); "
+                          f"({', '.join(n for n, s in STUDENTS.items() if s.from_config)}); "
                           f"model {preset.name} brings its own (set it to null)")
 
 

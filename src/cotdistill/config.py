@@ -172,6 +172,8 @@ class TrainConfig:
     tokenizer: Optional[Literal["bpe", "char"]]
     # Which students to train (dvc.yaml's train/evaluate foreach reads this list).
     variants: list[Literal[VARIANTS]]
+    # multitask variant: loss = alpha * label task + (1 - alpha) * rationale task
+    multitask_alpha: float = _range(0.0, 1.0)
     launch: str  # the train stage's launcher, e.g. "accelerate launch --config_file ..."
     lora: Optional[bool]  # LoRA adapters through peft (base weights frozen)
     lora_r: int = _range(1)

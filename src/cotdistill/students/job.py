@@ -20,7 +20,8 @@ from .. import memory, tracking
 from ..config import Params, flatten, to_dict
 from ..io import atomic_dir, write_json, write_text
 from ..paths import shared_path
-from .model import apply_lora, load_student, save_trained, tokenizer_corpus
+from .architectures import ARCHITECTURES
+from .model import tokenizer_corpus
 from .training import ResolvedTrain, run_key, train
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Job:
     rank: int  # 0: the process that logs and saves
     threads: int  # torch CPU threads in use (recorded: float results depend on it)
     inputs: tuple = ()  # tracking.DataInput: the data the run trains on (MLflow dataset inputs)
+    multitask_alpha: float | None = None  # the multitask variant's loss weight (its pairs are triples)
 
 
 def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
@@ -54,8 +56,10 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     import torch
 
     params, preset, cfg = job.params, job.preset, job.cfg
+    arch = ARCHITECTURES.get(preset.architecture)
+    alpha = {} if job.multitask_alpha is None else {"multitask_alpha": job.multitask_alpha}
     key = run_key({"variant": job.variant, "model": params.model, "seed": params.seed, "threads": params.threads,
-                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs})
+                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs, **alpha})
     checkpoint_dir = checkpoints / key
     # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
     # a frozen LoRA base is loaded in bf16 to halve its memory.
@@ -71,10 +75,10 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
         note = memory.check_fits(f"model {preset.name}", preset, cfg)
         if note:
             log.warning(note)
-    model, tokenizer = load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
-                                    base_dir, cfg.tokenizer, cfg.model_path)
+    model, tokenizer = arch.load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
+                                         base_dir, cfg.tokenizer, cfg.model_path)
     if cfg.lora:
-        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
+        model = arch.apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
 
     main_process = job.rank == 0
     run_id, monitor, callbacks = None, None, []
@@ -86,7 +90,7 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     start = time.perf_counter()
     try:
         metrics, history = train(model, tokenizer, train_pairs, val_pairs, cfg, checkpoint_dir, params.seed,
-                                 callbacks=callbacks)
+                                 callbacks=callbacks, causal=arch.causal, multitask_alpha=job.multitask_alpha)
         if not main_process:
             return None
         if monitor:
@@ -116,16 +120,18 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
 
 def _save(job: Job, model, tokenizer, metrics: dict, run_id: str, base_dir: Path | None, dtype, out: Path) -> None:
     """Write the model folder (atomically) and, with train.log_model, copy it into MLflow."""
-    params, cfg = job.params, job.cfg
+    params, cfg, preset = job.params, job.cfg, job.preset
+    arch = ARCHITECTURES.get(preset.architecture)
     with atomic_dir(out) as tmp:
         if "final_dir" in metrics:  # FSDP / DeepSpeed: the gathered full model
             shutil.copytree(metrics.pop("final_dir"), tmp, dirs_exist_ok=True)
             tokenizer.save_pretrained(tmp)
             metrics["saved_as"] = "full"
         else:
-            base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else job.preset.hub_id
-            metrics["saved_as"] = save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
+            base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else preset.hub_id
+            metrics["saved_as"] = arch.save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
         write_json(tmp / "run.json", {"mlflow_run_id": run_id, "variant": job.variant, "model": params.model,
+                                      "architecture": preset.architecture, "multitask_alpha": job.multitask_alpha,
                                       "resolved_train": to_dict(cfg), "metrics": metrics})
     if params.train.log_model:
         tracking.log_folder(run_id, str(out))

@@ -145,8 +145,10 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
     return load_pretrained(preset.hub_id, quantization, dtype)
 
 
-def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool):
-    """Wrap `model` with trainable LoRA adapters (peft); base weights stay frozen."""
+def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool,
+               targets: list[str] | None = LORA_TARGETS, task_type: str = "SEQ_2_SEQ_LM"):
+    """Wrap `model` with trainable LoRA adapters (peft); base weights stay frozen.
+    `targets` None: peft's default modules for the model's architecture."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False):
@@ -154,13 +156,13 @@ def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing
     elif gradient_checkpointing:
         # Checkpointed blocks need an input that requires grad when the embeddings are frozen.
         model.enable_input_require_grads()
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGETS,
-                        task_type="SEQ_2_SEQ_LM")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        task_type=task_type)
     return get_peft_model(model, config)
 
 
 def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | None,
-                 dtype: torch.dtype | None = None) -> str:
+                 dtype: torch.dtype | None = None, model_class=T5ForConditionalGeneration) -> str:
     """Write the trained student to `folder`; returns "full", "adapter" or "merged".
 
     `base` is the base model's folder or Hub id (for LoRA). A quantized base cannot take
@@ -188,7 +190,7 @@ def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | Non
 
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
-            full = T5ForConditionalGeneration.from_pretrained(base, dtype=dtype or torch.float32)
+            full = model_class.from_pretrained(base, dtype=dtype or torch.float32)
             merged = PeftModel.from_pretrained(full, tmp).merge_and_unload()
     else:
         merged = model.merge_and_unload()
@@ -225,7 +227,7 @@ def check_model_folder(folder: str | Path) -> None:
         raise DataError(f"{folder}: no config.json or adapter_config.json ({hint})")
 
 
-def load_trained(folder: str | Path):
+def load_trained(folder: str | Path, model_class=T5ForConditionalGeneration):
     """The trained student in `folder`, ready for generation on the best device.
 
     A full (or merged) model loads directly; an adapter folder loads its base (the
@@ -236,7 +238,7 @@ def load_trained(folder: str | Path):
     cuda = torch.cuda.is_available()
     adapter_cfg = folder / "adapter_config.json"
     if not adapter_cfg.exists():
-        model = T5ForConditionalGeneration.from_pretrained(folder)
+        model = model_class.from_pretrained(folder)
         return model.to("cuda") if cuda else model
     from peft import PeftModel
 
@@ -247,7 +249,7 @@ def load_trained(folder: str | Path):
     base_id = str(base) if base.is_dir() else json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
     if hub.is_hub_id(base_id):
         hub.prepare_load(f"{folder}: base model", base_id, "student")
-    model = T5ForConditionalGeneration.from_pretrained(
+    model = model_class.from_pretrained(
         base_id,
         dtype=torch.bfloat16 if (cuda and resolved.get("precision") == "bf16") else torch.float32,
         quantization_config=qc,

@@ -1,4 +1,5 @@
-"""Finetune a student with transformers' Seq2SeqTrainer (transformers 5 API).
+"""Finetune a student with transformers' Seq2SeqTrainer (transformers 5 API): T5 or
+causal students, one task or the multitask variant's two (batches.py builds the batches).
 
 Checkpoints go to a folder outside DVC's outputs (DVC deletes a stage's outputs before
 it runs), keyed by everything that determines the run, so a killed train stage resumes
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 LOSS_STATE = "loss_state_rank{rank}.json"
 
 # params.train keys that choose which runs to make and how to launch or watch them,
-# not how a student is trained.
-NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics", "memory_check")
+# not how a student is trained. multitask_alpha reaches the multitask student through its
+# data folder (multitask.TASKS_FILE), so that a new alpha retrains that variant only.
+NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics", "memory_check", "multitask_alpha")
 
 # The settings of one training run: params.train without NOT_TRAINING, after the student
 # preset's defaults fill its `None`s (`resolve`).
@@ -186,15 +188,20 @@ def train(
     checkpoint_dir: Path,
     seed: int,
     callbacks: list | None = None,
+    causal: bool = False,
+    multitask_alpha: float | None = None,
 ) -> tuple[dict, list[dict]]:
     """Train to cfg.max_steps (resuming from checkpoint_dir if it holds one); returns the
-    run's metrics and the Trainer's log history."""
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+    run's metrics and the Trainer's log history. `causal`: a decoder-only student;
+    `multitask_alpha`: the pairs are multitask (question, answer, rationale) examples."""
+    from transformers import Seq2SeqTrainingArguments
+
+    from .batches import training_data
 
     if not train_pairs:
         raise DataError("no training examples: the filter kept nothing (see metrics/filter.json)")
-    train_ds = tokenize_pairs(tokenizer, train_pairs, cfg.max_source_length, cfg.max_target_length)
-    val_ds = tokenize_pairs(tokenizer, val_pairs, cfg.max_source_length, cfg.max_target_length) if val_pairs else None
+    data = training_data(tokenizer, model, train_pairs, val_pairs, cfg, causal, multitask_alpha)
+    train_ds, val_ds = data.train, data.validation
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     args = Seq2SeqTrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -225,13 +232,16 @@ def train(
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
+        remove_unused_columns=data.remove_unused_columns,
+        label_names=["labels"],
+        prediction_loss_only=True,  # validation needs the loss only, not every logit (a 150k vocabulary)
     )
-    trainer = _trainer_classes()(
+    trainer = data.trainer_class(_trainer_classes())(
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=val_ds,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, padding=True),
+        data_collator=data.collator,
         processing_class=tokenizer,
         callbacks=callbacks or [],
     )
