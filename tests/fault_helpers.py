@@ -112,7 +112,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in lines if line.strip() and not log_record.match(line) and not re.search(r"\d+%\|", line)]
 
 
-def interrupt_when(proc: subprocess.Popen, ready, timeout_s: float = 180.0, sig: int = signal.SIGINT) -> None:
+def interrupt_when(proc: subprocess.Popen, ready, timeout_s: float = 600.0, sig: int = signal.SIGINT) -> None:
     """Send `sig` to `proc` as soon as `ready()` holds (polled), as a user would."""
     deadline = time.monotonic() + timeout_s
     while not ready():
