@@ -161,6 +161,8 @@ def prepare_load(subject: str, repo_id: str, kind: str) -> None:
     """Right before a stage loads `repo_id`: fail in one line when it cannot be had; when
     it is cached but the Hub does not answer, switch this process to offline mode so
     that the libraries read the cache at once instead of retrying for minutes."""
+    if kind != "dataset" and not is_hub_id(repo_id):
+        return  # a local folder: transformers reads it as it is
     reason = unreachable(repo_id, "dataset" if kind == "dataset" else "model")
     if reason is None:
         return
