@@ -1,7 +1,9 @@
 """evaluate: decode the test splits with one trained student and score its answers.
 
 Number-answer datasets are decoded twice (unless evaluate.calculator is false): plainly
-and with the external calculator (the paper's), and both are scored.
+and with the external calculator (the paper's), and both are scored. A multitask student
+is scored on its label task (what it answers at test time); its rationale task is decoded
+and scored too, as a diagnostic (metrics["rationale"], rationale_predictions.jsonl).
 """
 
 import time
@@ -10,6 +12,7 @@ from pathlib import Path
 from cotdistill import stage, tracking
 from cotdistill.config import load_params, to_dict
 from cotdistill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
+from cotdistill.multitask import LABEL, MULTITASK, RATIONALE, task_source
 from cotdistill.splits import TEST_SPLITS
 
 
@@ -31,30 +34,43 @@ def main(argv=None):
         rows = read_jsonl(path) if path.exists() else []
         if rows:
             splits[stem] = rows[: cfg.max_examples] if cfg.max_examples else rows
+    from cotdistill.students.model import check_model_folder
+
+    check_model_folder(args.model)  # one line naming a missing or damaged file, not a traceback
     run = read_json(Path(args.model) / "run.json")
     answer_types = {r["answer_type"] for rows in splits.values() for r in rows}
     # params validation refused calculator: true on a dataset of other answers
     calculator = cfg.calculator is not False and answer_types == {"number"}
 
-    from transformers import AutoTokenizer
-
     from cotdistill.evaluation import DecodeOptions, evaluate_splits
-    from cotdistill.students.model import load_trained
+    from cotdistill.students.architectures import ARCHITECTURES
 
     threads = stage.set_threads(params.threads)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = load_trained(args.model)  # a full model or LoRA adapters, on the GPU if there is one
+    arch = ARCHITECTURES.get(run.get("architecture", "t5"))  # T5 students saved before causal ones had none
+    tokenizer = arch.load_tokenizer(args.model)
+    model = arch.load_trained(args.model)  # a full model or LoRA adapters, on the GPU if there is one
     options = DecodeOptions(
         max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams, do_sample=cfg.do_sample,
         temperature=cfg.temperature, top_p=cfg.top_p, seed=params.seed,
         max_source_length=cfg.max_source_length or run["resolved_train"]["max_source_length"],
     )
 
+    def evaluate(task: str | None):
+        def source(q: str) -> str:  # a multitask student reads the task's prefix first
+            return arch.source(task_source(task, q) if task else q)
+
+        return evaluate_splits(model, tokenizer, splits, options, cfg.batch_size, cfg.extraction, calculator,
+                               source=source, stop_strings=arch.stop_strings)
+
+    multitask = args.variant == MULTITASK
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
-        preds, split_metrics = evaluate_splits(model, tokenizer, splits, options, cfg.batch_size,
-                                               cfg.extraction, calculator)
+        preds, split_metrics = evaluate(LABEL if multitask else None)
         write_jsonl(tmp / "predictions.jsonl", preds)
+        if multitask:
+            rationale_preds, rationale_metrics = evaluate(RATIONALE)
+            write_jsonl(tmp / "rationale_predictions.jsonl", rationale_preds)
+            split_metrics[RATIONALE] = rationale_metrics
     metrics = {"variant": args.variant, "torch_threads": threads,
                "wall_s": round(time.perf_counter() - start, 2), **split_metrics}
     write_json(args.metrics, metrics)
@@ -63,7 +79,13 @@ def main(argv=None):
             for k, v in metrics[prefix].items()}
     flat.update({f"calculator/{prefix}/{k}": v for prefix, m in metrics.get("calculator", {}).items()
                  for k, v in m.items()})
+    flat.update({f"{RATIONALE}/{prefix}/accuracy": m["accuracy"] for prefix, m in metrics.get(RATIONALE, {}).items()
+                 if prefix in TEST_SPLITS.values()})
     tracking.log_metrics(run["mlflow_run_id"], flat)
+    tracking.log_to_group(run["mlflow_run_id"], args.variant, flat)  # the DVC experiment's parent run
+    tracking.log_inputs(run["mlflow_run_id"], [
+        tracking.DataInput(f"{params.dataset}/{stem}", str(Path(args.prepared) / f"{stem}.jsonl"), stem,
+                           {"rows": len(rows)}) for stem, rows in splits.items()])
     # Params are immutable in MLflow; the evaluation settings may change per rerun.
     tracking.set_tags(run["mlflow_run_id"], {f"evaluate.{k}": v for k, v in to_dict(cfg).items()})
 

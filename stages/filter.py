@@ -1,8 +1,9 @@
 """filter: keep teacher CoTs whose extracted answer equals the gold answer, and write the
-training targets of every variant in train.variants to <out>/<variant>/{train,validation}.jsonl.
+training targets of every variant in train.variants to <out>/<variant>/{train,validation}.jsonl
+(and the multitask variant's task weights to <out>/multitask/tasks.json).
 
-A filter that keeps no CoT for the cot variant fails here (after writing its metrics, with
-the drops by reason), not later in train@cot."""
+A filter that keeps no CoT for the cot or multitask variant fails here (after writing its
+metrics, with the drops by reason), not later in train@cot."""
 
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from cotdistill import stage
 from cotdistill.config import load_params, to_dict
 from cotdistill.filtering import add_missing_cot, filter_generations, require_kept
 from cotdistill.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from cotdistill.multitask import MULTITASK, TASKS_FILE, task_spec
 from cotdistill.splits import TEACHER_SPLITS
 from cotdistill.steps import STEP_CHECKERS
 from cotdistill.targets import variant_rows
@@ -40,12 +42,14 @@ def main(argv=None):
             kept = add_missing_cot(records, kept)
         rows[split] = {v: variant_rows(v, records, kept) for v in params.train.variants}
     write_json(args.metrics, {**metrics["train"], "validation": metrics["validation"]})
-    if "cot" in params.train.variants:
+    if {"cot", MULTITASK} & set(params.train.variants):
         require_kept(metrics["train"])
     with atomic_dir(args.out) as tmp:
         for split, by_variant in rows.items():
             for variant, targets in by_variant.items():
                 write_jsonl(tmp / variant / f"{split}.jsonl", targets)
+        if MULTITASK in params.train.variants:
+            write_json(tmp / MULTITASK / TASKS_FILE, task_spec(params.train.multitask_alpha))
 
 
 if __name__ == "__main__":

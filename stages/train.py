@@ -1,16 +1,17 @@
-"""train: finetune one student variant (answer-only baseline, CoT, or gold rationales) and
-log it to MLflow. Runs as `python stages/train.py` or under `accelerate launch` (DDP,
+"""train: finetune one student variant (answer-only baseline, CoT, gold rationales, or the
+multitask label + rationale student) and log it to MLflow. Runs as `python stages/train.py` or under `accelerate launch` (DDP,
 FSDP, DeepSpeed); with several processes only rank 0 writes outputs and logs."""
 
 import os
 from pathlib import Path
 
-from cotdistill import stage
+from cotdistill import stage, tracking
 from cotdistill.catalog import VARIANTS
 from cotdistill.catalog.students import STUDENTS
 from cotdistill.config import load_params, to_dict
 from cotdistill.errors import DataError
 from cotdistill.io import read_jsonl, write_csv, write_json
+from cotdistill.multitask import MULTITASK, examples, read_alpha
 from cotdistill.paths import shared_path
 
 
@@ -29,8 +30,11 @@ def main(argv=None):
     rank = int(os.environ.get("RANK", "0"))  # set by accelerate launch / torchrun
     train_rows = read_jsonl(Path(args.prepared) / "train.jsonl")
     data = Path(args.data)
-    train_pairs = [(r["question"], r["target"]) for r in read_jsonl(data / "train.jsonl")]
-    val_pairs = [(r["question"], r["target"]) for r in read_jsonl(data / "validation.jsonl")]
+    rows = {split: read_jsonl(data / f"{split}.jsonl") for split in ("train", "validation")}
+    train_pairs, val_pairs = ([(r["question"], r["target"]) for r in rows[s]] for s in ("train", "validation"))
+    alpha = None
+    if args.variant == MULTITASK:  # (question, answer, rationale): both tasks of each question
+        train_pairs, val_pairs, alpha = examples(rows["train"]), examples(rows["validation"]), read_alpha(data)
     if not train_pairs:
         raise DataError(f"{data / 'train.jsonl'}: no training examples for variant '{args.variant}' "
                         "(see metrics/filter.json)")
@@ -43,13 +47,17 @@ def main(argv=None):
     cfg = resolve(params.train, preset)
     if rank == 0:
         stage.log_config("train", {"variant": args.variant, "model": params.model, **to_dict(cfg)})
-    job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads))
-    result = train_student(job, train_rows, train_pairs, val_pairs, shared_path(args.checkpoints), Path(args.out))
-    if result is None:  # not rank 0
-        return
-    metrics, curve = result
-    write_csv(args.curve, curve, CURVE_FIELDS)
-    write_json(args.metrics, metrics)
+    # What MLflow names as the run's data: the variant's targets folder (its DVC md5 is in dvc.lock).
+    inputs = (tracking.DataInput(f"{params.dataset}/{args.variant}", args.data, "train",
+                                 {"train_rows": len(train_pairs), "validation_rows": len(val_pairs)}),)
+    job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads), inputs, alpha)
+
+    def write_outputs(metrics: dict, curve: list[dict]) -> None:
+        write_csv(args.curve, curve, CURVE_FIELDS)
+        write_json(args.metrics, metrics)
+
+    train_student(job, train_rows, train_pairs, val_pairs, shared_path(args.checkpoints), Path(args.out),
+                  on_saved=write_outputs)  # rank 0 writes; other ranks return None
 
 
 if __name__ == "__main__":

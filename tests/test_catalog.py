@@ -49,4 +49,5 @@ def test_params_validation_loads_no_implementation():
     loaded = ast.literal_eval(out)
     assert loaded == ["cotdistill", "cotdistill.catalog", "cotdistill.catalog.datasets", "cotdistill.catalog.prompts",
                       "cotdistill.catalog.students", "cotdistill.catalog.teachers", "cotdistill.checks",
-                      "cotdistill.config", "cotdistill.errors", "cotdistill.registry"]  # and no torch
+                      "cotdistill.config", "cotdistill.errors", "cotdistill.io",  # the one file reader
+                      "cotdistill.registry"]  # and no torch

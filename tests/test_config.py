@@ -154,7 +154,10 @@ CROSS_FIELD = [
      "generate.prompt_format: coin_flip.yaml has no format 'terse'; allowed: default, echo"),
     ({"generate": {"shots": 9}}, "generate.shots: 9, but format 'default' of coin_flip.yaml has 5 exemplars"),
     ({"model": "t5-small", "train": {"tokenizer": "char"}},
-     "train.tokenizer: only students built from a config train a tokenizer (t5-tiny, t5-mini, t5-mini4)"),
+     "train.tokenizer: only students built from a config train a tokenizer (t5-tiny, t5-mini, t5-mini4, llama-tiny)"),
+    ({"model": "smollm2-135m", "train": {"tokenizer": "char"}},
+     "train.tokenizer: only students built from a config train a tokenizer"),
+    ({"train": {"multitask_alpha": 1.5}}, "train.multitask_alpha: must be <= 1.0, got 1.5"),
     ({"teacher": "vllm-local", "generate": {"quantization": "4bit"}},
      "generate.quantization: only for teachers with backend hf; teacher 'vllm-local' has backend openai"),
     ({"dataset": "coinflip"}, "dataset: unknown dataset 'coinflip' (did you mean 'coin_flip'?)"),
@@ -188,6 +191,8 @@ def test_what_the_checks_allow(base_params):
         {"dataset": "gsm8k", "evaluate": {"calculator": True}, "train": {"variants": ["answer", "cot", "gold"]}},
         {"generate": {"num_samples": 4, "temperature": 0.7}},
         {"model": "t5-xl"},  # LoRA on 8-bit weights by default
+        {"model": "qwen2.5-1.5b"},  # LoRA on NF4 weights by default
+        {"model": "llama-tiny", "train": {"tokenizer": "char", "variants": ["answer", "cot", "gold", "multitask"]}},
         {"generate": {"shots": 0, "max_new_tokens": 1}},
     ]
     for patch in ok:

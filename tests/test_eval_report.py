@@ -84,6 +84,11 @@ def test_experiments_from_dvc_exp_show(tmp_path):
     assert [p.read_bytes()[:8] for p in paths if p.suffix == ".png"] == [b"\x89PNG\r\n\x1a\n"] * 2
     with pytest.raises(ValueError, match="no experiment has evaluation metrics"):
         write_experiment_report([], tmp_path / "none")
+    assert {r["family"] for r in recs} == {"t5"}
+    # both families in one student-size plot: a causal student's points join the T5 ones
+    causal = [{**r, "experiment": "e2", "student": "llama-tiny", "family": "causal", "params_m": 3.9} for r in recs]
+    both = write_experiment_report(recs + causal, tmp_path / "both")
+    assert (tmp_path / "both/accuracy_vs_student_size.png").stat().st_size > 1000 and len(both) == 4
     # the prepared train size (after max_train / data_fraction) wins over the requested one
     exp = shown[1]["experiments"][0]["revs"][0]["data"]["metrics"]
     exp["metrics/prepare.json"] = {"data": {"n_train": 7}}

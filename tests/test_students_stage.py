@@ -15,25 +15,28 @@ import pytest
 import yaml
 
 from cotdistill.datasets.synthetic import coin_flip_example
+from cotdistill.multitask import task_spec
 from cotdistill.targets import variant_rows
 
 from .conftest import REPO, run_cmd, venv_bin
 
 
-def write_inputs(root: Path, n_train: int = 48, **train) -> Path:
-    """Tiny prepared + per-variant target folders (cot = the gold rationales) and a params
-    file (t5-mini); returns the params path."""
+def write_inputs(root: Path, n_train: int = 48, model: str = "t5-mini", **train) -> Path:
+    """Tiny prepared + per-variant target folders (cot = the gold rationales, and the
+    multitask rows built on them) and a params file (t5-mini); returns the params path."""
     rng = random.Random(0)
     rows = {s: [{"id": f"{s}-{i}", **coin_flip_example(rng, rng.randint(2, 3))} for i in range(n)]
             for s, n in (("train", n_train), ("validation", 8))}
     for split, rs in rows.items():
         gold = variant_rows("gold", rs, [])
         for folder, recs in (("prepared", rs), ("filtered/answer", variant_rows("answer", rs, [])),
-                             ("filtered/gold", gold), ("filtered/cot", gold)):
+                             ("filtered/gold", gold), ("filtered/cot", gold),
+                             ("filtered/multitask", variant_rows("multitask", rs, gold))):
             (root / folder).mkdir(parents=True, exist_ok=True)
             (root / folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (root / "filtered/multitask/tasks.json").write_text(json.dumps(task_spec(0.5)))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["model"] = "t5-mini"
+    params["model"] = model
     params["train"].update(dict(max_steps=10, batch_size=8, save_steps=5, eval_steps=5, logging_steps=1,
                                 system_metrics=False), **train)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -62,8 +65,9 @@ def mlflow_runs(root: Path) -> list:
 
 
 @pytest.mark.slow
-def test_killed_train_stage_resumes_from_its_checkpoint(tmp_path):
-    write_inputs(tmp_path, max_steps=60, save_steps=4, eval_steps=60, logging_steps=2)
+@pytest.mark.parametrize("model, lora", [("t5-mini", False), ("llama-tiny", True)])
+def test_killed_train_stage_resumes_from_its_checkpoint(tmp_path, model, lora):
+    write_inputs(tmp_path, max_steps=60, save_steps=4, eval_steps=60, logging_steps=2, model=model, lora=lora)
     cmd = [sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, **env_for(tmp_path)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -85,7 +89,8 @@ def test_killed_train_stage_resumes_from_its_checkpoint(tmp_path):
             env=env_for(tmp_path), timeout=600)
     m = json.loads((tmp_path / "metrics" / "cot.json").read_text())
     assert m["resumed_from_step"] >= killed_at > 0 and m["steps"] == 60
-    assert (tmp_path / "models" / "cot" / "model.safetensors").exists()
+    weights = "adapter_model.safetensors" if lora else "model.safetensors"
+    assert (tmp_path / "models" / "cot" / weights).exists()
     assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
     runs = mlflow_runs(tmp_path)  # the killed run was reopened, not duplicated
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -96,15 +101,16 @@ def test_killed_train_stage_resumes_from_its_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_train_one_model_under_accelerate(tmp_path):
-    write_inputs(tmp_path, max_steps=6, save_steps=3, eval_steps=3, system_metrics=True)
+@pytest.mark.parametrize("model, variant", [("t5-mini", "answer"), ("llama-tiny", "multitask")])
+def test_two_processes_train_one_model_under_accelerate(tmp_path, model, variant):
+    write_inputs(tmp_path, max_steps=6, save_steps=3, eval_steps=3, system_metrics=True, model=model)
     with socket.socket() as s:  # a free rendezvous port, so parallel test runs do not collide
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [venv_bin("accelerate"), "launch", "--config_file", str(REPO / "configs/accelerate/cpu_2proc.yaml"),
-           "--main_process_port", str(port), str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")]
+           "--main_process_port", str(port), str(REPO / "stages/train.py"), *train_args(tmp_path, variant)]
     run_cmd(cmd, cwd=tmp_path, env=env_for(tmp_path), timeout=600)
-    m = json.loads((tmp_path / "metrics" / "answer.json").read_text())
+    m = json.loads((tmp_path / "metrics" / f"{variant}.json").read_text())
     assert m["world_size"] == 2 and m["replicas_identical"] is True and m["steps"] == 6
     runs = mlflow_runs(tmp_path)  # only rank 0 logs
     assert len(runs) == 1 and runs[0].data.metrics["train/world_size"] == 2
@@ -151,3 +157,35 @@ def test_report_reads_a_folder_of_evaluations_for_the_current_variants(tmp_path)
              "--out", str(tmp_path / "report.md")], cwd=tmp_path, env=env_for(tmp_path))
     report = (tmp_path / "report.md").read_text()
     assert "| answer |" in report and "| gold |" in report and "| cot |" not in report
+
+
+def write_test_split(root: Path, n: int = 6) -> None:
+    rng = random.Random(1)
+    for split in ("test", "test_ood"):
+        rows = [{"id": f"{split}-{i}", **coin_flip_example(rng, rng.randint(2, 3))} for i in range(n)]
+        (root / "prepared" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["t5-mini", "llama-tiny"])
+def test_multitask_student_trains_and_is_scored_on_both_tasks(tmp_path, model):
+    write_inputs(tmp_path, max_steps=4, save_steps=4, eval_steps=4, model=model)
+    write_test_split(tmp_path)
+    run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "multitask")], cwd=tmp_path,
+            env=env_for(tmp_path), timeout=600)
+    run = json.loads((tmp_path / "models" / "multitask" / "run.json").read_text())
+    assert run["multitask_alpha"] == 0.5 and run["architecture"] == ("causal" if model == "llama-tiny" else "t5")
+    assert json.loads((tmp_path / "metrics" / "multitask.json").read_text())["train_examples"] == 48
+    run_cmd([sys.executable, str(REPO / "stages/evaluate.py"), "--params", str(tmp_path / "params.yaml"),
+             "--variant", "multitask", "--model", str(tmp_path / "models" / "multitask"),
+             "--prepared", str(tmp_path / "prepared"), "--out", str(tmp_path / "eval"),
+             "--metrics", str(tmp_path / "metrics" / "evaluate.json")], cwd=tmp_path, env=env_for(tmp_path),
+            timeout=600)
+    m = json.loads((tmp_path / "metrics" / "evaluate.json").read_text())
+    assert m["id"]["n"] == m["rationale"]["id"]["n"] == m["rationale"]["ood"]["n"] == 6
+    label = (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
+    rationale = (tmp_path / "eval" / "rationale_predictions.jsonl").read_text().splitlines()
+    assert len(label) == len(rationale) == 12
+    (r,) = mlflow_runs(tmp_path)  # one run: training, the label task's and the rationale task's accuracy
+    assert {"id/accuracy", "rationale/id/accuracy", "rationale/ood/accuracy", "train/loss"} <= set(r.data.metrics)
+    assert r.data.params["train.multitask_alpha"] == "0.5" and r.data.tags["student"] == model

@@ -10,9 +10,10 @@ and what would be allowed.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Callable
 
-from .catalog.datasets import DATASETS
+from .catalog.datasets import DATASETS, LOCAL_FORMATS
 from .catalog.prompts import prompt_path, read_formats
 from .catalog.students import STUDENTS
 from .catalog.teachers import TEACHERS
@@ -34,6 +35,12 @@ def _source(p, where: str) -> None:
                           f"'{p.prepare.source}'; allowed: {', '.join(info.sources)}")
     if p.prepare.source == "local" and not p.prepare.local.path:
         raise ConfigError(f"{where}: prepare.local.path: required when prepare.source is 'local'")
+    if p.prepare.source == "local" and p.prepare.local.format is None:
+        suffix = Path(p.prepare.local.path).suffix.lower()
+        if suffix not in LOCAL_FORMATS:
+            raise ConfigError(f"{where}: prepare.local.format: cannot tell the format of "
+                              f"{p.prepare.local.path} from its suffix; set it to one of "
+                              f"{', '.join(sorted(set(LOCAL_FORMATS.values())))}")
 
 
 def _ranges(p, where: str) -> None:
@@ -45,6 +52,11 @@ def _ranges(p, where: str) -> None:
                 raise ConfigError(f"{where}: {key}.{lo} must be <= {hi}")
     if p.prepare.data_fraction <= 0:
         raise ConfigError(f"{where}: prepare.data_fraction: must be > 0 and <= 1, got {p.prepare.data_fraction!r}")
+    fraction = p.prepare.gsm_symbolic.ood_template_fraction
+    if p.dataset == "gsm_symbolic" and p.prepare.n_test_ood > 0 and not 0 < fraction < 1:
+        raise ConfigError(f"{where}: prepare.gsm_symbolic.ood_template_fraction: {fraction!r} holds out "
+                          f"{'no' if fraction <= 0 else 'every'} template for test_ood; it must be > 0 and < 1 "
+                          "(or set prepare.n_test_ood: 0)")
 
 
 def _teacher_keys(p, where: str) -> None:
@@ -54,7 +66,10 @@ def _teacher_keys(p, where: str) -> None:
         # never echo the value: it may be a pasted key
         raise ConfigError(f"{where}: generate.api_key_env: must be the NAME of an environment variable "
                           "(letters, digits, _), not the key itself")
-    only = {"hf": ("quantization", "device_map"), "openai": ("base_url", "served_model", "api_key_env")}
+    if backend == "openai" and not (g.base_url or TEACHERS.get(p.teacher).base_url):
+        raise ConfigError(f"{where}: generate.base_url: teacher '{p.teacher}' has no endpoint; set one "
+                          "(e.g. http://127.0.0.1:8000/v1)")
+    only = {"hf": ("quantization", "device_map", "model_path"), "openai": ("base_url", "served_model", "api_key_env")}
     for other, keys in only.items():
         for key in keys:
             if other != backend and getattr(g, key) is not None:
@@ -130,9 +145,13 @@ def _train(p, where: str) -> None:
         # Quantized weights cannot be trained directly: only adapters on top of them.
         raise ConfigError(f"{where}: train.quantization: {quantization} needs train.lora: true "
                           f"(model {preset.name} has lora {'on' if preset.lora else 'off'} by default)")
-    if t.tokenizer is not None and not preset.offline:
+    if t.model_path is not None and preset.offline:
+        hub = ", ".join(n for n, s in STUDENTS.items() if not s.offline)
+        raise ConfigError(f"{where}: train.model_path: model {preset.name} is built from a config; a local "
+                          f"checkpoint stands in for a Hub student's ({hub})")
+    if t.tokenizer is not None and not preset.from_config:
         raise ConfigError(f"{where}: train.tokenizer: only students built from a config train a tokenizer "
-                          f"({', '.join(n for n, s in STUDENTS.items() if s.offline)}); "
+                          f"({', '.join(n for n, s in STUDENTS.items() if s.from_config)}); "
                           f"model {preset.name} brings its own (set it to null)")
 
 

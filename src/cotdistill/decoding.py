@@ -1,5 +1,7 @@
-"""Batched decoding of a seq2seq student: greedy, beam search or sampling, with or
-without the external calculator.
+"""Batched decoding of a student: greedy, beam search or sampling, with or without the
+external calculator. T5 students are padded on the right (`decode`); causal students on
+the left, their completion cut from the prompt and stopped at EOS or a stop string
+(`decode_causal`, which `decode` hands them to).
 
 The calculator is a logits processor, so it rides on `generate`'s own batching, beam
 bookkeeping and stopping: after every step it looks at each sequence's tokens since its
@@ -60,9 +62,10 @@ def _token_classes(tokenizer) -> tuple[list[int], list[int], list[int]]:
     return cached
 
 
-def calculator_processor(tokenizer):
+def calculator_processor(tokenizer, start: int = 0):
     """A LogitsProcessor that forces the calculator's value after every 'expr =' and then
-    keeps that number closed."""
+    keeps that number closed. Tokens before position `start` (a causal student's prompt)
+    are context only: an '=' there is never answered."""
     import torch
     from transformers import LogitsProcessor
 
@@ -109,6 +112,7 @@ def calculator_processor(tokenizer):
 
         def __call__(self, input_ids, scores):
             hit = torch.isin(input_ids, self.eq_ids.to(input_ids.device))
+            hit[:, :start] = False
             rows = hit.any(dim=1).nonzero().flatten().tolist()
             if not rows:
                 return scores
@@ -133,16 +137,20 @@ def calculator_processor(tokenizer):
 
 
 def decode(model, tokenizer, questions: list[str], batch_size: int, options: DecodeOptions | None = None, *,
-           calculator: bool = False, progress: bool = True) -> list[str]:
+           calculator: bool = False, progress: bool = True, stop_strings: tuple[str, ...] = ()) -> list[str]:
     """Decode `questions` in batches of similar length; outputs come back in input order.
 
     `options` says how (greedy by default); T5 is padded on the right with an attention
-    mask, as it was trained.
+    mask, as it was trained, and stops at EOS. A decoder-only model goes to
+    `decode_causal` (with `stop_strings`), its `questions` being the prompts.
     """
     import torch
     from tqdm import tqdm
     from transformers import LogitsProcessorList
 
+    if not model.config.is_encoder_decoder:
+        return decode_causal(model, tokenizer, questions, batch_size, options, calculator=calculator,
+                             progress=progress, stop_strings=stop_strings)
     opts = options or DecodeOptions()
     tokenizer.padding_side = "right"
     order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
@@ -164,4 +172,51 @@ def decode(model, tokenizer, questions: list[str], batch_size: int, options: Dec
             out = model.generate(**enc, **gen_kwargs, logits_processor=processors)
             for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
                 outputs[i] = text.strip()
+    return outputs
+
+
+def cut_at_stop(text: str, stop_strings: tuple[str, ...]) -> str:
+    """`text` up to the first stop string (generate stops after writing one)."""
+    cut = min((i for i in (text.find(s) for s in stop_strings) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def decode_causal(model, tokenizer, prompts: list[str], batch_size: int, options: DecodeOptions | None = None, *,
+                  calculator: bool = False, progress: bool = True, stop_strings: tuple[str, ...] = ()) -> list[str]:
+    """Decode the completions of a causal student's `prompts`, in batches of similar length.
+
+    The prompts are padded on the left, so that every row's completion starts at the same
+    position (generate takes the positions from the attention mask: a row's outputs are
+    those of its unpadded prompt), and truncated on the left to options.max_source_length.
+    A row stops at EOS or once it writes a stop string; the output is the completion
+    alone, cut before the stop string. The calculator looks at the completion only.
+    """
+    import torch
+    from tqdm import tqdm
+    from transformers import LogitsProcessorList
+
+    opts = options or DecodeOptions()
+    tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: list[str] = [""] * len(prompts)
+    device = next(model.parameters()).device
+    gen_kwargs = dict(max_new_tokens=opts.max_new_tokens, num_beams=opts.num_beams, do_sample=opts.do_sample,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      stop_strings=list(stop_strings) or None, tokenizer=tokenizer)
+    if opts.do_sample:
+        gen_kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
+        torch.manual_seed(opts.seed)
+    model.eval()
+    with torch.inference_mode():
+        for b in tqdm(range(0, len(order), batch_size), desc="decode" + (" +calc" if calculator else ""),
+                      unit="batch", disable=not progress):
+            idx = order[b : b + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                            truncation=True, max_length=opts.max_source_length).to(device)
+            start = enc["input_ids"].shape[1]
+            processors = LogitsProcessorList([calculator_processor(tokenizer, start)] if calculator else [])
+            out = model.generate(**enc, **gen_kwargs, logits_processor=processors)
+            for i, text in zip(idx, tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)):
+                outputs[i] = cut_at_stop(text, stop_strings).strip()
     return outputs

@@ -14,3 +14,8 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """Bad or missing input data: the message names the file (and line) and what is wrong."""
+
+
+class ResourceError(UserError):
+    """Something this machine lacks for the params: a checkpoint or dataset that is neither
+    local nor reachable, or the memory to train; the message says what would do instead."""

@@ -6,6 +6,8 @@ the intervals and paired tests in stats.py.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .answers import extract, matches
 from .decoding import DecodeOptions, decode
 from .splits import TEST_SPLITS
@@ -40,8 +42,12 @@ def score(records: list[dict], outputs: list[str], mode: str) -> tuple[list[dict
 
 def evaluate_splits(model, tokenizer, splits: dict[str, list[dict]], options: DecodeOptions,
                     batch_size: int, extraction: str, calculator: bool,
-                    progress: bool = True) -> tuple[list[dict], dict]:
+                    progress: bool = True, source: Callable[[str], str] | None = None,
+                    stop_strings: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
     """Decode and score every test split, plainly and (if asked) with the calculator.
+
+    `source` turns a question into what the student reads (a causal student's prompt, a
+    multitask student's task prefix); `stop_strings` end a causal student's output.
 
     Returns (prediction rows, metrics): metrics[prefix] for plain decoding and
     metrics["calculator"][prefix] for calculator decoding, prefix in TEST_SPLITS' values.
@@ -50,14 +56,15 @@ def evaluate_splits(model, tokenizer, splits: dict[str, list[dict]], options: De
     metrics: dict = {}
     for stem, records in splits.items():
         prefix = TEST_SPLITS.get(stem, stem)
-        questions = [r["question"] for r in records]
-        plain = decode(model, tokenizer, questions, batch_size, options=options, progress=progress)
+        questions = [(source or str)(r["question"]) for r in records]
+        plain = decode(model, tokenizer, questions, batch_size, options=options, progress=progress,
+                       stop_strings=stop_strings)
         preds, m = score(records, plain, extraction)
         rows += [{"split": stem, "calculator": False, **p} for p in preds]
         metrics[prefix] = m
         if calculator:
             calc = decode(model, tokenizer, questions, batch_size, options=options, calculator=True,
-                          progress=progress)
+                          progress=progress, stop_strings=stop_strings)
             preds, m = score(records, calc, extraction)
             m["changed_outputs"] = sum(x != y for x, y in zip(plain, calc))
             rows += [{"split": stem, "calculator": True, **p} for p in preds]

@@ -2,8 +2,9 @@
 two plots, accuracy against student size and against training-set size (the paper's
 scaling figures).
 
-One record per (experiment, variant): its params (student, dataset, training questions)
-and its test accuracies with and without the calculator.
+One record per (experiment, variant): its params (student, dataset, training questions),
+the student's architecture (`family`: t5 or causal, so that both families share the
+student-size plot, told apart) and its test accuracies with and without the calculator.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def _params_m(student: str | None, fallback: Any = None) -> float | None:
         return float(fallback) if fallback is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def _family(student: str | None) -> str | None:
+    from .catalog.students import STUDENTS
+
+    return STUDENTS.get(student).architecture if student in STUDENTS else None
 
 
 def _acc(m: dict | None) -> float | None:
@@ -68,6 +75,7 @@ def records_from_dvc(shown: list[dict]) -> list[dict]:
             calc = m.get("calculator", {})
             rec = {
                 "experiment": name, "dataset": params.get("dataset"), "student": params.get("model"),
+                "family": _family(params.get("model")),
                 "params_m": _params_m(params.get("model"), train.get(m["variant"], {}).get("params_m")),
                 "n_train": prepared or (params.get("prepare") or {}).get("n_train"),
                 "train_examples": train.get(m["variant"], {}).get("train_examples"), "variant": m["variant"],
@@ -109,7 +117,8 @@ def records_from_mlflow(tracking_uri: str, experiment: str = "cotdistill") -> li
         n_train = p.get("prepare.n_train")
         out.append({
             "experiment": t.get("dvc_experiment", run.info.run_id[:8]), "dataset": t.get("dataset"),
-            "student": t.get("student"), "params_m": _params_m(t.get("student"), m.get("train/params_m")),
+            "student": t.get("student"), "family": _family(t.get("student")),
+            "params_m": _params_m(t.get("student"), m.get("train/params_m")),
             "n_train": int(n_train) if n_train and n_train.isdigit() else None,
             "train_examples": m.get("train/train_examples"), "variant": t.get("variant"),
             "id": m.get("id/accuracy"), "ood": m.get("ood/accuracy"),
@@ -146,25 +155,30 @@ def render_table(records: list[dict]) -> str:
 
 def plot_scaling(records: list[dict], x: str, xlabel: str, path: Path, log_x: bool) -> None:
     """Accuracy (ID, and with the calculator where measured) against `x`, one line per
-    variant; points sharing an x are averaged, every point is drawn."""
+    variant (per variant and architecture when both T5 and causal students are there);
+    points sharing an x are averaged, every point is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    series = sorted({str(r["variant"]) for r in records})
-    for variant in series:
-        for key, style in (("id", "-o"), ("id_calc", "--s")):
-            pts = [(r[x], r[key]) for r in records
-                   if str(r["variant"]) == variant and r[x] is not None and r[key] is not None]
+    families = sorted({str(r.get("family")) for r in records})
+    series = sorted({(str(r["variant"]), str(r.get("family"))) for r in records})
+    colors = {v: f"C{i}" for i, v in enumerate(sorted({v for v, _ in series}))}  # one colour per variant
+    for variant, family in series:
+        marker, line = ("^", ":") if family == "causal" else ("o", "-")  # one marker per architecture
+        for key, style in (("id", f"{line}{marker}"), ("id_calc", f"--{marker}")):
+            pts = [(r[x], r[key]) for r in records if str(r["variant"]) == variant and str(r.get("family")) == family
+                   and r[x] is not None and r[key] is not None]
             if not pts:
                 continue
             xs = sorted({p[0] for p in pts})
             means = [sum(a for b, a in pts if b == v) / sum(1 for b, _ in pts if b == v) for v in xs]
-            label = variant + (" +calculator" if key == "id_calc" else "")
-            line, = ax.plot(xs, [100 * m for m in means], style, label=label)
-            ax.scatter([p[0] for p in pts], [100 * p[1] for p in pts], color=line.get_color(), alpha=0.4, s=12)
+            label = (variant + (f" ({family})" if len(families) > 1 else "")
+                     + (" +calculator" if key == "id_calc" else ""))
+            ax.plot(xs, [100 * m for m in means], style, label=label, color=colors[variant])
+            ax.scatter([p[0] for p in pts], [100 * p[1] for p in pts], color=colors[variant], alpha=0.4, s=12)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)

@@ -3,7 +3,8 @@ the calculator, with 95% CIs), paired McNemar tests between variants, and the da
 the `dvc plots` accuracy chart.
 
 It takes any list of evaluation files (metrics/evaluate/<variant>.json), so the set of
-variants is whatever the pipeline evaluated.
+variants is whatever the pipeline evaluated; a multitask student's rationale task gets a
+table of its own.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
         cells = " | ".join(_cell(_metrics(e, s, c)) for s, c in cols)
         inv = " | ".join(f"{100 * e[s]['invalid_rate']:.1f}%" if s in e else "n/a" for s in inv_splits)
         lines.append(f"| {params.dataset} | {e['variant']} | {n} | {cells} | {inv} |")
+    lines += _rationale_table(params, evaluations)
     if predictions:
         tests = paired_tests(predictions)
         if tests:
@@ -136,6 +138,26 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
         lines.append(f"Torch threads: {', '.join(map(str, threads))} (float results depend on the thread count).")
     lines.append("")
     return "\n".join(lines)
+
+
+def _rationale_table(params, evaluations: list[dict]) -> list[str]:
+    """The multitask students' rationale task: the answer read from the rationale each
+    writes after the [rationale] prefix. A diagnostic: at test time it answers with its
+    label task, which the table above scores."""
+    rationale = [(e["variant"], e["rationale"]) for e in evaluations if e.get("rationale")]
+    if not rationale:
+        return []
+    cols = _columns([m for _, m in rationale])
+    lines = ["", "## The multitask student's rationale task", "",
+             "Accuracy of the answer extracted from the rationale the multitask student writes when asked for "
+             "one ([rationale] prefix); its test-time answers (label task) are in the table above.", "",
+             "| dataset | variant | task | " + " | ".join(f"{PREFIX_LABELS[s]}{' +calculator' if c else ''}"
+                                                    for s, c in cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
+    for variant, m in rationale:
+        lines.append(f"| {params.dataset} | {variant} | rationale | "
+                     + " | ".join(_cell(_metrics(m, s, c)) for s, c in cols) + " |")
+    return lines
 
 
 def _shares(counts: dict) -> str:

@@ -2,7 +2,9 @@
 
 - `answer`: the gold answer alone (the paper's baseline);
 - `gold`: the dataset's own rationale, closed by "The answer is X.";
-- `cot`: the teacher's kept CoTs (filtering.py), closed the same way.
+- `cot`: the teacher's kept CoTs (filtering.py), closed the same way;
+- `multitask`: one row per kept CoT with both targets, the answer (`target`, the label
+  task) and the CoT (`rationale`), for distilling step-by-step (multitask.py).
 
 The filter stage writes every variant's rows to `data/filtered/<variant>/`, so each
 train stage depends only on its own variant's folder: a new teacher or filter setting
@@ -54,11 +56,18 @@ def cot_rows(records: list[dict], kept: list[dict]) -> list[dict]:
     return [_row(k, k["target"]) for k in kept]
 
 
+def multitask_rows(records: list[dict], kept: list[dict]) -> list[dict]:
+    # Both tasks are built from the same kept CoT: a question the filter dropped has no
+    # label row either, as in the paper.
+    return [{**_row(k, k["answer"]), "rationale": k["target"]} for k in kept]
+
+
 # variant (catalog.VARIANTS) -> (records of a split, the filter's kept CoTs of that split) -> target rows
 VARIANTS: Registry[Callable[[list[dict], list[dict]], list[dict]]] = Registry("variant")
 VARIANTS.register("answer", answer_rows)
 VARIANTS.register("cot", cot_rows)
 VARIANTS.register("gold", gold_rows)
+VARIANTS.register("multitask", multitask_rows)
 
 
 def variant_rows(variant: str, records: list[dict], kept: list[dict]) -> list[dict]:

@@ -6,7 +6,10 @@ Validating params reads these tables and nothing else, so that a stage loads onl
 code it runs: the loaders, models and backends stay behind the names.
 """
 
-# What a student learns to write (targets.py builds each variant's targets).
-VARIANTS = ("answer", "cot", "gold")
+# What a student learns to write (targets.py builds each variant's targets); multitask is
+# distilling step-by-step (Hsieh et al., 2023): a label and a rationale task in one model.
+VARIANTS = ("answer", "cot", "gold", "multitask")
+# Student architectures (catalog/students.py; students/architectures.py builds each).
+ARCHITECTURES = ("t5", "causal")
 # bitsandbytes formats of base weights (quantization.py), for the teacher and the students.
 QUANTIZATIONS = ("none", "8bit", "4bit")

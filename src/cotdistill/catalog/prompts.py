@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import DataError
+from ..io import read_text
 
 PROMPT_DIR = Path(__file__).resolve().parents[1] / "prompts"
 DEFAULT_FORMAT = "default"
@@ -23,10 +24,12 @@ def read_formats(path: str | Path) -> dict[str, dict]:
     exemplars) and each entry of its optional `formats:` key. A file that is missing or
     not of that shape is a DataError naming it."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: prompt file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: prompt file not found") from None
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict) or not isinstance(data.get("exemplars"), list):
         raise DataError(f"{path}: expected keys 'instruction' and 'exemplars' (a list)")
     formats = {DEFAULT_FORMAT: data}

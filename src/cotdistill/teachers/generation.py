@@ -208,6 +208,7 @@ def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
             futures[fut] = items
         error: BaseException | None = None
         remaining = set(futures)
+        unrecorded = set(futures)
         try:
             while remaining:
                 done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
@@ -222,11 +223,19 @@ def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
                                 other.cancel()
                         continue
                     record(futures[fut], *fut.result())
-        except BaseException:
+                    unrecorded.discard(fut)
+        except BaseException as exc:
             # Ctrl-C or a failed commit: do not start what is queued (the pool's exit
             # would otherwise wait for every queued request to be sent)
             for fut in remaining:
                 fut.cancel()
+            if isinstance(exc, KeyboardInterrupt):
+                # The answers in flight (or done but not yet stored) are paid for, and the
+                # pool waits for them anyway: keep them, so that the rerun does not send
+                # them again. Storing twice is harmless (the cache ignores a known key).
+                for fut in unrecorded:
+                    if not fut.cancelled() and fut.exception() is None:
+                        record(futures[fut], *fut.result())
             raise
         if error is not None:
             raise error

@@ -28,7 +28,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from .. import hub
 from ..errors import DataError
+from ..paths import shared_path
 from ..quantization import quantization_config
 from . import Completion, Sampling, cut_at_stop
 
@@ -49,8 +51,16 @@ def package_folder(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def resolve_model(preset) -> tuple[str, dict]:
-    """(path or Hub id, extra from_pretrained kwargs) for a teacher preset."""
+def resolve_model(preset, model_path: str | None = None) -> tuple[str, dict]:
+    """(path or Hub id, extra from_pretrained kwargs) for a teacher preset, or for the local
+    folder or .gguf file `model_path` (generate.model_path) that stands in for it.
+
+    A Hub id that is neither cached nor reachable is a one-line ResourceError here, before
+    transformers retries; a cached one with the Hub unreachable is read offline."""
+    if model_path:
+        path = shared_path(model_path)
+        hub.local_folder(f"teacher {preset.name}", "generate.model_path", path)
+        return (str(path.parent), {"gguf_file": path.name}) if path.suffix == ".gguf" else (str(path), {})
     if preset.package:
         folder = package_folder(preset.package)
         kwargs = {"gguf_file": preset.gguf_file} if preset.gguf_file else {}
@@ -58,6 +68,8 @@ def resolve_model(preset) -> tuple[str, dict]:
             raise DataError(f"teacher weights: {folder / preset.gguf_file} is missing")
         return str(folder), kwargs
     kwargs = {"gguf_file": preset.gguf_file} if preset.gguf_file else {}
+    if hub.is_hub_id(preset.model):
+        hub.prepare_load(f"teacher {preset.name}", preset.model, "teacher")
     return preset.model, kwargs
 
 
@@ -123,7 +135,7 @@ class HFBackend:
             raise ValueError(f"decode must be loop or generate, got {decode!r}")
         self.decode = decode
         quantization = preset.quantization if cfg.quantization is None else cfg.quantization
-        path, kwargs = resolve_model(preset)
+        path, kwargs = resolve_model(preset, cfg.model_path)
         cuda = torch.cuda.is_available()
         self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         self.tokenizer.padding_side = "left"  # decoder-only: new tokens follow the prompt
@@ -155,6 +167,8 @@ class HFBackend:
             "engine": "transformers",
             "engine_version": f"transformers {transformers.__version__}, torch {torch.__version__}",
         }
+        if cfg.model_path:  # a local copy may differ from the preset's weights (only when set: old keys stay)
+            self.identity["model_path"] = cfg.model_path
         eos = self.model.generation_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else [eos]
         self._end_ids = {t for t in (*eos, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}

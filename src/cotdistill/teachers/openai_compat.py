@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -65,15 +66,49 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
-def resolve_api_key(env_name: str | None, required: bool) -> str:
-    """The key from the environment variable `env_name` (never from params)."""
+def resolve_api_key(env_name: str | None, required: bool, named_in_params: bool = False) -> str:
+    """The key from the environment variable `env_name` (never from params).
+
+    A variable that generate.api_key_env names, or that the preset requires, must be set:
+    otherwise the server would refuse a key that was never sent. A preset's optional
+    variable may be unset (a local server started without --api-key takes any key).
+    """
     key = os.environ.get(env_name) if env_name else None
     if key:
         return key
+    if named_in_params:
+        raise ConfigError(f"generate.api_key_env: the environment variable {env_name} is not set (or empty); "
+                          "export it with the server's key, or set generate.api_key_env: null for a server "
+                          "that needs none")
     if required:
         raise ConfigError(f"teacher: the API key environment variable {env_name or '(none set)'} is empty or unset; "
                          "export it (generate.api_key_env names the variable)")
     return NO_KEY
+
+
+# What a server reply may carry of a credential: a key-like header or field (with its
+# scheme: "Authorization: Basic ..."), a bearer token, an OpenAI-style key.
+_TOKEN = r"(?!\[redacted\])[^\s\"',;}\]]+"
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)((?:proxy-)?authorization|x-api-key|api[-_]?key|access[-_]?token|secret)([\"']?\s*[:=]\s*[\"']?)"
+               r"(?:(?:bearer|basic|token)\s+)?" + _TOKEN),
+    re.compile(r"(?i)(bearer)(\s+)(?=[^\s\"',;}\]]{6})" + _TOKEN),  # not "a bearer of news"
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+)
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` with everything that looks like a credential, and every one of `secrets`,
+    replaced by [redacted]; on one line, at most 500 characters. Every message built from
+    a server's reply goes through here."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: "".join(m.groups()) + REDACTED, text)
+    for secret in secrets:
+        if secret and secret != NO_KEY:
+            text = text.replace(secret, REDACTED)
+    text = " ".join(text.split())
+    return text if len(text) <= 500 else text[:500] + " ..."
 
 
 class OpenAIBackend:
@@ -90,7 +125,9 @@ class OpenAIBackend:
         self.backoff_s = cfg.retry_backoff_s
         self.timeout_s = cfg.request_timeout_s
         self._key_env = cfg.api_key_env or preset.api_key_env
-        key = resolve_api_key(self._key_env, preset.api_key_required)
+        key = resolve_api_key(self._key_env, preset.api_key_required, named_in_params=cfg.api_key_env is not None)
+        self._key_sent = key != NO_KEY
+        self._secrets = (key,)  # for `redact` only: what a server echoes back never reaches a message
         # Our own retry loop counts failures by kind, so the client's is off.
         self._client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=self.timeout_s)
         self._lock = threading.Lock()
@@ -154,10 +191,16 @@ class OpenAIBackend:
 
     def _describe(self, exc: BaseException) -> str:
         # A 401/403 body may echo part of the key ("Incorrect API key provided: sk-...abcd"):
-        # name the variable instead. Other errors carry the status and the server's message.
-        if getattr(exc, "status_code", None) in (401, 403):
-            return f"HTTP {exc.status_code}: the server refused the key in ${self._key_env or '(no variable)'}"
-        return str(exc)
+        # name the variable instead. Other errors carry the status and the server's message,
+        # redacted: a server (or a proxy) may echo the request headers, the key among them.
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403) and not self._key_sent:
+            return (f"HTTP {status}: the server wants an API key and none was sent "
+                    f"(${self._key_env} is not set)" if self._key_env else
+                    f"HTTP {status}: the server wants an API key; name its variable in generate.api_key_env")
+        if status in (401, 403):
+            return f"HTTP {status}: the server refused the key in ${self._key_env or '(no variable)'}"
+        return redact(str(exc), self._secrets)
 
     def complete_samples(self, prompt: str, sampling: Sampling, samples: list[int]) -> list[Completion]:
         """Completions of `prompt` for the sample indices `samples` (in that order).

