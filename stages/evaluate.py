@@ -6,8 +6,15 @@ is scored on its label task (what it answers at test time); its rationale task i
 and scored too, as a diagnostic (metrics["rationale"], rationale_predictions.jsonl).
 """
 
-import time
+import sys
 from pathlib import Path
+
+# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
+# temporary copy of the repository, which must run its own code (an editable install points at
+# the main workspace, which may have moved on since the experiment was queued).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import time
 
 from cotdistill import stage, tracking
 from cotdistill.config import load_params, to_dict

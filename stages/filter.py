@@ -5,7 +5,14 @@ training targets of every variant in train.variants to <out>/<variant>/{train,va
 A filter that keeps no CoT for the cot or multitask variant fails here (after writing its
 metrics, with the drops by reason), not later in train@cot."""
 
+import sys
 from pathlib import Path
+
+# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
+# temporary copy of the repository, which must run its own code (an editable install points at
+# the main workspace, which may have moved on since the experiment was queued).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
 
 from cotdistill import stage
 from cotdistill.config import load_params, to_dict

@@ -148,3 +148,24 @@ def test_an_unlisted_import_is_caught(tmp_path):
     uncovered = sorted(str(p.relative_to(REPO)) for p in loaded_files(patched) if p != patched
                        and not any(_covers(d, str(p.relative_to(REPO))) for d in deps))
     assert uncovered == ["src/cotdistill/calculator.py"]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "stages").glob("*.py")))
+def test_a_stage_runs_the_package_of_its_own_checkout(tmp_path, script):
+    """A queued `dvc exp run` runs the stages in a temporary copy of the repository: they
+    must import that copy's `cotdistill`, not the installed one (an editable install points
+    at the main workspace, whose code may have changed since the experiment was queued)."""
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "copy"
+    shutil.copytree(REPO / "stages", copy / "stages")
+    shutil.copytree(SRC, copy / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    probe = ("import runpy, sys\n"
+             f"sys.argv = [{str(copy / 'stages' / script)!r}, '--help']\n"
+             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "import cotdistill\nprint('PACKAGE', cotdistill.__file__)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    package = [line for line in proc.stdout.splitlines() if line.startswith("PACKAGE ")]
+    assert package and Path(package[-1].split(" ", 1)[1]).is_relative_to(copy / "src"), proc.stdout + proc.stderr
