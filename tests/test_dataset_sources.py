@@ -253,7 +253,16 @@ def test_hub_unreachable_is_one_clear_line(monkeypatch):
     def unreachable(*a, **k):
         raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)")
 
+    from cotdistill import hub
+    from cotdistill.errors import ResourceError
+
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    # Neither cached nor reachable: the check before loading says so in one line.
+    with pytest.raises(ResourceError, match=r"^prepare: dataset openai/gsm8k is neither in the local Hugging Face "
+                                            r"cache .* to use a local copy: -S prepare.source=local"):
+        prepare_dataset(params("gsm8k"), [])
+    # The Hub answered the check, then the download failed: the loader's own one line.
+    monkeypatch.setattr(hub, "prepare_load", lambda *a, **k: None)
     with pytest.raises(ValueError, match=r"openai/gsm8k: cannot load from the Hugging Face Hub "
                                          r"\(Couldn't reach .*use prepare.source: local"):
         prepare_dataset(params("gsm8k"), [])
