@@ -66,8 +66,16 @@ def queue_args(cell: Cell) -> list[str]:
 def experiments(repo: Path, all_commits: bool = False) -> dict[str, dict]:
     """Name -> {"rev", "baseline", "timestamp", "params", "metrics"} of the experiments of
     the current commit (or of every commit: the newest experiment of each name)."""
-    args = ["exp", "show", "--json"] + (["--all-commits"] if all_commits else [])
-    shown = json.loads(_dvc(args, repo).stdout)
+    # `dvc exp show --all-commits` reads every commit of the history (minutes on a long one);
+    # the baselines that hold experiments are named by their refs (refs/exps/ab/cdef.../name).
+    revs = [None]
+    if all_commits:
+        refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo,
+                              capture_output=True, text=True, check=True).stdout.split()
+        revs = sorted({"".join(r.split("/")[2:4]) for r in refs if len(r.split("/")) >= 5}) or [None]
+    shown = []
+    for rev in revs:
+        shown += json.loads(_dvc(["exp", "show", "--json"] + (["--rev", rev] if rev else []), repo).stdout)
     out: dict[str, dict] = {}
     for entry in shown:
         for exp in entry.get("experiments") or []:
