@@ -157,11 +157,7 @@ def decode(model, tokenizer, questions: list[str], batch_size: int, options: Dec
     outputs: list[str] = [""] * len(questions)
     device = next(model.parameters()).device
     processors = LogitsProcessorList([calculator_processor(tokenizer)] if calculator else [])
-    gen_kwargs = dict(max_new_tokens=opts.max_new_tokens, num_beams=opts.num_beams, do_sample=opts.do_sample,
-                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    if opts.do_sample:
-        gen_kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
-        torch.manual_seed(opts.seed)
+    gen_kwargs = _generate_kwargs(tokenizer, opts)
     model.eval()
     with torch.inference_mode():
         for b in tqdm(range(0, len(order), batch_size), desc="decode" + (" +calc" if calculator else ""),
@@ -174,6 +170,21 @@ def decode(model, tokenizer, questions: list[str], batch_size: int, options: Dec
                 outputs[i] = text.strip()
     return outputs
 
+
+
+def _generate_kwargs(tokenizer, opts: "DecodeOptions", stop_strings: tuple[str, ...] = ()) -> dict:
+    """`generate` settings shared by the T5 and causal decoders (seeds torch when sampling);
+    stop strings need the tokenizer passed to `generate` too."""
+    import torch
+
+    kwargs = dict(max_new_tokens=opts.max_new_tokens, num_beams=opts.num_beams, do_sample=opts.do_sample,
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    if stop_strings:
+        kwargs.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
+    if opts.do_sample:
+        kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
+        torch.manual_seed(opts.seed)
+    return kwargs
 
 def cut_at_stop(text: str, stop_strings: tuple[str, ...]) -> str:
     """`text` up to the first stop string (generate stops after writing one)."""
@@ -201,12 +212,7 @@ def decode_causal(model, tokenizer, prompts: list[str], batch_size: int, options
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
-    gen_kwargs = dict(max_new_tokens=opts.max_new_tokens, num_beams=opts.num_beams, do_sample=opts.do_sample,
-                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                      stop_strings=list(stop_strings) or None, tokenizer=tokenizer)
-    if opts.do_sample:
-        gen_kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
-        torch.manual_seed(opts.seed)
+    gen_kwargs = _generate_kwargs(tokenizer, opts, stop_strings)
     model.eval()
     with torch.inference_mode():
         for b in tqdm(range(0, len(order), batch_size), desc="decode" + (" +calc" if calculator else ""),
