@@ -32,7 +32,10 @@ from cotdistill.study.analysis import (StudentRun, accuracy_from_metrics, compar
                                        outcomes_from_predictions, summarise)
 
 VARIANTS = ["answer", "cot", "multitask"]
-TASKS = {"coin_flip": {}, "last_letters": {"train": {"tokenizer": "char"}}}
+# last_letters: one token per character (a BPE merges the letters the task is about), and
+# a decoding budget that fits a whole CoT in characters: a 4-word gold CoT is 192, a
+# 6-word OOD one about 270 (the default 128 cut every CoT before its answer).
+TASKS = {"coin_flip": {}, "last_letters": {"train": {"tokenizer": "char"}, "evaluate": {"max_new_tokens": 320}}}
 
 
 def merge(base: dict, over: dict) -> dict:

@@ -65,3 +65,30 @@ def make_params(overrides: dict, where: str = "params.yaml"):
     from cotdistill.config import parse_params
 
     return parse_params(_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides), where)
+
+
+_HANDLER_LEAKS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored(request):
+    """Every test starts with the Ctrl-C and SIGTERM handlers the session started with.
+    A test that left them changed would pass the change on to later tests and to the stage
+    subprocesses they start (an ignored SIGINT is inherited): restore them, and name the
+    test in the summary."""
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        now = signal.getsignal(s)
+        if now is not handler:
+            _HANDLER_LEAKS.append(f"{request.node.nodeid}: {signal.Signals(s).name} left as {now!r}")
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _HANDLER_LEAKS:
+        terminalreporter.section("signal handlers changed by tests (restored)")
+        for line in _HANDLER_LEAKS:
+            terminalreporter.write_line(line)
