@@ -70,6 +70,17 @@ def make_params(overrides: dict, where: str = "params.yaml"):
 _HANDLER_LEAKS: list[str] = []
 
 
+def pytest_configure(config):
+    """The tests that interrupt a stage act as Ctrl-C at a terminal does. A pytest started
+    as a background job of a non-interactive shell ignores SIGINT, and every stage it
+    starts would inherit that: give this process Python's own handler back (exec resets a
+    handled signal to its default in the children)."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def _signal_handlers_restored(request):
     """Every test starts with the Ctrl-C and SIGTERM handlers the session started with.
