@@ -87,8 +87,6 @@ def interrupting(real):
             time.sleep(30)  # KeyboardInterrupt is raised here, inside the write
     return wrapped
 
-# a user's Ctrl-C reaches a shell-started stage: do not inherit a SIGINT the test process ignores
-signal.signal(signal.SIGINT, signal.default_int_handler)
 io.atomic_path, io.atomic_dir = interrupting(io.atomic_path), interrupting(io.atomic_dir)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")

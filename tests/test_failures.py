@@ -313,9 +313,6 @@ def test_an_interrupt_waits_for_the_store_write_to_end():
     """Ctrl-C in the middle of an MLflow write would leave SQLite locked; it is acted on after."""
     from cotdistill import tracking
 
-    # Python's own Ctrl-C handler, whatever this process inherited: a pytest started in the
-    # background by a non-interactive shell ignores SIGINT (the autouse fixture restores it).
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     done = []
 
     @tracking._uninterrupted
@@ -324,12 +321,9 @@ def test_an_interrupt_waits_for_the_store_write_to_end():
         time.sleep(0.2)
         done.append(True)
 
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            write()
-        assert done == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, inherited)
+    with pytest.raises(KeyboardInterrupt):
+        write()
+    assert done == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def _dead_process_record():
