@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 PYTEST_ARGS ?=
 
-.PHONY: install install-llamacpp repro study test test-fast ui lint bench clean-venv
+.PHONY: install install-llamacpp repro verify study test test-fast ui lint bench clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,12 @@ install-llamacpp: install
 # and says so in its own words.
 repro: install
 	$(RUN) cotdistill check-params && $(RUN) dvc repro
+
+# Reproduce HEAD's default pipeline in a fresh clone, cold, and compare every committed
+# outcome (dvc.lock hashes, metrics/ key by key) with what it made; CI runs it after the tests.
+# Run it before committing dvc.lock or metrics/.
+verify: install
+	$(RUN) cotdistill verify
 
 test: install
 	$(RUN) python -m pytest $(PYTEST_ARGS)

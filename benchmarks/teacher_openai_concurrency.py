@@ -36,7 +36,7 @@ def run(base_url, folder, prompts, concurrency, max_new_tokens) -> tuple[dict, f
                                       RequestCache(f"{tmp}/c.sqlite"), 1, 1, progress=False)
         wall = time.perf_counter() - t
     backend.close()
-    return stats.as_dict(), wall
+    return stats.costs(), wall
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import time
 
-from cotdistill import stage, tracking
-from cotdistill.config import load_params, to_dict
+from cotdistill import machine, stage, tracking
+from cotdistill.config import flatten, load_params, to_dict
 from cotdistill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
 from cotdistill.multitask import LABEL, MULTITASK, RATIONALE, task_source
 from cotdistill.splits import TEST_SPLITS
@@ -30,6 +30,7 @@ def main(argv=None):
     ap.add_argument("--prepared", required=True)
     ap.add_argument("--out", required=True, help="folder for predictions.jsonl")
     ap.add_argument("--metrics", required=True)
+    ap.add_argument("--timings", help="how the run went: seconds (not an outcome)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -78,9 +79,10 @@ def main(argv=None):
             rationale_preds, rationale_metrics = evaluate(RATIONALE)
             write_jsonl(tmp / "rationale_predictions.jsonl", rationale_preds)
             split_metrics[RATIONALE] = rationale_metrics
-    metrics = {"variant": args.variant, "torch_threads": threads,
-               "wall_s": round(time.perf_counter() - start, 2), **split_metrics}
+    wall_s = round(time.perf_counter() - start, 2)
+    metrics = {"variant": args.variant, "machine": machine.signature(threads), **split_metrics}
     write_json(args.metrics, metrics)
+    stage.write_timings(args.timings, {"wall_s": wall_s})
 
     flat = {f"{prefix}/{k}": v for prefix in TEST_SPLITS.values() if prefix in metrics
             for k, v in metrics[prefix].items()}
@@ -88,13 +90,31 @@ def main(argv=None):
                  for k, v in m.items()})
     flat.update({f"{RATIONALE}/{prefix}/accuracy": m["accuracy"] for prefix, m in metrics.get(RATIONALE, {}).items()
                  if prefix in TEST_SPLITS.values()})
-    tracking.log_metrics(run["mlflow_run_id"], flat)
-    tracking.log_to_group(run["mlflow_run_id"], args.variant, flat)  # the DVC experiment's parent run
-    tracking.log_inputs(run["mlflow_run_id"], [
+    run_id = _mlflow_run(run, args.variant, params)
+    tracking.log_metrics(run_id, {**flat, "evaluate/wall_s": wall_s})
+    tracking.log_to_group(run_id, args.variant, flat)  # the DVC experiment's parent run
+    tracking.log_inputs(run_id, [
         tracking.DataInput(f"{params.dataset}/{stem}", str(Path(args.prepared) / f"{stem}.jsonl"), stem,
                            {"rows": len(rows)}) for stem, rows in splits.items()])
     # Params are immutable in MLflow; the evaluation settings may change per rerun.
-    tracking.set_tags(run["mlflow_run_id"], {f"evaluate.{k}": v for k, v in to_dict(cfg).items()})
+    tracking.set_tags(run_id, {f"evaluate.{k}": v for k, v in to_dict(cfg).items()})
+
+
+def _mlflow_run(run: dict, variant: str, params) -> str:
+    """The MLflow run that trained this model (found by its run key); a new run when the
+    store has none, e.g. a model restored from DVC's cache into a fresh clone."""
+    run_id = run.get("mlflow_run_id") or tracking.find_run(run["run_key"])  # the id: folders of older versions
+    if run_id:
+        return run_id
+    import logging
+
+    logging.getLogger("evaluate").warning("no MLflow run trained model key %s in %s: logging this evaluation "
+                                          "to a new run", run["run_key"], tracking.tracking_uri())
+    run_id = tracking.start_run(variant, {"variant": variant, **flatten(to_dict(params))},
+                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model,
+                                 tracking.MODEL_KEY_TAG: run["run_key"]})
+    tracking.end_run(run_id)
+    return run_id
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 # the main workspace, which may have moved on since the experiment was queued).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from cotdistill import stage
+from cotdistill import machine, stage
 from cotdistill.catalog.teachers import TEACHERS
 from cotdistill.config import load_params, to_dict
 from cotdistill.io import read_jsonl, write_json, write_jsonl
@@ -30,6 +30,7 @@ def main(argv=None):
     ap.add_argument("--cache", required=True, help="request cache (relative to the repo root)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--metrics", required=True)
+    ap.add_argument("--timings", help="how the run went: cache hits, what was sent, seconds (not an outcome)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -49,8 +50,9 @@ def main(argv=None):
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS, params.seed)
 
     cache = RequestCache(shared_path(args.cache))
+    threads = None
     if preset.backend == "hf":  # a local model computes here: keep its threads fixed too
-        stage.set_threads(params.threads)
+        threads = stage.set_threads(params.threads)
     backend = make_backend(preset, cfg, shared_prefix=few_shot_prefix(prompt_file, cfg.shots, hint))
     try:
         results, stats = generate_all(backend, prompts, sampling, cache, cfg.batch_size, cfg.num_samples)
@@ -69,7 +71,11 @@ def main(argv=None):
                 "teacher": params.teacher, **{f"teacher_{k}": v for k, v in backend.identity.items()},
             })
     write_jsonl(args.out, rows)
-    write_json(args.metrics, {"teacher": params.teacher, "questions": len(records), **stats.as_dict()})
+    metrics = {"teacher": params.teacher, "questions": len(records), **stats.outcome()}
+    if threads is not None:  # the teacher's floats were computed here: what they depend on
+        metrics["machine"] = machine.signature(threads)
+    write_json(args.metrics, metrics)
+    stage.write_timings(args.timings, stats.costs())
 
 
 if __name__ == "__main__":

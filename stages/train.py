@@ -31,6 +31,7 @@ def main(argv=None):
     ap.add_argument("--metrics", required=True)
     ap.add_argument("--curve", required=True, help="CSV of the training curve (dvc plots)")
     ap.add_argument("--checkpoints", default=".cache/checkpoints", help="resumable checkpoints (repo root)")
+    ap.add_argument("--timings", help="how the run went: seconds, resumed step (not an outcome)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -59,9 +60,10 @@ def main(argv=None):
                                  {"train_rows": len(train_pairs), "validation_rows": len(val_pairs)}),)
     job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads), inputs, alpha)
 
-    def write_outputs(metrics: dict, curve: list[dict]) -> None:
+    def write_outputs(metrics: dict, curve: list[dict], timings: dict) -> None:
         write_csv(args.curve, curve, CURVE_FIELDS)
         write_json(args.metrics, metrics)
+        stage.write_timings(args.timings, timings)
 
     train_student(job, train_rows, train_pairs, val_pairs, shared_path(args.checkpoints), Path(args.out),
                   on_saved=write_outputs)  # rank 0 writes; other ranks return None

@@ -3,6 +3,7 @@ decoding, the calculator, LoRA on quantized weights, and the offline GGUF studen
 
 import dataclasses
 import random
+import re
 
 import pytest
 import torch
@@ -149,6 +150,8 @@ def test_decoding_stops_at_a_stop_string(tiny):
 
 @pytest.fixture(scope="module")
 def arithmetic():
+    """The toy causal student, trained to a stated loss (toy.py), not for a fixed number of
+    steps: a fixed count left it short of the format on some CPUs ("The answer answer ...")."""
     from cotdistill.students.toy import toy_causal_arithmetic_student
 
     torch.set_num_threads(1)
@@ -160,6 +163,8 @@ def test_trained_causal_student_batches_like_single_and_takes_the_calculator(ari
     from cotdistill.calculator import find_equations
     from cotdistill.students.toy import addition_pair
 
+    from .test_eval_decoding import closed, same_before_first_eq
+
     model, tok = arithmetic
     rng = random.Random(1)
     prompts = [prompt_text(addition_pair(rng)[0]) for _ in range(16)]
@@ -168,11 +173,17 @@ def test_trained_causal_student_batches_like_single_and_takes_the_calculator(ari
     plain = decode(model, tok, prompts, 32, opts, progress=False, stop_strings=STOP_STRINGS)
     assert plain[::4] == [decode(model, tok, [p], 1, opts, progress=False, stop_strings=STOP_STRINGS)[0]
                           for p in prompts[::4]]
-    assert all("The answer is" in o and "\n" not in o for o in plain)  # it learnt the format and to stop
+    assert all("The answer is" in o and "\n" not in o for o in plain), plain  # it learnt the format
+    # and to stop (the line above cannot tell: decoding cuts at the '\n' stop string): most
+    # outputs end with their answer sentence, not cut off by the token budget
+    assert sum(o.endswith(".") for o in plain) >= 3 * len(plain) // 4, plain
     calc = decode(model, tok, prompts, 32, opts, progress=False, calculator=True, stop_strings=STOP_STRINGS)
+    assert all(same_before_first_eq(p, c) for p, c in zip(plain, calc))
     wrong = [e for o in plain for e in find_equations(o) if not e.holds]
     assert wrong, "the toy student should write some false sums"
-    forced = [e for o in calc for e in find_equations(o) if f"{e.expression} = {e.stated}" in o]
+    # forced: "a + b = v" with v closed ("37 + 93 = 13" is not forced in "37 + 93 = 130 = 13",
+    # where the student chained its own claim onto the forced 130)
+    forced = [e for o in calc for e in find_equations(o) if re.search(closed(f"{e.expression} = {e.stated}"), o)]
     assert forced and all(e.holds for e in forced)
     # an '=' in the prompt is context: the calculator answers only what the student writes
     eq_prompt = [prompt_text("We know 2 + 2 = 4. What is 11 plus 12?")]

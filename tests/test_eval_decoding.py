@@ -13,7 +13,7 @@ import torch
 from cotdistill.calculator import find_equations
 from cotdistill.decoding import DecodeOptions, decode
 from cotdistill.evaluation import evaluate_splits
-from cotdistill.students.toy import addition_pair, toy_arithmetic_student
+from cotdistill.students.toy import ToyTrainingError, addition_pair, toy_arithmetic_student
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +22,8 @@ GREEDY = DecodeOptions(max_new_tokens=24)
 
 @pytest.fixture(scope="module")
 def student():
+    """The toy t5-mini, trained to a stated loss (toy.py): on every CPU it has learnt the
+    format when a test gets it, whatever number of steps that took there."""
     # One thread: on a shared 2-core machine two torch threads per process thrash (10x slower).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -29,6 +31,12 @@ def student():
         yield toy_arithmetic_student()
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_toy_that_misses_its_target_loss_says_so(student):
+    """A clear error, not a half-trained model (`student` holds torch at one thread here)."""
+    with pytest.raises(ToyTrainingError, match=r"after 12 steps, above the target 0\.01: it has not learnt"):
+        toy_arithmetic_student(target_loss=0.01, max_steps=12)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +55,26 @@ def test_batched_equals_one_at_a_time(student, questions):
     assert any("=" in o for o in batched)  # the student learnt the format
 
 
+def closed(text: str) -> str:
+    """A pattern for `text` not followed by more of its last number ("= 13" in "= 130")."""
+    return re.escape(text) + r"(?!\d|[.,/]\d)"
+
+
+def same_before_first_eq(unaided: str, calc: str) -> bool:
+    """The calculator's mechanism, whatever the student learnt: it changes nothing before
+    the student's first '=' (nothing at all where there is none)."""
+    cut = unaided.find("=") + 1 if "=" in unaided else None
+    return calc[:cut] == unaided[:cut]
+
+
 def forced_equations(out: str) -> list:
     """The computations a calculator forced in `out`: "a + b = c", the value right after
     the '=' (a student may chain its own claim onto it, "2 + 2 = 4 = 78": that link is
     the student's, and the equation checker flags it), leaving out a value that the
-    token budget cut off at the very end of the output."""
+    token budget cut off at the very end of the output. The value must be closed: in
+    "37 + 93 = 130 = 13" the student's "37 + 93 = 13" is not a forced one."""
     return [e for e in find_equations(out)
-            if f"{e.expression} = {e.stated}" in out and not out.rstrip().endswith(e.stated)]
+            if re.search(closed(f"{e.expression} = {e.stated}"), out) and not out.rstrip().endswith(e.stated)]
 
 
 def test_calculator_forces_true_values(student, questions):
@@ -66,6 +87,7 @@ def test_calculator_forces_true_values(student, questions):
     assert not all(e.holds for e in plain_eqs)  # the student's own sums are often wrong
     assert all(e.holds for e in calc_eqs), [e for e in calc_eqs if not e.holds]
     assert any(p != c for p, c in zip(plain, calc))
+    assert all(same_before_first_eq(p, c) for p, c in zip(plain, calc))
     # batching does not change what the calculator does
     assert [decode(model, tok, [q], 1, GREEDY, progress=False, calculator=True)[0] for q in questions[:6]] == calc[:6]
 
@@ -137,6 +159,8 @@ def test_generate_goes_on_where_the_calculator_cannot_help(student):
                               logits_processor=procs)
         new = tok.decode(calc[0, prefix.shape[1]:], skip_special_tokens=True)
         if text.startswith("("):
-            assert torch.equal(plain, calc)
+            # nothing forced: the same tokens up to the student's own next '=', which the
+            # calculator may answer (a toy can write "80 + 30 =" within the 8 tokens)
+            assert new and same_before_first_eq(tok.decode(plain[0, prefix.shape[1]:], skip_special_tokens=True), new)
         else:
             assert re.match(r" 42(?!\d|[.,/]\d)", new), new

@@ -21,7 +21,7 @@ def test_evaluate_and_report_stages(tmp_path, python):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, tok = toy_arithmetic_student(steps=60)
+        model, tok = toy_arithmetic_student()
     finally:
         torch.set_num_threads(threads)
     import os

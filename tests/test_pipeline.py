@@ -110,8 +110,11 @@ def test_repro_runs_every_stage(tiny_repo):
     prep = json.loads((root / "metrics/prepare.json").read_text())
     assert prep["n_train"] == 12 and prep["n_test_ood"] == 8
     gen = json.loads((root / "metrics/generate.json").read_text())
-    assert gen["requests"] == 16 and gen["requests_sent"] + gen["cache_hits"] == 16
-    assert gen["generations"]["completion_tokens"] > 0 and gen["generations"]["backend"] == "hf"
+    assert gen["requests"] == 16 and gen["generations"]["completion_tokens"] > 0 and gen["generations"]["backend"] == "hf"
+    assert gen["machine"]["float_paths"] == "portable" and gen["machine"]["cpu_capability"] == "AVX2"
+    # how the run went is kept apart from what it made
+    costs = json.loads((root / "timings/generate.json").read_text())
+    assert costs["requests_sent"] + costs["cache_hits"] == 16 and "cache_hits" not in gen
     filt = json.loads((root / "metrics/filter.json").read_text())
     assert filt["kept"] + filt["dropped"] == filt["generations"] == 12
     for variant in ("answer", "cot"):

@@ -1,5 +1,6 @@
 """The study's pieces without DVC: the grid's validation and cells, the -S formatting,
-pooled paired tests, summaries, the controlled-comparison check and the page."""
+pooled paired tests, summaries, the controlled-comparison check and the page (its
+committed outcomes and provenance: tests/test_study_committed.py)."""
 
 import math
 
@@ -10,9 +11,8 @@ from cotdistill.config import ConfigError
 from cotdistill.stats import mcnemar_exact
 from cotdistill.study.analysis import (StudentRun, outcomes_from_predictions, pooled_test,
                                        select_runs, summarise, teacher_row)
-from cotdistill.study.collect import Results
 from cotdistill.study.grid import load_grid
-from cotdistill.study.page import findings, render
+from cotdistill.study.page import findings
 from cotdistill.study.run import finished, format_value, queue_args
 
 GRID = {
@@ -78,6 +78,8 @@ def test_queue_args_name_the_experiment(tmp_path, base_params):
     assert "train.variants=[answer,gold,cot]" in args
     lever = next(c for c in load_grid(grid_file(tmp_path), base_params).cells() if c.kind == "lever")
     assert queue_args(lever)[5] == "filter"  # a lever cell stops after the filter: it trains nothing
+    # `study rerun-cell` runs the same command in a clean clone's workspace
+    assert queue_args(cell, queue=False) == [a for a in args if a != "--queue"]
 
 
 def test_the_committed_study_grid_is_valid(repo_root, base_params):
@@ -155,28 +157,6 @@ def test_teacher_row_reads_the_filters_audit():
     row = teacher_row("coin", "hint", m)
     assert row["samples_per_question"] == 2 and row["step_yield"] == 0.5 and row["labels_kept"] == {"yes": 3}
     assert teacher_row("coin", "hint", m, "validation")["kept"] is None
-
-
-def test_page_reports_every_cell_and_says_what_it_shows(tmp_path, base_params):
-    grid = load_grid(grid_file(tmp_path), base_params)
-    runs = []
-    for seed in (0, 1):
-        runs += [run(seed=seed, correct=(0,) * 20 + (1,) * 5), run(seed=seed, variant="gold", correct=(1,) * 25),
-                 run(seed=seed, variant="cot", correct=(0,) * 25),
-                 run(seed=seed, mode="no_hint", correct=(0,) * 20 + (1,) * 5),
-                 run(seed=seed, mode="no_hint", variant="cot", correct=(0,) * 20 + (1,) * 5)]
-    res = Results(runs=runs, missing=["t-coin_flip-hint-s0"], threads={1},
-                  teacher=[teacher_row("arith", "hint", {"generations": 4, "kept": 1, "questions_asked": 4})],
-                  walls=[{"cell": "t-arith-hint-s0", "teacher_s": 3.0, "train_s": 10.0, "evaluate_s": 2.0}])
-    page = render(grid, res, tmp_path / "study", wall_s=60)
-    text = page.read_text()
-    assert "**Missing cells (1)**: t-coin_flip-hint-s0" in text
-    assert "| arith | gold | 2 | 4 | 100.0 ± 0.0 |" in text
-    assert "`gold` beats `answer` on ID (+80.0 points" in text
-    assert "`cot[hint]` loses to `answer` on ID" in text
-    assert "`cot[no_hint]` is within noise of `answer`" in text
-    assert "identical, example for example" in text and "torch threads: 1" in text
-    assert (tmp_path / "study" / "accuracy_arith.png").stat().st_size > 1000
 
 
 def test_findings_sentence_per_student():

@@ -65,7 +65,7 @@ def test_samples_differ_per_index_and_do_not_depend_on_the_batch(backends, tmp_p
     cache = RequestCache(tmp_path / "c.sqlite")
     results, stats = generate_all(reuse, prompts, sampling, cache, batch_size=4, num_samples=3, progress=False)
     assert stats.sent == 9 and [r[0] for r in results] == batch  # sample 0 keeps the run's seed
-    assert stats.as_dict()["prefix_cache_batches"] >= 3  # one batch per sample index at least
+    assert stats.costs()["prefix_cache_batches"] >= 3  # one batch per sample index at least
     for samples in results:
         assert len({c.text for c in samples}) >= 2  # sample indices draw with different seeds
     again, stats2 = generate_all(reuse, prompts[:2], sampling, RequestCache(tmp_path / "c2.sqlite"), 2, 3, False)

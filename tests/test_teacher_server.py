@@ -173,10 +173,10 @@ def test_fault_injection_every_question_answered_once(proxy_factory, model_dir, 
     # twice when the client gave up on it (a real timeout on a slow machine), never otherwise
     assert set(proxy.forwarded) == set(prompts)
     assert len(proxy.forwarded) - len(prompts) <= stats.failures.get("timeout", 0) - proxy.faults_seen("hold")
-    f = stats.as_dict()["failures"]
+    f = stats.costs()["failures"]
     assert f["429"] >= 1 and f["5xx"] >= 1 and f["connection"] >= 1 and f["timeout"] >= 1, f
     assert stats.retries == sum(f.values())
-    print("fault injection:", json.dumps({"attempts": proxy.count, **stats.as_dict()}))
+    print("fault injection:", json.dumps({"attempts": proxy.count, **stats.costs()}))
 
 
 def _stage_env(tmp: Path, proxy_url: str, model_dir: Path, extra: dict) -> tuple[list[str], dict]:

@@ -205,65 +205,35 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
 
 
 @main.command()
-@click.argument("grid_file", default="studies/cot_distillation.yaml")
-@click.option("--repo", default=".", show_default=True, help="the DVC repository")
-@click.option("--out-dir", default="metrics/study", show_default=True)
-@click.option("--no-run", is_flag=True, help="only collect finished cells and write the page")
-@click.option("--dry-run", is_flag=True, help="list the cells and their `dvc exp run` commands, run nothing")
-@click.option("--jobs", type=int, default=None, help="experiments at once (default: the grid's `jobs`)")
-@click.option("--cells", "pattern", default=None, help="run only the cells whose name matches this glob")
-@click.option("--fresh", is_flag=True, help="rerun cells that finished on an earlier commit")
-def study(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jobs: int | None,
-          pattern: str | None, fresh: bool) -> None:
-    """Run a pre-declared study (GRID_FILE) as queued DVC experiments and write its page.
-
-    Cells already finished (on any commit, unless --fresh) or still in the queue are not
-    queued again, so an interrupted study resumes. The page (OUT_DIR/README.md, with PNG
-    plots) reports every declared cell.
-    """
-    import time
+@click.option("--rev", default="HEAD", show_default=True, help="the commit to reproduce and compare")
+@click.option("--workdir", default=None, help="clone here instead of a temporary folder (kept afterwards)")
+def verify(rev: str, workdir: str | None) -> None:
+    """Reproduce a commit's default pipeline in a fresh clone, cold, and compare every
+    outcome with what the commit holds (dvc.lock hashes, metrics key by key). Exit 1 when
+    an outcome made with the same float signature differs. Run it before committing
+    dvc.lock or metrics/."""
+    import subprocess
     from pathlib import Path
 
-    import yaml
+    from . import verify as verifying
+    from .paths import repo_root
 
-    from .study.grid import load_grid
-    from .study.run import queue_args, run_cells
-
-    root = Path(repo)
+    root = repo_root()
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.splitlines()
+    if dirty and rev == "HEAD":
+        click.echo(f"verify: {len(dirty)} uncommitted change(s) are not part of HEAD and are not verified", err=True)
     try:
-        base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-        grid = load_grid(root / grid_file if not Path(grid_file).is_absolute() else grid_file, base)
-    except (ConfigError, OSError) as exc:
+        res = verifying.run(root, rev, Path(workdir) if workdir else None, echo=lambda m: click.echo(m, err=True))
+    except RuntimeError as exc:
         _fail(str(exc))
-    cells = grid.cells()
-    if pattern:
-        import fnmatch
+    click.echo(verifying.report(res, rev))
+    sys.exit(0 if res.ok else 1)
 
-        cells = [c for c in cells if fnmatch.fnmatch(c.name, pattern)]
-        if not cells:
-            _fail(f"--cells {pattern!r} matches no cell of {grid_file}")
-    if dry_run:
-        for c in cells:
-            click.echo(f"[phase {c.phase}] dvc " + " ".join(queue_args(c)))
-        return
-    start = time.time()
-    if not no_run:
-        try:
-            statuses = run_cells(cells, root, jobs or grid.jobs, on_progress=lambda m: click.echo(m, err=True),
-                                 fresh=fresh)
-        except RuntimeError as exc:
-            _fail(str(exc))
-        failed = sorted(n for n, s in statuses.items() if s != "Success")
-        for name in failed:
-            click.echo(f"cell {name} failed: see `dvc queue logs {name}`", err=True)
-    from .study.collect import collect
-    from .study.page import render
 
-    res = collect(grid, root)
-    page = render(grid, res, root / out_dir, wall_s=None if no_run else time.time() - start)
-    click.echo(f"{page} ({len(res.runs)} students, {len(res.missing)} cells missing)")
-    if res.missing:
-        sys.exit(1)
+from .study.commands import study  # noqa: E402  (the group's own module: run, page, rerun-cell)
+
+main.add_command(study)
 
 
 if __name__ == "__main__":

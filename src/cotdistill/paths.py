@@ -36,6 +36,19 @@ def shared_path(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else repo_root() / path
 
 
+def timings_path(path: str | os.PathLike) -> Path:
+    """Where a stage writes its timings file (wall seconds, cache hits: how a run went, not
+    what it made; never a DVC output, see stage.write_timings). A queued experiment runs in
+    a temporary copy that DVC deletes: its timings go to the real root's
+    timings/exps/<experiment>/ instead."""
+    path = Path(path)
+    name = os.environ.get("DVC_EXP_NAME")
+    if path.is_absolute() or not name:
+        return path
+    rest = path.parts[1:] if path.parts[0] == "timings" else path.parts
+    return repo_root() / "timings" / "exps" / name / Path(*rest)
+
+
 def git_commit() -> str:
     """The commit of the working copy being run (a queued experiment has its own)."""
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from . import machine
 from .io import read_jsonl
 from .splits import PREFIX_LABELS, TEST_SPLITS
 from .stats import mcnemar_exact
@@ -133,9 +134,9 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
     labels = filter_metrics.get("labels")
     if labels:
         lines.append(f"Answer labels: train split {_shares(labels['split'])}; kept CoTs {_shares(labels['kept'])}.")
-    threads = sorted({e["torch_threads"] for e in evaluations if "torch_threads" in e})
-    if threads:
-        lines.append(f"Torch threads: {', '.join(map(str, threads))} (float results depend on the thread count).")
+    made = sorted({machine.describe(e["machine"]) for e in evaluations if "machine" in e})
+    if made:
+        lines.append("Made with " + "; ".join(made) + " (float results depend on these: README, Reproducibility).")
     lines.append("")
     return "\n".join(lines)
 

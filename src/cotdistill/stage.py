@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from . import machine
 from .errors import UserError
 
 
@@ -48,6 +49,11 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     previous = signal.signal(signal.SIGTERM, _terminate)
     name = Path(sys.argv[0]).stem
     try:
+        # Before anything loads torch: the math libraries read their code-path settings once.
+        late = machine.apply()
+        if late:
+            logging.getLogger(name).warning("torch was loaded before the stage set %s: the float code paths are "
+                                            "this CPU's own (see machine.py)", ", ".join(late))
         main(argv)
     except UserError as exc:  # bad params, bad data, missing inputs: one line; a bug shows its traceback
         print(f"error: {exc}", file=sys.stderr)
@@ -97,6 +103,23 @@ def set_threads(threads: int | None) -> int:
     if threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def write_timings(path: str | None, timings: dict) -> None:
+    """Write how this run went (wall seconds, cache hits, resumes) with where and when it
+    ran. A file apart from the metrics: outcomes are the same bytes on every rerun, these
+    are not; not a DVC output either (DVC would hash it into dvc.lock), see paths.timings_path."""
+    if not path:
+        return
+    import datetime
+
+    from .io import write_json
+    from .paths import git_commit, timings_path
+
+    record = {"stage": Path(sys.argv[0]).stem, **timings, "git_commit": git_commit(),
+              "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "cpu": machine.cpu_name()}
+    write_json(timings_path(path), record)
 
 
 def log_config(name: str, cfg: dict) -> None:

@@ -4,7 +4,8 @@ The store path comes from the real repository root (DVC_ROOT inside queued
 experiments), so every experiment of a sweep logs to the same `mlflow.db`.
 $MLFLOW_TRACKING_URI, when set, wins (a team server, or a test's own store).
 The train stage creates the run and streams its curves; the evaluate stage adds its
-metrics to the same run, found through the run id saved beside the model.
+metrics to the same run, found by the model's run key (saved beside the model in run.json:
+the model folder is an outcome, the same bytes on every rerun, so it holds no run id).
 
 What the MLflow UI reads, set here:
 - the experiment's kind (tag mlflow.experimentKind = custom_model_development), so that
@@ -43,6 +44,7 @@ KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 PARENT_TAG = "mlflow.parentRunId"
 ROLE_TAG = "run_role"  # "experiment" (a parent) or "variant" (a student's run)
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+MODEL_KEY_TAG = "model_key"  # a student run's key (students.training.run_key): what made its model
 
 
 def _uninterrupted(fn):
@@ -119,6 +121,22 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     batch = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
     for i in range(0, len(batch), 900):  # log_batch takes at most 1000 metrics
         client.log_batch(run_id, metrics=batch[i : i + 900])
+
+
+def find_run(model_key: str) -> str | None:
+    """The newest run that trained the model of `model_key` in this DVC experiment (or in any,
+    when this one has none: a model restored from DVC's run cache was trained by another)."""
+    mlflow, client = _client()
+    exp = client.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    if exp is None:
+        return None
+    query = f"tags.{MODEL_KEY_TAG} = '{model_key}' AND tags.{ROLE_TAG} = 'variant'"  # not its experiment's parent
+    for where in (f" AND tags.dvc_experiment = '{experiment_name()}'", ""):
+        found = client.search_runs([exp.experiment_id], filter_string=query + where, max_results=1,
+                                   order_by=["attributes.start_time DESC"])
+        if found:
+            return found[0].info.run_id
+    return None
 
 
 @_uninterrupted

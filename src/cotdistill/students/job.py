@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .. import memory, tracking
+from .. import machine, memory, tracking
 from ..config import Params, flatten, to_dict
 from ..io import atomic_dir, write_json, write_text
 from ..paths import shared_path
@@ -27,6 +27,9 @@ from .training import ResolvedTrain, run_key, train
 log = logging.getLogger(__name__)
 RUN_ID_FILE = "mlflow_run_id"  # in the checkpoint folder: a resumed run logs to the same run
 CURVE_FIELDS = ("step", "loss", "eval_loss", "learning_rate")  # the training curve (dvc plots)
+# How this run went, not what it made: they go to the timings file and MLflow, never into
+# the metrics or the model folder (outcomes), which the same inputs make byte for byte.
+TIMING_KEYS = ("wall_s", "train_runtime_s", "resumed_from_step")
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,14 @@ class Job:
 
 def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
                   val_pairs: list[tuple[str, str]], checkpoints: Path, out: Path,
-                  on_saved: Callable[[dict, list[dict]], None] | None = None) -> tuple[dict, list[dict]] | None:
+                  on_saved: Callable[[dict, list[dict], dict], None] | None = None,
+                  ) -> tuple[dict, list[dict], dict] | None:
     """Train `job` on (question, target) pairs and save the student to `out`; returns its
-    metrics and training curve (rank 0; None on the other ranks).
+    metrics, training curve and timings (rank 0; None on the other ranks).
 
     `train_rows` (the prepared train split) train a from-config student's tokenizer.
     Checkpoints go to checkpoints/<run key>/, so that a killed run resumes from its last
-    one. `on_saved(metrics, curve)` writes the stage's other outputs; only once it has
+    one. `on_saved(metrics, curve, timings)` writes the stage's other outputs; only once it has
     returned does the MLflow run end and are the checkpoints removed, so that a failure
     anywhere before leaves a run that the rerun resumes (not a finished run and a new one).
     """
@@ -58,7 +62,10 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     params, preset, cfg = job.params, job.preset, job.cfg
     arch = ARCHITECTURES.get(preset.architecture)
     alpha = {} if job.multitask_alpha is None else {"multitask_alpha": job.multitask_alpha}
+    # the float signature too: a checkpoint made with other threads or float code paths must
+    # not be resumed into this run, whose weights would then depend on that history
     key = run_key({"variant": job.variant, "model": params.model, "seed": params.seed, "threads": params.threads,
+                   "floats": machine.float_key(machine.signature(job.threads)),
                    "train": to_dict(cfg), "data": train_pairs, "val": val_pairs, **alpha})
     checkpoint_dir = checkpoints / key
     # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
@@ -96,14 +103,16 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
         if monitor:
             tracking.stop_system_metrics(monitor)
             monitor = None
-        metrics["wall_s"] = round(time.perf_counter() - start, 2)
-        metrics["torch_threads"] = job.threads
-        _save(job, model, tokenizer, metrics, run_id, base_dir, dtype, out)
+        timings = {k: metrics.pop(k) for k in TIMING_KEYS if k in metrics}
+        timings["wall_s"] = round(time.perf_counter() - start, 2)
+        metrics["machine"] = machine.signature(job.threads)
+        _save(job, model, tokenizer, metrics, key, run_id, base_dir, dtype, out)
         curve = [{k: h[k] for k in CURVE_FIELDS if k in h} for h in history if "loss" in h or "eval_loss" in h]
         if on_saved:
-            on_saved(metrics, curve)
+            on_saved(metrics, curve, timings)
         # Last, so that a rerun after a failure above does not log the summary twice.
-        tracking.log_metrics(run_id, {f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+        tracking.log_metrics(run_id, {f"train/{k}": v for k, v in {**metrics, **timings}.items()
+                                      if isinstance(v, (int, float))})
     except BaseException as exc:
         if main_process:
             if monitor:
@@ -115,11 +124,15 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     # Every output is written: the run is over, and its checkpoints are no longer needed.
     tracking.end_run(run_id)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return metrics, curve
+    return metrics, curve, timings
 
 
-def _save(job: Job, model, tokenizer, metrics: dict, run_id: str, base_dir: Path | None, dtype, out: Path) -> None:
-    """Write the model folder (atomically) and, with train.log_model, copy it into MLflow."""
+def _save(job: Job, model, tokenizer, metrics: dict, key: str, run_id: str, base_dir: Path | None, dtype,
+          out: Path) -> None:
+    """Write the model folder (atomically) and, with train.log_model, copy it into MLflow.
+
+    The folder is an outcome: run.json names the run by its key (what determines it), not
+    by its MLflow run id, which differs on every rerun; evaluate finds the run by the key."""
     params, cfg, preset = job.params, job.cfg, job.preset
     arch = ARCHITECTURES.get(preset.architecture)
     with atomic_dir(out) as tmp:
@@ -130,9 +143,12 @@ def _save(job: Job, model, tokenizer, metrics: dict, run_id: str, base_dir: Path
         else:
             base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else preset.hub_id
             metrics["saved_as"] = arch.save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
-        write_json(tmp / "run.json", {"mlflow_run_id": run_id, "variant": job.variant, "model": params.model,
+        write_json(tmp / "run.json", {"run_key": key, "variant": job.variant, "model": params.model,
                                       "architecture": preset.architecture, "multitask_alpha": job.multitask_alpha,
-                                      "resolved_train": to_dict(cfg), "metrics": metrics})
+                                      "resolved_train": to_dict(cfg),
+                                      # the processor is named in the stage's metrics: weights made
+                                      # alike on two CPUs (machine.PORTABLE) make the same folder
+                                      "metrics": {k: v for k, v in metrics.items() if k != "machine"}})
     if params.train.log_model:
         tracking.log_folder(run_id, str(out))
 
@@ -145,8 +161,11 @@ def _open_run(checkpoint_dir: Path, job: Job) -> str:
     params = job.params
     run_params = {"variant": job.variant, **flatten(to_dict(params))}
     run_params.update({f"train_resolved.{k}": v for k, v in to_dict(job.cfg).items()})
+    made_with = {k: str(v) for k, v in flatten({"machine": machine.signature(job.threads)}).items()}
     run_id = tracking.start_run(job.variant, run_params,
-                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model},
+                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model,
+                                 tracking.MODEL_KEY_TAG: checkpoint_dir.name,
+                                 **made_with},
                                 datasets=job.inputs)
     tracking.claim_run(run_id)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """From finished cells to the study's numbers: mean and sd over seeds per (task, student),
-pooled paired tests against the answer-only baseline, the teacher's yield, wall times.
+pooled paired tests against the answer-only baseline, the teacher's yield.
 
 A student is a variant, with the teacher mode for teacher-CoT students: `answer`, `gold`,
 `cot[hint]`, ... The answer and gold students do not depend on the teacher, so they are
@@ -34,6 +34,7 @@ class StudentRun:
     outcomes: dict[str, dict[str, bool]]  # split -> example id -> correct
     train_examples: Optional[int] = None
     wall_s: Optional[float] = None
+    cell: str = ""  # the study cell (DVC experiment) it was trained in
 
     @property
     def label(self) -> str:
@@ -51,12 +52,16 @@ class Summary:
     train_examples: list[int] = field(default_factory=list)
 
 
+def split_key(split: str, calculator: bool) -> str:
+    """A prepared test split and its decoding -> its key in SPLITS ("id", "ood_calc", ...)."""
+    return TEST_SPLITS.get(split, split) + ("_calc" if calculator else "")
+
+
 def outcomes_from_predictions(rows: list[dict]) -> dict[str, dict[str, bool]]:
     """predictions.jsonl rows -> split -> id -> correct (split keys as in SPLITS)."""
     out: dict[str, dict[str, bool]] = {}
     for r in rows:
-        key = TEST_SPLITS.get(r["split"], r["split"]) + ("_calc" if r.get("calculator") else "")
-        out.setdefault(key, {})[str(r["id"])] = bool(r["correct"])
+        out.setdefault(split_key(r["split"], bool(r.get("calculator"))), {})[str(r["id"])] = bool(r["correct"])
     return out
 
 

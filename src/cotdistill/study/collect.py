@@ -1,26 +1,20 @@
-"""Read a study's finished cells back from DVC: metrics from `dvc exp show`, per-example
-predictions from each experiment's cached outputs (dvc.api at the experiment's commit)."""
+"""Read a study's finished cells back from DVC into the records the study commits
+(committed.py): metrics from `dvc exp show`, per-question predictions from each
+experiment's cached outputs (dvc.api at the experiment's commit).
+
+This is the only part of a study that needs the experiments; once their records are
+committed beside the page, the experiments and their cache may go.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .analysis import StudentRun, accuracy_from_metrics, outcomes_from_predictions, teacher_row
-from .grid import Grid
+from .analysis import teacher_row
+from .committed import Table, machine_blocks, table_from_predictions
+from .grid import Cell, Grid
 from .run import experiments, finished
-
-
-@dataclass
-class Results:
-    runs: list[StudentRun] = field(default_factory=list)
-    teacher: list[dict] = field(default_factory=list)  # student cells: yield on the train split
-    levers: list[dict] = field(default_factory=list)  # lever cells: yield on validation questions
-    walls: list[dict] = field(default_factory=list)  # per cell: teacher, train, evaluate seconds
-    missing: list[str] = field(default_factory=list)  # declared cells with no finished experiment
-    threads: set = field(default_factory=set)  # torch threads seen in the cells' metrics
-    baselines: set = field(default_factory=set)  # the commits the cells ran from
 
 
 def read_predictions(repo: Path, rev: str, variant: str) -> list[dict]:
@@ -30,39 +24,74 @@ def read_predictions(repo: Path, rev: str, variant: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def collect(grid: Grid, repo: Path) -> Results:
+def _threads(metrics: dict[str, dict], machine: dict[str, dict]) -> list[int]:
+    """The torch thread counts the cell ran with: from the signatures, or from the
+    `torch_threads` key of experiments made before signatures were recorded."""
+    seen = {sig.get("threads") for sig in machine.values()}
+    seen |= {m.get("torch_threads") for p, m in metrics.items()
+             if p.startswith(("metrics/train/", "metrics/evaluate/"))}
+    return sorted(t for t in seen if isinstance(t, int))
+
+
+def _wall(cell: Cell, metrics: dict[str, dict], first_mode: str) -> dict | None:
+    """Wall seconds, where an old experiment kept them in its metrics (newer ones write them
+    to timings/, outside git and DVC: they are not an outcome)."""
+    variants = cell.overrides["train.variants"]
+    gen = metrics.get("metrics/generate.json", {})
+    trains = [metrics.get(f"metrics/train/{v}.json", {}) for v in variants]
+    evals = [metrics.get(f"metrics/evaluate/{v}.json", {}) for v in variants]
+    if not any("wall_s" in m for m in trains + evals):
+        return None
+    # later modes restore the answer and gold students from the run cache: their seconds count once
+    counted = [i for i, v in enumerate(variants) if v == "cot" or cell.mode == first_mode]
+    return {"teacher_s": gen.get("generations", {}).get("teacher_s", gen.get("wall_s")),
+            "train_s": sum(trains[i].get("wall_s") or 0.0 for i in counted),
+            "evaluate_s": sum(evals[i].get("wall_s") or 0.0 for i in counted)}
+
+
+def cell_record(cell: Cell, exp: dict, first_mode: str) -> dict:
+    """What cells.json keeps of one finished cell (see committed.py)."""
+    m = exp["metrics"]
+    variants = cell.overrides["train.variants"] if cell.kind == "student" else []
+    machine = machine_blocks(m, variants)
+    split = "validation" if cell.kind == "lever" else "train"
+    teacher = {k: v for k, v in teacher_row(cell.task, cell.mode, m.get("metrics/filter.json", {}), split).items()
+               if k not in ("task", "mode")}
+    rec = {"experiment": cell.name, "commit": str(exp["baseline"]), "exp_rev": str(exp["rev"]),
+           "timestamp": str(exp.get("timestamp") or ""), "machine": machine, "threads": _threads(m, machine),
+           "teacher": teacher}
+    if cell.kind == "student":
+        rec["train_examples"] = {v: m.get(f"metrics/train/{v}.json", {}).get("train_examples") for v in variants}
+        wall = _wall(cell, m, first_mode)
+        if wall:
+            rec["wall"] = wall
+    return rec
+
+
+def collect(grid: Grid, repo: Path) -> tuple[dict[str, dict], dict[str, Table]]:
+    """(cell name -> record, cell name -> outcome table) of every declared cell that has a
+    finished experiment (on any commit: the newest of each name)."""
     exps = experiments(repo, all_commits=True)
-    res = Results()
     first_mode = next(iter(grid.teachers))
+    cells: dict[str, dict] = {}
+    tables: dict[str, Table] = {}
     for cell in grid.cells():
         exp = exps.get(cell.name)
         if not finished(cell, exp):
-            res.missing.append(cell.name)
             continue
-        m = exp["metrics"]
-        res.baselines.add(str(exp["baseline"])[:10])
-        filt = m.get("metrics/filter.json", {})
-        if cell.kind == "lever":
-            res.levers.append({**teacher_row(cell.task, cell.mode, filt, "validation"),
-                               "overrides": {k: v for k, v in cell.overrides.items()
-                                             if k.startswith(("generate.", "filter."))}})
-            continue
-        res.teacher.append(teacher_row(cell.task, cell.mode, filt))
-        gen = m.get("metrics/generate.json", {})
-        # what the kept generations cost when they were made (a cell on a warm cache sends nothing)
-        teacher_s = gen.get("generations", {}).get("teacher_s", gen.get("wall_s"))
-        wall = {"cell": cell.name, "teacher_s": teacher_s, "train_s": 0.0, "evaluate_s": 0.0}
-        for variant in cell.overrides["train.variants"]:
-            ev = m[f"metrics/evaluate/{variant}.json"]
-            tr = m.get(f"metrics/train/{variant}.json", {})
-            res.threads |= {t for t in (tr.get("torch_threads"), ev.get("torch_threads")) if t is not None}
-            if variant == "cot" or cell.mode == first_mode:  # later modes restore the others from the run cache
-                wall["train_s"] += tr.get("wall_s") or 0.0
-                wall["evaluate_s"] += ev.get("wall_s") or 0.0
-            res.runs.append(StudentRun(
-                task=cell.task, mode=cell.mode, seed=cell.seed, variant=variant,
-                accuracy=accuracy_from_metrics(ev),
-                outcomes=outcomes_from_predictions(read_predictions(repo, exp["rev"], variant)),
-                train_examples=tr.get("train_examples"), wall_s=tr.get("wall_s")))
-        res.walls.append(wall)
-    return res
+        cells[cell.name] = cell_record(cell, exp, first_mode)
+        if cell.kind == "student":
+            tables[cell.name] = table_from_predictions(
+                {v: read_predictions(repo, exp["rev"], v) for v in cell.overrides["train.variants"]})
+    return cells, tables
+
+
+def merge(committed: tuple[dict, dict], found: tuple[dict, dict]) -> tuple[dict[str, dict], dict[str, Table]]:
+    """The committed records, each replaced by a newer experiment of its cell: a cell whose
+    experiment is gone (another machine, `dvc exp gc`) keeps what was committed."""
+    cells, tables = dict(committed[0]), dict(committed[1])
+    for name, rec in found[0].items():
+        if name not in cells or rec["timestamp"] >= cells[name].get("timestamp", ""):
+            cells[name] = rec
+            tables[name] = found[1].get(name, {})
+    return cells, tables

@@ -1,18 +1,25 @@
-"""The study's page: metrics/study/README.md and its PNG plots, from collected results.
+"""The study's page: metrics/study/README.md and its PNG plots, from the records committed
+beside it (committed.py), never from the experiments: a clone re-renders it byte for byte.
 
 Every declared cell appears: a cell that did not finish is listed as missing, and a
-comparison that goes against the paper is shown like any other.
+comparison that goes against the paper is shown like any other. The page names the
+commits and machine signatures its cells ran on, and each accuracy row says whether its
+seeds mix them.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from ..io import atomic_path, write_text
-from .analysis import SPLIT_NAMES, SPLITS, Summary, comparisons, select_runs, summarise
-from .collect import Results
+from ..machine import describe, float_key
+from .analysis import SPLIT_NAMES, SPLITS, StudentRun, Summary, comparisons, select_runs, summarise
+from .committed import CELLS, OUTCOMES, Results
 from .grid import Grid
+
+NOT_RECORDED = "not recorded"
 
 
 def _pct(v: float | None) -> str:
@@ -30,17 +37,78 @@ def _order(label: str, grid: Grid) -> tuple:
     return (0 if label == "answer" else 1, 0)
 
 
-def accuracy_table(summaries: list[Summary], grid: Grid) -> list[str]:
+def accuracy_table(summaries: list[Summary], grid: Grid, ran_on: dict[tuple[str, str], str]) -> list[str]:
     splits = [s for s in SPLITS if any(s in x.mean for x in summaries)]
-    lines = ["| task | student | seeds | train examples | " + " | ".join(SPLIT_NAMES[s] for s in splits) + " |",
-             "|---|---|---|---|" + "---|" * len(splits)]
+    lines = ["| task | student | seeds | train examples | " + " | ".join(SPLIT_NAMES[s] for s in splits)
+             + " | ran on (commit; signature) |",
+             "|---|---|---|---|" + "---|" * len(splits) + "---|"]
     for x in sorted(summaries, key=lambda x: (x.task, _order(x.label, grid))):
         ex = f"{min(x.train_examples)}-{max(x.train_examples)}" if x.train_examples else ""
         if x.train_examples and min(x.train_examples) == max(x.train_examples):
             ex = str(x.train_examples[0])
         cells = [f"{_pct(x.mean[s])} ± {_pct(x.sd.get(s))}" if s in x.mean else "" for s in splits]
-        lines.append(f"| {x.task} | {x.label} | {len(x.seeds)} | {ex} | " + " | ".join(cells) + " |")
+        lines.append(f"| {x.task} | {x.label} | {len(x.seeds)} | {ex} | " + " | ".join(cells)
+                     + f" | {ran_on.get((x.task, x.label), '')} |")
     return lines
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" + ("s" if n != 1 else "")
+
+
+def _key(sig: dict) -> str:
+    return json.dumps(float_key(sig), sort_keys=True)
+
+
+def signature_labels(res: Results) -> dict[str, str]:
+    """Each group of signatures that make the same floats (machine.float_key) gets a label,
+    S1, S2, ... in the order of the cells' names; returns float key -> label."""
+    labels: dict[str, str] = {}
+    for name in sorted(res.cells):
+        for _, sig in sorted(res.cells[name]["machine"].items()):
+            labels.setdefault(_key(sig), f"S{len(labels) + 1}")
+    return labels
+
+
+def cell_signatures(rec: dict, labels: dict[str, str]) -> set[str]:
+    return {labels[_key(sig)] for sig in rec["machine"].values()} or {NOT_RECORDED}
+
+
+def provenance_lines(res: Results, labels: dict[str, str]) -> list[str]:
+    """The set-up's lines naming every commit and signature group, with their cell counts."""
+    commits: dict[str, int] = {}
+    for rec in res.cells.values():
+        commits[rec["commit"][:10]] = commits.get(rec["commit"][:10], 0) + 1
+    lines = ["- cells ran from commit(s): " + (", ".join(f"{c} ({_cells(n)})" for c, n in sorted(commits.items()))
+                                               or "none")]
+    if not res.cells:
+        return lines
+    lines.append("- machine signatures (what the floats depend on besides code, params and data; "
+                 "one label per group that makes the same floats):")
+    for key, label in sorted(labels.items(), key=lambda kv: int(kv[1][1:])):
+        names = [n for n, rec in res.cells.items() if label in cell_signatures(rec, labels)]
+        sigs = [s for n in names for s in res.cells[n]["machine"].values() if _key(s) == key]
+        cpus = sorted({s.get("cpu") for s in sigs if s.get("cpu")})
+        lines.append(f"  - {label} ({_cells(len(names))}): {describe(sigs[0])}"
+                     + (f"; processors: {', '.join(cpus)}" if "cpu" not in float_key(sigs[0]) and cpus else ""))
+    old = [n for n, rec in res.cells.items() if not rec["machine"]]
+    if old:
+        lines.append(f"  - {NOT_RECORDED} ({_cells(len(old))}): made before the cells recorded their signatures")
+    return lines
+
+
+def ran_on(runs: list[StudentRun], res: Results, labels: dict[str, str]) -> dict[tuple[str, str], str]:
+    """(task, student) -> the commit and signature of its cells, or what they mix."""
+    cells: dict[tuple[str, str], set[str]] = {}
+    for r in runs:
+        cells.setdefault((r.task, r.label), set()).add(r.cell)
+    out = {}
+    for key, names in cells.items():
+        commits = sorted({res.cells[n]["commit"][:10] for n in names})
+        sigs = sorted(set().union(*(cell_signatures(res.cells[n], labels) for n in names)))
+        out[key] = ((commits[0] if len(commits) == 1 else f"mixed: {len(commits)} commits") + "; "
+                    + (sigs[0] if len(sigs) == 1 else "mixed: " + ", ".join(sigs)))
+    return out
 
 
 def tests_table(tests: list[dict], grid: Grid) -> list[str]:
@@ -122,26 +190,27 @@ def findings(tests: list[dict], grid: Grid) -> list[str]:
     return out
 
 
-def render(grid: Grid, res: Results, out_dir: str | Path, wall_s: float | None = None) -> Path:
-    """Write out_dir/README.md and one accuracy PNG per task; returns the page's path."""
-    out_dir = Path(out_dir)
+def page_text(grid: Grid, res: Results, out_dir: str) -> str:
+    """The page's Markdown: a function of the grid and the committed records alone."""
     first = next(iter(grid.teachers))
     runs, stable = select_runs(res.runs, first)
     summaries = summarise(runs)
     tests = comparisons(runs)
+    labels = signature_labels(res)
+    grid_file = grid.path.as_posix()
     lines = [f"# Study: {grid.name}", "", "Made by `cotdistill study` from the committed grid "
-             f"`{grid.path.as_posix()}`; every declared cell is reported.", ""]
+             f"`{grid_file}`; every declared cell is reported.", ""]
     if grid.description:
         lines += [grid.description, ""]
     if tests:
         lines += [f"## What it shows (pooled exact McNemar, significance level {ALPHA})", ""]
         lines += findings(tests, grid) + [""]
-    threads = ", ".join(str(t) for t in sorted(res.threads)) or "not recorded"
-    commits = ", ".join(sorted(res.baselines)) or "none"
+    threads = ", ".join(str(t) for t in sorted({t for rec in res.cells.values() for t in rec.get("threads", [])}))
     lines += ["## Set-up", "",
               f"- seeds: {', '.join(map(str, grid.seeds))} (each seed draws its own data, initialisation and order)",
-              f"- torch threads: {threads} (float results depend on the thread count; fixed for every cell)",
-              f"- cells ran from commit(s): {commits}",
+              f"- torch threads: {threads or NOT_RECORDED} (float results depend on the thread count; "
+              "fixed for every cell)",
+              *provenance_lines(res, labels),
               f"- students: {', '.join(grid.variants)}; teacher modes: "
               + "; ".join(f"`{m}` " + ", ".join(f"{k}={v}" for k, v in p.items()) for m, p in grid.teachers.items()),
               "- shared params: " + ", ".join(f"{k}={v}" for k, v in grid.params.items()),
@@ -152,13 +221,13 @@ def render(grid: Grid, res: Results, out_dir: str | Path, wall_s: float | None =
     lines += ["## Test accuracy", "",
               "Mean ± sd over seeds, in %. `answer`: answer-only baseline; `gold`: the dataset's own "
               "rationales; `cot[mode]`: the teacher's kept CoTs under that teacher mode. All students of a "
-              "task train for the same number of steps. +calc: decoded with the external calculator.", ""]
-    lines += accuracy_table(summaries, grid) + [""]
+              "task train for the same number of steps. +calc: decoded with the external calculator. Ran on: "
+              "the commit and machine signature (Set-up) of the row's cells, `mixed` where its seeds ran on "
+              "more than one.", ""]
+    lines += accuracy_table(summaries, grid, ran_on(runs, res, labels)) + [""]
     for task in grid.tasks:
         if any(x.task == task for x in summaries):
-            png = out_dir / f"accuracy_{task}.png"
-            plot_accuracy(summaries, grid, task, png)
-            lines += [f"![{task}]({png.name})", ""]
+            lines += [f"![{task}](accuracy_{task}.png)", ""]
     if stable:
         lines += ["Controlled comparison: the answer-only and gold students of every later teacher mode were "
                   + ("identical, example for example, to the first mode's (the tokenizer and their data do not "
@@ -179,12 +248,35 @@ def render(grid: Grid, res: Results, out_dir: str | Path, wall_s: float | None =
         lines += ["| lever | settings |", "|---|---|"]
         lines += [f"| {name} | " + ", ".join(f"{k}={v}" for k, v in p.items()) + " |" for name, p in grid.levers.items()]
         lines += [""] + teacher_table(res.levers, "validation") + [""]
-    lines += ["## Wall time", "", "| cell | teacher (s) | training (s) | evaluation (s) |", "|---|---|---|---|"]
-    for w in res.walls:
-        lines.append(f"| {w['cell']} | {w['teacher_s'] if w['teacher_s'] is not None else ''} | "
-                     f"{w['train_s']:.0f} | {w['evaluate_s']:.0f} |")
-    if wall_s is not None:
-        lines += ["", f"The study command ran for {wall_s / 60:.0f} minutes (cells already finished were not rerun)."]
-    page = out_dir / "README.md"
-    write_text(page, "\n".join(lines) + "\n")
+    lines += ["## Wall time", ""]
+    if res.walls:
+        lines += ["| cell | teacher (s) | training (s) | evaluation (s) |", "|---|---|---|---|"]
+        lines += [f"| {w['cell']} | {w['teacher_s'] if w['teacher_s'] is not None else ''} | "
+                  f"{w['train_s']:.0f} | {w['evaluate_s']:.0f} |" for w in res.walls] + [""]
+    if len(res.walls) < len(res.teacher):
+        lines += [("Cells not listed: n" if res.walls else "N") + "ot recorded in the experiments (wall seconds are "
+                  "no outcome: they go to `timings/`, outside git and DVC, on the machine that ran the cell).", ""]
+    lines += ["## Checking this page", "",
+              f"Every table and test above is computed from two files committed beside this page, not from the "
+              f"experiments. `{OUTCOMES}`: for each cell, each test split's question ids (sorted), then for each "
+              "student, split and decoding one character per question in that order (`correct`: 1 right, 0 wrong; "
+              "`invalid`: 1 when no answer could be extracted; `-`: not recorded). "
+              f"`{CELLS}`: for each cell its experiment, the commit it ran from, the experiment's commit, the "
+              "machine signature of each stage, the teacher's counts and the students' training-set sizes.", "",
+              f"- re-render the page from them: `cotdistill study page {grid_file} --out-dir {out_dir}` "
+              "(`--check`: compare with the committed page)",
+              f"- rerun one cell from a clean clone and compare its predictions question by question: "
+              f"`cotdistill study rerun-cell {grid_file} CELL --out-dir {out_dir}`"]
+    return "\n".join(lines) + "\n"
+
+
+def render(grid: Grid, res: Results, root: str | Path, out_dir: str) -> Path:
+    """Write root/out_dir/README.md and one accuracy PNG per task; returns the page's path."""
+    folder = Path(root) / out_dir
+    summaries = summarise(select_runs(res.runs, next(iter(grid.teachers)))[0])
+    for task in grid.tasks:
+        if any(x.task == task for x in summaries):
+            plot_accuracy(summaries, grid, task, folder / f"accuracy_{task}.png")
+    page = folder / "README.md"
+    write_text(page, page_text(grid, res, out_dir))
     return page

@@ -54,10 +54,12 @@ def format_value(value: Any) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def queue_args(cell: Cell) -> list[str]:
-    """`dvc exp run --queue` for one cell; a lever cell runs the DAG only up to the
+def queue_args(cell: Cell, queue: bool = True) -> list[str]:
+    """`dvc exp run --queue` for one cell (without --queue: run it in this workspace, as
+    `study rerun-cell` does in a clean clone); a lever cell runs the DAG only up to the
     filter (it measures the teacher and trains nothing)."""
-    args = ["exp", "run", "--queue", "-n", cell.name] + (["filter"] if cell.kind == "lever" else [])
+    args = ["exp", "run", *(["--queue"] if queue else []), "-n", cell.name]
+    args += ["filter"] if cell.kind == "lever" else []
     for key, value in cell.overrides.items():
         args += ["-S", f"{key}={format_value(value)}"]
     return args

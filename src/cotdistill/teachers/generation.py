@@ -19,8 +19,9 @@ from .cache import RequestCache, request_key
 
 @dataclass
 class GenerationStats:
-    """What one generate_all call did (requests, cache hits, failures, what it sent) and
-    what all the generations it returns cost when they were made, cached or not."""
+    """What one generate_all call returned (an outcome: the same on a warm or a cold cache)
+    and what it cost: requests, cache hits, failures, what it sent, and what the
+    generations it returns cost when they were made, cached or not."""
 
     requests: int = 0
     cache_hits: int = 0
@@ -48,25 +49,32 @@ class GenerationStats:
         if backend:
             self.backends.add(backend)
 
-    def as_dict(self) -> dict:
-        tps = self.completion_tokens / self.wall_s if self.wall_s > 0 and self.sent else 0.0
+    def outcome(self) -> dict:
+        """What the returned generations are, whoever paid for them: the same whether they
+        came from the cache or the teacher (the generate stage's metrics)."""
         return {
             "requests": self.requests,
+            "generations": {
+                "prompt_tokens": self.made_prompt_tokens,
+                "completion_tokens": self.made_completion_tokens,
+                "backend": "+".join(sorted(self.backends)),
+            },
+        }
+
+    def costs(self) -> dict:
+        """What this call did and waited for (the stage's timings file, not its metrics)."""
+        tps = self.completion_tokens / self.wall_s if self.wall_s > 0 and self.sent else 0.0
+        return {
             "cache_hits": self.cache_hits,
             "requests_sent": self.sent,
             "retries": self.retries,
             "failures": {k: self.failures.get(k, 0) for k in ("429", "5xx", "timeout", "connection", "fatal")},
             "prefix_cache_batches": self.prefix_cache_batches,
-            # what the generations cost when they were made (this run or an earlier one):
-            # teacher_s sums each one's share of the call that answered it (concurrent
-            # calls overlap, so for a server it is request-seconds, not wall time)
-            "generations": {
-                "prompt_tokens": self.made_prompt_tokens,
-                "completion_tokens": self.made_completion_tokens,
-                "teacher_s": round(self.made_seconds, 2),
-                "teacher_s_unknown": self.made_unknown,
-                "backend": "+".join(sorted(self.backends)),
-            },
+            # what the returned generations cost when they were made (this run or an earlier
+            # one): each one's share of the call that answered it (concurrent calls overlap,
+            # so for a server it is request-seconds, not wall time)
+            "teacher_s": round(self.made_seconds, 2),
+            "teacher_s_unknown": self.made_unknown,
             # what this run sent and waited for
             "sent": {
                 "prompt_tokens": self.prompt_tokens,

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from .. import hub
+from .. import hub, machine
 from ..errors import DataError
 from ..paths import shared_path
 from ..quantization import quantization_config
@@ -166,6 +166,11 @@ class HFBackend:
             "quantization": None if quantization in (None, "none") else quantization,
             "engine": "transformers",
             "engine_version": f"transformers {transformers.__version__}, torch {torch.__version__}",
+            # and what its floats depend on: a greedy answer made with other threads or float
+            # code paths (machine.py) can differ, and a warm cache must not make other outcomes
+            # than a cold one
+            "floats": ({"device": torch.cuda.get_device_name(), "cuda": torch.version.cuda} if cuda
+                       else machine.float_key(machine.signature(torch.get_num_threads()))),
         }
         if cfg.model_path:  # a local copy may differ from the preset's weights (only when set: old keys stay)
             self.identity["model_path"] = cfg.model_path
