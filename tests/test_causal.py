@@ -36,7 +36,7 @@ def test_causal_presets_and_their_defaults():
     assert STUDENTS.get("qwen2.5-0.5b").hub_id == "Qwen/Qwen2.5-0.5B"
     # per size: full finetuning up to 0.5B, 8-bit AdamW at 0.77B, LoRA on 8-bit / NF4 weights from 1B
     sizes = {n: (STUDENTS.get(n).lora, STUDENTS.get(n).quantization, STUDENTS.get(n).optimizer) for n in CAUSAL}
-    assert sizes["qwen2.5-0.5b"] == sizes["gpt2"] == (False, "none", "adamw_torch")
+    assert sizes["qwen2.5-0.5b"] == sizes["gpt2"] == (False, "none", "adamw_torch_fused")
     assert sizes["gpt2-large"] == (False, "none", "adamw_bnb_8bit")
     assert sizes["llama-3.2-1b"] == (True, "8bit", "paged_adamw_8bit")
     assert sizes["qwen2.5-1.5b"] == sizes["smollm2-1.7b"] == (True, "4bit", "paged_adamw_8bit")

@@ -166,7 +166,7 @@ class TrainConfig:
     precision: Optional[Literal["fp32", "bf16", "fp16"]]
     gradient_checkpointing: Optional[bool]
     optimizer: Optional[Literal[
-        "adamw_torch", "adafactor", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]]
+        "adamw_torch_fused", "adamw_torch", "adafactor", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]]
     # from-config students: bpe (byte-level BPE, numbers split into digits) or char (one
     # token per byte: a student that sees the letters inside words); null = the preset's
     tokenizer: Optional[Literal["bpe", "char"]]

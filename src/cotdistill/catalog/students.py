@@ -20,8 +20,8 @@ from ..registry import Registry
 # stores 4 bits plus about 0.13 bits of scales).
 WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "8bit": 1.0, "4bit": 0.52}
 # Optimizer state bytes per trainable parameter (Adafactor's factored moments: about 1).
-OPTIMIZER_BYTES = {"adafactor": 1, "adamw_torch": 8, "adamw_bnb_8bit": 2, "paged_adamw_8bit": 2,
-                   "paged_adamw_32bit": 8}
+OPTIMIZER_BYTES = {"adafactor": 1, "adamw_torch": 8, "adamw_torch_fused": 8, "adamw_bnb_8bit": 2,
+                   "paged_adamw_8bit": 2, "paged_adamw_32bit": 8}
 # Sequence lengths the estimate assumes (params.yaml's train.max_source/target_length).
 EST_SOURCE, EST_TARGET = 256, 256
 
@@ -134,7 +134,7 @@ STUDENTS.register(
         batch_size=32,
         learning_rate=1e-3,
         precision="fp32",
-        optimizer="adamw_torch",
+        optimizer="adamw_torch_fused",
         tokenizer_vocab_size=1000,
     ),
 )
@@ -153,7 +153,7 @@ STUDENTS.register(
         batch_size=32,
         learning_rate=2e-3,
         precision="fp32",
-        optimizer="adamw_torch",
+        optimizer="adamw_torch_fused",
         tokenizer_vocab_size=600,
     ),
 )
@@ -174,7 +174,7 @@ STUDENTS.register(
         batch_size=32,
         learning_rate=2e-3,
         precision="fp32",
-        optimizer="adamw_torch",
+        optimizer="adamw_torch_fused",
         tokenizer_vocab_size=1000,
     ),
 )
@@ -236,7 +236,7 @@ STUDENTS.register(
         batch_size=32,
         learning_rate=1e-3,
         precision="fp32",
-        optimizer="adamw_torch",
+        optimizer="adamw_torch_fused",
         tokenizer_vocab_size=1000,
     ),
 )
@@ -257,7 +257,7 @@ _CAUSAL_HUB = [
 # LoRA adapters on 8-bit (about 1.2B) or NF4 (1.5B and up) base weights, so that each fits
 # one 24 GB GPU. Full finetuning of a decoder takes a smaller learning rate than T5's.
 _CAUSAL_DEFAULTS = {
-    "small": dict(batch_size=16, grad_accum=4, learning_rate=5e-5, optimizer="adamw_torch",
+    "small": dict(batch_size=16, grad_accum=4, learning_rate=5e-5, optimizer="adamw_torch_fused",
                   gradient_checkpointing=True),
     "medium": dict(batch_size=8, grad_accum=8, learning_rate=3e-5, gradient_checkpointing=True,
                    optimizer="adamw_bnb_8bit"),
