@@ -246,7 +246,8 @@ def test_sigint_in_generate_keeps_the_answered_requests(tmp_path):
         _write_jsonl(tmp_path / "data/prepared/train.jsonl", _coin_rows("train", 10))
         cache = tmp_path / ".cache/requests.sqlite"
         args = ["--inputs", "data/prepared/train.jsonl", "--prompt", str(REPO / "src/cotdistill/prompts/coin_flip.yaml"),
-                "--cache", str(cache), "--out", "data/teacher/generations.jsonl", "--metrics", "metrics/generate.json"]
+                "--cache", str(cache), "--out", "data/teacher/generations.jsonl", "--metrics", "metrics/generate.json",
+                "--timings", "timings/generate.json"]
         proc = subprocess.Popen(stage_cmd("generate", args), cwd=tmp_path, env=stage_env(tmp_path),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -263,7 +264,7 @@ def test_sigint_in_generate_keeps_the_answered_requests(tmp_path):
         kept = cached()
         assert 3 <= kept < 10 and server.answered == kept  # the answers in flight at Ctrl-C were kept too
         run_cmd(stage_cmd("generate", args), tmp_path, env=stage_env(tmp_path), timeout=300)
-        m = json.loads((tmp_path / "metrics/generate.json").read_text())
+        m = json.loads((tmp_path / "timings/generate.json").read_text())
         assert m["cache_hits"] == kept and m["requests_sent"] == 10 - kept
         assert server.answered == 10  # no question was paid for twice
         assert len((tmp_path / "data/teacher/generations.jsonl").read_text().splitlines()) == 10

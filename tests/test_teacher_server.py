@@ -192,7 +192,7 @@ def _stage_env(tmp: Path, proxy_url: str, model_dir: Path, extra: dict) -> tuple
     cmd = [sys.executable, str(REPO / "stages/generate.py"), "--params", "params.yaml",
            "--inputs", "data/prepared/train.jsonl", "--prompt", str(prompt_path("coin_flip")),
            "--cache", str(tmp / ".cache/requests.sqlite"), "--out", "data/teacher/generations.jsonl",
-           "--metrics", "metrics/generate.json"]
+           "--metrics", "metrics/generate.json", "--timings", "timings/generate.json"]
     env = {**os.environ, "COTDISTILL_TEST_TEACHER_KEY": PLANTED_KEY, "PYTHONPATH": str(REPO / "src")}
     return cmd, env
 
@@ -215,12 +215,12 @@ def test_stage_through_server_rerun_is_free_and_key_never_written(proxy_factory,
     proxy = proxy_factory()
     cmd, env = _stage_env(tmp_path, proxy.url, model_dir, {"concurrency": 4})
     first = _run(cmd, env, tmp_path)
-    m1 = json.loads((tmp_path / "metrics/generate.json").read_text())
+    m1 = json.loads((tmp_path / "timings/generate.json").read_text())
     assert m1["requests_sent"] == len(QUESTIONS) and m1["cache_hits"] == 0
     rows = [json.loads(x) for x in (tmp_path / "data/teacher/generations.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(len(QUESTIONS))] and all(r["text"] for r in rows)
     second = _run(cmd, env, tmp_path)
-    m2 = json.loads((tmp_path / "metrics/generate.json").read_text())
+    m2 = json.loads((tmp_path / "timings/generate.json").read_text())
     assert m2["requests_sent"] == 0 and m2["cache_hits"] == len(QUESTIONS)
     assert proxy.count == len(QUESTIONS)  # the rerun sent nothing
     # the planted key was used (every request carried it) ...
@@ -259,7 +259,7 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(proxy_factory, model_dir, tm
     assert 3 <= n_committed < len(QUESTIONS)
     before = list(proxy.received)  # the killed process sends nothing more
     _run(cmd, env, killed)
-    m = json.loads((killed / "metrics/generate.json").read_text())
+    m = json.loads((killed / "timings/generate.json").read_text())
     assert m["cache_hits"] == n_committed and m["requests_sent"] == len(QUESTIONS) - n_committed
     # the rerun sent each uncommitted question once and nothing that was committed;
     # only the (at most `concurrency`) requests in flight at the kill were paid twice
