@@ -28,6 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from cotdistill.machine import describe  # noqa: E402
 from cotdistill.study.analysis import (StudentRun, accuracy_from_metrics, comparisons,  # noqa: E402
                                        outcomes_from_predictions, summarise)
 
@@ -67,7 +68,7 @@ def run_cell(clone: Path, out: Path, params: dict, env: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     for rel in ["params.yaml", "metrics/filter.json", "metrics/generate.json", "metrics/report.md",
                 *[f"metrics/evaluate/{v}.json" for v in VARIANTS], *[f"metrics/train/{v}.json" for v in VARIANTS],
-                *[f"data/eval/{v}/predictions.jsonl" for v in VARIANTS],
+                *[f"data/eval/{v}/predictions.jsonl" for v in VARIANTS], *[f"timings/train/{v}.json" for v in VARIANTS],
                 "data/eval/multitask/rationale_predictions.jsonl"]:
         dest = tmp / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -84,8 +85,9 @@ def load_runs(results: Path) -> list[StudentRun]:
             m = json.loads((cell / f"metrics/evaluate/{v}.json").read_text())
             rows = [json.loads(x) for x in (cell / f"data/eval/{v}/predictions.jsonl").read_text().splitlines()]
             train = json.loads((cell / f"metrics/train/{v}.json").read_text())
+            timing = json.loads((cell / f"timings/train/{v}.json").read_text())
             runs.append(StudentRun(params["dataset"], "hint", params["seed"], v, accuracy_from_metrics(m),
-                                   outcomes_from_predictions(rows), train.get("train_examples"), train.get("wall_s")))
+                                   outcomes_from_predictions(rows), train.get("train_examples"), timing.get("wall_s")))
             if v == "multitask":  # the rationale task, scored as a student of its own
                 runs.append(StudentRun(params["dataset"], "hint", params["seed"], "multitask:rationale",
                                        accuracy_from_metrics(m["rationale"]), {}, None, None))
@@ -98,13 +100,13 @@ def _pct(mean: float, sd: float) -> str:
 
 def render(runs: list[StudentRun], args, cells: list[Path]) -> str:
     summaries = summarise(runs)
-    threads = {json.loads((c / f"metrics/evaluate/{v}.json").read_text()).get("torch_threads")
-               for c in cells for v in VARIANTS}
+    made_with = {describe(json.loads((c / f"metrics/evaluate/{v}.json").read_text())["machine"])
+                 for c in cells for v in VARIANTS}
     lines = ["# multitask vs cot vs answer at equal steps", "",
              f"Student {args.model}, {args.steps} optimizer steps per student, seeds "
              f"{sorted({r.seed for r in runs})}, {args.n_train} training questions, {args.n_test} + {args.n_test} "
              f"test questions (ID + OOD) per seed, teacher: the committed offline one, answer-conditioned; "
-             f"torch threads {sorted(threads)}. Accuracy in % (mean ± sd over seeds); "
+             f"made with {'; '.join(sorted(made_with))}. Accuracy in % (mean ± sd over seeds); "
              "multitask:rationale is the multitask student's rationale task (a diagnostic).", "",
              "| task | student | ID | OOD | train examples |", "|---|---|---|---|---|"]
     for s in sorted(summaries, key=lambda s: (s.task, s.label)):

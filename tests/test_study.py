@@ -3,6 +3,8 @@ pooled paired tests, summaries, the controlled-comparison check and the page (it
 committed outcomes and provenance: tests/test_study_committed.py)."""
 
 import math
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +15,8 @@ from cotdistill.study.analysis import (StudentRun, outcomes_from_predictions, po
                                        select_runs, summarise, teacher_row)
 from cotdistill.study.grid import load_grid
 from cotdistill.study.page import findings
-from cotdistill.study.run import finished, format_value, queue_args
+from cotdistill.study import run as study_run
+from cotdistill.study.run import dvc_bin, dvc_env, finished, format_value, queue_args
 
 GRID = {
     "name": "t",
@@ -69,6 +72,30 @@ def test_values_are_written_as_dvc_exp_run_reads_them():
     assert format_value("t5-mini") == "t5-mini"
     # a comma would start a sweep, a space would split the argument: quoted
     assert format_value("accelerate launch --x 1,2") == "'accelerate launch --x 1,2'"
+
+
+def test_the_queue_workers_find_dvc_without_an_activated_venv(monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert dvc_env()["PATH"].split(":")[0] == str(Path(dvc_bin()).parent)
+
+
+def test_a_study_whose_queue_workers_died_stops_with_what_to_run(tmp_path, base_params, monkeypatch):
+    """DVC's workers are daemons: one that cannot start leaves every cell Queued for ever."""
+    cells = load_grid(grid_file(tmp_path), base_params).cells()[:2]
+    status = "\n".join(f"abc{i}  {c.name}  05:13 PM   Queued" for i, c in enumerate(cells))
+    status += "\n\nWorker status: 0 active, 0 idle\n"
+    calls = []
+
+    def fake_dvc(args, repo, check=True):
+        calls.append(args[:2])
+        out = status if args[:2] == ["queue", "status"] and len(calls) > 1 else ""
+        return subprocess.CompletedProcess(args, 0, out, "")
+
+    monkeypatch.setattr(study_run, "_dvc", fake_dvc)
+    monkeypatch.setattr(study_run, "experiments", lambda repo, all_commits: {})
+    monkeypatch.setattr(study_run.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
+    with pytest.raises(RuntimeError, match="no DVC queue worker is running but 2 cell"):
+        study_run.run_cells(cells, tmp_path, jobs=2, poll_s=0, on_progress=lambda _: None)
 
 
 def test_queue_args_name_the_experiment(tmp_path, base_params):

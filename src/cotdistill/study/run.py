@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -29,8 +30,16 @@ def dvc_bin() -> str:
     return str(local) if local.exists() else (shutil.which("dvc") or "dvc")
 
 
+def dvc_env() -> dict[str, str]:
+    """The environment for DVC: the queue's workers start `dvc` and the stages `cotdistill`
+    by name, so the folder that holds them (this interpreter's venv) goes first on PATH,
+    also when this process was started as `.venv/bin/cotdistill` without activating it."""
+    folder = str(Path(dvc_bin()).parent)
+    return {**os.environ, "PATH": os.pathsep.join([folder, os.environ.get("PATH", "")])}
+
+
 def _dvc(args: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([dvc_bin(), *args], cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run([dvc_bin(), *args], cwd=repo, env=dvc_env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
         last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["(no output)"]
         raise RuntimeError(f"`dvc {' '.join(args[:3])} ...` failed in {repo}: {last[0]}")
@@ -107,14 +116,18 @@ def finished(cell: Cell, exp: dict | None) -> bool:
     return all(f"metrics/evaluate/{v}.json" in exp["metrics"] for v in cell.overrides["train.variants"])
 
 
-def queue_status(repo: Path) -> dict[str, str]:
-    """Name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
-    out = {}
+def queue_status(repo: Path) -> tuple[dict[str, str], int | None]:
+    """Name -> status (Queued, Running, Success, Failed) from `dvc queue status`, and the
+    number of live workers (active + idle; None when DVC did not say)."""
+    out, workers = {}, None
     for line in _dvc(["queue", "status"], repo).stdout.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
             out[parts[1]] = parts[-1]
-    return out
+        found = re.match(r"Worker status: (\d+) active, (\d+) idle", line.strip())
+        if found:
+            workers = int(found[1]) + int(found[2])
+    return out, workers
 
 
 def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0,
@@ -131,7 +144,7 @@ def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0
     """
     cells = sorted(cells, key=lambda c: c.phase)
     done = experiments(repo, all_commits=not fresh)
-    waiting = {n for n, s in queue_status(repo).items() if s in ("Queued", "Running")}
+    waiting = {n for n, s in queue_status(repo)[0].items() if s in ("Queued", "Running")}
     todo = [c for c in cells if not finished(c, done.get(c.name))]
     # a cell still in the queue (from an interrupted `cotdistill study`) is waited for, not queued again
     queue = [c for c in todo if c.name not in waiting]
@@ -145,14 +158,21 @@ def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0
         _dvc(queue_args(cell), repo)
     # The workers are daemons that outlive the call: their output goes to `dvc queue
     # logs`, not to a pipe this process would wait on until they end.
-    subprocess.run([dvc_bin(), "queue", "start", "-j", str(jobs)], cwd=repo, check=True,
+    subprocess.run([dvc_bin(), "queue", "start", "-j", str(jobs)], cwd=repo, env=dvc_env(), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     names = {c.name for c in todo}
-    start = time.time()
+    start, idle_polls = time.time(), 0
     while True:
         time.sleep(poll_s)
-        current = {n: s for n, s in queue_status(repo).items() if n in names}
+        status, workers = queue_status(repo)
+        current = {n: s for n, s in status.items() if n in names}
         active = [n for n, s in current.items() if s in ("Queued", "Running")]
+        # a worker that could not start (no `dvc` on its PATH, a broken venv) dies at once
+        # and leaves every cell Queued: say so instead of waiting for ever
+        idle_polls = idle_polls + 1 if active and workers == 0 else 0
+        if idle_polls >= 3:
+            raise RuntimeError(f"no DVC queue worker is running but {len(active)} cell(s) wait in the queue: "
+                               f"`dvc queue start -v` in {repo} shows why the workers stop")
         ended = [n for n, s in current.items() if s in ("Success", "Failed")]
         on_progress(f"{len(ended)}/{len(names)} cells done, {len(active)} queued or running, "
                     f"{time.time() - start:.0f} s")
