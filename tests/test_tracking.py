@@ -5,7 +5,10 @@ Each test logs into its own SQLite store from inside a small git repository of i
 """
 
 import json
+import os
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -132,3 +135,28 @@ def test_a_dvc_experiment_is_a_parent_run_with_a_child_per_variant(repo, monkeyp
     tracking.log_metrics(runs["exp-one", "cot"], {"id/accuracy": 0.5})
     tracking.log_to_group(runs["exp-one", "cot"], "cot", {"id/accuracy": 0.5})
     assert client.get_run(parents["exp-one", "cot"]).data.metrics == {"cot/id/accuracy": 0.5}
+
+
+_OPEN_AT_ONCE = """
+import os, sys, time
+from pathlib import Path
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.001)
+from cotdistill import tracking
+_, client = tracking._client()
+print(len(client.search_experiments()))
+"""
+
+
+def test_queued_experiments_that_create_the_store_at_once_all_open_it(tmp_path):
+    """Two queued experiments on a repository without mlflow.db once both ran MLflow's
+    schema migrations and one died ("Online migration expected to match one row")."""
+    go = tmp_path / "go"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, str(go)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    time.sleep(3)  # every process is waiting for the word, mlflow not yet imported
+    go.touch()
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-800:] for _, err in results if err]

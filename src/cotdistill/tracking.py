@@ -22,6 +22,7 @@ What the MLflow UI reads, set here:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -73,11 +74,42 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
+_READY: set[str] = set()  # stores this process has opened (created and migrated)
+
+
 def _client():
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    return mlflow, mlflow.MlflowClient()
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if uri in _READY:
+        return mlflow, mlflow.MlflowClient()
+    with _store_lock(uri):
+        client = mlflow.MlflowClient()  # opens the store (MLflow caches it): creates or migrates it
+    _READY.add(uri)
+    return mlflow, client
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """Hold a file lock while a SQLite store is opened for the first time. Queued
+    experiments start at once on a repository without mlflow.db: each would create the
+    tables and run MLflow's schema migrations, and all but one fail ("Online migration
+    expected to match one row ... 0 found"). The first to take the lock makes the store;
+    the others then find it made."""
+    import fcntl
+
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + "-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def experiment_name() -> str:
