@@ -42,6 +42,7 @@ ARMS = {
     "onednn_avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
     "deterministic": {"PROBE_DETERMINISTIC": "1"},
     "native_adamw_foreach": {"PROBE_OPTIMIZER": "adamw_torch"},  # the optimizer before adamw_torch_fused
+    "avx2_paths": {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
     "portable": None,  # machine.PORTABLE, the project's default
 }
 
