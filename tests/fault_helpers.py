@@ -17,16 +17,29 @@ from pathlib import Path
 from .conftest import REPO
 
 
-class StubTeacher:
-    """A /v1/completions server. `mode`: "ok" (answers "... The answer is yes."), "echo500"
-    (500 with the request headers in the body, as some proxies and debug servers do),
-    "401". `delay_s` holds every answer that long."""
+OK_TEXT = " The coin was flipped. The answer is yes."
 
-    def __init__(self, mode: str = "ok", delay_s: float = 0.0):
-        self.mode, self.delay_s = mode, delay_s
+
+class StubTeacher:
+    """A /v1/completions server on 127.0.0.1, honest or hostile. `mode`:
+    "ok" (answers OK_TEXT); "echo500" (500 with the request headers in the body, as some
+    proxies and debug servers do); "401"; "echo200" (a completion that quotes the request's
+    Authorization header); "html200" (a 200 HTML page); "truncated" (a 200 with half a JSON
+    body); "error200" (an error object with status 200); "null_choices"; "null_text" (a choice
+    whose text is null, finish "length"); "empty_length" (text "", finish "length"); "drip"
+    (the ok reply, one byte every `delay_s`). `bad_first`: only the first that many requests
+    get `mode`, the rest "ok". `delay_s` holds every ok answer that long."""
+
+    def __init__(self, mode: str = "ok", delay_s: float = 0.0, bad_first: int | None = None):
+        self.mode, self.delay_s, self.bad_first = mode, delay_s, bad_first
         self.requests: list[dict] = []  # {"auth": its Authorization header, "body": ...} per request
         self.answered = 0
         stub = self
+
+        def completion(body: dict, text: str | None, finish: str = "stop") -> dict:
+            return {"id": "cmpl-stub", "object": "text_completion", "created": 0, "model": body.get("model", ""),
+                    "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19}}
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -34,27 +47,51 @@ class StubTeacher:
             def log_message(self, *args):
                 pass
 
+            def _send(self, status: int, data: bytes, kind: str = "application/json", drip_s: float = 0.0):
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if not drip_s:
+                    self.wfile.write(data)
+                    return
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip_s)
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 stub.requests.append({"auth": self.headers.get("Authorization"), "body": body})
-                if stub.mode == "echo500":
+                mode = stub.mode if stub.bad_first is None or len(stub.requests) <= stub.bad_first else "ok"
+                status, kind, drip = 200, "application/json", 0.0
+                if mode == "echo500":
                     status, reply = 500, {"error": {"message": f"internal error; request headers: {dict(self.headers)}"}}
-                elif stub.mode == "401":
+                elif mode == "401":
                     status, reply = 401, {"error": {"message": "Incorrect API key provided"}}
+                elif mode == "echo200":
+                    reply = completion(body, f" Authorization: {self.headers.get('Authorization')}. {OK_TEXT}")
+                elif mode == "html200":
+                    reply, kind = "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"
+                elif mode == "truncated":
+                    reply = json.dumps(completion(body, OK_TEXT))[:40]
+                elif mode == "error200":
+                    reply = {"error": {"message": "the model is overloaded", "type": "server_error"}}
+                elif mode == "null_choices":
+                    reply = {**completion(body, OK_TEXT), "choices": None}
+                elif mode == "null_text":
+                    reply = completion(body, None, "length")
+                elif mode == "empty_length":
+                    reply = completion(body, "", "length")
                 else:
-                    time.sleep(stub.delay_s)
-                    status, reply = 200, {
-                        "id": "cmpl-stub", "object": "text_completion", "created": 0, "model": body.get("model", ""),
-                        "choices": [{"index": 0, "text": " The coin was flipped. The answer is yes.",
-                                     "finish_reason": "stop", "logprobs": None}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19}}
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                stub.answered += status == 200
+                    time.sleep(stub.delay_s if mode == "ok" else 0.0)
+                    reply, drip = completion(body, OK_TEXT), (stub.delay_s if mode == "drip" else 0.0)
+                data = (reply if isinstance(reply, str) else json.dumps(reply)).encode()
+                try:
+                    self._send(status, data, kind, drip)
+                except OSError:
+                    return  # the client gave up (a deadline): nothing was delivered
+                stub.answered += status == 200 and mode == "ok"
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True

@@ -1,5 +1,6 @@
 import copy
 import dataclasses
+import os
 import re
 import typing
 
@@ -71,6 +72,14 @@ def test_params_yaml_is_the_one_place_values_are_set(base_params):
         ({"prepare": {"coin_flip": {"min_people": 0}}}, "prepare.coin_flip.min_people: must be >= 1"),
         ({"prepare": {"coin_flip": {"min_people": 5, "max_people": 3}}}, "min_people must be <= max_people"),
         ({"seed": True}, "seed: expected an integer, got True"),
+        # NaN passed every range (nan < lo is false) and .inf trained a NaN model (issue 22)
+        ({"train": {"learning_rate": float("nan")}}, "train.learning_rate: must be a finite number, got nan"),
+        ({"train": {"learning_rate": float("inf")}}, "train.learning_rate: must be a finite number, got inf"),
+        ({"generate": {"top_p": float("nan")}}, "generate.top_p: must be a finite number, got nan"),
+        ({"train": {"warmup_ratio": float("-inf")}}, "train.warmup_ratio: must be a finite number, got -inf"),
+        ({"prepare": {"data_fraction": float("nan")}}, "prepare.data_fraction: must be a finite number"),
+        ({"seed": -1}, "seed: must be >= 0, got -1"),
+        ({"seed": 2**32}, "seed: must be <= 4294967295, got 4294967296"),
         ({"evaluate": []}, "evaluate: expected a mapping"),
     ],
 )
@@ -127,12 +136,17 @@ def test_cli_check_params(tmp_path, base_params):
     assert proc.returncode == 2
     assert "model: unknown student preset 't5-huge'" in proc.stderr
     assert "allowed: " in proc.stderr and "t5-xxl" in proc.stderr
+    # a folder where the file belongs was a traceback (IsADirectoryError)
+    proc = run_cmd([venv_bin("cotdistill"), "check-params", str(tmp_path)], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {tmp_path}: is a folder; a file was expected here"
 
 
 # Mistakes between keys (checks.py): each is refused by `cotdistill check-params`, by the
 # pipeline's first stage and by every stage (one function), with one line and exit 2,
 # before the teacher is paid.
 CROSS_FIELD = [
+    ({"threads": 4096}, f"threads: 4096 torch threads, and this machine gives the process {len(os.sched_getaffinity(0))} "
+     "CPU core(s)"),
     ({"dataset": "gsm_symbolic", "filter": {"verify_steps": True}},
      "filter.verify_steps: no step checker for dataset 'gsm_symbolic'; datasets with one: coin_flip, last_letters, "
      "multistep_arith"),

@@ -78,6 +78,28 @@ def test_a_server_that_echoes_the_key_in_a_500_never_shows_it(tmp_path):
             assert PLANTED_KEY.encode() not in path.read_bytes(), path
 
 
+def test_a_server_that_echoes_the_key_in_a_completion_never_gets_it_written(tmp_path):
+    """A 200 whose completion quotes the request's Authorization header: the key reached
+    the request cache, the generations and (through the filter) the training data."""
+    server = StubTeacher("echo200")
+    try:
+        args = _generate_stage(tmp_path, server.url, api_key_env="COTDISTILL_TEST_TEACHER_KEY")
+        proc = run_cmd(stage_cmd("generate", args + ["--timings", "timings.json"]), tmp_path, check=False,
+                       env=stage_env(tmp_path, COTDISTILL_TEST_TEACHER_KEY=PLANTED_KEY, COTDISTILL_LOG="DEBUG"))
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr
+    assert server.requests and all(r["auth"] == f"Bearer {PLANTED_KEY}" for r in server.requests)
+    rows = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    texts = [s["text"] for r in rows for s in r["samples"]] if "samples" in rows[0] else [r["text"] for r in rows]
+    assert texts and all(t.startswith("Authorization: [redacted] ") for t in texts), texts[:2]
+    assert json.loads((tmp_path / "timings.json").read_text())["redacted"] == len(server.requests)
+    assert PLANTED_KEY not in proc.stdout + proc.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert PLANTED_KEY.encode() not in path.read_bytes(), path
+
+
 def test_an_unset_api_key_env_fails_before_the_first_request(tmp_path):
     server = StubTeacher("401")
     try:

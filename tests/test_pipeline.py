@@ -444,3 +444,25 @@ def test_causal_student_and_multitask_run_through_repro(tiny_repo):
     assert sorted(r["variant"] for r in runs) == ["answer", "cot", "multitask"]
     assert all("metric:id/accuracy" in r for r in runs)
     assert any("metric:rationale/id/accuracy" in r for r in runs)
+
+
+def test_offline_gguf_student_trains_full_and_with_lora_through_repro(tiny_repo):
+    """smollm2-135m, the GGUF file the pip package ships, is a student like any other:
+    fully finetuned, then with LoRA adapters, through the real stages. transformers marks
+    a model loaded from GGUF as quantized, and the Trainer refused it (issue 23)."""
+    root, env = tiny_repo
+    saved = (root / "params.yaml").read_text()
+    tiny = {"max_steps": 2, "batch_size": 2, "eval_steps": 2, "save_steps": 2}
+    try:
+        for variant, lora in (("answer", False), ("cot", True)):
+            _set(root, model="smollm2-135m", train={"variants": [variant], "lora": lora, **tiny})
+            ran = _ran(run_cmd([venv_bin("dvc"), "repro"], root, env).stdout)
+            assert {f"train@{variant}", f"evaluate@{variant}", "report"} <= ran
+            trained = json.loads((root / f"metrics/train/{variant}.json").read_text())
+            assert trained["steps"] == 2 and trained["saved_as"] == ("adapter" if lora else "full")
+            assert 130 < trained["params_m"] < 140
+            assert ((root / f"models/{variant}/adapter_model.safetensors").exists() == lora)
+            scored = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
+            assert scored["id"]["n"] == 8 and scored["ood"]["n"] == 8
+    finally:
+        (root / "params.yaml").write_text(saved)

@@ -9,6 +9,7 @@ and what would be allowed.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -163,8 +164,16 @@ def _evaluate(p, where: str) -> None:
 
 
 # In order: the names first, since the rules after them look the names up.
-RULES: tuple[Callable[..., None], ...] = (_names, _source, _ranges, _teacher_keys, _sampling, _prompt, _variants,
-                                          _filter, _train, _evaluate)
+def _threads(p, where: str) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if p.threads is not None and p.threads > cores:
+        raise ConfigError(f"{where}: threads: {p.threads} torch threads, and this machine gives the process "
+                          f"{cores} CPU core(s); at most {cores} (threads beyond the cores only contend; float "
+                          "results depend on the count, so compare runs made with the same one)")
+
+
+RULES: tuple[Callable[..., None], ...] = (_names, _source, _ranges, _threads, _teacher_keys, _sampling, _prompt,
+                                          _variants, _filter, _train, _evaluate)
 
 
 def check_params(p, where: str = "params.yaml") -> None:

@@ -11,6 +11,7 @@ allowed, before any stage writes anything.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -209,7 +210,7 @@ class Params:
     model: str
     dataset: str
     teacher: str
-    seed: int
+    seed: int = _range(0, 2**32 - 1)  # numpy's and torch's seeds are unsigned 32-bit
     # torch CPU threads for training, evaluation and a local teacher; null = torch's default.
     # Float results depend on it: keep it fixed inside one comparison.
     threads: Optional[int] = _range(1)
@@ -235,6 +236,8 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range: nan < lo is false
+        raise ConfigError(f"{where}: {key}: must be a finite number, got {value!r} (no key takes .nan or .inf)")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

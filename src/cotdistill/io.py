@@ -110,6 +110,10 @@ def text_lines(path: str | os.PathLike, error: type[UserError] = DataError) -> I
         fh = open(path, "rb")
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder; a file was expected here") from None
+    except PermissionError:
+        raise error(f"{path}: not readable (permission denied)") from None
     with fh:
         for lineno, line in enumerate(fh, 1):
             try:

@@ -21,3 +21,21 @@ def quantization_config(quantization: str | None):
             bnb_4bit_use_double_quant=True,
         )
     raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+
+
+def dequantized(model):
+    """`model` loaded from a GGUF file, marked as the plain full-precision model it is.
+
+    transformers dequantizes GGUF weights while loading but leaves the quantizer's marks
+    (`hf_quantizer`, `is_quantized`, `config.quantization_config`): the Trainer then refuses
+    to finetune it ("purely quantized models") or fails on the missing quantizer, and
+    `save_pretrained` writes a GGUF config that cannot be reloaded. The quantizer's own
+    `remove_quantization_config` clears all of them.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model

@@ -56,6 +56,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
                                             "this CPU's own (see machine.py)", ", ".join(late))
         main(argv)
     except UserError as exc:  # bad params, bad data, missing inputs: one line; a bug shows its traceback
+        _close_progress_bars()  # a bar left open would carry the message on its own line
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as exc:
@@ -68,6 +69,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     except Exception as exc:
         if not disk_full(exc):
             raise
+        _close_progress_bars()
         where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
         print(f"error: no space left on the device{f' writing {where}' if where else ''} ({type(exc).__name__}); "
               "nothing half-written was kept: free space and rerun", file=sys.stderr)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError
 from .paths import git_commit, repo_root
 
 EXPERIMENT = "cotdistill"
@@ -85,7 +86,17 @@ def _client():
     if uri in _READY:
         return mlflow, mlflow.MlflowClient()
     with _store_lock(uri):
-        client = mlflow.MlflowClient()  # opens the store (MLflow caches it): creates or migrates it
+        try:
+            client = mlflow.MlflowClient()  # opens the store (MLflow caches it): creates or migrates it
+            client.search_experiments(max_results=1)
+        except Exception as exc:
+            if not uri.startswith("sqlite:///") or "DatabaseError" not in f"{type(exc).__name__} {exc}":
+                raise
+            db = uri[len("sqlite:///"):]
+            cause = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+            raise DataError(f"{db}: the MLflow store cannot be read ({cause}); move it aside (mv {db} "
+                            f"{db}.damaged) and rerun: a new store is made, and the runs in the old one are "
+                            "not in it") from None
     _READY.add(uri)
     return mlflow, client
 

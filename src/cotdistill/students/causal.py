@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from ..errors import DataError
 from ..paths import shared_path
-from ..quantization import quantization_config
+from ..quantization import dequantized, quantization_config
 from .model import apply_lora as _apply_lora, load_trained as _load_trained, quantized_device_map
 from .model import save_trained as _save_trained, train_tokenizer
 
@@ -99,10 +99,7 @@ def load_pretrained(path: str, quantization: str | None = None, dtype: torch.dty
         path, dtype=dtype or torch.float32, quantization_config=qc,
         device_map=quantized_device_map() if qc is not None else None, **kwargs)
     if gguf_file:
-        # Dequantized weights are plain tensors; the GGUF marker would block save_pretrained.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
+        dequantized(model)
     return model, tokenizer
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..errors import DataError
+from ..errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,54 @@ def run_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+class TrainingDiverged(UserError):
+    """The loss (or the gradient norm) became NaN or infinite: no model is saved."""
+
+
+def check_finite(logs: dict, step: int, learning_rate: float) -> None:
+    """TrainingDiverged when a logged loss or gradient norm is not a finite number."""
+    for key in ("loss", "eval_loss", "grad_norm"):
+        value = logs.get(key)
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise TrainingDiverged(f"train: the {key.replace('_', ' ')} became {value} at step {step} "
+                                   f"(train.learning_rate = {learning_rate:g}): the student diverged, so no "
+                                   "model is saved and nothing is evaluated; lower train.learning_rate")
+
+
+def checkpoint_damage(folder: Path) -> str | None:
+    """What is wrong with a checkpoint folder's weight and state files, or None when each
+    one is whole: every safetensors header parses and its tensors fit in the file, every
+    torch .pt/.pth file is a complete zip (a file cut short has lost its directory)."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    for path in sorted(folder.iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as fh:
+                    fh.keys()
+            elif path.suffix in (".pt", ".pth") and not zipfile.is_zipfile(path):
+                return f"{path.name} is not a complete torch file"
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            return f"{path.name}: {' '.join(str(exc).split())[:200]}"
+    return None
+
+
 def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
-    """The newest checkpoint-N folder that was written to the end (a kill -9 during a
-    save leaves a folder without trainer_state.json, which the Trainer writes last)."""
-    done = [p for p in Path(checkpoint_dir).glob("checkpoint-*")
-            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
-    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+    """The newest checkpoint-N folder that was written to the end and is whole. A kill -9
+    during a save leaves a folder without trainer_state.json, which the Trainer writes
+    last; a file damaged afterwards (a full disk, a bad copy) is found by reading the
+    headers, and the next older checkpoint is taken, with a warning that names the file."""
+    done = sorted((p for p in Path(checkpoint_dir).glob("checkpoint-*")
+                   if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()),
+                  key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for folder in done:
+        damage = checkpoint_damage(folder)
+        if damage is None:
+            return str(folder)
+        log.warning("%s is damaged (%s): not resuming from it", folder, damage)
+    return None
 
 
 def _trainer_classes():
@@ -109,6 +151,10 @@ def _trainer_classes():
             generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
+    class _StopWhenNotFinite(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # before the step's checkpoint
+            check_finite(logs or {}, state.global_step, args.learning_rate)
+
     class _RestoreLossState(TrainerCallback):
         def __init__(self, trainer):
             self.trainer = trainer
@@ -128,6 +174,7 @@ def _trainer_classes():
             super().__init__(*args, **kwargs)
             self._resumed_from: str | None = None
             self.add_callback(_RestoreLossState(self))
+            self.add_callback(_StopWhenNotFinite())
 
         def _get_train_sampler(self, train_dataset=None):
             base = super()._get_train_sampler(train_dataset)  # the lengths, as transformers reads them
@@ -249,6 +296,7 @@ def train(
     result = trainer.train(resume_from_checkpoint=last)
     # The mean loss of every step (transformers' own training_loss covers the resumed steps only).
     train_loss = trainer._total_loss_scalar / max(trainer.state.global_step, 1)
+    check_finite({"loss": float(train_loss)}, int(trainer.state.global_step), cfg.learning_rate)
     metrics = {
         "train_loss": round(float(train_loss), 5),
         "steps": int(trainer.state.global_step),

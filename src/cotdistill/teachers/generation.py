@@ -7,6 +7,7 @@ thread, so a kill -9 loses only what was in flight and a rerun sends only that.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from . import Backend, Completion, Sampling, for_sample
-from .cache import RequestCache, request_key
+from .cache import CacheWriteError, RequestCache, request_key
 
 
 @dataclass
@@ -28,6 +29,7 @@ class GenerationStats:
     sent: int = 0
     retries: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    redacted: int = 0  # credentials scrubbed from the texts a server sent in this call
     prompt_tokens: int = 0  # of the requests sent in this call
     completion_tokens: int = 0
     prefix_cache_batches: int = 0  # hf: batches that started from the shared prefix's KV cache
@@ -68,7 +70,9 @@ class GenerationStats:
             "cache_hits": self.cache_hits,
             "requests_sent": self.sent,
             "retries": self.retries,
-            "failures": {k: self.failures.get(k, 0) for k in ("429", "5xx", "timeout", "connection", "fatal")},
+            "failures": {k: self.failures.get(k, 0)
+                         for k in ("429", "5xx", "timeout", "connection", "malformed", "fatal")},
+            "redacted": self.redacted,
             "prefix_cache_batches": self.prefix_cache_batches,
             # what the returned generations cost when they were made (this run or an earlier
             # one): each one's share of the call that answered it (concurrent calls overlap,
@@ -125,6 +129,7 @@ def generate_all(
     # the backend's counters run over its lifetime; this call reports its own share
     failures0 = dict(getattr(backend, "failures", {}))
     retries0, prefix0 = getattr(backend, "retries", 0), getattr(backend, "prefix_hits", 0)
+    redacted0 = getattr(backend, "redacted", 0)
     results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
     pending: list[tuple[int, int, str]] = []  # (prompt index, sample index, key)
     keys = [[request_key(backend.identity, p, sampling, s) for s in range(num_samples)] for p in prompts]
@@ -168,6 +173,7 @@ def generate_all(
         failures = dict(getattr(backend, "failures", {}))
         stats.failures = {k: v - failures0.get(k, 0) for k, v in failures.items() if v > failures0.get(k, 0)}
         stats.retries = getattr(backend, "retries", 0) - retries0
+        stats.redacted = getattr(backend, "redacted", 0) - redacted0
         stats.prefix_cache_batches = getattr(backend, "prefix_hits", 0) - prefix0
     return results, stats  # type: ignore[return-value]
 
@@ -237,13 +243,15 @@ def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
             # would otherwise wait for every queued request to be sent)
             for fut in remaining:
                 fut.cancel()
-            if isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, (KeyboardInterrupt, CacheWriteError)):
                 # The answers in flight (or done but not yet stored) are paid for, and the
                 # pool waits for them anyway: keep them, so that the rerun does not send
-                # them again. Storing twice is harmless (the cache ignores a known key).
+                # them again (in the cache's spill file when the cache takes none). Storing
+                # twice is harmless (the cache ignores a known key).
                 for fut in unrecorded:
                     if not fut.cancelled() and fut.exception() is None:
-                        record(futures[fut], *fut.result())
+                        with contextlib.suppress(CacheWriteError):
+                            record(futures[fut], *fut.result())
             raise
         if error is not None:
             raise error

@@ -31,7 +31,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, L
 from .. import hub, machine
 from ..errors import DataError
 from ..paths import shared_path
-from ..quantization import quantization_config
+from ..quantization import dequantized, quantization_config
 from . import Completion, Sampling, cut_at_stop
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,7 @@ def export_folder(preset, dest: str | Path) -> Path:
     path, kwargs = resolve_model(preset)
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
-    # The dequantized weights are plain tensors; drop the GGUF marker that blocks saving.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    dequantized(model)  # plain tensors: without the GGUF marks it saves as a plain folder
     from ..io import atomic_dir
 
     with atomic_dir(dest) as tmp:

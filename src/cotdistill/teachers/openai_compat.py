@@ -7,10 +7,17 @@ connection) is retried with exponential backoff and full jitter and counted by k
 The API key is read from the environment variable the preset (or
 `generate.api_key_env`) names; it is handed to the HTTP client and nowhere else: it is
 not part of the identity, the cache, the logs or any output.
+
+A server is untrusted input. Every request has a total deadline (`request_timeout_s`,
+however slowly the server sends); a 200 that is not a completion (not JSON, an error
+object, no choices, a missing text, an empty text the server did not stop on) is retried
+like a 5xx and never cached; and every text is scrubbed of the key and of anything that
+looks like a credential before anything else sees it (the count goes to the timings).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -32,9 +39,19 @@ MAX_STOP = 4
 NO_KEY = "EMPTY"
 
 
+class MalformedReply(Exception):
+    """A 200 reply that is no completion; its message quotes the start of the body."""
+
+
+class ReplyDeadline(Exception):
+    """The server kept sending past the request's total deadline."""
+
+
 def failure_kind(exc: BaseException) -> str | None:
     """The retryable kind of a failed request, or None when retrying cannot help."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, MalformedReply):
+        return "malformed"
+    if isinstance(exc, (openai.APITimeoutError, ReplyDeadline)):
         return "timeout"
     if isinstance(exc, openai.APIConnectionError):
         return "connection"
@@ -86,29 +103,88 @@ def resolve_api_key(env_name: str | None, required: bool, named_in_params: bool 
     return NO_KEY
 
 
-# What a server reply may carry of a credential: a key-like header or field (with its
-# scheme: "Authorization: Basic ..."), a bearer token, an OpenAI-style key.
+# What a server reply may carry of a credential: a key header (with its scheme:
+# "Authorization: Basic ..."), a bearer token, an OpenAI-style key; in an error message
+# also a key-like field (api_key=, secret:), which a completion may say innocently.
 _TOKEN = r"(?!\[redacted\])[^\s\"',;}\]]+"
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)((?:proxy-)?authorization|x-api-key|api[-_]?key|access[-_]?token|secret)([\"']?\s*[:=]\s*[\"']?)"
-               r"(?:(?:bearer|basic|token)\s+)?" + _TOKEN),
+_VALUE = r"([\"']?\s*[:=]\s*[\"']?)(?:(?:bearer|basic|token)\s+)?" + _TOKEN
+_CREDENTIALS = (
+    re.compile(r"(?i)((?:proxy-)?authorization|x-api-key)" + _VALUE),
     re.compile(r"(?i)(bearer)(\s+)(?=[^\s\"',;}\]]{6})" + _TOKEN),  # not "a bearer of news"
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
 )
+_FIELDS = (re.compile(r"(?i)(api[-_]?key|access[-_]?token|secret)" + _VALUE),)
 REDACTED = "[redacted]"
 
 
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`text` with everything that looks like a credential, and every one of `secrets`,
-    replaced by [redacted]; on one line, at most 500 characters. Every message built from
-    a server's reply goes through here."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: "".join(m.groups()) + REDACTED, text)
-    for secret in secrets:
+def scrub(text: str, secrets: tuple[str, ...] = (), fields: bool = False) -> tuple[str, int]:
+    """`text` with every one of `secrets` and everything that looks like a credential
+    replaced by [redacted] (key-like fields too with `fields`), and how many were. The
+    layout is kept: a completion scrubbed here is still the teacher's text."""
+    count = 0
+    for pattern in _CREDENTIALS + (_FIELDS if fields else ()):
+        text, n = pattern.subn(lambda m: "".join(g for g in m.groups() if g) + REDACTED, text)
+        count += n
+    for secret in secrets:  # a key in no credential's shape (the header's value went above)
         if secret and secret != NO_KEY:
+            count += text.count(secret)
             text = text.replace(secret, REDACTED)
-    text = " ".join(text.split())
+    return text, count
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` scrubbed (key-like fields included), on one line, at most 500 characters.
+    Every message built from a server's reply goes through here."""
+    text = " ".join(scrub(text, secrets, fields=True)[0].split())
     return text if len(text) <= 500 else text[:500] + " ..."
+
+
+def _quote(body: str) -> str:
+    return repr(body[:200]) + (" ..." if len(body) > 200 else "")
+
+
+def parse_reply(body: bytes, chat: bool) -> tuple[list[tuple[str, str | None]], int, int]:
+    """([(text, finish_reason)] per choice, prompt tokens, completion tokens) of a 200
+    reply's body, or MalformedReply: not JSON, an error object, no choices, a choice
+    without text, or an empty text that the server did not stop on (a null text was
+    once cached as "" and served for good)."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise MalformedReply(f"the reply is not JSON: {_quote(text)}") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise MalformedReply(f"the reply has no choices: {_quote(text)}")
+    out = []
+    for choice in choices:
+        content = None
+        if isinstance(choice, dict):
+            content = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+        finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+        if not isinstance(content, str) or (not content.strip() and finish != "stop"):
+            raise MalformedReply(f"a choice has {'no' if not isinstance(content, str) else 'an empty'} text: "
+                                 f"{_quote(text)}")
+        out.append((content, finish if isinstance(finish, str) else None))
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+
+    def tokens(key: str) -> int:
+        value = usage.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    return out, tokens("prompt_tokens"), tokens("completion_tokens")
+
+
+def read_within(response, deadline: float, timeout_s: float) -> bytes:
+    """The body of `response`, or ReplyDeadline once the clock passes `deadline` (a server
+    that sends one byte a second never trips a read timeout)."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if time.monotonic() > deadline:
+            raise ReplyDeadline(f"the server was still sending after request_timeout_s = {timeout_s:g} s "
+                                f"({len(body)} bytes so far)")
+    return bytes(body)
 
 
 class OpenAIBackend:
@@ -134,6 +210,7 @@ class OpenAIBackend:
         self.failures: Counter[str] = Counter()
         self.retries = 0
         self.failed_attempts = 0  # read by the progress bar while workers run
+        self.redacted = 0  # credentials scrubbed from the texts the server sent
         self._n_supported = True  # servers that ignore `n` answer one choice; then ask one by one
         # The endpoint is left out on purpose: the same model behind another URL (a
         # proxy, a second replica) answers alike and must hit the same cache entries.
@@ -150,18 +227,24 @@ class OpenAIBackend:
             common["stop"] = list(sampling.stop[:MAX_STOP])
         if n > 1:
             common["n"] = n
+        deadline = time.monotonic() + self.timeout_s
+        # The raw body, read by us: the client's parser would take an HTML page or a null
+        # text for a reply, and cannot stop a server that drips.
         if self.chat:
-            resp = self._client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **common)
-            texts = [(c.message.content or "", c.finish_reason) for c in resp.choices]
+            api, what = self._client.chat.completions, {"messages": [{"role": "user", "content": prompt}]}
         else:
-            resp = self._client.completions.create(prompt=prompt, **common)
-            texts = [(c.text or "", c.finish_reason) for c in resp.choices]
-        usage = resp.usage
-        prompt_tokens = usage.prompt_tokens if usage else 0
+            api, what = self._client.completions, {"prompt": prompt}
+        with api.with_streaming_response.create(**what, **common) as resp:
+            body = read_within(resp, deadline, self.timeout_s)
+        texts, prompt_tokens, completion_tokens = parse_reply(body, self.chat)
         # usage counts all choices together; split it evenly between them
-        completion_tokens = (usage.completion_tokens // max(len(texts), 1)) if usage else 0
+        completion_tokens //= len(texts)
         out = []
         for text, finish in texts:
+            text, n = scrub(text, self._secrets)
+            if n:
+                with self._lock:
+                    self.redacted += n
             # some servers (transformers serve) return the stop string itself
             text, stopped = cut_at_stop(text, sampling.stop)
             finish = "stop" if stopped or finish == "stop" else (finish or "length")
@@ -172,7 +255,7 @@ class OpenAIBackend:
         for attempt in range(self.max_retries + 1):
             try:
                 return self._request(prompt, sampling, n)
-            except openai.OpenAIError as exc:
+            except (openai.OpenAIError, MalformedReply, ReplyDeadline) as exc:
                 kind = failure_kind(exc)
                 with self._lock:
                     self.failures[kind or "fatal"] += 1
