@@ -1,5 +1,5 @@
-"""What a float result depends on besides code, params and data, and the settings that
-make it the same on every x86 CPU.
+"""What a float result depends on besides code, params and data, and the settings meant to
+make it the same on every x86-64 CPU with AVX2.
 
 A trained student's weights, and so its greedy outputs and accuracy, are a function of
 the code, params, data, the torch version, the thread count and the code paths that the
@@ -7,8 +7,10 @@ math libraries pick for the processor: MKL's GEMM kernels (BLAS), ATen's vectori
 kernels (softmax, reductions, the optimizer) and oneDNN's. Left alone each picks the
 widest instructions the CPU has, and the float sums then differ between processors in
 their last bits, which training turns into other students. `PORTABLE` pins every one of
-them to a path that every x86-64 CPU with AVX2 runs the same way; `benchmarks/cpu_repro.py`
-measures what each setting changes and costs (README, "Reproducibility").
+them to a path meant to run the same way on every x86-64 CPU with AVX2; so far it gave the
+same weights on the three processors compared (an AMD EPYC Zen 4, and Intel Haswell and
+AMD EPYC Rome under emulation). `benchmarks/cpu_repro.py` measures what each setting
+changes and costs (README, "Reproducibility").
 
 The settings are environment variables that the libraries read once, when they load:
 `apply` sets them before torch is imported (stage.run calls it first), and
@@ -106,7 +108,7 @@ def describe(sig: dict) -> str:
     where it decides them)."""
     settings = ", ".join(f"{k}={v}" for k, v in sig.get("env", {}).items() if v)
     where = (f"portable float code paths ({settings}; kernels {sig.get('cpu_capability')}), the same on "
-             "every x86-64 CPU with AVX2" if "cpu" not in float_key(sig)
+             "the 3 x86-64 CPUs compared so far (benchmarks/results/cpu_repro.md)" if "cpu" not in float_key(sig)
              else f"this processor's own float code paths ({sig.get('cpu')}, kernels {sig.get('cpu_capability')}"
                   f"{'; ' + settings if settings else ''})")
     return f"torch {sig.get('torch')}, {sig.get('threads')} threads, {where}"
