@@ -98,6 +98,27 @@ def test_a_study_whose_queue_workers_died_stops_with_what_to_run(tmp_path, base_
         study_run.run_cells(cells, tmp_path, jobs=2, poll_s=0, on_progress=lambda _: None)
 
 
+def test_a_running_cell_is_waited_for_though_dvc_counts_no_worker(tmp_path, base_params, monkeypatch):
+    """Seen on loaded cores: `dvc queue status` said "0 active, 0 idle" while a cell ran, and
+    the study stopped (the cell went on and finished)."""
+    cells = load_grid(grid_file(tmp_path), base_params).cells()[:1]
+    polls = []
+
+    def fake_dvc(args, repo, check=True):
+        if args[:2] != ["queue", "status"]:
+            return subprocess.CompletedProcess(args, 0, "", "")
+        polls.append(1)
+        state = "Running" if len(polls) < 6 else "Success"
+        return subprocess.CompletedProcess(
+            args, 0, f"abc0  {cells[0].name}  05:13 PM   {state}\n\nWorker status: 0 active, 0 idle\n", "")
+
+    monkeypatch.setattr(study_run, "_dvc", fake_dvc)
+    monkeypatch.setattr(study_run, "experiments", lambda repo, all_commits: {})
+    monkeypatch.setattr(study_run.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
+    assert study_run.run_cells(cells, tmp_path, jobs=1, poll_s=0, on_progress=lambda _: None) == {
+        cells[0].name: "Success"}
+
+
 def test_queue_args_name_the_experiment(tmp_path, base_params):
     cell = load_grid(grid_file(tmp_path), base_params).cells()[0]
     args = queue_args(cell)

@@ -168,10 +168,14 @@ def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0
         current = {n: s for n, s in status.items() if n in names}
         active = [n for n, s in current.items() if s in ("Queued", "Running")]
         # a worker that could not start (no `dvc` on its PATH, a broken venv) dies at once
-        # and leaves every cell Queued: say so instead of waiting for ever
-        idle_polls = idle_polls + 1 if active and workers == 0 else 0
+        # and leaves every cell Queued: say so instead of waiting for ever. A Running cell
+        # has a live worker, whatever the count says (DVC asks the workers, and a worker
+        # busy on loaded cores can miss the question: it read "0 active" mid-cell).
+        stuck = [n for n, s in current.items() if s == "Queued"]
+        running = any(s == "Running" for s in current.values())
+        idle_polls = idle_polls + 1 if stuck and not running and workers == 0 else 0
         if idle_polls >= 3:
-            raise RuntimeError(f"no DVC queue worker is running but {len(active)} cell(s) wait in the queue: "
+            raise RuntimeError(f"no DVC queue worker is running but {len(stuck)} cell(s) wait in the queue: "
                                f"`dvc queue start -v` in {repo} shows why the workers stop")
         ended = [n for n, s in current.items() if s in ("Success", "Failed")]
         on_progress(f"{len(ended)}/{len(names)} cells done, {len(active)} queued or running, "
