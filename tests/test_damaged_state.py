@@ -4,8 +4,12 @@ a spill file that the rerun reads; a damaged cache file or row is one line or a 
 never a traceback or a lost answer."""
 
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
@@ -73,9 +77,7 @@ def test_a_full_cache_and_a_full_folder_spill_to_tmpdir(server, tmp_path, monkey
     path.with_name("requests.sqlite.pending.jsonl").mkdir()  # and the folder takes no spill file
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads TMPDIR again
     with pytest.raises(CacheWriteError) as err:
         generate(server, cache)
     assert "database or disk is full" in str(err.value) and str(tmp_path / "tmp") in str(err.value)
@@ -163,16 +165,13 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_whole_one(tmp_path
 def test_a_student_whose_loss_is_not_finite_stops_in_one_line_and_saves_nothing(tmp_path):
     """`learning_rate: .inf` trained a NaN model that evaluate then scored 0.0 as if it were a
     result; .inf is now refused by the check, and a finite rate that blows up stops here."""
-    import subprocess
-    import sys
-
     from .conftest import REPO
     from .fault_helpers import error_lines
     from .test_students_stage import env_for, train_args, write_inputs
 
     write_inputs(tmp_path, n_train=16, learning_rate=1e30, max_steps=6, logging_steps=1, save_steps=6)
     proc = subprocess.run([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")],
-                          cwd=tmp_path, env={**__import__("os").environ, **env_for(tmp_path)},
+                          cwd=tmp_path, env={**os.environ, **env_for(tmp_path)},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr[-2000:]
     (line,) = error_lines(proc.stderr)
@@ -190,9 +189,6 @@ def test_a_damaged_mlflow_store_is_one_line_that_says_what_to_do(tmp_path, monke
     if damage == "garbage":
         db.write_bytes(b"not a database\n" * 500)
     else:  # a real store, made by another process (MLflow caches the stores it opened), cut in half
-        import subprocess
-        import sys
-
         subprocess.run([sys.executable, "-c", "from cotdistill import tracking; tracking._client()"], check=True)
         data = db.read_bytes()
         db.write_bytes(data[: len(data) // 2])
