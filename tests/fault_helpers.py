@@ -27,11 +27,14 @@ class StubTeacher:
     Authorization header); "html200" (a 200 HTML page); "truncated" (a 200 with half a JSON
     body); "error200" (an error object with status 200); "null_choices"; "null_text" (a choice
     whose text is null, finish "length"); "empty_length" (text "", finish "length"); "drip"
-    (the ok reply, one byte every `delay_s`). `bad_first`: only the first that many requests
+    (the ok reply, one byte every `delay_s`); "cut" (dies mid-body); "bad_gzip" (a body that
+    says gzip and is not); "sse_echo" (event-stream chunks quoting the Authorization header);
+    "shuffled" (the `n` choices out of index order); "redirect" (307 to `redirect_to`). `bad_first`: only the first that many requests
     get `mode`, the rest "ok". `delay_s` holds every ok answer that long."""
 
     def __init__(self, mode: str = "ok", delay_s: float = 0.0, bad_first: int | None = None):
         self.mode, self.delay_s, self.bad_first = mode, delay_s, bad_first
+        self.redirect_to = ""  # "redirect" mode: the base URL (.../v1) it sends clients to
         self.requests: list[dict] = []  # {"auth": its Authorization header, "body": ...} per request
         self.answered = 0
         stub = self
@@ -83,6 +86,40 @@ class StubTeacher:
                     reply = completion(body, None, "length")
                 elif mode == "empty_length":
                     reply = completion(body, "", "length")
+                elif mode == "cut":  # the server dies mid-reply: fewer bytes than Content-Length said
+                    data = json.dumps(completion(body, OK_TEXT)).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                elif mode == "bad_gzip":  # says gzip, is not
+                    data = b"\x1f\x8bnot gzip at all"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                elif mode == "sse_echo":  # streams chunks nobody asked for, the key inside
+                    auth = self.headers.get("Authorization")
+                    reply, kind = "".join(f'data: {{"choices": [{{"text": "{w} {auth}"}}]}}\n\n'
+                                          for w in ("The", "coin")) + "data: [DONE]\n\n", "text/event-stream"
+                elif mode == "shuffled":  # n choices, listed out of index order
+                    n = int(body.get("n") or 1)
+                    reply = completion(body, OK_TEXT)
+                    reply["choices"] = [{"index": i, "text": f" Sample {i}. The answer is yes.", "finish_reason": "stop"}
+                                        for i in reversed(range(n))]
+                elif mode == "redirect":  # to `redirect_to`, another origin
+                    self.send_response(307)
+                    self.send_header("Location", stub.redirect_to + self.path[len("/v1"):])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 else:
                     time.sleep(stub.delay_s if mode == "ok" else 0.0)
                     reply, drip = completion(body, OK_TEXT), (stub.delay_s if mode == "drip" else 0.0)
@@ -144,7 +181,8 @@ def stage_env(root: Path, **extra: str) -> dict:
 
 def error_lines(stderr: str) -> list[str]:
     """What a stage said about its failure: stderr without log records and progress bars."""
-    lines = stderr.replace("\r", "\n").splitlines()
+    # A nested progress bar (transformers' "Writing model shards") clears itself with cursor moves.
+    lines = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", stderr).replace("\r", "\n").splitlines()
     log_record = re.compile(r"^(?:\d{4}/\d\d/\d\d [\d:]+ )?(?:INFO|WARNING|DEBUG) ")  # ours, and MLflow's
     return [line for line in lines if line.strip() and not log_record.match(line) and not re.search(r"\d+%\|", line)]
 

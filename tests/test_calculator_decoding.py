@@ -11,6 +11,8 @@ import torch
 from cotdistill.calculator import calculate
 from cotdistill.decoding import calculator_processor
 
+from .standins import MISSING, t5_tokenizer
+
 
 def _texts() -> list[str]:
     rng = random.Random(0)
@@ -154,3 +156,67 @@ def test_rows_are_independent(tok):
     b = b + [tok.pad_token_id] * (len(a) - len(b)) if len(b) < len(a) else b[: len(a)]
     out = scores_after(proc, [a, b], torch.zeros(len(tok)))
     assert torch.isfinite(out[0]).sum() == 1 and torch.isfinite(out[1]).all()
+
+
+# --------------------------------------------------------------------------- a T5-style sentencepiece vocabulary
+
+@pytest.fixture(scope="session")
+def t5_tok(tmp_path_factory):
+    """A T5-style sentencepiece unigram tokenizer (tests/standins.py): '^', ',', '%', '<',
+    '{' and '}' are '<unk>', as '<', '{' and '}' are in the real T5 v1.1 vocabulary."""
+    return t5_tokenizer(tmp_path_factory.mktemp("t5-spiece"))
+
+
+def test_t5_standin_has_t5s_conventions(t5_tok):
+    from transformers import AutoTokenizer
+
+    tok = t5_tok
+    assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id, tok.bos_token_id) == (0, 1, 2, None)
+    assert tok.convert_tokens_to_ids(["<extra_id_0>", "<extra_id_99>"]) == [len(tok) - 1, len(tok) - 100]
+    assert tok("3 + 4").input_ids[-1] == tok.eos_token_id
+    assert any(p.lstrip("▁").isdigit() and len(p.lstrip("▁")) > 1 for p in tok.get_vocab())  # digits merged
+    for c in MISSING:
+        assert tok.unk_token_id in tok.encode(f"a {c} b", add_special_tokens=False), c
+    folder = tok.name_or_path
+    again = AutoTokenizer.from_pretrained(folder)  # the saved folder, as a Hub download would be
+    assert type(again).__name__ == "T5Tokenizer" and again.get_vocab() == tok.get_vocab()
+
+
+@pytest.mark.parametrize("text,forced", [
+    # Read across the '<unk>' of a missing '^' or '%', these forced a value of glued pieces
+    # (observed before the fix, in the comments); now nothing is forced.
+    ("2^64^17/3 =", ""),            # read '26417/3': it forced 8805.666667
+    ("123456789^12 / 7 =", ""),     # read '12345678912 / 7': it forced 1763668416
+    ("100% - 60% =", ""),           # read '100 - 60': it forced 40
+    ("(2^64)^17/3 =", ""),          # read '(264)17/3', no computation: nothing forced before either
+    ("7 % 3 + 4 =", ""),            # read '7  3 + 4', no computation: nothing forced before either
+    # An unk just before the expression, past spaces only, may have been a digit or an operator.
+    ("x % 3 + 4 =", ""),            # it forced 7
+    ("x{ 12 * 7 =", ""),            # it forced 84
+    # ... or past arithmetic only: '5 - 3 * 4' is -7, the prose dash of 'Monday - 3 * 4' 12.
+    ("Monday} - 3 * 4 =", ""),      # it forced 12
+    ("{a}, 12 * 7 =", ""),          # it forced 84 (', ' is a prose break, but '5,' is no prose)
+    # A sentinel is text the calculator cannot see either.
+    ("So 3 * <extra_id_0> 4 =", ""),  # it forced 12
+    ("<extra_id_3>12 * 7 =", ""),     # it forced 84
+    # Words between the unk and the expression: the value is forced as before.
+    ("Then 12 * 7 =", "84"),
+    ("{a} so 12 * 7 =", "84"),
+    ("{a}. So 12 * 7 = 84 and 3 + 4 =", "7"),
+    ("Monday - 3 * 4 =", "12"),
+    ("100 - 60 =", "40"),
+])
+def test_nothing_forced_across_unseen_text(t5_tok, text, forced):
+    """The calculator never joins the text on either side of a token it cannot read
+    (issue 23): an expression whose arithmetic reaches back to one forces nothing."""
+    assert forced_after(calculator_processor(t5_tok), t5_tok, text)[0].strip() == forced
+
+
+def test_forced_value_is_whole_and_closed_with_t5_standin(t5_tok):
+    """With merged digits ('▁12', '345'), the value is forced in full, then kept closed."""
+    proc = calculator_processor(t5_tok)
+    expr = "123456789 * 12 / 7"
+    assert forced_after(proc, t5_tok, f"That is {expr} =")[0].strip() == calculate(expr)
+    _, seq = forced_after(proc, t5_tok, "Then 12 * 7 =")
+    banned = torch.isinf(scores_after(proc, [seq], torch.zeros(len(t5_tok)))[0]).nonzero().flatten().tolist()
+    assert banned and banned == [i for i, t in enumerate(_render(t5_tok)) if t[:1].isdigit() or _extends(t)]

@@ -160,6 +160,10 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_whole_one(tmp_path
     optimizer.write_bytes(optimizer.read_bytes()[:100])
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-5")
     assert "optimizer.pt is not a complete torch file" in caplog.text
+    # a cut trainer_state.json was taken for whole, and the resume died on its JSON
+    (tmp_path / "checkpoint-5/trainer_state.json").write_text('{"global_st')
+    assert last_complete_checkpoint(tmp_path) is None
+    assert "checkpoint-5 is damaged (trainer_state.json: Unterminated string" in caplog.text
 
 
 def test_a_student_whose_loss_is_not_finite_stops_in_one_line_and_saves_nothing(tmp_path):
@@ -197,3 +201,50 @@ def test_a_damaged_mlflow_store_is_one_line_that_says_what_to_do(tmp_path, monke
     assert str(err.value).startswith(f"{db}: the MLflow store cannot be read (")
     assert str(err.value).endswith(f"move it aside (mv {db} {db}.damaged) and rerun: a new store is made, "
                                    "and the runs in the old one are not in it")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs mounted on tmp_path/ckpt (root only): a disk that fills as a real one does."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+
+    def mount(size: str, remount: bool = False) -> None:
+        opts = f"remount,size={size}" if remount else f"size={size}"
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)], capture_output=True)
+        if proc.returncode and not remount:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+        assert proc.returncode == 0, proc.stderr
+
+    yield mount
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size, saved", [("6m", 0), ("10m", 2)])
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_the_rerun_resumes(tmp_path, small_disk, size, saved):
+    """6 MB fill up inside optimizer.pt of the first checkpoint (torch's writer said
+    'RuntimeError: unexpected pos', a traceback), 10 MB inside the second's. The half-written
+    folder is removed, and with space freed the rerun resumes from the last whole one."""
+    from .conftest import REPO
+    from .fault_helpers import error_lines
+    from .test_students_stage import env_for, timings, train_args, write_inputs
+
+    write_inputs(tmp_path, n_train=16, max_steps=4, logging_steps=1, save_steps=2)
+    small_disk(size)
+    cmd = [sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")]
+    env = {**os.environ, **env_for(tmp_path)}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (line,) = error_lines(proc.stderr)
+    failed = saved + 2
+    assert line.startswith("error: no space left on the device writing ") and \
+        line.split(" (")[0].endswith(f"/checkpoint-{failed}"), line
+    assert [p.name for p in (tmp_path / "ckpt").glob("*/checkpoint-*")] == ([f"checkpoint-{saved}"] if saved else [])
+    assert not (tmp_path / "models/answer").exists()
+
+    small_disk("64m", remount=True)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert timings(tmp_path, "answer").get("resumed_from_step", 0) == saved
+    assert json.loads((tmp_path / "metrics/answer.json").read_text())["steps"] == 4

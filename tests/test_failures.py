@@ -172,7 +172,7 @@ def test_text_that_is_not_utf8_names_the_file_and_line(tmp_path):
     with pytest.raises(DataError, match=rf"^{prompt}:3: not UTF-8 text"):
         read_formats(prompt)
     prompt.write_text("instruction: [unclosed\n")
-    with pytest.raises(DataError, match=rf"^{prompt}: not valid YAML"):
+    with pytest.raises(DataError, match=rf"^{prompt}: line 2, column 1: not valid YAML: [^\n]+$"):
         read_formats(prompt)
 
 

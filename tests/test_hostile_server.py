@@ -54,6 +54,7 @@ def run(backend, tmp_path):
     ("null_choices", '"choices": null'),
     ("null_text", '"text": null'),
     ("empty_length", '"text": ""'),
+    ("bad_gzip", "the reply's body cannot be decoded"),  # was httpx's DecodingError, a traceback
 ])
 def test_a_200_that_is_no_completion_is_retried_then_one_line_and_never_cached(stub, tmp_path, mode, quoted):
     server = stub(mode)
@@ -108,3 +109,39 @@ def test_the_key_a_server_echoes_in_a_completion_is_scrubbed_before_the_cache(st
 ])
 def test_scrub_keeps_the_text_and_counts(text, expected, count):
     assert scrub(text, (KEY,)) == (expected, count)
+
+
+def test_a_server_that_dies_mid_reply_is_retried_then_one_line(stub, tmp_path):
+    """Fewer bytes than Content-Length said: was httpx's RemoteProtocolError, a traceback."""
+    with pytest.raises(TeacherRequestError) as err:
+        run(backend_for(stub("cut")), tmp_path)
+    assert str(err.value).startswith("teacher request failed (connection) after 3 attempt(s): the connection "
+                                     "broke off mid-reply (")
+    (results, stats), cache = run(backend_for(stub("cut", bad_first=1)), tmp_path)
+    assert [r[0].text for r in results] == [OK_TEXT.strip()] * 2 and stats.costs()["failures"]["connection"] == 1
+
+
+def test_streamed_chunks_nobody_asked_for_are_malformed_and_their_key_is_never_quoted(stub, tmp_path):
+    server = stub("sse_echo")
+    with pytest.raises(TeacherRequestError) as err:
+        run(backend_for(server), tmp_path)
+    assert server.requests[0]["auth"] == f"Bearer {KEY}"
+    assert "(malformed)" in str(err.value) and "Bearer [redacted]" in str(err.value) and KEY not in str(err.value)
+    assert len(RequestCache(tmp_path / "requests.sqlite")) == 0
+
+
+def test_sample_k_is_the_choice_of_index_k_whatever_order_the_server_lists_them(stub, tmp_path):
+    """A server listing its n choices out of order gave sample 0 the text of choice 3."""
+    cache = RequestCache(tmp_path / "requests.sqlite")
+    results, _ = generate_all(backend_for(stub("shuffled")), PROMPTS[:1], Sampling(16, temperature=0.7), cache,
+                              1, 4, progress=False)
+    assert [c.text for c in results[0]] == [f"Sample {i}. The answer is yes." for i in range(4)]
+
+
+def test_a_redirect_to_another_origin_does_not_carry_the_key(stub, tmp_path):
+    """Passed before (httpx drops Authorization across origins); held here so it stays so."""
+    server, other = stub("redirect"), stub("ok")
+    server.redirect_to = other.url
+    (results, _), _ = run(backend_for(server), tmp_path)
+    assert [r[0].text for r in results] == [OK_TEXT.strip()] * 2
+    assert server.requests[0]["auth"] == f"Bearer {KEY}" and {r["auth"] for r in other.requests} == {None}

@@ -8,6 +8,7 @@ with refs/main), and a local HTTP server standing in for the Hub's API.
 """
 
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -279,7 +280,9 @@ def test_preflight_passes_the_offline_default_and_a_local_checkpoint(hf_env, tmp
     folder = tmp_path / "ckpt"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
-    local = {"model": "t5-xl", "train": {"model_path": str(folder), "memory_check": False}}
+    # the preset's 8-bit weights and paged optimizer, asked for: they pass on a CPU too
+    local = {"model": "t5-xl", "train": {"model_path": str(folder), "memory_check": False, "quantization": "8bit",
+                                         "optimizer": "paged_adamw_8bit"}}
     assert preflight(make_params(local)) == []
 
 
@@ -320,6 +323,7 @@ def _get(d, key):
 def test_check_params_online_is_one_line_with_exit_code_2(hf_env, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"] = "flan-t5-xl"
+    params["train"].update(quantization="8bit", optimizer="paged_adamw_8bit")  # asked for: they pass on a CPU
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     env = {"PYTHONPATH": str(REPO / "src")}
@@ -346,10 +350,15 @@ def test_the_train_stage_trains_a_hub_preset_from_train_model_path(tmp_path):
     p["model"] = "t5-small"
     params.write_text(yaml.safe_dump(p))
     env = {**env_for(tmp_path), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")], tmp_path, env)
+    done = run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")], tmp_path, env)
     assert (tmp_path / "models/answer/model.safetensors").exists()
     run = mlflow_runs(tmp_path)[0]
     assert run.data.params["train_resolved.model_path"] == str(folder)
+    # the tokenizer the checkpoint brought, not the from-config kind; no bitsandbytes, no word from it
+    tokenizer = "checkpoint: TokenizersBackend (byte-level BPE)"
+    assert run.data.params["train_resolved.tokenizer"] == tokenizer
+    assert json.loads((tmp_path / "models/answer/run.json").read_text())["resolved_train"]["tokenizer"] == tokenizer
+    assert "gemm_4bit_forward" not in done.stderr
     [data] = run.inputs.dataset_inputs
     assert data.dataset.name == "coin_flip/answer" and data.tags[0].value == "train"
     # the same preset without the folder and without the Hub: one line, exit code 2, nothing loaded
@@ -360,3 +369,25 @@ def test_the_train_stage_trains_a_hub_preset_from_train_model_path(tmp_path):
     assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith(
         "error: model t5-small: checkpoint google/t5-v1_1-small is neither in the local Hugging Face cache")
     assert "Traceback" not in proc.stderr
+
+
+def test_synthetic_splits_that_cannot_fit_this_machine_are_refused_before_prepare(hf_env, monkeypatch):
+    """`n_train: 1000000000` passed the check, and prepare grew past 1.7 GB before a kill."""
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    huge = make_params({"prepare": {"n_train": 1_000_000_000}})
+    with pytest.raises(ResourceError, match=r"^prepare\.n_train\+n_validation\+n_test\+n_test_ood = "
+                                             r"1,000,000,432 rows: generating them needs about 3,814\.7 GB of RAM"):
+        preflight(huge, online=False, run={"prepare"})
+    preflight(huge, online=False, run={"train@answer"})  # prepared data from dvc.lock: nothing to generate
+    preflight(make_params({"dataset": "asdiv", "prepare": {"n_train": 1_000_000_000}}), online=False,
+              run={"prepare"})  # a loaded dataset is capped by its source
+
+    monkeypatch.setattr(memory, "host_free_gb", lambda: 64.0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(2**40, 2**40 - 2**26, 2**26))
+    with pytest.raises(ResourceError, match=r"writing them needs about 0\.1 GB \(1 KB a row\) and .* has 0\.1 GB "
+                                             r"free; at most 65,536 rows fit$"):
+        preflight(make_params({"prepare": {"n_train": 100_000}}), online=False, run={"prepare"})
+    preflight(make_params({"prepare": {"n_train": 60_000}}), online=False, run={"prepare"})

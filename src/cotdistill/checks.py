@@ -67,6 +67,11 @@ def _teacher_keys(p, where: str) -> None:
         # never echo the value: it may be a pasted key
         raise ConfigError(f"{where}: generate.api_key_env: must be the NAME of an environment variable "
                           "(letters, digits, _), not the key itself")
+    if g.base_url is not None and "@" in g.base_url.split("://", 1)[-1].split("/", 1)[0]:
+        # user:key@host would be logged, tracked and versioned with the params: never echo it
+        raise ConfigError(f"{where}: generate.base_url: has credentials before the host (user:key@); "
+                          "params are logged and versioned, so the key goes in the environment variable "
+                          "that generate.api_key_env names")
     if backend == "openai" and not (g.base_url or TEACHERS.get(p.teacher).base_url):
         raise ConfigError(f"{where}: generate.base_url: teacher '{p.teacher}' has no endpoint; set one "
                           "(e.g. http://127.0.0.1:8000/v1)")

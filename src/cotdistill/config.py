@@ -23,7 +23,7 @@ import yaml
 from .catalog import QUANTIZATIONS, VARIANTS
 from .catalog.datasets import SOURCES
 from .checks import check_params
-from .errors import ConfigError
+from .errors import ConfigError, yaml_error
 from .io import read_text
 from .registry import suggest
 
@@ -347,7 +347,7 @@ def read_yaml(path: str | Path) -> Any:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(yaml_error(path, exc)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

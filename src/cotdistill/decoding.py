@@ -11,7 +11,9 @@ then the number is closed: the student may not extend it with digits, nor with a
 ',' or '/' followed by digits, however many steps it tries. It is stateless (it
 re-derives everything from the tokens themselves), so beams may be reordered freely,
 and finished rows are left to `generate`. An expression the calculator rejects (too
-large, say) forces nothing, and decoding goes on.
+large, say) forces nothing, and decoding goes on. Nor does one whose arithmetic reaches
+back to a token the calculator cannot read (a sentencepiece '<unk>' for '^', '%' or '{',
+a sentinel '<extra_id_N>'): it never joins the text on either side of such a token.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .calculator import CalcError, result_text, trailing_expression
+from .calculator import _RUN, CalcError, result_text, trailing_expression
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,16 @@ def _token_classes(tokenizer) -> tuple[list[int], list[int], list[int]]:
     return cached
 
 
+def _reaches_start(text: str, expr: str) -> bool:
+    """Whether only spaces and arithmetic lie before `expr`, the expression just before the
+    final '=' of `text`: its run of arithmetic may have gone on before `text` begins (a
+    '<unk>' there may have been a digit or an operator: '5 - 3 * 4' read as the prose
+    dash of '- 3 * 4')."""
+    body = text.rstrip()[:-1].rstrip()
+    gap = body[: len(body) - len(expr)]
+    return not gap.strip() or _RUN.fullmatch(gap) is not None
+
+
 def calculator_processor(tokenizer, start: int = 0):
     """A LogitsProcessor that forces the calculator's value after every 'expr =' and then
     keeps that number closed. Tokens before position `start` (a causal student's prompt)
@@ -78,12 +90,21 @@ def calculator_processor(tokenizer, start: int = 0):
             self.glue = torch.tensor(glue, dtype=torch.long)
             self.glue_after_sep = torch.tensor(glue_after_sep, dtype=torch.long)
             self.special = set(tokenizer.all_special_ids)
+            # Special tokens that stand for unseen text: '<unk>' and sentinels, not pad, bos or eos.
+            self.opaque = self.special - {tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
             self.plans: dict[tuple[int, ...], tuple[int, ...]] = {}  # prefix up to '=' -> forced ids
 
         def plan(self, prefix: tuple[int, ...]) -> tuple[int, ...]:
+            """The ids to force after `prefix`, which ends in '='. Only the text after its last
+            opaque token is read (the run of arithmetic stops there anyway), and an expression
+            that reaches back to that token forces nothing: dropping the token would glue
+            '123456789<unk>12 / 7' into 12345678912 / 7."""
             if prefix not in self.plans:
-                text = tokenizer.decode([t for t in prefix if t not in self.special])
+                cut = max((i for i, t in enumerate(prefix) if t in self.opaque), default=-1)
+                text = tokenizer.decode([t for t in prefix[cut + 1:] if t not in self.special])
                 expr = trailing_expression(text)
+                if expr is not None and cut >= 0 and _reaches_start(text, expr):
+                    expr = None
                 forced: tuple[int, ...] = ()
                 if expr is not None:
                     try:

@@ -19,3 +19,12 @@ class DataError(UserError, ValueError):
 class ResourceError(UserError):
     """Something this machine lacks for the params: a checkpoint or dataset that is neither
     local nor reachable, or the memory to train; the message says what would do instead."""
+
+
+def yaml_error(path, exc: Exception) -> str:
+    """One line for a file PyYAML could not parse: `path: line L, column C: not valid YAML:
+    problem` (PyYAML's own message spans several lines, an excerpt with a caret)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}: line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}: not valid YAML: {' '.join(problem.split())}"

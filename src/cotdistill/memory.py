@@ -1,4 +1,4 @@
-"""Will a student's training fit this machine?
+"""Will a student's training fit this machine, and run on it at a sane speed?
 
 The student preset's estimate (`StudentPreset.training_memory_gb`, an upper bound) under
 the train settings of the run, against the memory actually free: the GPU this process
@@ -6,6 +6,10 @@ trains on, or the host's RAM where there is no GPU. The check stage runs it befo
 stage's outputs are removed, the train stage again right before it loads the model; a
 run that cannot fit stops with one line that gives both numbers and the settings that
 would fit.
+
+On a machine without a GPU, the bitsandbytes settings that a preset chose for GPUs (8-bit
+/ 4-bit base weights, 8-bit and paged optimizers) are refused the same way, at the same
+two places, unless params.yaml asks for them (`check_cpu_bitsandbytes`).
 
 torch is imported only where a GPU device exists: the check stage runs on every
 `dvc repro` and stays cheap on a CPU-only machine.
@@ -23,6 +27,12 @@ from .errors import ResourceError
 
 # The train keys that the estimate reads (the rest do not change the memory).
 ESTIMATE_KEYS = ("precision", "batch_size", "gradient_checkpointing", "optimizer", "lora", "quantization")
+# train.optimizer values that transformers runs on bitsandbytes' optimizers.
+BNB_OPTIMIZERS = ("adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+# What a machine without a GPU takes instead of a bitsandbytes setting a preset chose for one.
+CPU_INSTEAD = {"quantization": "none", "optimizer": "adamw_torch_fused"}
+# Measured for issue 23: model=llama-3.2-1b (8-bit weights, paged_adamw_8bit) without a GPU.
+CPU_COST = "52-60 s per step for llama-3.2-1b 8-bit on 2 CPU cores, measured"
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,16 @@ def gpu_device_nodes() -> bool:
     """A GPU driver is present (NVIDIA or ROCm); without one torch cannot see a GPU."""
     return Path("/proc/driver/nvidia/gpus").is_dir() or any(Path("/dev").glob("nvidia[0-9]*")) \
         or Path("/dev/kfd").exists()
+
+
+def has_gpu() -> bool:
+    """torch can train on a GPU here. torch is imported only where a GPU driver exists (the
+    check stage stays cheap on a CPU-only machine)."""
+    if not gpu_device_nodes():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def host_free_gb() -> float | None:
@@ -64,14 +84,13 @@ def host_free_gb() -> float | None:
 def this_device() -> Device | None:
     """The device this process trains on: its GPU (LOCAL_RANK under a launcher) with the
     memory free on it, else the host's RAM; None where neither can be measured."""
-    if gpu_device_nodes():
+    if has_gpu():
         import torch
 
-        if torch.cuda.is_available():
-            index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
-            free, _ = torch.cuda.mem_get_info(index)
-            return Device(f"GPU {index} ({torch.cuda.get_device_name(index)})", free / 1e9, True,
-                          torch.cuda.is_bf16_supported())
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        free, _ = torch.cuda.mem_get_info(index)
+        return Device(f"GPU {index} ({torch.cuda.get_device_name(index)})", free / 1e9, True,
+                      torch.cuda.is_bf16_supported())
     free = host_free_gb()
     return None if free is None else Device("host RAM (no GPU)", free, False, False)
 
@@ -166,6 +185,38 @@ def check_fits(subject: str, preset, train, device: Device | None = None) -> str
     raise ResourceError(f"{subject}: training needs about {need:.1f} GB ({_describe(s)}; an upper bound) but "
                         f"{device.name} has {device.free_gb:.1f} GB free; {way_out}; or -S train.memory_check=false "
                         "to try anyway")
+
+
+def bitsandbytes_settings(quantization: str | None, optimizer: str | None) -> dict[str, str]:
+    """The train settings among these two that run on bitsandbytes, e.g. {'quantization':
+    '8bit', 'optimizer': 'paged_adamw_8bit'}; {} where neither does."""
+    out = {}
+    if quantization not in (None, "none"):
+        out["quantization"] = quantization
+    if optimizer in BNB_OPTIMIZERS:
+        out["optimizer"] = optimizer
+    return out
+
+
+def check_cpu_bitsandbytes(subject: str, preset, train) -> None:
+    """Raise a one-line ResourceError when, on this machine without a GPU (has_gpu), the
+    student preset's defaults put bitsandbytes in the run: 8-bit / 4-bit base weights or
+    a bitsandbytes optimizer chosen for GPUs, which on a CPU train many times slower than
+    plain weights and AdamW. A value set in params.train is the user's choice and passes.
+    `train`: params.train, whose None means the preset's value. The check stage
+    (preflight) and the train stage (students/job.py) both call it."""
+    inherited = bitsandbytes_settings(preset.quantization if train.quantization is None else None,
+                                      preset.optimizer if train.optimizer is None else None)
+    if not inherited or has_gpu():
+        return
+    chosen = " and ".join(f"train.{k}={v}" for k, v in inherited.items())
+    many = len(inherited) > 1
+    whose = "are the preset's choices" if many else "is the preset's choice"
+    them = "them" if many else "it"
+    raise ResourceError(
+        f"{subject}: {chosen} {whose} for GPUs and this machine has none: bitsandbytes on a CPU is slow "
+        f"({CPU_COST}); " + " ".join(f"-S train.{k}={CPU_INSTEAD[k]}" for k in inherited)
+        + f", or set {them} in params.yaml to keep {them}")
 
 
 def _smaller_model(preset, device: Device, lora_r: int) -> str:

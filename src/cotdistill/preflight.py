@@ -1,6 +1,7 @@
 """What this machine must have for a params file, checked before any stage runs: the Hub
 checkpoints and datasets it names are cached, local or reachable; a local stand-in
-(train.model_path, generate.model_path) exists; the student's training fits the memory.
+(train.model_path, generate.model_path) exists; the student's training fits the memory,
+and on a CPU-only machine runs no bitsandbytes setting that its preset chose for GPUs.
 
 `cotdistill check-params` runs it after the params rules (asking the Hub only with
 --online); the check stage runs it on every `dvc repro` and `dvc exp run`, so that a
@@ -19,6 +20,7 @@ from . import hub, memory
 from .catalog.datasets import DATASETS
 from .catalog.students import STUDENTS
 from .catalog.teachers import TEACHERS
+from .errors import ResourceError
 from .paths import shared_path
 
 
@@ -63,8 +65,11 @@ def preflight(params, online: bool = True, run: set[str] | None = None) -> list[
 
     if runs("prepare"):
         info = DATASETS.get(params.dataset)
-        if (params.prepare.source or info.default_source) == "hub" and info.hub_id:
+        source = params.prepare.source or info.default_source
+        if source == "hub" and info.hub_id:
             note(hub.check(f"dataset {info.name}", info.hub_id, "dataset", online))
+        if source == "synthetic":
+            synthetic_fits(params.prepare)
 
     teacher = TEACHERS.get(params.teacher)
     if runs("generate") and teacher.backend == "hf":
@@ -80,6 +85,7 @@ def preflight(params, online: bool = True, run: set[str] | None = None) -> list[
             hub.local_folder(subject, "train.model_path", shared_path(params.train.model_path))
         elif not student.offline:
             note(hub.check(subject, student.hub_id, "student", online))
+        memory.check_cpu_bitsandbytes(subject, student, params.train)
         if not params.train.memory_check:
             pass
         elif params.train.launch.strip() not in ("python", "python3"):
@@ -88,6 +94,35 @@ def preflight(params, online: bool = True, run: set[str] | None = None) -> list[
         else:
             note(memory.check_fits(subject, student, params.train))
     return notes
+
+
+# What one synthetic row costs the prepare stage, as bounds over what it measured on 2
+# cores (peak RSS and bytes written per row, 50k-200k train rows): coin_flip 0.75 KB and
+# 0.41 KB, last_letters 0.75 and 0.38, multistep_arith 0.70 and 0.30, gsm_symbolic 1.5-2.9
+# and 0.61. A synthetic split is as large as asked; a loaded one is capped by its source.
+SYNTHETIC_ROW_MEMORY = 4096
+SYNTHETIC_ROW_DISK = 1024
+
+
+def synthetic_fits(prepare) -> None:
+    """Refuse split sizes whose rows cannot be held in this machine's free RAM or written
+    to the disk under the working folder (the stage would grow until it was killed)."""
+    import shutil
+
+    keys = ("n_train", "n_validation", "n_test", "n_test_ood")
+    rows = sum(getattr(prepare, k) for k in keys)
+    sizes = f"prepare.{'+'.join(keys)} = {rows:,} rows"
+    free_gb = memory.host_free_gb()
+    need_gb = rows * SYNTHETIC_ROW_MEMORY / 2**30
+    if free_gb is not None and need_gb > free_gb:
+        raise ResourceError(f"{sizes}: generating them needs about {need_gb:,.1f} GB of RAM "
+                            f"({SYNTHETIC_ROW_MEMORY // 1024} KB a row) and {free_gb:,.1f} GB is free; "
+                            f"at most {int(free_gb * 2**30 / SYNTHETIC_ROW_MEMORY):,} rows fit")
+    free_disk = shutil.disk_usage(Path.cwd()).free
+    if rows * SYNTHETIC_ROW_DISK > free_disk:
+        raise ResourceError(f"{sizes}: writing them needs about {rows * SYNTHETIC_ROW_DISK / 2**30:,.1f} GB "
+                            f"({SYNTHETIC_ROW_DISK // 1024} KB a row) and {Path.cwd()} has "
+                            f"{free_disk / 2**30:,.1f} GB free; at most {free_disk // SYNTHETIC_ROW_DISK:,} rows fit")
 
 
 def read_pipeline(folder: str | Path) -> tuple[dict | None, dict | None]:

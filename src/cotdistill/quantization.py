@@ -1,8 +1,25 @@
-"""bitsandbytes base-weight formats, shared by the `hf` teacher and the students."""
+"""bitsandbytes base-weight formats, shared by the `hf` teacher and the students, and
+bitsandbytes' import-time noise kept out of runs that do not use it."""
 
 from __future__ import annotations
 
+import logging
+
 from .catalog import QUANTIZATIONS
+
+# bitsandbytes' CPU backend warns while it is imported (which peft, and so transformers'
+# Trainer, do whenever bitsandbytes is installed) that an optional 4-bit kernel is missing.
+BNB_IMPORT_LOGGER = "bitsandbytes.backends.cpu.ops"
+
+
+def quiet_bitsandbytes(used: bool) -> None:
+    """Silence bitsandbytes' import-time warning about its optional CPU 4-bit kernel where
+    the run does not use bitsandbytes (`used`: quantized weights or a bitsandbytes
+    optimizer), so that a stage prints only what concerns it. That one logger only; a run
+    that uses bitsandbytes keeps the warning. Call it before peft or transformers' Trainer
+    is imported: the warning comes once, at import."""
+    if not used:
+        logging.getLogger(BNB_IMPORT_LOGGER).setLevel(logging.ERROR)
 
 
 def quantization_config(quantization: str | None):

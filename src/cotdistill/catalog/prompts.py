@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import DataError
+from ..errors import DataError, yaml_error
 from ..io import read_text
 
 PROMPT_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -29,7 +29,7 @@ def read_formats(path: str | Path) -> dict[str, dict]:
     try:
         data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
-        raise DataError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise DataError(yaml_error(path, exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("exemplars"), list):
         raise DataError(f"{path}: expected keys 'instruction' and 'exemplars' (a list)")
     formats = {DEFAULT_FORMAT: data}

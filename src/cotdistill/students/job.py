@@ -8,6 +8,7 @@ logs to MLflow and writes the model folder.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -16,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .. import machine, memory, tracking
+from .. import machine, memory, quantization, tracking
 from ..config import Params, flatten, to_dict
 from ..io import atomic_dir, write_json, write_text
 from ..paths import shared_path
 from .architectures import ARCHITECTURES
-from .model import tokenizer_corpus
-from .training import ResolvedTrain, run_key, train
+from .model import describe_tokenizer, tokenizer_corpus
+from .training import CHECKPOINT_TOKENIZER, ResolvedTrain, run_key, train
 
 log = logging.getLogger(__name__)
 RUN_ID_FILE = "mlflow_run_id"  # in the checkpoint folder: a resumed run logs to the same run
@@ -76,14 +77,23 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     base_dir = None
     if cfg.lora and preset.offline:
         base_dir = checkpoint_dir / ("base" if job.rank == 0 else f"base-rank{job.rank}")
-    # Before loading: a run that cannot fit stops in one line, not in an out-of-memory kill.
-    # Under a launcher of several processes, its sharding decides the memory per GPU.
+    # Before loading: a run that cannot fit, or that would crawl on a CPU with the preset's
+    # bitsandbytes settings, stops in one line (the check stage's own checks, in case this
+    # stage runs alone). Under a launcher of several processes, its sharding decides the
+    # memory per GPU.
+    subject = f"model {preset.name}"
+    memory.check_cpu_bitsandbytes(subject, preset, params.train)
     if params.train.memory_check and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        note = memory.check_fits(f"model {preset.name}", preset, cfg)
+        note = memory.check_fits(subject, preset, cfg)
         if note:
             log.warning(note)
+    quantization.quiet_bitsandbytes(bool(memory.bitsandbytes_settings(cfg.quantization, cfg.optimizer)))
     model, tokenizer = arch.load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
                                          base_dir, cfg.tokenizer, cfg.model_path)
+    if cfg.tokenizer == CHECKPOINT_TOKENIZER:  # run.json and MLflow name the tokenizer it brought
+        cfg = dataclasses.replace(cfg, tokenizer=f"{CHECKPOINT_TOKENIZER}: {describe_tokenizer(tokenizer)}")
+        job = dataclasses.replace(job, cfg=cfg)
+        log.info("tokenizer: %s", cfg.tokenizer)
     if cfg.lora:
         model = arch.apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing)
 

@@ -21,7 +21,7 @@ from .. import hub
 from ..paths import shared_path
 from ..errors import DataError
 from ..io import read_json
-from ..quantization import quantization_config
+from ..quantization import quantization_config, quiet_bitsandbytes
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 
@@ -68,6 +68,41 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, kind: str = "bpe") ->
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, model_max_length=1024
     )
+
+
+def describe_tokenizer(tokenizer) -> str:
+    """A loaded tokenizer's class and kind, as a run records it: 'T5Tokenizer (sentencepiece
+    unigram)', 'TokenizersBackend (byte-level BPE)'; the class alone for a tokenizer without
+    a `tokenizers` backend. The kind is the backend's model (BPE, Unigram, WordPiece,
+    WordLevel) with how it reads text: bytes (byte-level) or SentencePiece's "▁" spaces and
+    byte fallback (sentencepiece)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return type(tokenizer).__name__
+    parts = set()
+    for part in (backend.pre_tokenizer, backend.decoder):
+        if part is not None:
+            _types(json.loads(part.__getstate__()), parts)
+    model = type(backend.model).__name__
+    if "ByteLevel" in parts:
+        reads = "byte-level "
+    elif "Metaspace" in parts or getattr(backend.model, "byte_fallback", False):
+        reads = "sentencepiece "
+    else:
+        reads = ""
+    return f"{type(tokenizer).__name__} ({reads}{model if model in ('BPE', 'WordPiece') else model.lower()})"
+
+
+def _types(node, out: set) -> None:
+    """Every "type" in a serialized pre-tokenizer or decoder (a Sequence nests others)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), str):
+            out.add(node["type"])
+        for value in node.values():
+            _types(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            _types(value, out)
 
 
 def build_from_config(preset, tokenizer: PreTrainedTokenizerFast, seed: int) -> T5ForConditionalGeneration:
@@ -240,11 +275,12 @@ def load_trained(folder: str | Path, model_class=T5ForConditionalGeneration):
     if not adapter_cfg.exists():
         model = model_class.from_pretrained(folder)
         return model.to("cuda") if cuda else model
-    from peft import PeftModel
-
     run_file = folder / "run.json"
     resolved = json.loads(run_file.read_text())["resolved_train"] if run_file.exists() else {}
     qc = quantization_config(resolved.get("quantization"))
+    quiet_bitsandbytes(qc is not None)  # peft imports bitsandbytes
+    from peft import PeftModel
+
     base = folder / BASE_DIR
     base_id = str(base) if base.is_dir() else json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
     if hub.is_hub_id(base_id):

@@ -11,10 +11,12 @@ a run that was never stopped (`ResumableTrainer`).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,10 @@ log = logging.getLogger(__name__)
 # Saved in every checkpoint folder beside the Trainer's files: the loss sums at that step.
 LOSS_STATE = "loss_state_rank{rank}.json"
 
+# A checkpoint save that fails with less than this free on its disk failed for want of space:
+# torch's zip writer says only "unexpected pos" or "iostream error", not ENOSPC.
+NEARLY_FULL_BYTES = 16 * 2**20
+
 # params.train keys that choose which runs to make and how to launch or watch them,
 # not how a student is trained. multitask_alpha reaches the multitask student through its
 # data folder (multitask.TASKS_FILE), so that a new alpha retrains that variant only.
@@ -38,15 +44,22 @@ NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics", "memory_che
 ResolvedTrain = dataclasses.make_dataclass(
     "ResolvedTrain", [(f.name, f.type) for f in dataclasses.fields(TrainConfig) if f.name not in NOT_TRAINING],
     frozen=True)
+# The resolved `tokenizer` of a student that brings its own (Hub, local folder, GGUF file):
+# train.tokenizer names the kind a from-config student trains, which such a student does
+# not; job.py adds the loaded tokenizer's class and kind (model.describe_tokenizer).
+CHECKPOINT_TOKENIZER = "checkpoint"
 
 
 def resolve(train_cfg: TrainConfig, preset) -> ResolvedTrain:
-    """params.train for one run: the preset's value for every `None`, and the precision
-    this machine can train in (bf16 and fp16 fall back to fp32, with a log line)."""
+    """params.train for one run: the preset's value for every `None`, the precision this
+    machine can train in (bf16 and fp16 fall back to fp32, with a log line), and
+    CHECKPOINT_TOKENIZER for a student that brings its own tokenizer."""
     values = {}
     for f in dataclasses.fields(ResolvedTrain):
         v = getattr(train_cfg, f.name)
         values[f.name] = getattr(preset, f.name, None) if v is None else v  # model_path: no preset value
+    if not preset.from_config:
+        values["tokenizer"] = CHECKPOINT_TOKENIZER
     cuda = torch.cuda.is_available()
     if values["precision"] == "bf16" and not (cuda and torch.cuda.is_bf16_supported()):
         log.warning("train.precision: bf16 is not supported on %s; training in fp32",
@@ -93,7 +106,8 @@ def check_finite(logs: dict, step: int, learning_rate: float) -> None:
 def checkpoint_damage(folder: Path) -> str | None:
     """What is wrong with a checkpoint folder's weight and state files, or None when each
     one is whole: every safetensors header parses and its tensors fit in the file, every
-    torch .pt/.pth file is a complete zip (a file cut short has lost its directory)."""
+    torch .pt/.pth file is a complete zip (a file cut short has lost its directory), every
+    .json file (trainer_state.json, the loss sums) parses."""
     import zipfile
 
     from safetensors import safe_open
@@ -105,6 +119,8 @@ def checkpoint_damage(folder: Path) -> str | None:
                     fh.keys()
             elif path.suffix in (".pt", ".pth") and not zipfile.is_zipfile(path):
                 return f"{path.name} is not a complete torch file"
+            elif path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
         except Exception as exc:  # safetensors raises its own error types for a damaged file
             return f"{path.name}: {' '.join(str(exc).split())[:200]}"
     return None
@@ -189,11 +205,19 @@ def _trainer_classes():
             # Written before the Trainer's own files: trainer_state.json, written last, marks
             # a complete checkpoint (last_complete_checkpoint), so a complete one has this too.
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            folder.mkdir(parents=True, exist_ok=True)
             state = {"total_loss": self._total_loss_scalar, "pending_loss": float(self._tr_loss.item()),
                      "last_logged_step": self._globalstep_last_logged}
-            (folder / LOSS_STATE.format(rank=self.args.process_index)).write_text(json.dumps(state))
-            super()._save_checkpoint(model, trial)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / LOSS_STATE.format(rank=self.args.process_index)).write_text(json.dumps(state))
+                super()._save_checkpoint(model, trial)
+            except Exception as exc:
+                if shutil.disk_usage(folder.parent).free >= NEARLY_FULL_BYTES:
+                    raise
+                # A full disk: the half-written folder goes (the rerun resumes from the one
+                # before it), and the stage reports the folder in one line (stage.run).
+                shutil.rmtree(folder, ignore_errors=True)
+                raise OSError(errno.ENOSPC, "No space left on device", str(folder)) from exc
 
         def _restore_loss_state(self) -> None:
             if not self._resumed_from:

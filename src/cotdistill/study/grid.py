@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError, parse_params
+from ..errors import yaml_error
 
 TOP_KEYS = ("name", "description", "threads", "jobs", "seeds", "params", "tasks", "variants", "teachers",
             "levers", "lever_questions")
@@ -155,7 +156,7 @@ def load_grid(path: str | Path, base_params: dict, check_cells: bool = True) -> 
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(yaml_error(path, exc)) from None
     if not isinstance(data, dict):
         raise _fail(path, "expected a mapping with keys " + ", ".join(TOP_KEYS))
     unknown = sorted(set(data) - set(TOP_KEYS))

@@ -10,8 +10,9 @@ not part of the identity, the cache, the logs or any output.
 
 A server is untrusted input. Every request has a total deadline (`request_timeout_s`,
 however slowly the server sends); a 200 that is not a completion (not JSON, an error
-object, no choices, a missing text, an empty text the server did not stop on) is retried
-like a 5xx and never cached; and every text is scrubbed of the key and of anything that
+object, no choices, a missing text, an empty text the server did not stop on, a body cut
+short or not decodable) is retried like a 5xx and never cached; choices are taken in
+their `index` order; and every text is scrubbed of the key and of anything that
 looks like a credential before anything else sees it (the count goes to the timings).
 """
 
@@ -22,6 +23,7 @@ import logging
 import os
 import random
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -47,13 +49,17 @@ class ReplyDeadline(Exception):
     """The server kept sending past the request's total deadline."""
 
 
+class BrokenReply(Exception):
+    """The connection broke off while the body was read (a server that died mid-reply)."""
+
+
 def failure_kind(exc: BaseException) -> str | None:
     """The retryable kind of a failed request, or None when retrying cannot help."""
     if isinstance(exc, MalformedReply):
         return "malformed"
     if isinstance(exc, (openai.APITimeoutError, ReplyDeadline)):
         return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, BrokenReply)):
         return "connection"
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code == 429:
@@ -156,6 +162,10 @@ def parse_reply(body: bytes, chat: bool) -> tuple[list[tuple[str, str | None]], 
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices:
         raise MalformedReply(f"the reply has no choices: {_quote(text)}")
+    index = [c.get("index") if isinstance(c, dict) else None for c in choices]
+    if all(isinstance(i, int) and not isinstance(i, bool) for i in index) and len(set(index)) == len(index):
+        # sample k of a request is choice k, whatever order the server listed them in
+        choices = [c for _, c in sorted(zip(index, choices), key=lambda pair: pair[0])]
     out = []
     for choice in choices:
         content = None
@@ -177,13 +187,21 @@ def parse_reply(body: bytes, chat: bool) -> tuple[list[tuple[str, str | None]], 
 
 def read_within(response, deadline: float, timeout_s: float) -> bytes:
     """The body of `response`, or ReplyDeadline once the clock passes `deadline` (a server
-    that sends one byte a second never trips a read timeout)."""
+    that sends one byte a second never trips a read timeout). A body cut short is a
+    BrokenReply, one that cannot be decoded (says gzip, is not) a MalformedReply: the
+    HTTP library's own errors, which the client raises only before the body is read."""
+    http = sys.modules[type(response.http_response).__module__.split(".")[0]]  # the client's httpx
     body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if time.monotonic() > deadline:
-            raise ReplyDeadline(f"the server was still sending after request_timeout_s = {timeout_s:g} s "
-                                f"({len(body)} bytes so far)")
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if time.monotonic() > deadline:
+                raise ReplyDeadline(f"the server was still sending after request_timeout_s = {timeout_s:g} s "
+                                    f"({len(body)} bytes so far)")
+    except http.DecodingError as exc:
+        raise MalformedReply(f"the reply's body cannot be decoded: {exc}") from None
+    except http.TransportError as exc:
+        raise BrokenReply(f"the connection broke off mid-reply ({len(body)} bytes read): {exc}") from None
     return bytes(body)
 
 
@@ -255,7 +273,7 @@ class OpenAIBackend:
         for attempt in range(self.max_retries + 1):
             try:
                 return self._request(prompt, sampling, n)
-            except (openai.OpenAIError, MalformedReply, ReplyDeadline) as exc:
+            except (openai.OpenAIError, MalformedReply, BrokenReply, ReplyDeadline) as exc:
                 kind = failure_kind(exc)
                 with self._lock:
                     self.failures[kind or "fatal"] += 1
