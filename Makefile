@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 PYTEST_ARGS ?=
 
-.PHONY: install install-llamacpp repro verify study test test-fast ui lint bench clean-venv
+.PHONY: install install-llamacpp repro verify study test test-fast lint ui clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ test: install
 
 test-fast: install
 	$(RUN) python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml; CI runs it first.
+lint: install
+	$(RUN) ruff check src stages tests benchmarks
 
 # The pre-declared results study (studies/cot_distillation.yaml): queues every cell as a
 # DVC experiment, runs them, writes metrics/study/README.md. Hours on 2 cores; rerun to resume.

@@ -2,8 +2,9 @@
 
 Each arm trains the default student (t5-tiny with its preset's optimizer, adamw_torch_fused;
 the default params' coin_flip data, gold rationale targets: sequences as long as the cot
-variant's) for `--steps` steps through the project's own `train()`, then decodes `--decode` test questions greedily, in a fresh
-process whose environment holds the arm's settings (the math libraries read them when
+variant's) for `--steps` steps through the project's own `train()`, then decodes `--decode`
+test questions greedily, in a fresh process whose environment holds the arm's settings
+(the math libraries read them when
 they load). It prints a hash of the trained weights and of the outputs, and the seconds
 per step side by side with the native arm.
 
@@ -87,7 +88,8 @@ def worker(steps: int, n_decode: int, threads: int) -> dict:
     start = time.perf_counter()
     outputs = decode(model, tok, questions, 16, DecodeOptions(max_new_tokens=64), progress=False)
     decode_s = time.perf_counter() - start
-    return {"weights": weights.hexdigest()[:16], "outputs": hashlib.sha256("\n".join(outputs).encode()).hexdigest()[:16],
+    return {"weights": weights.hexdigest()[:16],
+            "outputs": hashlib.sha256("\n".join(outputs).encode()).hexdigest()[:16],
             "train_loss": metrics["train_loss"], "s_per_step": train_s / steps, "decode_s": decode_s,
             "signature": machine.signature(threads)}
 
@@ -182,7 +184,8 @@ def main() -> None:
             runs[(f"qemu {model}", arm)] = [run_arm(arm, args, qemu=model)]
             print(f"qemu {model}: {arm} done", file=sys.stderr, flush=True)
 
-    native = statistics.median(r["s_per_step"] for r in runs[("this CPU", "native")]) if ("this CPU", "native") in runs else None
+    native = (statistics.median(r["s_per_step"] for r in runs[("this CPU", "native")])
+              if ("this CPU", "native") in runs else None)
     portable_here = runs.get(("this CPU", "portable"), [{}])[0].get("weights")
     cpu = runs[next(iter(runs))][0]["signature"]["cpu"]
     print(f"\n{args.steps} training steps of t5-tiny (batch 32, gold targets) + {args.decode} greedy decodes, "
@@ -203,7 +206,8 @@ def main() -> None:
         s = statistics.median(r["s_per_step"] for r in rs)
         ratio = f"{s / native:.2f}x" if native and where == "this CPU" else "(emulated)"
         print(f"| {where} | {arm} | {settings} | {r0['signature']['cpu_capability']} | {r0['weights']} | "
-              f"{stable if len(rs) > 1 else '-'} | {r0['outputs']} | {same_native} | {same_portable} | {s:.3f} | {ratio} |")
+              f"{stable if len(rs) > 1 else '-'} | {r0['outputs']} | {same_native} | {same_portable} | "
+              f"{s:.3f} | {ratio} |")
     if args.json:
         Path(args.json).write_text(json.dumps({f"{w} / {a}": rs for (w, a), rs in runs.items()}, indent=1))
 

@@ -86,7 +86,8 @@ def make_engines(names, params, prefix, lcp_python: str | None, logdir: Path) ->
             slots = int(name.split("-")[1])
             from cotdistill.teachers.llamacpp import LlamaCppBackend
 
-            backend = LlamaCppBackend(TEACHERS.get("smollm2-135m-llamacpp"), dataclasses.replace(cfg, concurrency=slots),
+            backend = LlamaCppBackend(TEACHERS.get("smollm2-135m-llamacpp"),
+                                      dataclasses.replace(cfg, concurrency=slots),
                                       log_path=logdir / f"{name}.log")
             batch = 1
         elif name == "llama-cpp-python":

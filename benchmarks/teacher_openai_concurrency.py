@@ -61,7 +61,8 @@ def main() -> None:
             stats, wall = run(url, folder, prompts, c, args.max_new_tokens)
             tps = stats["sent"]["completion_tokens"] / wall
             base = base or tps
-            print(f"concurrency {c:>3}: {stats['requests_sent']} requests {stats['sent']['completion_tokens']:>6} tokens "
+            print(f"concurrency {c:>3}: {stats['requests_sent']} requests "
+                  f"{stats['sent']['completion_tokens']:>6} tokens "
                   f"{wall:>7.1f} s {tps:>7.1f} tok/s  x{tps / base:.2f}  failures {stats['failures']}")
 
 

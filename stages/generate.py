@@ -18,7 +18,7 @@ from cotdistill.config import load_params, to_dict
 from cotdistill.io import read_jsonl, write_json, write_jsonl
 from cotdistill.paths import shared_path
 from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
-from cotdistill.teachers import Sampling, TeacherRequestError, close_backend, make_backend
+from cotdistill.teachers import Sampling, close_backend, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 
@@ -54,10 +54,8 @@ def main(argv=None):
     if preset.backend == "hf":  # a local model computes here: keep its threads fixed too
         threads = stage.set_threads(params.threads)
     backend = make_backend(preset, cfg, shared_prefix=few_shot_prefix(prompt_file, cfg.shots, hint))
-    try:
+    try:  # a server that keeps failing is an Outage: one line, exit 1 (stage.run)
         results, stats = generate_all(backend, prompts, sampling, cache, cfg.batch_size, cfg.num_samples)
-    except TeacherRequestError as exc:
-        raise SystemExit(f"error: {exc}") from None  # exit 1, one line: a retryable outage
     finally:
         cache.close()
         close_backend(backend)  # a server the backend started (llamacpp) stops here, error or not

@@ -1,6 +1,7 @@
 """train: finetune one student variant (answer-only baseline, CoT, gold rationales, or the
-multitask label + rationale student) and log it to MLflow. Runs as `python stages/train.py` or under `accelerate launch` (DDP,
-FSDP, DeepSpeed); with several processes only rank 0 writes outputs and logs."""
+multitask label + rationale student) and log it to MLflow. Runs as `python stages/train.py`
+or under `accelerate launch` (DDP, FSDP, DeepSpeed); with several processes only rank 0 writes
+outputs and logs."""
 
 import sys
 from pathlib import Path

@@ -29,8 +29,9 @@ class StubTeacher:
     whose text is null, finish "length"); "empty_length" (text "", finish "length"); "drip"
     (the ok reply, one byte every `delay_s`); "cut" (dies mid-body); "bad_gzip" (a body that
     says gzip and is not); "sse_echo" (event-stream chunks quoting the Authorization header);
-    "shuffled" (the `n` choices out of index order); "redirect" (307 to `redirect_to`). `bad_first`: only the first that many requests
-    get `mode`, the rest "ok". `delay_s` holds every ok answer that long."""
+    "shuffled" (the `n` choices out of index order); "redirect" (307 to `redirect_to`).
+    `bad_first`: only the first that many requests get `mode`, the rest "ok".
+    `delay_s` holds every ok answer that long."""
 
     def __init__(self, mode: str = "ok", delay_s: float = 0.0, bad_first: int | None = None):
         self.mode, self.delay_s, self.bad_first = mode, delay_s, bad_first
@@ -69,7 +70,8 @@ class StubTeacher:
                 mode = stub.mode if stub.bad_first is None or len(stub.requests) <= stub.bad_first else "ok"
                 status, kind, drip = 200, "application/json", 0.0
                 if mode == "echo500":
-                    status, reply = 500, {"error": {"message": f"internal error; request headers: {dict(self.headers)}"}}
+                    status, reply = 500, {"error": {"message": "internal error; request headers: "
+                                                               f"{dict(self.headers)}"}}
                 elif mode == "401":
                     status, reply = 401, {"error": {"message": "Incorrect API key provided"}}
                 elif mode == "echo200":
@@ -112,7 +114,8 @@ class StubTeacher:
                 elif mode == "shuffled":  # n choices, listed out of index order
                     n = int(body.get("n") or 1)
                     reply = completion(body, OK_TEXT)
-                    reply["choices"] = [{"index": i, "text": f" Sample {i}. The answer is yes.", "finish_reason": "stop"}
+                    reply["choices"] = [{"index": i, "text": f" Sample {i}. The answer is yes.",
+                                         "finish_reason": "stop"}
                                         for i in reversed(range(n))]
                 elif mode == "redirect":  # to `redirect_to`, another origin
                     self.send_response(307)

@@ -33,7 +33,8 @@ def test_gold_rationales_and_exemplars_pass_the_step_checker():
         assert STEP_CHECKERS.get("multistep_arith")(ex.question, ex.rationale) is None, ex.question
 
 
-Q = "Mia has 7 apples. She buys 5 more. She gives 3 to Tom. Then she has 2 times as many. How many apples does Mia have now?"
+Q = ("Mia has 7 apples. She buys 5 more. She gives 3 to Tom. Then she has 2 times as many. "
+     "How many apples does Mia have now?")
 
 
 @pytest.mark.parametrize("cot, verdict", [

@@ -95,7 +95,8 @@ def test_changing_a_prompt_token_label_does_not_change_the_loss(tiny):
     rows = causal_encode(tok, [q, q.replace("Bo", "Al")], ["The answer is no.", "The answer is no."], 256, 256)
     a, b = (pad_rows([r], tok.pad_token_id) for r in rows)
     assert a["input_ids"].shape == b["input_ids"].shape and not torch.equal(a["input_ids"], b["input_ids"])
-    logits = torch.randn(1, a["input_ids"].shape[1], model.config.vocab_size, generator=torch.Generator().manual_seed(0))
+    logits = torch.randn(1, a["input_ids"].shape[1], model.config.vocab_size,
+                         generator=torch.Generator().manual_seed(0))
     # the prompt tokens differ, so do what they would be labelled; the loss does not move
     assert torch.equal(_loss(model, logits, a["labels"]), _loss(model, logits, b["labels"]))
     unmasked = a["input_ids"].clone()  # the same labels with the prompt left in

@@ -149,8 +149,8 @@ def test_cli_check_params(tmp_path, base_params):
 # pipeline's first stage and by every stage (one function), with one line and exit 2,
 # before the teacher is paid.
 CROSS_FIELD = [
-    ({"threads": 4096}, f"threads: 4096 torch threads, and this machine gives the process {len(os.sched_getaffinity(0))} "
-     "CPU core(s)"),
+    ({"threads": 4096}, "threads: 4096 torch threads, and this machine gives the process "
+     f"{len(os.sched_getaffinity(0))} CPU core(s)"),
     ({"dataset": "gsm_symbolic", "filter": {"verify_steps": True}},
      "filter.verify_steps: no step checker for dataset 'gsm_symbolic'; datasets with one: coin_flip, last_letters, "
      "multistep_arith"),
@@ -181,7 +181,8 @@ CROSS_FIELD = [
     ({"dataset": "coinflip"}, "dataset: unknown dataset 'coinflip' (did you mean 'coin_flip'?)"),
     ({"sedd": 1}, "unknown key 'sedd' (did you mean 'seed'?)"),
     ({"train": {"max_step": 5}}, "unknown key 'train.max_step' (did you mean 'max_steps'?)"),
-    ({"dataset": "gsm8k", "prepare": {"source": "local"}}, "prepare.local.path: required when prepare.source is 'local'"),
+    ({"dataset": "gsm8k", "prepare": {"source": "local"}},
+     "prepare.local.path: required when prepare.source is 'local'"),
 ]
 
 

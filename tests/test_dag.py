@@ -123,6 +123,8 @@ STAGES = dvc_stages()
 
 @pytest.mark.parametrize("name, cmd, deps", STAGES, ids=[s[0] for s in STAGES])
 def test_stage_deps_match_the_code_it_runs(name, cmd, deps):
+    twice = sorted({d for d in deps if deps.count(d) > 1})
+    assert not twice, f"{name} lists {twice} twice in its deps (dvc.lock would record them twice)"
     uncovered, unused = check_stage(cmd, deps)
     assert not uncovered, f"{name} runs {uncovered}, which its dvc.yaml deps do not list"
     assert not unused, f"{name} lists {unused} in its deps but never loads them"

@@ -104,7 +104,8 @@ def test_a_damaged_cache_file_is_one_line_that_says_what_to_do(server, tmp_path,
     with pytest.raises(DataError) as err:
         generate(server, RequestCache(path))
     assert str(err.value).startswith(f"{path}: the teacher's request cache cannot be read (")
-    assert str(err.value).endswith(f"move it aside (mv {path} {path}.damaged) and rerun: what it held is requested again")
+    assert str(err.value).endswith(f"move it aside (mv {path} {path}.damaged) and rerun: "
+                                   "what it held is requested again")
 
 
 def test_a_damaged_row_is_requested_again_and_replaced(server, tmp_path):

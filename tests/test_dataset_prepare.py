@@ -72,7 +72,8 @@ def test_decontaminate_exact_ngram_and_exemplars():
         "validation": [{"id": "va0", "question": LONG}],
         "test": [{"id": "te0", "question": "Janet has seventeen ducks."},
                  {"id": "te1", "question": LONG + "?"},
-                 {"id": "te2", "question": "Take the last letters of each word in \"Ezra Flynn\" and concatenate them."}],
+                 {"id": "te2",
+                  "question": "Take the last letters of each word in \"Ezra Flynn\" and concatenate them."}],
         "test_ood": [],
     }
     exemplars = ['Take the last letters of each word in "Ezra Flynn" and concatenate them.']
@@ -127,7 +128,8 @@ def test_last_letters_census_names_from_the_names_sdist(tmp_path):
         *first, last = r["question"].split('"')[1].split()
         assert set(first) <= {"Mary", "Patricia", "James"} and last in {"Smith", "Johnson"}
     ex = last_letters_example(random.Random(0), 2, ["Elon"], ["Musk"])
-    assert ex["answer"] == "nk" and ex["question"] == 'Take the last letters of each word in "Elon Musk" and concatenate them.'
+    assert ex["answer"] == "nk" and ex["question"] == ('Take the last letters of each word in "Elon Musk" '
+                                                       'and concatenate them.')
 
 
 def test_gsm_symbolic_offline_disjoint_with_held_out_templates():

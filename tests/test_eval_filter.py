@@ -28,7 +28,8 @@ COIN = [
     ("The coin starts heads up. Tom does not flip it, so it stays heads up. The answer is no.",
      "names Tom where Mia comes next"),
     ("The coin starts heads up. Mia flips it, so it is tails up. The answer is no.", "skips Tom"),
-    ("The coin starts heads up. Mia flips it. Tom does not flip it. The answer is no.", "states no coin state after Tom"),
+    ("The coin starts heads up. Mia flips it. Tom does not flip it. The answer is no.",
+     "states no coin state after Tom"),
     ("The coin starts heads up. Mia flips it, so it is tails up. Tom flips it, so it is tails up. The answer is no.",
      "says Tom flips"),
     ("Is the coin still heads up? Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up. "

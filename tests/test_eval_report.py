@@ -50,7 +50,8 @@ def test_report_table_has_every_variant_and_calculator_columns(tmp_path):
     preds = {"answer": _preds("answer", [True, False, False, False]), "cot": _preds("cot", [True, True, True, False])}
     md = render_report(params, EVALS, FILTER, preds)
     assert "| dataset | variant | n | ID | OOD | ID +calculator | OOD +calculator | invalid ID | invalid OOD |" in md
-    assert "| gsm8k | cot | 100/100 | 30.0 [20.0, 40.0] | 15.0 [5.0, 25.0] | 40.0 [30.0, 50.0] | 20.0 [10.0, 30.0] |" in md
+    assert ("| gsm8k | cot | 100/100 | 30.0 [20.0, 40.0] | 15.0 [5.0, 25.0] | "
+            "40.0 [30.0, 50.0] | 20.0 [10.0, 30.0] |") in md
     assert "| gsm8k | gold_rationale | 100 | 35.0 [25.0, 45.0] | n/a | n/a | n/a | 5.0% | n/a |" in md
     assert "| answer | cot | test | plain | 4 | 0 | 2 | 0.5 |" in md
     assert "| answer | answer +calculator | test | - | 4 | 0 | 0 | 1 |" in md

@@ -38,7 +38,8 @@ def test_evaluate_and_report_stages(tmp_path, python):
     model_dir = tmp_path / "models/cot"
     model.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
-    (model_dir / "run.json").write_text(json.dumps({"mlflow_run_id": run_id, "resolved_train": {"max_source_length": 64}}))
+    (model_dir / "run.json").write_text(json.dumps({"mlflow_run_id": run_id,
+                                                    "resolved_train": {"max_source_length": 64}}))
     prepared = tmp_path / "prepared"
     prepared.mkdir()
     rng = random.Random(7)

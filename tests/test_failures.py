@@ -210,7 +210,8 @@ def _saved_student(folder):
 
 
 @pytest.mark.parametrize("damage, expected", [
-    (lambda f: __import__("shutil").rmtree(f), r"{f}: no model folder here \(rerun its train stage, or `dvc checkout` it\)"),
+    (lambda f: __import__("shutil").rmtree(f),
+     r"{f}: no model folder here \(rerun its train stage, or `dvc checkout` it\)"),
     (lambda f: (f / "config.json").write_text('{"model_type": "t5", "d_model": '),
      r"{f}/config.json:1: not valid JSON \(Expecting value\)"),
     (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-100]),

@@ -98,7 +98,7 @@ def test_kill_9_at_a_random_step_resumes_to_the_records_of_an_uninterrupted_run(
         kill_at = rng.randint(2, TRIAL_TRAIN["max_steps"] - 2)
         proc = _train_popen(root)
         watch = _StepWatch(proc, TRIAL_TRAIN["max_steps"])
-        interrupt_when(proc, lambda: watch.step >= kill_at, sig=signal.SIGKILL)
+        interrupt_when(proc, lambda: watch.step >= kill_at, sig=signal.SIGKILL)  # noqa: B023  called in this iteration
         proc.wait()
         assert proc.returncode == -signal.SIGKILL
         assert not (root / "models/cot").exists() and temp_leftovers(root) == []
@@ -245,8 +245,9 @@ def test_sigint_in_generate_keeps_the_answered_requests(tmp_path):
                           "concurrency": 2})
         _write_jsonl(tmp_path / "data/prepared/train.jsonl", _coin_rows("train", 10))
         cache = tmp_path / ".cache/requests.sqlite"
-        args = ["--inputs", "data/prepared/train.jsonl", "--prompt", str(REPO / "src/cotdistill/prompts/coin_flip.yaml"),
-                "--cache", str(cache), "--out", "data/teacher/generations.jsonl", "--metrics", "metrics/generate.json",
+        args = ["--inputs", "data/prepared/train.jsonl",
+                "--prompt", str(REPO / "src/cotdistill/prompts/coin_flip.yaml"), "--cache", str(cache),
+                "--out", "data/teacher/generations.jsonl", "--metrics", "metrics/generate.json",
                 "--timings", "timings/generate.json"]
         proc = subprocess.Popen(stage_cmd("generate", args), cwd=tmp_path, env=stage_env(tmp_path),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -96,7 +96,8 @@ def test_the_key_a_server_echoes_in_a_completion_is_scrubbed_before_the_cache(st
     (results, stats), cache = run(backend_for(server), tmp_path)
     assert server.requests[0]["auth"] == f"Bearer {KEY}"  # it was sent, and echoed back
     texts = [r[0].text for r in results]
-    assert all(t.startswith("Authorization: [redacted] ") and KEY not in t and t.endswith("The answer is yes.") for t in texts)
+    assert all(t.startswith("Authorization: [redacted] ") and KEY not in t and t.endswith("The answer is yes.")
+               for t in texts)
     assert KEY.encode() not in (tmp_path / "requests.sqlite").read_bytes()
     assert stats.costs()["redacted"] == 2
 

@@ -24,7 +24,8 @@ def _coin(seed=0, **prepare):
 
 
 def test_coin_flip_is_deterministic_and_disjoint():
-    a, b = _coin(0, n_train=50, n_test=20, n_test_ood=20, n_validation=10), _coin(0, n_train=50, n_test=20, n_test_ood=20, n_validation=10)
+    a, b = (_coin(0, n_train=50, n_test=20, n_test_ood=20, n_validation=10),
+            _coin(0, n_train=50, n_test=20, n_test_ood=20, n_validation=10))
     assert a == b
     assert _coin(1, n_train=50)["train"] != a["train"]
     questions = [r["question"] for split in a.values() for r in split]

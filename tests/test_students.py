@@ -25,7 +25,8 @@ def test_tokenizer_round_trip_and_specials():
 
 
 def test_presets_have_sizes_and_resolve_defaults():
-    assert {"t5-tiny", "t5-small", "t5-base", "t5-large", "t5-xl", "t5-xxl", "flan-t5-small", "flan-t5-xxl"} <= set(STUDENTS.names())
+    assert ({"t5-tiny", "t5-small", "t5-base", "t5-large", "t5-xl", "t5-xxl", "flan-t5-small", "flan-t5-xxl"}
+            <= set(STUDENTS.names()))
     assert STUDENTS.get("t5-xl").hub_id == "google/t5-v1_1-xl"
     assert STUDENTS.get("t5-xxl").training_memory_gb() > STUDENTS.get("t5-xl").training_memory_gb()
     cfg = resolve(section("train", batch_size=None, learning_rate=0.01), STUDENTS.get("t5-small"))

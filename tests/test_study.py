@@ -16,7 +16,8 @@ from cotdistill.study.analysis import (StudentRun, outcomes_from_predictions, po
 from cotdistill.study.grid import load_grid
 from cotdistill.study.page import findings
 from cotdistill.study import run as study_run
-from cotdistill.study.run import dvc_bin, dvc_env, finished, format_value, queue_args
+from cotdistill.dvcexp import dvc_bin, dvc_env
+from cotdistill.study.run import finished, format_value, queue_args
 
 GRID = {
     "name": "t",

@@ -67,7 +67,7 @@ def test_local_server_is_stopped_on_error_and_on_close(tmp_path):
         with LocalServer([sys.executable, "-c", STUB, str(port)], port, "/health", startup_timeout_s=60) as server:
             assert server.running
             pid = server.proc.pid
-            1 / 0
+            1 / 0  # noqa: B018  the ZeroDivisionError is the point
     assert gone(pid)
     server.close()  # idempotent
 
@@ -178,8 +178,8 @@ def test_server_exits_when_its_parent_is_killed(tmp_path):
         print(b.server.proc.pid, flush=True)
         time.sleep(600)
     """)
-    parent = subprocess.Popen([sys.executable, "-c", script, str(REPO / "params.yaml")], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, **pythonpath()})
+    parent = subprocess.Popen([sys.executable, "-c", script, str(REPO / "params.yaml")], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, **pythonpath()})
     try:
         pid = int(parent.stdout.readline())
         parent.send_signal(signal.SIGKILL)

@@ -239,8 +239,9 @@ def test_stage_gives_up_with_one_line_when_the_server_is_down(tmp_path, python, 
                               retry_backoff_s=0.01, shots=0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run_cmd([python, str(repo_root / "stages/generate.py"), "--params", "params.yaml", "--inputs", "train.jsonl",
-                    "--prompt", str(repo_root / "src/cotdistill/prompts/coin_flip.yaml"), "--cache", str(tmp_path / "c.db"),
-                    "--out", "gen.jsonl", "--metrics", "m.json"], tmp_path, check=False, timeout=120)
+                    "--prompt", str(repo_root / "src/cotdistill/prompts/coin_flip.yaml"),
+                    "--cache", str(tmp_path / "c.db"), "--out", "gen.jsonl", "--metrics", "m.json"],
+                   tmp_path, check=False, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: teacher request failed (connection) after 2 attempt")
     assert "Traceback" not in proc.stderr and not (tmp_path / "gen.jsonl").exists()

@@ -271,7 +271,8 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(proxy_factory, model_dir, tm
     fresh = tmp_path / "fresh"
     cmd2, env2 = _stage_env(fresh, proxy.url, model_dir, {"concurrency": 2})
     _run(cmd2, env2, fresh)
-    assert (killed / "data/teacher/generations.jsonl").read_text() == (fresh / "data/teacher/generations.jsonl").read_text()
+    assert ((killed / "data/teacher/generations.jsonl").read_text()
+            == (fresh / "data/teacher/generations.jsonl").read_text())
     print(f"kill -9 after {n_committed} committed; rerun: cache_hits={m['cache_hits']} sent={m['requests_sent']}")
 
 

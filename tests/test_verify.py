@@ -99,7 +99,8 @@ def test_a_lock_that_this_code_did_not_make_fails():
     """`dvc commit` after a code change re-hashes the deps without rerunning: the committed
     lock then names code the results were not made with."""
     res = _compare(_lock(code="c1"), _files(), _lock(code="c2"), _files())
-    assert not res.ok and [(f.path, f.committed, f.made) for f in res.code_changed] == [("stages/prepare.py", "c1", "c2")]
+    assert not res.ok and ([(f.path, f.committed, f.made) for f in res.code_changed]
+                           == [("stages/prepare.py", "c1", "c2")])
     assert "not made by its own code" in report(res, "HEAD")
 
 

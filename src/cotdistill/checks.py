@@ -45,7 +45,8 @@ def _source(p, where: str) -> None:
 
 
 def _ranges(p, where: str) -> None:
-    pairs = (("prepare.coin_flip", p.prepare.coin_flip, "people"), ("prepare.last_letters", p.prepare.last_letters, "words"),
+    pairs = (("prepare.coin_flip", p.prepare.coin_flip, "people"),
+             ("prepare.last_letters", p.prepare.last_letters, "words"),
              ("prepare.multistep_arith", p.prepare.multistep_arith, "ops"))
     for key, opts, unit in pairs:
         for lo, hi in ((f"min_{unit}", f"max_{unit}"), (f"ood_min_{unit}", f"ood_max_{unit}")):

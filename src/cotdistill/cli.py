@@ -177,7 +177,8 @@ def calc(expression: str) -> None:
 @main.command()
 @click.option("--experiments", is_flag=True, help="gather every DVC experiment (or MLflow run)")
 @click.option("--source", type=click.Choice(["dvc", "mlflow"]), default="dvc", show_default=True,
-              help="dvc: `dvc exp show --json --all-commits`; mlflow: the runs in the tracking store")
+              help="dvc: the experiments of the workspace's commit and of every commit that holds some; "
+                   "mlflow: the runs in the tracking store")
 @click.option("--repo", default=".", show_default=True, help="the DVC repository (source dvc)")
 @click.option("--tracking-uri", default=None, help="MLflow store (source mlflow; default: the repository's mlflow.db)")
 @click.option("--out-dir", default="metrics/experiments", show_default=True)
@@ -185,19 +186,20 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
     """Accuracy across experiments: a table and accuracy-vs-student-size and
     accuracy-vs-training-set-size plots (PNG). The single-run report is the pipeline's
     `report` stage (metrics/report.md)."""
-    from .experiments import dvc_exp_show, records_from_dvc, records_from_mlflow, write_experiment_report
+    from .dvcexp import exp_show
+    from .experiments import records_from_dvc, records_from_mlflow, write_experiment_report
 
     if not experiments:
         _fail("nothing to do: pass --experiments (the single-run report is `dvc repro report`)")
     try:
         if source == "dvc":
-            records = records_from_dvc(dvc_exp_show(repo))
+            records = records_from_dvc(exp_show(repo, all_commits=True))
         else:
             from .tracking import tracking_uri as default_uri
 
             records = records_from_mlflow(tracking_uri or default_uri())
         paths = write_experiment_report(records, out_dir)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # bad records; a dvc that failed (not a DVC repository)
         _fail(str(exc))
     click.echo(f"{len(records)} (experiment, variant) records from {source}:")
     for p in paths:

@@ -1,5 +1,6 @@
 """Mistakes a user can fix: bad params, bad or missing data. A stage prints one line
-for them and exits 2 (stage.run); every other exception is a bug and shows its traceback."""
+for them and exits 2 (stage.run); an outage of a service the stage needs is one line and
+exit 1; every other exception is a bug and shows its traceback."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """Bad or missing input data: the message names the file (and line) and what is wrong."""
+
+
+class Outage(RuntimeError):
+    """A service the stage needs kept failing (a teacher server, after every retry): not the
+    user's mistake, and a rerun resumes once it is back. One line, exit 1 (stage.run)."""
 
 
 class ResourceError(UserError):

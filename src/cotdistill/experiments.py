@@ -10,9 +10,6 @@ student-size plot, told apart) and its test accuracies with and without the calc
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +87,6 @@ def records_from_dvc(shown: list[dict]) -> list[dict]:
     return out
 
 
-def dvc_exp_show(repo: str | Path = ".") -> list[dict]:
-    """Run `dvc exp show --json --all-commits` in `repo` and parse it."""
-    local = Path(sys.executable).parent / "dvc"
-    dvc = str(local) if local.exists() else (shutil.which("dvc") or "dvc")
-    proc = subprocess.run([dvc, "exp", "show", "--json", "--all-commits"], cwd=repo,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise DataError(f"dvc exp show failed in {repo}: {proc.stderr.strip().splitlines()[-1:]}")
-    return json.loads(proc.stdout)
-
-
 def records_from_mlflow(tracking_uri: str, experiment: str = "cotdistill") -> list[dict]:
     """Records from the MLflow store: one per finished run that has evaluation metrics."""
     import mlflow
@@ -148,7 +134,8 @@ def render_table(records: list[dict]) -> str:
     for r in sorted(records, key=lambda r: (str(r["dataset"]), r["params_m"] or 0, r["n_train"] or 0,
                                             str(r["variant"]), str(r["experiment"]))):
         lines.append(f"| {r['experiment']} | {r['dataset'] or ''} | {r['student'] or ''} | {r['params_m'] or ''} | "
-                     f"{r['n_train'] or ''} | {_int(r['train_examples'])} | {r['variant']} | {_pct(r['id'])} | {_pct(r['ood'])} | "
+                     f"{r['n_train'] or ''} | {_int(r['train_examples'])} | {r['variant']} | {_pct(r['id'])} | "
+                     f"{_pct(r['ood'])} | "
                      f"{_pct(r['id_calc'])} | {_pct(r['ood_calc'])} |")
     return "\n".join(lines) + "\n"
 

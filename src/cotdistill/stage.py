@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import machine
-from .errors import UserError
+from .errors import Outage, UserError
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -41,7 +41,8 @@ def disk_full(exc: BaseException) -> bool:
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Run a stage's `main`. What the user can act on ends in one line on stderr: a mistake
-    in params or data (exit 2), a full disk (exit 1), Ctrl-C or SIGTERM (exit 130 / 143;
+    in params or data (exit 2), a service that kept failing or a full disk (exit 1), Ctrl-C
+    or SIGTERM (exit 130 / 143;
     the work finished so far is kept for the rerun); a bug shows its traceback."""
     logging.basicConfig(level=os.environ.get("COTDISTILL_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
     # Quiet the libraries' own progress chatter; our loops draw their own bars.
@@ -59,6 +60,10 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         _close_progress_bars()  # a bar left open would carry the message on its own line
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Outage as exc:  # a service that kept failing: the rerun resumes when it is back
+        _close_progress_bars()
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt as exc:
         _close_progress_bars()
         signum = getattr(exc, "signum", signal.SIGINT)

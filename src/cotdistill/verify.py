@@ -154,7 +154,8 @@ def report(res: Comparison, rev: str, limit: int = 12) -> str:
     lines = []
     if res.code_changed:
         lines.append(f"FAIL: the commit's dvc.lock was not made by its own code and params ({len(res.code_changed)}):")
-        lines += [f"  {f.stage}: {f.path} committed {f.committed} / this code {f.made}" for f in res.code_changed[:limit]]
+        lines += [f"  {f.stage}: {f.path} committed {f.committed} / this code {f.made}"
+                  for f in res.code_changed[:limit]]
         lines.append("  rerun the pipeline (not `dvc commit`) and commit dvc.lock and metrics/ from that run")
     if res.differ:
         lines.append(f"FAIL: {len(res.differ)} outcome(s) differ from what {rev} commits, made with the same float "
@@ -168,7 +169,8 @@ def report(res: Comparison, rev: str, limit: int = 12) -> str:
                      "stages downstream cannot be expected to match here:")
         for stage, (c, m) in res.other_machine.items():
             lines.append(f"  {stage}: committed {json.dumps(float_key(c), sort_keys=True) if c else 'no signature'}")
-            lines.append(f"  {' ' * len(stage)}  here      {json.dumps(float_key(m), sort_keys=True) if m else 'no signature'}")
+            lines.append(f"  {' ' * len(stage)}  here      "
+                         f"{json.dumps(float_key(m), sort_keys=True) if m else 'no signature'}")
         lines.append(f"  {len(res.not_comparable)} difference(s) among them, e.g.:")
         lines += [f"    {f.stage}: {f.path} [{f.key}] committed {f.committed!r} / made {f.made!r}"
                   for f in res.not_comparable[:limit]]

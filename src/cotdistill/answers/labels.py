@@ -64,7 +64,7 @@ def yes_no_answer(answer: str) -> Optional[str]:
 def last_yes_no(text: str) -> Optional[str]:
     """The last yes/no word of a whole output (the flexible fallback)."""
     last = None
-    for last in _YES_NO.finditer(text):
+    for last in _YES_NO.finditer(text):  # noqa: B007  `last` is read after the loop
         pass
     return _yes_no_at(last) if last else None
 

@@ -26,6 +26,7 @@ from typing import Iterable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from .. import hub
 from ..errors import DataError
 from ..paths import shared_path
 from ..quantization import dequantized, quantization_config
@@ -116,6 +117,8 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
     if model_path:  # train.model_path: a local copy of a Hub student
         return load_pretrained(str(shared_path(model_path)), quantization, dtype)
     if preset.hub_id:
+        # cached but the Hub down: offline at once, as T5 students and the teacher do
+        hub.prepare_load(f"model {preset.name}", preset.hub_id, "student")
         return load_pretrained(preset.hub_id, quantization, dtype)
     if preset.package:
         folder = package_folder(preset.package)

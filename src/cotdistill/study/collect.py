@@ -14,7 +14,8 @@ from pathlib import Path
 from .analysis import teacher_row
 from .committed import Table, machine_blocks, table_from_predictions
 from .grid import Cell, Grid
-from .run import experiments, finished
+from ..dvcexp import experiments
+from .run import finished
 
 
 def read_predictions(repo: Path, rev: str, variant: str) -> list[dict]:

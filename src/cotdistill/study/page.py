@@ -246,7 +246,8 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
     if res.levers:
         lines += ["### Teacher levers, on validation questions (no student trained)", ""]
         lines += ["| lever | settings |", "|---|---|"]
-        lines += [f"| {name} | " + ", ".join(f"{k}={v}" for k, v in p.items()) + " |" for name, p in grid.levers.items()]
+        lines += [f"| {name} | " + ", ".join(f"{k}={v}" for k, v in p.items()) + " |"
+                  for name, p in grid.levers.items()]
         lines += [""] + teacher_table(res.levers, "validation") + [""]
     lines += ["## Wall time", ""]
     if res.walls:

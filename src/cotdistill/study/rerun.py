@@ -28,7 +28,8 @@ from ..io import read_json, read_jsonl
 from ..machine import float_key
 from .committed import Table, machine_blocks, table_from_predictions
 from .grid import Cell
-from .run import dvc_bin, queue_args
+from ..dvcexp import dvc_bin
+from .run import queue_args
 
 CODE = ("src", "stages", "dvc.yaml", "params.yaml")  # what a cell's outcomes are made by, besides its overrides
 NOT_SHARED = ("checkpoints",)  # .cache entries a clean rerun must not see

@@ -9,41 +9,17 @@ has seen before (the answer and gold students of later teacher modes, for exampl
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..dvcexp import dvc_bin, dvc_env, experiments, run_dvc as _dvc
 from .grid import Cell
 
 log = logging.getLogger(__name__)
-
-
-def dvc_bin() -> str:
-    local = Path(sys.executable).parent / "dvc"
-    return str(local) if local.exists() else (shutil.which("dvc") or "dvc")
-
-
-def dvc_env() -> dict[str, str]:
-    """The environment for DVC: the queue's workers start `dvc` and the stages `cotdistill`
-    by name, so the folder that holds them (this interpreter's venv) goes first on PATH,
-    also when this process was started as `.venv/bin/cotdistill` without activating it."""
-    folder = str(Path(dvc_bin()).parent)
-    return {**os.environ, "PATH": os.pathsep.join([folder, os.environ.get("PATH", "")])}
-
-
-def _dvc(args: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([dvc_bin(), *args], cwd=repo, env=dvc_env(), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"`dvc {' '.join(args[:3])} ...` failed in {repo}: {last[0]}")
-    return proc
 
 
 def format_value(value: Any) -> str:
@@ -72,38 +48,6 @@ def queue_args(cell: Cell, queue: bool = True) -> list[str]:
     for key, value in cell.overrides.items():
         args += ["-S", f"{key}={format_value(value)}"]
     return args
-
-
-def experiments(repo: Path, all_commits: bool = False) -> dict[str, dict]:
-    """Name -> {"rev", "baseline", "timestamp", "params", "metrics"} of the experiments of
-    the current commit (or of every commit: the newest experiment of each name)."""
-    # `dvc exp show --all-commits` reads every commit of the history (minutes on a long one);
-    # the baselines that hold experiments are named by their refs (refs/exps/ab/cdef.../name).
-    revs = [None]
-    if all_commits:
-        refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo,
-                              capture_output=True, text=True, check=True).stdout.split()
-        revs = sorted({"".join(r.split("/")[2:4]) for r in refs if len(r.split("/")) >= 5}) or [None]
-    shown = []
-    for rev in revs:
-        shown += json.loads(_dvc(["exp", "show", "--json"] + (["--rev", rev] if rev else []), repo).stdout)
-    out: dict[str, dict] = {}
-    for entry in shown:
-        for exp in entry.get("experiments") or []:
-            if (exp.get("executor") or {}).get("state") in ("queued", "running", "failed"):
-                continue  # not an experiment's result yet (a running one shows its workspace)
-            for rev in exp.get("revs") or []:
-                data = rev.get("data") or {}
-                name = rev.get("name")
-                if not name or not data:
-                    continue
-                params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-                metrics = {k: (v or {}).get("data") or {} for k, v in (data.get("metrics") or {}).items()}
-                found = {"rev": data.get("rev") or rev.get("rev"), "baseline": entry.get("rev"),
-                         "timestamp": data.get("timestamp") or "", "params": params, "metrics": metrics}
-                if name not in out or found["timestamp"] > out[name]["timestamp"]:
-                    out[name] = found
-    return out
 
 
 def finished(cell: Cell, exp: dict | None) -> bool:

@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from ..errors import Outage
 from ..registry import Registry
 
 
@@ -35,7 +36,7 @@ class Completion:
     completion_tokens: int
 
 
-class TeacherRequestError(RuntimeError):
+class TeacherRequestError(Outage):
     """A request that still failed after every retry (or failed for good, e.g. 400/401)."""
 
 

@@ -4,8 +4,9 @@ Keyed by a SHA-256 of (backend identity incl. model, full prompt, sampling param
 sample index), so a rerun with the same settings finds every answer it already paid
 for. Each row also keeps what it cost when it was made (its tokens, its share of the
 seconds of the call that answered it, the backend), so that a run answered from the
-cache still reports what its generations cost. SQLite's journal makes each committed batch durable and atomic: a kill -9 loses
-at most the requests in flight, never corrupts what was committed. WAL mode and a busy
+cache still reports what its generations cost. SQLite's journal makes each committed batch
+durable and atomic: a kill -9 loses at most the requests in flight, never corrupts what was
+committed. WAL mode and a busy
 timeout let several processes (parallel `dvc queue` workers) read and write the same
 file; INSERT OR IGNORE makes a request answered twice by two writers harmless.
 

@@ -298,7 +298,8 @@ class HFBackend:
         if sampling.stop:
             gen_kwargs["stop_strings"] = list(sampling.stop)
         if seeds:
-            gen_kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, sampling.temperature, sampling.top_p)])
+            gen_kwargs["logits_processor"] = LogitsProcessorList(
+                [RowSampler(seeds, sampling.temperature, sampling.top_p)])
         out = self.model.generate(**gen_kwargs)
         return out[:, len(input_ids[0]):].tolist()
 
