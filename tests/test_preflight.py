@@ -43,20 +43,22 @@ def hf_env(monkeypatch, tmp_path):
     hub.unreachable.cache_clear()
 
 
-def save_checkpoint(folder: Path) -> Path:
-    """A config-built T5 with its tokenizer, as save_pretrained writes it."""
-    from cotdistill.students.model import load_student
+def save_checkpoint(folder: Path, preset: str = "t5-mini") -> Path:
+    """A config-built student (T5, or causal: llama-tiny) with its tokenizer, as
+    save_pretrained writes it."""
+    from cotdistill.students.architectures import ARCHITECTURES
 
-    model, tok = load_student(STUDENTS.get("t5-mini"), TEXTS, seed=0)
+    student = STUDENTS.get(preset)
+    model, tok = ARCHITECTURES.get(student.architecture).load_student(student, TEXTS, 0)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 
 
-def fake_cache(hf_home: Path, repo_id: str) -> Path:
+def fake_cache(hf_home: Path, repo_id: str, preset: str = "t5-mini") -> Path:
     """The Hub cache layout of huggingface_hub: models--org--name/{refs/main, snapshots/<rev>/}."""
     root = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
-    save_checkpoint(root / "snapshots" / REV)
+    save_checkpoint(root / "snapshots" / REV, preset)
     (root / "refs").mkdir(parents=True)
     (root / "refs" / "main").write_text(REV)
     return root / "snapshots" / REV
@@ -173,17 +175,23 @@ def test_a_hub_student_loads_from_train_model_path(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_cached_checkpoint_loads_at_once_when_the_hub_is_unreachable(tmp_path):
+@pytest.mark.parametrize("preset, repo_id, built, expected", [
+    ("t5-small", "google/t5-v1_1-small", "t5-mini", "T5ForConditionalGeneration"),
+    # causal Hub students loaded without the switch (issue 21) and waited for the Hub too
+    ("smollm2-360m", "HuggingFaceTB/SmolLM2-360M", "llama-tiny", "LlamaForCausalLM"),
+])
+def test_a_cached_checkpoint_loads_at_once_when_the_hub_is_unreachable(tmp_path, preset, repo_id, built, expected):
     """Without the offline switch, transformers retried for almost 3 minutes here."""
-    fake_cache(tmp_path / "hf", "google/t5-v1_1-small")
+    fake_cache(tmp_path / "hf", repo_id, built)
     code = ("import time; t = time.perf_counter(); "
-            "from cotdistill.catalog.students import STUDENTS; from cotdistill.students.model import load_student; "
-            "m, tok = load_student(STUDENTS.get('t5-small'), [], seed=0); "
+            "from cotdistill.catalog.students import STUDENTS; "
+            "from cotdistill.students.architectures import ARCHITECTURES; "
+            f"s = STUDENTS.get('{preset}'); m, tok = ARCHITECTURES.get(s.architecture).load_student(s, [], 0); "
             "print(type(m).__name__, round(time.perf_counter() - t))")
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONPATH": str(REPO / "src"),
            "HF_HUB_OFFLINE": ""}
-    out = run_cmd([sys.executable, "-c", code], tmp_path, env, timeout=120).stdout.split()
-    assert out[0] == "T5ForConditionalGeneration" and int(out[1]) < 60
+    out = run_cmd([sys.executable, "-c", code], tmp_path, env, timeout=240).stdout.split()
+    assert out[0] == expected and int(out[1]) < 60
 
 
 # ------------------------------------------------------------------ memory.py
