@@ -93,14 +93,18 @@ def assert_rerun_is_free_after_paid(server, path):
     assert_rerun_is_free(server, path)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "a folder"])
 def test_a_damaged_cache_file_is_one_line_that_says_what_to_do(server, tmp_path, damage):
     path = tmp_path / "requests.sqlite"
     cache = RequestCache(path)
     generate(server, cache)
     cache.close()  # the last connection checkpoints the WAL into the file
     data = path.read_bytes()
-    path.write_bytes(b"this is not a database\n" * 200 if damage == "garbage" else data[: len(data) // 2])
+    if damage == "a folder":  # a bad copy or mount left a directory of that name
+        path.unlink()
+        path.mkdir()
+    else:
+        path.write_bytes(b"this is not a database\n" * 200 if damage == "garbage" else data[: len(data) // 2])
     with pytest.raises(DataError) as err:
         generate(server, RequestCache(path))
     assert str(err.value).startswith(f"{path}: the teacher's request cache cannot be read (")
