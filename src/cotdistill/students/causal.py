@@ -31,7 +31,7 @@ from ..errors import DataError
 from ..paths import shared_path
 from ..quantization import dequantized, quantization_config
 from .model import apply_lora as _apply_lora, load_trained as _load_trained, quantized_device_map
-from .model import save_trained as _save_trained, train_tokenizer
+from .model import save_trained as _save_trained, through_base_dir, train_tokenizer
 
 BOS = "<s>"
 PROMPT = "{question}\nAnswer:"
@@ -120,26 +120,16 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
         # cached but the Hub down: offline at once, as T5 students and the teacher do
         hub.prepare_load(f"model {preset.name}", preset.hub_id, "student")
         return load_pretrained(preset.hub_id, quantization, dtype)
-    if preset.package:
-        folder = package_folder(preset.package)
-        if not (folder / preset.gguf_file).exists():
-            raise DataError(f"student weights: {folder / preset.gguf_file} is missing")
-        model, tok = load_pretrained(str(folder), "none", None, preset.gguf_file)
-    else:
+    def build():
+        if preset.package:
+            folder = package_folder(preset.package)
+            if not (folder / preset.gguf_file).exists():
+                raise DataError(f"student weights: {folder / preset.gguf_file} is missing")
+            return load_pretrained(str(folder), "none", None, preset.gguf_file)
         tok = causal_tokenizer(texts, preset.tokenizer_vocab_size, tokenizer or preset.tokenizer)
-        model = build_from_config(preset, tok, seed)
-    if base_dir is None:
-        if quantization != "none":
-            raise ValueError("a quantized from-config or GGUF student needs a base_dir to load from")
-        return model, tok
-    base_dir = Path(base_dir)
-    base_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(base_dir)
-    tok.save_pretrained(base_dir)
-    if quantization == "none":
-        return model, tok
-    del model
-    return load_pretrained(str(base_dir), quantization, dtype)
+        return build_from_config(preset, tok, seed), tok
+
+    return through_base_dir(build, base_dir, quantization, lambda folder: load_pretrained(folder, quantization, dtype))
 
 
 def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool):

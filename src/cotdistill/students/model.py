@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
@@ -161,23 +161,38 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
     """
     quantization = quantization or "none"
     if preset.offline:
-        tokenizer = train_tokenizer(texts, preset.tokenizer_vocab_size, tokenizer or preset.tokenizer)
-        model = build_from_config(preset, tokenizer, seed)
-        if base_dir is None:
-            if quantization != "none":
-                raise ValueError("a quantized from-config student needs a base_dir to load from")
-            return model, tokenizer
-        base_dir = Path(base_dir)
-        base_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(base_dir)
-        tokenizer.save_pretrained(base_dir)
-        if quantization == "none":
-            return model, tokenizer
-        return load_pretrained(str(base_dir), quantization, dtype)
+        def build():
+            tok = train_tokenizer(texts, preset.tokenizer_vocab_size, tokenizer or preset.tokenizer)
+            return build_from_config(preset, tok, seed), tok
+
+        return through_base_dir(build, base_dir, quantization, lambda folder: load_pretrained(folder, quantization,
+                                                                                             dtype))
     if model_path:
         return load_pretrained(str(shared_path(model_path)), quantization, dtype)
     hub.prepare_load(f"model {preset.name}", preset.hub_id, "student")
     return load_pretrained(preset.hub_id, quantization, dtype)
+
+
+def through_base_dir(build: Callable[[], tuple], base_dir: Path | None, quantization: str,
+                     load: Callable[[str], tuple]) -> tuple:
+    """(model, tokenizer) of a student built here (from a config, or from a GGUF file) as
+    training takes it. bitsandbytes quantizes while loading, so one that is to be quantized,
+    or to carry adapters, is first saved to `base_dir` (that folder is also the base the
+    adapter folder keeps), and a quantized one is loaded back from there by `load`, after
+    the built one is let go (it would double the peak memory)."""
+    model, tokenizer = build()
+    if base_dir is None:
+        if quantization != "none":
+            raise ValueError("a quantized student built here needs a base_dir to load from")
+        return model, tokenizer
+    base_dir = Path(base_dir)
+    base_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    if quantization == "none":
+        return model, tokenizer
+    del model
+    return load(str(base_dir))
 
 
 def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool,
