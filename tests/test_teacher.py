@@ -6,7 +6,7 @@ from cotdistill.catalog.teachers import TEACHERS
 from cotdistill.errors import DataError
 from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
 from cotdistill.teachers import Sampling, make_backend
-from cotdistill.teachers.hf_local import package_folder
+from cotdistill.hub import package_folder
 
 from .conftest import section
 

