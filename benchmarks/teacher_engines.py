@@ -39,7 +39,8 @@ from cotdistill.datasets.prepare import prepare_dataset
 from cotdistill.evaluation import wilson_interval
 from cotdistill.filtering import filter_generations
 from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Sampling, close_backend, make_backend
+from cotdistill.teachers import Sampling
+from cotdistill.teachers.backends import close_backend, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.catalog.teachers import TEACHERS

@@ -17,7 +17,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cotdistill.prompts import STOP_STRINGS
-from cotdistill.teachers import Sampling, cut_at_stop, make_backend
+from cotdistill.teachers import Sampling, cut_at_stop
+from cotdistill.teachers.backends import make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.catalog.teachers import TeacherPreset

@@ -101,7 +101,7 @@ def main() -> None:
     from cotdistill.config import load_params
     from cotdistill.students.model import build_from_config, train_tokenizer
     from cotdistill.catalog.students import STUDENTS
-    from cotdistill.students.training import tokenize_pairs
+    from cotdistill.students.batches import tokenize_pairs
 
     preset = STUDENTS.get(args.model)
     data = pairs(args.n, args.seed)

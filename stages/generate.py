@@ -18,7 +18,8 @@ from cotdistill.config import load_params, to_dict
 from cotdistill.io import read_jsonl, write_json, write_jsonl
 from cotdistill.paths import shared_path
 from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
-from cotdistill.teachers import Sampling, close_backend, make_backend
+from cotdistill.teachers import Sampling
+from cotdistill.teachers.backends import close_backend, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 

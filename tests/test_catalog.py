@@ -28,7 +28,7 @@ def test_every_dataset_source_has_its_loader():
 def test_step_checkers_variants_and_backends_match_their_names():
     from cotdistill.steps import STEP_CHECKERS
     from cotdistill.targets import VARIANTS
-    from cotdistill.teachers import BACKENDS
+    from cotdistill.teachers.backends import BACKENDS
 
     assert set(STEP_CHECKERS.names()) == {n for n, d in DATASETS.items() if d.step_checker}
     assert tuple(VARIANTS.names()) == catalog.VARIANTS

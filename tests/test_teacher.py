@@ -5,7 +5,8 @@ import pytest
 from cotdistill.catalog.teachers import TEACHERS
 from cotdistill.errors import DataError
 from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Sampling, make_backend
+from cotdistill.teachers import Sampling
+from cotdistill.teachers.backends import make_backend
 from cotdistill.hub import package_folder
 
 from .conftest import section

@@ -4,7 +4,8 @@ sampling per row."""
 import pytest
 
 from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Sampling, make_backend
+from cotdistill.teachers import Sampling
+from cotdistill.teachers.backends import make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.catalog.teachers import TEACHERS, TeacherPreset

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Completion, Sampling, TeacherRequestError, close_backend, make_backend
+from cotdistill.teachers import Completion, Sampling, TeacherRequestError
+from cotdistill.teachers.backends import close_backend, make_backend
 from cotdistill.teachers.cache import RequestCache, request_key
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.local_server import LocalServer, free_port
@@ -172,7 +173,7 @@ def test_server_exits_when_its_parent_is_killed(tmp_path):
     """kill -9 of the pipeline cannot leave a llama.cpp server running on the cores."""
     script = textwrap.dedent("""
         import sys, time
-                from cotdistill.teachers import make_backend
+                from cotdistill.teachers.backends import make_backend
         from cotdistill.teachers.presets import TEACHERS
         b = make_backend(TEACHERS.get("smollm2-135m-llamacpp"), GenerateConfig(concurrency=1))
         print(b.server.proc.pid, flush=True)

@@ -7,12 +7,7 @@ import sys
 import click
 
 from .config import load_params
-from .errors import ConfigError, UserError
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(2)
+from .errors import ConfigError, UserError, exit_with
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,12 +59,12 @@ def export_teacher(preset: str, dest: str) -> None:
     try:
         t = TEACHERS.get(preset)
         if t.backend != "hf":
-            _fail(f"teacher preset '{preset}' is served elsewhere (backend {t.backend}); nothing to export")
+            exit_with(f"teacher preset '{preset}' is served elsewhere (backend {t.backend}); nothing to export")
         from .teachers.hf_local import export_folder
 
         click.echo(export_folder(t, dest))
     except UserError as exc:
-        _fail(str(exc))
+        exit_with(str(exc))
 
 
 @main.command()
@@ -85,7 +80,7 @@ def datasets(params_path: str) -> None:
     try:
         cache = load_params(params_path).prepare.package_cache if Path(params_path).exists() else None
     except ConfigError as exc:
-        _fail(str(exc))
+        exit_with(str(exc))
     click.echo(f"{'name':<17}{'answer':<8}{'default':<11}{'offline':<30}{'sizes':<48}splits")
     for name, d in DATASETS.items():
         click.echo(f"{name:<17}{d.answer_type:<8}{d.default_source:<11}"
@@ -135,7 +130,7 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
         click.echo("\n=== plain CoT prompt (generate.answer_hint: false) ===")
         click.echo(render(prompt, example["question"], None, n))
     except UserError as exc:
-        _fail(str(exc))
+        exit_with(str(exc))
 
 
 @main.command("check-params")
@@ -152,7 +147,7 @@ def check_params(path: str, online: bool) -> None:
         p = load_params(path)
         notes = preflight(p, online=online)
     except UserError as exc:
-        _fail(str(exc))
+        exit_with(str(exc))
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"{path}: ok (model={p.model}, dataset={p.dataset}, teacher={p.teacher}, seed={p.seed})")
@@ -171,7 +166,7 @@ def calc(expression: str) -> None:
     try:
         click.echo(calculate(expression))
     except CalcError as exc:
-        _fail(f"cannot calculate {expression[:80]!r}: {exc}")
+        exit_with(f"cannot calculate {expression[:80]!r}: {exc}")
 
 
 @main.command()
@@ -190,7 +185,7 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
     from .experiments import records_from_dvc, records_from_mlflow, write_experiment_report
 
     if not experiments:
-        _fail("nothing to do: pass --experiments (the single-run report is `dvc repro report`)")
+        exit_with("nothing to do: pass --experiments (the single-run report is `dvc repro report`)")
     try:
         if source == "dvc":
             records = records_from_dvc(exp_show(repo, all_commits=True))
@@ -200,7 +195,7 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
             records = records_from_mlflow(tracking_uri or default_uri())
         paths = write_experiment_report(records, out_dir)
     except (ValueError, RuntimeError) as exc:  # bad records; a dvc that failed (not a DVC repository)
-        _fail(str(exc))
+        exit_with(str(exc))
     click.echo(f"{len(records)} (experiment, variant) records from {source}:")
     for p in paths:
         click.echo(f"  {p}")
@@ -228,7 +223,7 @@ def verify(rev: str, workdir: str | None) -> None:
     try:
         res = verifying.run(root, rev, Path(workdir) if workdir else None, echo=lambda m: click.echo(m, err=True))
     except RuntimeError as exc:
-        _fail(str(exc))
+        exit_with(str(exc))
     click.echo(verifying.report(res, rev))
     sys.exit(0 if res.ok else 1)
 

@@ -4,6 +4,9 @@ exit 1; every other exception is a bug and shows its traceback."""
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 
 class UserError(Exception):
     """A mistake in what the user gave (params, data, files); the message says which and how to fix it."""
@@ -34,3 +37,10 @@ def yaml_error(path, exc: Exception) -> str:
     where = f"{path}: line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
     problem = getattr(exc, "problem", None) or str(exc)
     return f"{where}: not valid YAML: {' '.join(problem.split())}"
+
+
+def exit_with(message: str, code: int = 2) -> NoReturn:
+    """End the process with one line on stderr, `error: <message>`: how every command and
+    stage ends on what the user can act on (exit 2: their mistake; 1: an outage, a full disk)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import machine
-from .errors import Outage, UserError
+from .errors import Outage, UserError, exit_with
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -58,12 +58,10 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         main(argv)
     except UserError as exc:  # bad params, bad data, missing inputs: one line; a bug shows its traceback
         _close_progress_bars()  # a bar left open would carry the message on its own line
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(str(exc))
     except Outage as exc:  # a service that kept failing: the rerun resumes when it is back
         _close_progress_bars()
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        exit_with(str(exc), 1)
     except KeyboardInterrupt as exc:
         _close_progress_bars()
         signum = getattr(exc, "signum", signal.SIGINT)

@@ -11,7 +11,7 @@ from ..registry import Registry
 @dataclass(frozen=True)
 class TeacherPreset:
     name: str
-    backend: str  # hf | openai | llamacpp (teachers.BACKENDS)
+    backend: str  # hf | openai | llamacpp (teachers.backends.BACKENDS)
     model: str  # Hub id, local folder, or (with `package`) the folder inside a package
     params_b: float  # parameters, billions
     package: Optional[str] = None  # a pip package that ships the weights (offline)

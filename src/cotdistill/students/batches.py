@@ -136,6 +136,22 @@ class TrainingData:
     trainer_class: Callable[[type], type]  # the Trainer class to use, given the base one
 
 
+def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_source: int, max_target: int):
+    """A T5 student's (source, target) pairs as a Dataset of token ids, with the lengths that
+    group batches of similar length."""
+    from datasets import Dataset
+
+    sources = tokenizer([s for s, _ in pairs], max_length=max_source, truncation=True)
+    targets = tokenizer(text_target=[t for _, t in pairs], max_length=max_target, truncation=True)
+    rows = {
+        "input_ids": sources["input_ids"],
+        "attention_mask": sources["attention_mask"],
+        "labels": targets["input_ids"],
+    }
+    rows["length"] = [len(a) + len(b) for a, b in zip(rows["input_ids"], rows["labels"])]
+    return Dataset.from_dict(rows)
+
+
 def _dataset(rows: list[dict]):
     from datasets import Dataset
 
@@ -150,8 +166,6 @@ def training_data(tokenizer, model, train_examples: list[tuple], val_examples: l
     multitask (question, answer, rationale) examples when `multitask_alpha` is given."""
     if not causal and multitask_alpha is None:
         from transformers import DataCollatorForSeq2Seq
-
-        from .training import tokenize_pairs
 
         def build(pairs):
             return tokenize_pairs(tokenizer, pairs, cfg.max_source_length, cfg.max_target_length)

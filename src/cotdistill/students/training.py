@@ -24,6 +24,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import DataError, UserError
+from .batches import training_data
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +70,6 @@ def resolve(train_cfg: TrainConfig, preset) -> ResolvedTrain:
         log.warning("train.precision: fp16 needs a GPU; training in fp32 on this CPU-only machine")
         values["precision"] = "fp32"
     return ResolvedTrain(**values)
-
-
-def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_source: int, max_target: int):
-    from datasets import Dataset
-
-    sources = tokenizer([s for s, _ in pairs], max_length=max_source, truncation=True)
-    targets = tokenizer(text_target=[t for _, t in pairs], max_length=max_target, truncation=True)
-    rows = {
-        "input_ids": sources["input_ids"],
-        "attention_mask": sources["attention_mask"],
-        "labels": targets["input_ids"],
-    }
-    rows["length"] = [len(a) + len(b) for a, b in zip(rows["input_ids"], rows["labels"])]
-    return Dataset.from_dict(rows)
 
 
 def run_key(payload: dict[str, Any]) -> str:
@@ -267,7 +254,6 @@ def train(
     `multitask_alpha`: the pairs are multitask (question, answer, rationale) examples."""
     from transformers import Seq2SeqTrainingArguments
 
-    from .batches import training_data
 
     if not train_pairs:
         raise DataError("no training examples: the filter kept nothing (see metrics/filter.json)")

@@ -13,13 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import UserError
-
-
-def _fail(msg: str) -> None:
-    from ..cli import _fail as fail  # the CLI's one way to end with an error line
-
-    fail(msg)
+from ..errors import UserError, exit_with
 
 
 class _RunByDefault(click.Group):
@@ -47,7 +41,7 @@ def load(repo: str, grid_file: str, check_cells: bool = True):
         base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) if check_cells else {}
         grid = load_grid(path, base, check_cells)
     except (UserError, OSError) as exc:
-        _fail(str(exc))
+        exit_with(str(exc))
     try:
         shown = path.resolve().relative_to(root.resolve())
     except ValueError:
@@ -62,7 +56,7 @@ def _committed(root: Path, out_dir: str, grid):
         committed.check_study(root / out_dir, grid)
         return committed.read(root / out_dir)
     except UserError as exc:
-        _fail(str(exc))
+        exit_with(str(exc))
 
 
 REPO = click.option("--repo", default=".", show_default=True, help="the repository (git + DVC)")
@@ -110,7 +104,7 @@ def run(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jo
 
         cells = [c for c in cells if fnmatch.fnmatch(c.name, pattern)]
         if not cells:
-            _fail(f"--cells {pattern!r} matches no cell of {grid_file}")
+            exit_with(f"--cells {pattern!r} matches no cell of {grid_file}")
     if dry_run:
         for c in cells:
             click.echo(f"[phase {c.phase}] dvc " + " ".join(queue_args(c)))
@@ -122,7 +116,7 @@ def run(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jo
             statuses = run_cells(cells, root, jobs or grid.jobs, on_progress=lambda m: click.echo(m, err=True),
                                  fresh=fresh)
         except RuntimeError as exc:
-            _fail(str(exc))
+            exit_with(str(exc))
         for name in sorted(n for n, s in statuses.items() if s != "Success"):
             click.echo(f"cell {name} failed: see `dvc queue logs {name}`", err=True)
         click.echo(f"the study command ran for {(time.time() - start) / 60:.0f} minutes", err=True)
@@ -150,7 +144,8 @@ def page(grid_file: str, repo: str, out_dir: str, check: bool) -> None:
     root, grid = load(repo, grid_file, check_cells=False)
     cells, tables = _committed(root, out_dir, grid)
     if not cells:
-        _fail(f"{root / out_dir / CELLS}: no committed cells (run `cotdistill study {grid_file} --out-dir {out_dir}`)")
+        exit_with(f"{root / out_dir / CELLS}: no committed cells "
+                  f"(run `cotdistill study {grid_file} --out-dir {out_dir}`)")
     res = results(grid, cells, tables)
     if not check:
         click.echo(render(grid, res, root, out_dir))
@@ -189,10 +184,10 @@ def rerun_cell(grid_file: str, cell_name: str, repo: str, out_dir: str, rev: str
     names = {c.name: c for c in grid.cells()}
     if cell_name not in names:
         close = difflib.get_close_matches(cell_name, names, n=1)
-        _fail(f"{grid_file} declares no cell '{cell_name}'" + (f"; did you mean '{close[0]}'?" if close else ""))
+        exit_with(f"{grid_file} declares no cell '{cell_name}'" + (f"; did you mean '{close[0]}'?" if close else ""))
     cells, tables = _committed(root, out_dir, grid)
     if cell_name not in cells:
-        _fail(f"{root / out_dir}: no committed outcomes of {cell_name} to compare with")
+        exit_with(f"{root / out_dir}: no committed outcomes of {cell_name} to compare with")
     dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", out_dir],
                            capture_output=True, text=True).stdout.strip()
     if dirty:
@@ -201,6 +196,6 @@ def rerun_cell(grid_file: str, cell_name: str, repo: str, out_dir: str, rev: str
         res = rerunning(root.resolve(), names[cell_name], cells[cell_name], tables.get(cell_name, {}), rev,
                         Path(workdir) if workdir else None, echo=lambda m: click.echo(m, err=True))
     except (RuntimeError, UserError, subprocess.CalledProcessError) as exc:
-        _fail(str(exc))
+        exit_with(str(exc))
     click.echo(report(res))
     sys.exit(1 if res.failed else 0)

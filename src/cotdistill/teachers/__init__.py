@@ -1,6 +1,7 @@
 """Teachers: backends that complete prompts, and the cached generation loop.
 
-A backend turns a batch of prompts into completions. `generate_all` (generation.py)
+A backend turns a batch of prompts into completions (this module: what they share;
+backends.py: the registry that builds one). `generate_all` (generation.py)
 puts the request cache in front of it, so a rerun or a resumed run never sends a
 request twice. Two kinds of backend share the interface:
 - batched (`hf`): `complete` takes many prompts and runs them as one padded batch;
@@ -13,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..errors import Outage
-from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -67,42 +67,3 @@ class Backend(Protocol):
     concurrency: int  # 1: batched, called from one thread; >1: calls in flight at once
 
     def complete(self, prompts: list[str], sampling: Sampling) -> list[Completion]: ...
-
-
-def _hf():
-    from .hf_local import HFBackend
-
-    return HFBackend
-
-
-def _openai():
-    from .openai_compat import OpenAIBackend
-
-    return OpenAIBackend
-
-
-def _llamacpp():
-    from .llamacpp import LlamaCppBackend
-
-    return LlamaCppBackend
-
-
-# backend name -> its class, imported on first use (each pulls a heavy library: torch or openai)
-BACKENDS: Registry[Callable[[], Callable[..., Backend]]] = Registry("teacher backend")
-BACKENDS.register("hf", _hf)
-BACKENDS.register("openai", _openai)
-BACKENDS.register("llamacpp", _llamacpp)
-
-
-def make_backend(preset, cfg, shared_prefix: str | None = None) -> Backend:
-    """The backend a teacher preset names, built with the generate section `cfg` (its
-    overrides and request settings); `shared_prefix` is the few-shot text every prompt
-    starts with (the `hf` backend computes its KV cache once)."""
-    return BACKENDS.get(preset.backend)()(preset, cfg, shared_prefix=shared_prefix)
-
-
-def close_backend(backend) -> None:
-    """Release what a backend holds (an HTTP client; a server it started). Idempotent."""
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()
