@@ -11,7 +11,7 @@ import torch
 from cotdistill.calculator import calculate
 from cotdistill.decoding import calculator_processor
 
-from .standins import MISSING, t5_tokenizer
+from .standins import MISSING, standin, t5_tokenizer
 
 
 def _texts() -> list[str]:
@@ -46,7 +46,9 @@ def tok(request):
 
 
 def start(tok, text: str) -> list[int]:
-    return [tok.pad_token_id] + tok.encode(text, add_special_tokens=False)  # pad: T5's decoder start
+    # pad: T5's decoder start; a tokenizer without one (Llama 3) starts with its BOS
+    first = tok.pad_token_id if tok.pad_token_id is not None else tok.bos_token_id
+    return [first] + tok.encode(text, add_special_tokens=False)
 
 
 def scores_after(proc, seqs: list[list[int]], prefer: torch.Tensor) -> torch.Tensor:
@@ -220,3 +222,128 @@ def test_forced_value_is_whole_and_closed_with_t5_standin(t5_tok):
     _, seq = forced_after(proc, t5_tok, "Then 12 * 7 =")
     banned = torch.isinf(scores_after(proc, [seq], torch.zeros(len(t5_tok)))[0]).nonzero().flatten().tolist()
     assert banned and banned == [i for i, t in enumerate(_render(t5_tok)) if t[:1].isdigit() or _extends(t)]
+
+
+# --------------------------------------------------------------------------- Llama 3's byte-level BPE
+
+@pytest.fixture(scope="session")
+def llama3_tok(tmp_path_factory):
+    """The Llama 3-shaped stand-in's tokenizer (tests/standins.py) as a Hub download loads it:
+    byte-level BPE, numbers in chunks of 1-3 digits, BOS first, no pad token."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(standin("llama-3.2", tmp_path_factory))
+
+
+def test_llama3_standin_has_llama3_conventions(llama3_tok):
+    tok = llama3_tok
+    assert tok.pad_token_id is None and tok.bos_token == "<|begin_of_text|>" and tok.eos_token == "<|end_of_text|>"
+    ids = tok("Tom has 1234567 eggs").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] != tok.eos_token_id
+    assert tok.convert_ids_to_tokens(tok.encode(" 1234567", add_special_tokens=False)) == ["Ġ", "123", "456", "7"]
+    assert tok.bos_token_id >= len(tok) - 8  # the special tokens follow the learned vocabulary
+
+
+@pytest.mark.parametrize("text,forced", [
+    ("She has 6 * 7 =", "42"),
+    ("That is 1234 * 1000 + 567 =", "1234567"),  # ' ', '123', '456', '7'
+    ("1234567 + 1 =", "1234568"),
+    ("123456789 * 12 / 7 =", calculate("123456789 * 12 / 7")),
+    ("100% - 60% =", "40%"),
+    ("Monday - 3 * 4 =", "12"),
+    ("(2^64)^17/3 =", ""),
+    ("3 * 4 = 12 =", ""),
+])
+def test_forced_values_with_llama3_standin(llama3_tok, text, forced):
+    """With numbers read in chunks of three digits, a value of several chunks is forced whole."""
+    assert forced_after(calculator_processor(llama3_tok), llama3_tok, text)[0].strip() == forced
+
+
+def test_multi_chunk_value_stays_closed_with_llama3_standin(llama3_tok):
+    """After a forced 1234567 ('123', '456', '7'), a student that wants nothing more than
+    digits (a chunk such as '8' or '890' would join the last one) may not extend it, and
+    exactly the extending tokens are banned."""
+    tok = llama3_tok
+    rendered = _render(tok)
+    proc = calculator_processor(tok)
+    value, seq = forced_after(proc, tok, "That is 1234 * 1000 + 567 =")
+    assert value == " 1234567"
+    extends = [i for i, t in enumerate(rendered) if t[:1].isdigit() or _extends(t)]
+    assert torch.isinf(scores_after(proc, [seq], torch.zeros(len(tok)))[0]).nonzero().flatten().tolist() == extends
+    prefer = torch.tensor([3.0 if t[:1].isdigit() else 2.0 if _extends(t) else 0.0 for t in rendered])
+    for _ in range(6):
+        seq.append(int(scores_after(proc, [seq], prefer)[0].argmax()))
+        after = tok.decode(seq, skip_special_tokens=True).split("=")[-1]
+        assert re.fullmatch(r" 1234567(?![\d²³¹]|[.,/]\d).*", after, re.S), after
+
+
+# --------------------------------------------------------------------------- decode() on the stand-in models
+
+# What the scripted student writes: text and, after each "=", a value (odd places) that it
+# writes wrong, so that the calculator must write the right one.
+SCRIPT = ["Then 6 * 7 =", "42", ". So 1234 * 1000 + 567 =", "1234567", ". The answer is 7."]
+
+
+def _scripted(model, tok, anchor: int) -> str:
+    """Make `model` (random weights) write SCRIPT greedily, through its generation config's
+    sequence biases: after `anchor` (where its output starts) and each prefix of the script,
+    the script's next token gets +100; where a value starts, a wrong digit gets it instead,
+    so the script goes on only if the calculator forced the right value. Returns the text
+    the calculator should make."""
+    ids, biases = [], []
+    wrong = tok.encode(" 9", add_special_tokens=False)
+    for n, piece in enumerate(SCRIPT):
+        value = n % 2 == 1
+        piece_ids = tok.encode((" " if value else "") + piece, add_special_tokens=False)
+        # a value's first token that differs from the wrong one's (Llama 3: ' ' is shared)
+        differs = next(k for k, t in enumerate(piece_ids) if k >= len(wrong) or wrong[k] != t) if value else None
+        for k, t in enumerate(piece_ids):
+            if not value or k < differs:
+                biases.append([[anchor] + ids + [t], 100.0])
+            elif k == differs:
+                biases.append([[anchor] + ids + [wrong[k]], 100.0])
+            ids.append(t)
+    model.generation_config.sequence_bias = biases
+    return tok.decode(ids, skip_special_tokens=True)
+
+
+def _check_values(text: str) -> int:
+    """Every 'expression = number' in `text` carries the calculator's value; how many there are."""
+    from cotdistill.calculator import trailing_expression
+
+    seen = 0
+    for m in re.finditer(r"=\s*(-?\d[\d.]*)", text):
+        expr = trailing_expression(text[: m.start() + 1])
+        if expr is not None:
+            assert calculate(expr) == m.group(1).rstrip("."), (expr, m.group(1), text)
+            seen += 1
+    return seen
+
+
+@pytest.mark.parametrize("name", ["t5-v1_1", "llama-3.2"])
+def test_decode_with_calculator_on_standin_models(tmp_path_factory, name):
+    """decode() with the calculator on each stand-in, as a Hub download loads it (the Llama
+    3 tokenizer with no pad token, the model's generation config asking for sampling): the
+    scripted student writes wrong values after each '=', and the output carries the right
+    ones; without the calculator it does not."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from cotdistill.decoding import DecodeOptions, decode
+    from cotdistill.students.causal import STOP_STRINGS, prompt_text
+
+    folder = standin(name, tmp_path_factory)
+    tok = AutoTokenizer.from_pretrained(folder)
+    causal = name.startswith("llama")
+    model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(folder)
+    questions = ["Tom has 6 eggs. How many?", "A farmer has 1234 boxes of 1000 and 567 more. How many apples now?"]
+    prompts = [prompt_text(q) for q in questions] if causal else questions
+    anchor = tok.encode(prompts[0], add_special_tokens=False)[-1] if causal else model.config.decoder_start_token_id
+    expected = _scripted(model, tok, anchor)
+    opts = DecodeOptions(max_new_tokens=len(tok.encode(expected, add_special_tokens=False)) + 6)
+    stop = STOP_STRINGS if causal else ()
+    with_calc = decode(model, tok, prompts, 2, opts, calculator=True, progress=False, stop_strings=stop)
+    for out in with_calc:
+        assert out.startswith(expected.strip()), out
+        assert _check_values(out) >= 2
+    without = decode(model, tok, prompts, 2, opts, calculator=False, progress=False, stop_strings=stop)
+    assert all("6 * 7 = 42" not in out for out in without), without

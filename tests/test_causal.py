@@ -43,7 +43,11 @@ def test_causal_presets_and_their_defaults():
     for name in CAUSAL[1:]:  # the Hub sizes fit one 24 GB GPU under their defaults
         assert 1 < STUDENTS.get(name).training_memory_gb() < 24, name
     full = dataclasses.replace(STUDENTS.get("qwen2.5-1.5b"), lora=False, quantization="none")
-    assert STUDENTS.get("qwen2.5-1.5b").training_memory_gb() < full.training_memory_gb() / 3
+    # LoRA on NF4 weights cuts the weights' and optimizer's share (compared at batch 1) to a
+    # third or less; the activations, which both train with, stay (issue 23's estimate counts
+    # more of them: at the preset's batch 8, 8.9 against 25.0 GB)
+    assert STUDENTS.get("qwen2.5-1.5b").training_memory_gb(1) < full.training_memory_gb(1) / 3
+    assert STUDENTS.get("qwen2.5-1.5b").training_memory_gb() < full.training_memory_gb() / 2.5
     cfg = resolve(section("train"), STUDENTS.get("llama-3.2-1b"))
     assert cfg.lora and cfg.quantization == "8bit" and cfg.batch_size * cfg.grad_accum == 64
 

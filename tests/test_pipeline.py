@@ -110,7 +110,8 @@ def test_repro_runs_every_stage(tiny_repo):
     prep = json.loads((root / "metrics/prepare.json").read_text())
     assert prep["n_train"] == 12 and prep["n_test_ood"] == 8
     gen = json.loads((root / "metrics/generate.json").read_text())
-    assert gen["requests"] == 16 and gen["generations"]["completion_tokens"] > 0 and gen["generations"]["backend"] == "hf"
+    assert gen["requests"] == 16 and gen["generations"]["completion_tokens"] > 0
+    assert gen["generations"]["backend"] == "hf"
     assert gen["machine"]["float_paths"] == "portable" and gen["machine"]["cpu_capability"] == "AVX2"
     # how the run went is kept apart from what it made
     costs = json.loads((root / "timings/generate.json").read_text())
@@ -293,6 +294,11 @@ def test_queued_sweep_lands_in_dvc_and_mlflow(tiny_repo):
                 names.add(rev["name"])
                 assert "metrics/evaluate/cot.json" in data.get("metrics", {})
     assert models == {"t5-mini", "t5-tiny"}
+    # `cotdistill report --experiments` reads them through the study's reader (dvcexp)
+    run_cmd([venv_bin("cotdistill"), "report", "--experiments", "--out-dir", "exps"], root, env)
+    reported = json.loads((root / "exps/experiments.json").read_text())
+    assert sorted((r["student"], r["variant"]) for r in reported if r["experiment"] in names) == [
+        ("t5-mini", "answer"), ("t5-mini", "cot"), ("t5-tiny", "answer"), ("t5-tiny", "cot")]
     swept = [r for r in _mlflow_runs(root) if r.get("dvc_experiment") in names and r.get("run_role") == "variant"]
     assert sorted((r["student"], r["variant"]) for r in swept) == [
         ("t5-mini", "answer"), ("t5-mini", "cot"), ("t5-tiny", "answer"), ("t5-tiny", "cot")]
@@ -466,3 +472,52 @@ def test_offline_gguf_student_trains_full_and_with_lora_through_repro(tiny_repo)
             assert scored["id"]["n"] == 8 and scored["ood"]["n"] == 8
     finally:
         (root / "params.yaml").write_text(saved)
+
+
+# Hub presets run on a local stand-in of their checkpoint (tests/standins.py): the preset,
+# the train settings a CPU needs (llama-3.2-1b's preset asks for 8-bit weights and a paged
+# 8-bit AdamW), and what run.json records of the tokenizer the checkpoint brings.
+STANDIN_CASES = {
+    "t5-v1_1": ("t5-small", {}, "checkpoint: T5Tokenizer (sentencepiece unigram)"),
+    "llama-3.2": ("llama-3.2-1b", {"quantization": "none", "optimizer": "adamw_torch_fused"},
+                  "checkpoint: TokenizersBackend (byte-level BPE)"),
+}
+
+
+@pytest.mark.parametrize("standin_name", list(STANDIN_CASES))
+def test_hub_preset_trains_on_a_local_standin_through_repro(tiny_repo, tmp_path_factory, standin_name):
+    """A Hub student (T5 v1.1 with sentencepiece, Llama 3 with byte-level BPE, a BOS and no
+    pad token) read from train.model_path, a folder in the Hub's layout: fully finetuned,
+    then with LoRA adapters, through the real stages."""
+    from .standins import standin
+
+    root, env = tiny_repo
+    folder = standin(standin_name, tmp_path_factory)
+    preset, settings, tokenizer = STANDIN_CASES[standin_name]
+    size_m = sum(t.numel() for t in _safetensors(folder / "model.safetensors").values()) / 1e6
+    saved = (root / "params.yaml").read_text()
+    tiny = {"max_steps": 2, "batch_size": 2, "eval_steps": 2, "save_steps": 2, "model_path": str(folder)}
+    try:
+        for variant, lora in (("answer", False), ("cot", True)):
+            _set(root, model=preset, train={"variants": [variant], "lora": lora, **tiny, **settings})
+            ran = _ran(run_cmd([venv_bin("dvc"), "repro"], root, env).stdout)
+            assert {"check", f"train@{variant}", f"evaluate@{variant}", "report"} <= ran
+            trained = json.loads((root / f"metrics/train/{variant}.json").read_text())
+            assert trained["steps"] == 2 and trained["saved_as"] == ("adapter" if lora else "full")
+            # the checkpoint's parameters (plus the adapters' with LoRA), not the preset's
+            adapters = trained["trainable_params_m"] if lora else 0
+            assert abs(trained["params_m"] - adapters - size_m) < 0.01 and (not lora or 0 < adapters < size_m / 10)
+            assert (root / f"models/{variant}/{'base/' if lora else ''}config.json").exists()
+            assert (root / f"models/{variant}/adapter_model.safetensors").exists() == lora
+            run = json.loads((root / f"models/{variant}/run.json").read_text())
+            assert run["model"] == preset and run["resolved_train"]["tokenizer"] == tokenizer
+            scored = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
+            assert scored["id"]["n"] == 8 and scored["ood"]["n"] == 8
+    finally:
+        (root / "params.yaml").write_text(saved)
+
+
+def _safetensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))

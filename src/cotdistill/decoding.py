@@ -227,9 +227,12 @@ def decode_causal(model, tokenizer, prompts: list[str], batch_size: int, options
     from tqdm import tqdm
     from transformers import LogitsProcessorList
 
+    from .students.causal import prepare_tokenizer
+
     opts = options or DecodeOptions()
-    tokenizer.padding_side = "left"
-    tokenizer.truncation_side = "left"
+    # Left padding and truncation, and EOS as the pad where there is none (Llama 3, GPT-2),
+    # as in training: the one rule, also for a tokenizer loaded straight from a folder.
+    prepare_tokenizer(tokenizer)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device

@@ -87,10 +87,13 @@ class StudentPreset:
         precision and the optimizer state; for LoRA, only the adapters carry fp32 weights,
         gradients and optimizer state. Activations per layer follow Korthikanti et al.
         (2022): s*b*h*(34 + 5*a*s/h) bytes in 16-bit, or only each layer's input (2*s*b*h)
-        under gradient checkpointing, at 256 source + 256 target tokens (a T5 encoder and
-        decoder each see one; a causal LM sees both in one sequence); the logits over the
-        vocabulary (a causal LM computes them at every position); plus 10%. An upper
-        bound: dynamic padding makes most batches shorter.
+        under gradient checkpointing, and once more for the layer being backpropagated
+        (its activations' gradients), at 256 source + 256 target tokens (a T5 encoder and
+        decoder each see one, the decoder with a cross-attention block more; a causal LM
+        sees both in one sequence); the logits over the vocabulary (a causal LM computes
+        them at every position); plus 10%. An upper bound: dynamic padding makes most
+        batches shorter. Only the model's training: the process that runs it (Python,
+        torch, transformers) is memory.Device.process_gb.
         """
         n = self.params_m * 1e6
         half = self.precision in ("bf16", "fp16")
@@ -105,15 +108,27 @@ class StudentPreset:
         d, layers, heads = self._arch()
         b = batch_size or self.batch_size
         act_bytes = 1 if half else 2  # the formula is for 16-bit activations
-        act = 0.0
+        act, largest = 0.0, 0.0
         causal = self.architecture == "causal"
-        for s in ((EST_SOURCE + EST_TARGET,) if causal else (EST_SOURCE, EST_TARGET)):
-            full = s * b * d * (34 + 5 * heads * s / max(d, 1)) * act_bytes
+        for stack, s in enumerate((EST_SOURCE + EST_TARGET,) if causal else (EST_SOURCE, EST_TARGET)):
+            per_sbh = 34 + 5 * heads * s / max(d, 1)
+            if stack == 1:
+                # A T5 decoder layer has a second attention block, cross-attention over the
+                # encoder's output: Korthikanti's attention share again, 11 + 5*a*s/h
+                # (measured for issue 23: without it T5 folders trained above the estimate).
+                per_sbh += 11 + 5 * heads * EST_SOURCE / max(d, 1)
+            full = s * b * d * per_sbh * act_bytes
             act += layers * 2 * s * b * d * act_bytes + full if self.gradient_checkpointing else layers * full
-        # The decoder's logits over the vocabulary: 16-bit logits, their fp32 copy in the
-        # loss and its gradient.
+            largest = max(largest, full)
+        # The layer being backpropagated also holds the gradients of its activations (at
+        # most as large as they are); under checkpointing that doubles the one layer held
+        # (measured for issue 23: a checkpointed Llama folder trained 0.4 GB above without it).
+        act += largest
+        # The logits over the vocabulary (the decoder's; a causal LM's at every position):
+        # 16-bit logits (2 * act_bytes bytes: 2 in 16-bit, 4 in fp32), their fp32 copy in the
+        # loss (in fp32: the log-softmax's output) and its gradient, 4 + 4 bytes.
         vocab = self.tokenizer_vocab_size or self.vocab_size or 32128
-        act += b * (EST_SOURCE + EST_TARGET if causal else EST_TARGET) * vocab * (act_bytes + 8)
+        act += b * (EST_SOURCE + EST_TARGET if causal else EST_TARGET) * vocab * (2 * act_bytes + 8)
         return round((static + act) * 1.1 / 1e9, 2)
 
 

@@ -83,6 +83,8 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     # memory per GPU.
     subject = f"model {preset.name}"
     memory.check_cpu_bitsandbytes(subject, preset, params.train)
+    if cfg.model_path:  # a folder of the other family would load into the wrong model class
+        memory.check_folder(subject, preset, cfg.model_path)
     if params.train.memory_check and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         note = memory.check_fits(subject, preset, cfg)
         if note:
