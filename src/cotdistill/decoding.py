@@ -165,32 +165,42 @@ def decode(model, tokenizer, questions: list[str], batch_size: int, options: Dec
     mask, as it was trained, and stops at EOS. A decoder-only model goes to
     `decode_causal` (with `stop_strings`), its `questions` being the prompts.
     """
-    import torch
-    from tqdm import tqdm
-    from transformers import LogitsProcessorList
-
     if not model.config.is_encoder_decoder:
         return decode_causal(model, tokenizer, questions, batch_size, options, calculator=calculator,
                              progress=progress, stop_strings=stop_strings)
     opts = options or DecodeOptions()
     tokenizer.padding_side = "right"
-    order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
-    outputs: list[str] = [""] * len(questions)
+    texts = _in_batches(model, tokenizer, questions, batch_size, opts, _generate_kwargs(tokenizer, opts), calculator,
+                        progress, completion_only=False)
+    return [t.strip() for t in texts]
+
+
+def _in_batches(model, tokenizer, texts: list[str], batch_size: int, opts: DecodeOptions, gen_kwargs: dict,
+                calculator: bool, progress: bool, completion_only: bool) -> list[str]:
+    """What `model` generates for `texts`, run in batches of similar length and returned in
+    input order, decoded without special tokens. Each batch is tokenized as the tokenizer is
+    set up (padding side, truncation side). `completion_only`: a causal model's output
+    starts with its padded prompt, which is cut off (and which the calculator only reads)."""
+    import torch
+    from tqdm import tqdm
+    from transformers import LogitsProcessorList
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    outputs: list[str] = [""] * len(texts)
     device = next(model.parameters()).device
-    processors = LogitsProcessorList([calculator_processor(tokenizer)] if calculator else [])
-    gen_kwargs = _generate_kwargs(tokenizer, opts)
     model.eval()
     with torch.inference_mode():
         for b in tqdm(range(0, len(order), batch_size), desc="decode" + (" +calc" if calculator else ""),
                       unit="batch", disable=not progress):
             idx = order[b : b + batch_size]
-            enc = tokenizer([questions[i] for i in idx], return_tensors="pt", padding=True,
+            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
                             truncation=True, max_length=opts.max_source_length).to(device)
+            start = enc["input_ids"].shape[1] if completion_only else 0
+            processors = LogitsProcessorList([calculator_processor(tokenizer, start)] if calculator else [])
             out = model.generate(**enc, **gen_kwargs, logits_processor=processors)
-            for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
-                outputs[i] = text.strip()
+            for i, text in zip(idx, tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)):
+                outputs[i] = text
     return outputs
-
 
 
 def _generate_kwargs(tokenizer, opts: "DecodeOptions", stop_strings: tuple[str, ...] = ()) -> dict:
@@ -223,30 +233,12 @@ def decode_causal(model, tokenizer, prompts: list[str], batch_size: int, options
     A row stops at EOS or once it writes a stop string; the output is the completion
     alone, cut before the stop string. The calculator looks at the completion only.
     """
-    import torch
-    from tqdm import tqdm
-    from transformers import LogitsProcessorList
-
     from .students.causal import prepare_tokenizer
 
     opts = options or DecodeOptions()
     # Left padding and truncation, and EOS as the pad where there is none (Llama 3, GPT-2),
     # as in training: the one rule, also for a tokenizer loaded straight from a folder.
     prepare_tokenizer(tokenizer)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs: list[str] = [""] * len(prompts)
-    device = next(model.parameters()).device
-    gen_kwargs = _generate_kwargs(tokenizer, opts, stop_strings)
-    model.eval()
-    with torch.inference_mode():
-        for b in tqdm(range(0, len(order), batch_size), desc="decode" + (" +calc" if calculator else ""),
-                      unit="batch", disable=not progress):
-            idx = order[b : b + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                            truncation=True, max_length=opts.max_source_length).to(device)
-            start = enc["input_ids"].shape[1]
-            processors = LogitsProcessorList([calculator_processor(tokenizer, start)] if calculator else [])
-            out = model.generate(**enc, **gen_kwargs, logits_processor=processors)
-            for i, text in zip(idx, tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)):
-                outputs[i] = cut_at_stop(text, stop_strings).strip()
-    return outputs
+    texts = _in_batches(model, tokenizer, prompts, batch_size, opts, _generate_kwargs(tokenizer, opts, stop_strings),
+                        calculator, progress, completion_only=True)
+    return [cut_at_stop(t, stop_strings).strip() for t in texts]
