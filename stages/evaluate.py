@@ -18,6 +18,7 @@ import time
 
 from cotdistill import machine, stage, tracking
 from cotdistill.config import flatten, load_params, to_dict
+from cotdistill.evaluation import tracked_metrics
 from cotdistill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
 from cotdistill.multitask import LABEL, MULTITASK, RATIONALE, task_source
 from cotdistill.splits import TEST_SPLITS
@@ -84,12 +85,7 @@ def main(argv=None):
     write_json(args.metrics, metrics)
     stage.write_timings(args.timings, {"wall_s": wall_s})
 
-    flat = {f"{prefix}/{k}": v for prefix in TEST_SPLITS.values() if prefix in metrics
-            for k, v in metrics[prefix].items()}
-    flat.update({f"calculator/{prefix}/{k}": v for prefix, m in metrics.get("calculator", {}).items()
-                 for k, v in m.items()})
-    flat.update({f"{RATIONALE}/{prefix}/accuracy": m["accuracy"] for prefix, m in metrics.get(RATIONALE, {}).items()
-                 if prefix in TEST_SPLITS.values()})
+    flat = tracked_metrics(metrics)
     run_id = _mlflow_run(run, args.variant, params)
     tracking.log_metrics(run_id, {**flat, "evaluate/wall_s": wall_s})
     tracking.log_to_group(run_id, args.variant, flat)  # the DVC experiment's parent run
