@@ -35,7 +35,8 @@ def main() -> None:
     import torch
 
     from cotdistill.catalog.students import STUDENTS
-    from cotdistill.students.batches import causal_encode, pad_rows
+    from cotdistill.students.batches import pad_rows
+    from cotdistill.students.causal import encode as causal_encode
     from cotdistill.students.causal import apply_lora, load_student
 
     torch.set_num_threads(args.threads)

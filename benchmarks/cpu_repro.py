@@ -60,9 +60,10 @@ def worker(steps: int, n_decode: int, threads: int) -> dict:
     from cotdistill.config import load_params
     from cotdistill.datasets.synthetic import load_coin_flip
     from cotdistill.decoding import DecodeOptions, decode
+    from cotdistill.students.architectures import ARCHITECTURES
     from cotdistill.students.model import load_student, tokenizer_corpus
     from cotdistill.students.training import resolve, train
-    from cotdistill.targets import gold_rows
+    from cotdistill.variants import gold_rows
 
     torch.set_num_threads(threads)
     params = load_params(REPO / "params.yaml")
@@ -77,7 +78,7 @@ def worker(steps: int, n_decode: int, threads: int) -> dict:
     model, tok = load_student(preset, tokenizer_corpus(train_rows), seed=0)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as ckpt:
-        metrics, _ = train(model, tok, pairs, [], cfg, Path(ckpt), seed=0)
+        metrics, _ = train(model, tok, pairs, [], cfg, Path(ckpt), seed=0, arch=ARCHITECTURES.get(preset.architecture))
     train_s = time.perf_counter() - start
     weights = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):

@@ -9,8 +9,8 @@ answer) with model=<a Hub preset of its family> and train.model_path=<the folder
 rows long enough that every batch is truncated to train.max_source_length /
 max_target_length (256 / 256): the batches the estimate assumes, so that its upper bound
 is reached. The peak RSS of the stage's process (os.wait4) is set beside the estimate
-the check stage makes for the same params (memory.folder_preset + estimate_gb, read from
-the folder without torch) and the preset-based estimate it made before (issue 23).
+the check stage makes for the same params (model_folder.folder_preset + memory.estimate_gb,
+read from the folder without torch) and the preset-based estimate it made before (issue 23).
 `baseline` is the peak RSS of a process that only imports what the train stage imports
 (torch, transformers, mlflow, peft, the package): memory.TRAIN_IMPORTS_GB, which the check
 stage adds to the model's estimate on a machine without a GPU (both estimate columns
@@ -113,7 +113,7 @@ def peak_rss_gb(cmd: list[str], cwd: Path, env: dict) -> tuple[float, int, str]:
 
 def estimates(params_path: Path) -> tuple[float, float, float]:
     """(folder's params M, the check's estimate for the folder, the preset-based estimate)."""
-    from cotdistill import memory
+    from cotdistill import memory, model_folder
     from cotdistill.catalog.students import STUDENTS
     from cotdistill.config import load_params
 
@@ -121,7 +121,7 @@ def estimates(params_path: Path) -> tuple[float, float, float]:
     preset = STUDENTS.get(params.model)
     cpu = memory.Device("host RAM (no GPU)", 0.0, cuda=False, bf16=False)
     s = memory.settings(params.train, preset, cpu)
-    shaped = memory.folder_preset(preset, params.train.model_path)
+    shaped = model_folder.folder_preset(preset, params.train.model_path)
     # what the check stage adds for the train stage's own process (it has not imported torch)
     process = memory.TRAIN_IMPORTS_GB
     return (shaped.params_m, memory.estimate_gb(shaped, s, params.train.lora_r) + process,

@@ -24,13 +24,14 @@ import random
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def pairs(n: int, seed: int) -> list[tuple[str, str]]:
     from cotdistill.datasets.synthetic import coin_flip_example
-    from cotdistill.targets import close_rationale
+    from cotdistill.rationale import close_rationale
 
     rng = random.Random(seed)
     rows = [coin_flip_example(rng, rng.randint(2, 6)) for _ in range(n)]
@@ -101,12 +102,15 @@ def main() -> None:
     from cotdistill.config import load_params
     from cotdistill.students.model import build_from_config, train_tokenizer
     from cotdistill.catalog.students import STUDENTS
-    from cotdistill.students.batches import tokenize_pairs
+    from cotdistill.students.architectures import ARCHITECTURES
+    from cotdistill.students.batches import training_data
+    from cotdistill.variants import ONE_TASK
 
     preset = STUDENTS.get(args.model)
     data = pairs(args.n, args.seed)
     tok = train_tokenizer([t for p in data for t in p], preset.tokenizer_vocab_size)
-    ds = tokenize_pairs(tok, data, 512, 512)
+    lengths = SimpleNamespace(max_source_length=512, max_target_length=512)
+    ds = training_data(tok, None, data, [], lengths, ARCHITECTURES.get("t5"), ONE_TASK, (1.0,)).train
     src_max = max(len(x) for x in ds["input_ids"])
     tgt_max = max(len(x) for x in ds["labels"])
 

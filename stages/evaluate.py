@@ -20,8 +20,8 @@ from cotdistill import machine, stage, tracking
 from cotdistill.config import flatten, load_params, to_dict
 from cotdistill.evaluation import tracked_metrics
 from cotdistill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
-from cotdistill.multitask import LABEL, MULTITASK, RATIONALE, task_source
 from cotdistill.splits import TEST_SPLITS
+from cotdistill.variants import VARIANTS, Task
 
 
 def main(argv=None):
@@ -35,6 +35,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
+    variant = VARIANTS.get(args.variant)
     cfg = params.evaluate
     stage.log_config("evaluate", {"variant": args.variant, **to_dict(cfg)})
     splits = {}
@@ -64,22 +65,21 @@ def main(argv=None):
         max_source_length=cfg.max_source_length or run["resolved_train"]["max_source_length"],
     )
 
-    def evaluate(task: str | None):
+    def evaluate(task: Task):
         def source(q: str) -> str:  # a multitask student reads the task's prefix first
-            return arch.source(task_source(task, q) if task else q)
+            return arch.source(task.source(q))
 
         return evaluate_splits(model, tokenizer, splits, options, cfg.batch_size, cfg.extraction, calculator,
                                source=source, stop_strings=arch.stop_strings)
 
-    multitask = args.variant == MULTITASK
+    scored, *diagnostics = variant.tasks
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
-        preds, split_metrics = evaluate(LABEL if multitask else None)
+        preds, split_metrics = evaluate(scored)
         write_jsonl(tmp / "predictions.jsonl", preds)
-        if multitask:
-            rationale_preds, rationale_metrics = evaluate(RATIONALE)
-            write_jsonl(tmp / "rationale_predictions.jsonl", rationale_preds)
-            split_metrics[RATIONALE] = rationale_metrics
+        for task in diagnostics:  # the multitask student's rationale task
+            task_preds, split_metrics[task.name] = evaluate(task)
+            write_jsonl(tmp / f"{task.name}_predictions.jsonl", task_preds)
     wall_s = round(time.perf_counter() - start, 2)
     metrics = {"variant": args.variant, "machine": machine.signature(threads), **split_metrics}
     write_json(args.metrics, metrics)

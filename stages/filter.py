@@ -1,9 +1,9 @@
 """filter: keep teacher CoTs whose extracted answer equals the gold answer, and write the
 training targets of every variant in train.variants to <out>/<variant>/{train,validation}.jsonl
-(and the multitask variant's task weights to <out>/multitask/tasks.json).
+(and a variant's settings, such as the multitask loss weight, to <out>/<variant>/tasks.json).
 
-A filter that keeps no CoT for the cot or multitask variant fails here (after writing its
-metrics, with the drops by reason), not later in train@cot."""
+A filter that keeps no CoT for a variant built from them (cot, multitask) fails here (after
+writing its metrics, with the drops by reason), not later in train@cot."""
 
 import sys
 from pathlib import Path
@@ -18,10 +18,9 @@ from cotdistill import stage
 from cotdistill.config import load_params, to_dict
 from cotdistill.filtering import add_missing_cot, filter_generations, require_kept
 from cotdistill.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from cotdistill.multitask import MULTITASK, TASKS_FILE, task_spec
 from cotdistill.splits import TEACHER_SPLITS
 from cotdistill.steps import STEP_CHECKERS
-from cotdistill.targets import variant_rows
+from cotdistill.variants import SETTINGS_FILE, VARIANTS
 
 
 def main(argv=None):
@@ -38,6 +37,7 @@ def main(argv=None):
     # Where a checker exists it always audits the kept CoTs; verify_steps makes it drop them.
     checker = STEP_CHECKERS.get(params.dataset) if params.dataset in STEP_CHECKERS else None
     generations = read_jsonl(args.generations)
+    variants = [VARIANTS.get(v) for v in params.train.variants]
     metrics, rows = {}, {}
     for split in TEACHER_SPLITS:
         records = read_jsonl(Path(args.prepared) / f"{split}.jsonl")
@@ -47,16 +47,18 @@ def main(argv=None):
                                                   cfg.verify_equations, checker, cfg.verify_steps)
         if cfg.missing_cot == "answer":
             kept = add_missing_cot(records, kept)
-        rows[split] = {v: variant_rows(v, records, kept) for v in params.train.variants}
+        rows[split] = {v.name: v.rows(records, kept) for v in variants}
     write_json(args.metrics, {**metrics["train"], "validation": metrics["validation"]})
-    if {"cot", MULTITASK} & set(params.train.variants):
+    if any(v.from_teacher for v in variants):
         require_kept(metrics["train"])
     with atomic_dir(args.out) as tmp:
         for split, by_variant in rows.items():
             for variant, targets in by_variant.items():
                 write_jsonl(tmp / variant / f"{split}.jsonl", targets)
-        if MULTITASK in params.train.variants:
-            write_json(tmp / MULTITASK / TASKS_FILE, task_spec(params.train.multitask_alpha))
+        for v in variants:
+            settings = v.settings(params.train)
+            if settings:
+                write_json(tmp / v.name / SETTINGS_FILE, settings)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import os
 
 from cotdistill import stage, tracking
-from cotdistill.catalog import VARIANTS
 from cotdistill.catalog.students import STUDENTS
 from cotdistill.config import load_params, to_dict
 from cotdistill.errors import DataError
 from cotdistill.io import read_jsonl, write_csv, write_json
-from cotdistill.multitask import MULTITASK, examples, read_alpha
 from cotdistill.paths import shared_path
+from cotdistill.variants import VARIANTS
 
 
 def main(argv=None):
     ap = stage.parser(__doc__)
-    ap.add_argument("--variant", required=True, choices=VARIANTS)
+    ap.add_argument("--variant", required=True, choices=VARIANTS.names())
     ap.add_argument("--prepared", required=True, help="folder with train.jsonl (the tokenizer's text)")
     ap.add_argument("--data", required=True, help="the variant's targets: train.jsonl, validation.jsonl")
     ap.add_argument("--out", required=True, help="model folder")
@@ -40,10 +39,9 @@ def main(argv=None):
     train_rows = read_jsonl(Path(args.prepared) / "train.jsonl")
     data = Path(args.data)
     rows = {split: read_jsonl(data / f"{split}.jsonl") for split in ("train", "validation")}
-    train_pairs, val_pairs = ([(r["question"], r["target"]) for r in rows[s]] for s in ("train", "validation"))
-    alpha = None
-    if args.variant == MULTITASK:  # (question, answer, rationale): both tasks of each question
-        train_pairs, val_pairs, alpha = examples(rows["train"]), examples(rows["validation"]), read_alpha(data)
+    variant = VARIANTS.get(args.variant)
+    # (question, the target of each of the variant's tasks)
+    train_pairs, val_pairs = (variant.examples(rows[s]) for s in ("train", "validation"))
     if not train_pairs:
         raise DataError(f"{data / 'train.jsonl'}: no training examples for variant '{args.variant}' "
                         "(see metrics/filter.json)")
@@ -59,7 +57,8 @@ def main(argv=None):
     # What MLflow names as the run's data: the variant's targets folder (its DVC md5 is in dvc.lock).
     inputs = (tracking.DataInput(f"{params.dataset}/{args.variant}", args.data, "train",
                                  {"train_rows": len(train_pairs), "validation_rows": len(val_pairs)}),)
-    job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads), inputs, alpha)
+    job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads), inputs,
+              variant.read_settings(data))
 
     def write_outputs(metrics: dict, curve: list[dict], timings: dict) -> None:
         write_csv(args.curve, curve, CURVE_FIELDS)

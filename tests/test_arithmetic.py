@@ -41,6 +41,9 @@ Q = ("Mia has 7 apples. She buys 5 more. She gives 3 to Tom. Then she has 2 time
     ("7 + 5 = 12. 12 - 3 = 9. 9 * 2 = 18. The answer is 18.", None),
     ("She has 7. 5 + 7 = 12 apples, then 12 - 3 = 9, and 9 × 2 = 18. The answer is 18.", None),
     ("7+5=12. 12-3=9. 9*2=18.", None),
+    # equations as the calculator reads them: '12 − 3 = 9 * 2 = 18' runs on, '7 + 5 - 3' is two operations in one
+    ("7 + 5 = 12. 12 − 3 = 9 * 2 = 18. The answer is 18.", None),
+    ("7 + 5 - 3 = 9. 9 * 2 = 18.", "step 1 computes 7 + 5 - 3, not one operation"),
     ("7 + 5 = 12. 12 - 3 = 9. The answer is 18.", "stops after 2 of 3 operations"),
     ("7 + 5 = 13. 13 - 3 = 10. 10 * 2 = 20.", "step 1 says 7 + 5 = 13; it is 12"),
     ("7 + 5 = 12. 12 - 2 = 10. 10 * 2 = 20.", "step 2 computes 12 - 2; the question gives 12 - 3"),

@@ -25,13 +25,15 @@ def test_every_dataset_source_has_its_loader():
         assert info.default_source in info.sources and set(info.rationale_sources) <= set(info.sources), name
 
 
-def test_step_checkers_variants_and_backends_match_their_names():
+def test_step_checkers_variants_architectures_and_backends_match_their_names():
     from cotdistill.steps import STEP_CHECKERS
-    from cotdistill.targets import VARIANTS
+    from cotdistill.students.architectures import ARCHITECTURES
     from cotdistill.teachers.backends import BACKENDS
+    from cotdistill.variants import VARIANTS
 
     assert set(STEP_CHECKERS.names()) == {n for n, d in DATASETS.items() if d.step_checker}
     assert tuple(VARIANTS.names()) == catalog.VARIANTS
+    assert {s.architecture for _, s in STUDENTS.items()} == set(ARCHITECTURES.names())
     assert {t.backend for _, t in TEACHERS.items()} == set(BACKENDS.names())
     assert {s.quantization for _, s in STUDENTS.items()} <= set(catalog.QUANTIZATIONS)
 

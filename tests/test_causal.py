@@ -10,8 +10,11 @@ import torch
 
 from cotdistill.catalog.students import STUDENTS
 from cotdistill.decoding import DecodeOptions, decode
-from cotdistill.students.batches import IGNORE, PadCollator, causal_encode, pad_rows
+from cotdistill.memory import defaults_gb
+from cotdistill.students.architectures import ARCHITECTURES
+from cotdistill.students.batches import IGNORE, PadCollator, pad_rows
 from cotdistill.students.causal import STOP_STRINGS, causal_tokenizer, load_student, prompt_text
+from cotdistill.students.causal import encode as causal_encode
 from cotdistill.students.training import resolve
 
 from .conftest import section
@@ -41,13 +44,13 @@ def test_causal_presets_and_their_defaults():
     assert sizes["llama-3.2-1b"] == (True, "8bit", "paged_adamw_8bit")
     assert sizes["qwen2.5-1.5b"] == sizes["smollm2-1.7b"] == (True, "4bit", "paged_adamw_8bit")
     for name in CAUSAL[1:]:  # the Hub sizes fit one 24 GB GPU under their defaults
-        assert 1 < STUDENTS.get(name).training_memory_gb() < 24, name
+        assert 1 < defaults_gb(STUDENTS.get(name)) < 24, name
     full = dataclasses.replace(STUDENTS.get("qwen2.5-1.5b"), lora=False, quantization="none")
     # LoRA on NF4 weights cuts the weights' and optimizer's share (compared at batch 1) to a
     # third or less; the activations, which both train with, stay (issue 23's estimate counts
     # more of them: at the preset's batch 8, 8.9 against 25.0 GB)
-    assert STUDENTS.get("qwen2.5-1.5b").training_memory_gb(1) < full.training_memory_gb(1) / 3
-    assert STUDENTS.get("qwen2.5-1.5b").training_memory_gb() < full.training_memory_gb() / 2.5
+    assert defaults_gb(STUDENTS.get("qwen2.5-1.5b"), 1) < defaults_gb(full, 1) / 3
+    assert defaults_gb(STUDENTS.get("qwen2.5-1.5b")) < defaults_gb(full) / 2.5
     cfg = resolve(section("train"), STUDENTS.get("llama-3.2-1b"))
     assert cfg.lora and cfg.quantization == "8bit" and cfg.batch_size * cfg.grad_accum == 64
 
@@ -208,7 +211,8 @@ def test_causal_lora_on_quantized_weights_trains_saves_and_loads_back(tmp_path, 
     assert getattr(model, f"is_loaded_in_{quantization}")
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, False)
     pairs = [(t.rsplit(" The answer", 1)[0], "The answer is no.") for t in TEXTS]
-    metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0, causal=True)
+    metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0,
+                             arch=ARCHITECTURES.get("causal"))
     losses = [h["loss"] for h in history if "loss" in h]
     assert metrics["steps"] == 6 and losses[-1] < losses[0] and "eval_loss" in metrics
     assert metrics["trainable_params_m"] < 0.05

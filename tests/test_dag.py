@@ -131,9 +131,9 @@ def test_stage_deps_match_the_code_it_runs(name, cmd, deps):
 
 
 def test_the_walk_sees_function_level_and_relative_imports(tmp_path):
-    # filter reaches the multistep checker's question grammar only inside a function of steps.py
+    # filter reaches the multistep checker's question grammar only inside a function of steps/arithmetic.py
     filt = {str(p.relative_to(REPO)) for p in loaded_files(REPO / "stages/filter.py")}
-    assert "src/cotdistill/datasets/arithmetic.py" in filt and "src/cotdistill/steps.py" in filt
+    assert "src/cotdistill/datasets/arithmetic.py" in filt and "src/cotdistill/steps/arithmetic.py" in filt
     # generate loads the backends through the registry's lazy imports, and never a student
     gen = {str(p.relative_to(REPO)) for p in loaded_files(REPO / "stages/generate.py")}
     assert {"src/cotdistill/teachers/hf_local.py", "src/cotdistill/teachers/openai_compat.py"} <= gen

@@ -1,6 +1,6 @@
 """The memory check reads train.model_path's folder (issue 23): its estimate follows the
 folder's model (config.json's dims, the safetensors header's exact parameter count) under
-the preset's train settings; a folder of the other family than the preset's is one line;
+the preset's train settings and the run's sequence lengths; a folder of the other family than the preset's is one line;
 a folder far from the preset's size gets a note. Tiny random-weight folders, seconds."""
 
 import dataclasses
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cotdistill import memory
+from cotdistill import memory, model_folder
 from cotdistill.catalog.students import STUDENTS
 from cotdistill.errors import ConfigError
 from cotdistill.preflight import preflight
@@ -76,12 +76,12 @@ def cpu_only(monkeypatch):
 
 def test_the_folder_is_read_from_its_config_and_safetensors_header(t5_folder, llama_folder):
     folder, n = t5_folder
-    f = memory.read_folder(folder)
+    f = model_folder.read_folder(folder)
     assert (f.model_type, f.architecture, f.exact, f.dtype) == ("t5", "t5", True, "fp32")
     assert f.params_m == n / 1e6
     assert f.shape == {"d_model": 32, "num_layers": 3, "num_heads": 4, "vocab_size": 120}  # layers: mean of 2 + 3
     folder, n = llama_folder
-    f = memory.read_folder(folder)
+    f = model_folder.read_folder(folder)
     assert (f.model_type, f.architecture, f.exact, f.params_m) == ("llama", "causal", True, n / 1e6)
     assert f.shape == {"d_model": 32, "num_layers": 2, "num_heads": 4, "vocab_size": 150}
 
@@ -90,7 +90,7 @@ def test_the_header_is_json_after_its_length_and_no_weight_is_read(t5_folder):
     folder, n = t5_folder
     raw = (folder / "model.safetensors").read_bytes()
     (length,) = struct.unpack("<Q", raw[:8])
-    assert memory.safetensors_header(folder / "model.safetensors") == json.loads(raw[8:8 + length])
+    assert model_folder.safetensors_header(folder / "model.safetensors") == json.loads(raw[8:8 + length])
 
 
 @pytest.mark.parametrize("config", [
@@ -101,7 +101,7 @@ def test_without_safetensors_the_count_is_computed_from_the_config(tmp_path, con
     folder = tmp_path / "m"
     n = save(folder, config())
     (folder / "model.safetensors").unlink()
-    f = memory.read_folder(folder)
+    f = model_folder.read_folder(folder)
     assert not f.exact and f.params_m == pytest.approx(n / 1e6, rel=1e-9)
 
 
@@ -109,7 +109,7 @@ def test_a_sharded_folder_is_counted_over_its_index(tmp_path):
     folder = tmp_path / "sharded"
     n = save(folder, llama_config(), max_shard_size="20KB")
     assert (folder / "model.safetensors.index.json").is_file() and not (folder / "model.safetensors").exists()
-    f = memory.read_folder(folder)
+    f = model_folder.read_folder(folder)
     assert f.exact and f.params_m == n / 1e6
 
 
@@ -120,22 +120,22 @@ def test_the_stored_precision_comes_from_the_header_or_the_config(tmp_path):
     folder = tmp_path / "bf16"
     model = LlamaForCausalLM(llama_config()).to(torch.bfloat16)
     model.save_pretrained(folder)
-    f = memory.read_folder(folder)
+    f = model_folder.read_folder(folder)
     assert f.dtype == "bf16" and f.exact and f.params_m == model.num_parameters() / 1e6  # the header's tensors
     (folder / "model.safetensors").unlink()
     config = json.loads((folder / "config.json").read_text())
     config.pop("torch_dtype", None)
     config["dtype"] = "float16"
     (folder / "config.json").write_text(json.dumps(config))
-    assert memory.read_folder(folder).dtype == "fp16"  # no weights: config.json's dtype
+    assert model_folder.read_folder(folder).dtype == "fp16"  # no weights: config.json's dtype
 
 
 def test_a_folder_without_a_readable_config_is_left_to_the_stage(tmp_path):
-    assert memory.read_folder(tmp_path) is None
+    assert model_folder.read_folder(tmp_path) is None
     (tmp_path / "config.json").write_text("{}")
-    f = memory.read_folder(tmp_path)
+    f = model_folder.read_folder(tmp_path)
     assert f.architecture is None and f.params_m is None
-    assert memory.folder_preset(STUDENTS.get("t5-xl"), str(tmp_path)) is STUDENTS.get("t5-xl")
+    assert model_folder.folder_preset(STUDENTS.get("t5-xl"), str(tmp_path)) is STUDENTS.get("t5-xl")
 
 
 # ------------------------------------------------------------------ the estimate follows the folder
@@ -145,7 +145,7 @@ def test_a_tiny_folder_under_a_huge_preset_estimates_small(t5_folder):
     folder, n = t5_folder
     xxl = STUDENTS.get("t5-xxl")
     params = make_params({"model": "t5-xxl", "train": {"model_path": str(folder), **NO_BNB}})
-    shaped = memory.folder_preset(xxl, params.train.model_path)
+    shaped = model_folder.folder_preset(xxl, params.train.model_path)
     assert shaped.params_m == n / 1e6 and (shaped.d_model, shaped.num_layers, shaped.vocab_size) == (32, 3, 120)
     # the preset's train settings stay: batch 8, LoRA, checkpointing
     assert (shaped.batch_size, shaped.lora, shaped.gradient_checkpointing) == (8, True, True)
@@ -171,10 +171,33 @@ def test_a_folder_too_large_for_the_machine_is_refused_with_its_own_size(tmp_pat
 
 def test_without_a_folder_the_preset_is_estimated_as_before():
     for name in ("t5-base", "t5-xxl", "llama-3.2-1b"):
-        assert memory.folder_preset(STUDENTS.get(name), None) is STUDENTS.get(name)
+        assert model_folder.folder_preset(STUDENTS.get(name), None) is STUDENTS.get(name)
     # bf16, batch 64: 25.6 before issue 23's decoder cross-attention, logits bytes and the
     # backpropagated layer's gradients (each measured missing by benchmarks/memory_estimate.py)
-    assert STUDENTS.get("t5-base").training_memory_gb() == 32.51
+    assert memory.defaults_gb(STUDENTS.get("t5-base")) == 32.51
+
+
+def test_the_estimate_follows_the_run_s_sequence_lengths(t5_folder):
+    """A folder's estimate, as a preset's, is made at the run's train.max_source_length /
+    max_target_length (issue 23: at 256 + 256 whatever the run's, a 48M folder estimated
+    22.5 GB for a run that took 6.1), and the check fits a run of short rows that long
+    rows would not."""
+    folder, _ = t5_folder
+    small = STUDENTS.get("t5-small")
+    cpu = memory.Device("host RAM (no GPU)", 0.0, cuda=False, bf16=False)
+
+    def train(**lengths):
+        return make_params({"model": "t5-small", "train": {"model_path": str(folder), **lengths}}).train
+
+    short, long = train(max_source_length=64, max_target_length=32), train(max_source_length=512)
+    for model in (model_folder.folder_preset(small, str(folder)), small):
+        gb = [memory.estimate_gb(model, memory.settings(t, small, cpu), 16) for t in (short, train(), long)]
+        assert gb == sorted(gb) and len(set(gb)) == 3
+    s = memory.settings(short, small, cpu)
+    room = dataclasses.replace(cpu, free_gb=memory.estimate_gb(model_folder.folder_preset(small, str(folder)), s, 16))
+    assert memory.check_fits("model t5-small", small, short, room) is None
+    with pytest.raises(memory.ResourceError, match="training needs about"):
+        memory.check_fits("model t5-small", small, train(), room)
 
 
 # ------------------------------------------------------------------ family and size at the check stage
@@ -217,10 +240,10 @@ def test_a_folder_of_the_preset_s_size_gets_no_note(tmp_path):
     xl = STUDENTS.get("t5-xl")
     folder = tmp_path / "m"
     save(folder, t5_config())
-    near = dataclasses.replace(xl, params_m=memory.read_folder(folder).params_m * 3.9)
-    assert memory.check_folder("model x", near, folder) is None
-    far = dataclasses.replace(xl, params_m=memory.read_folder(folder).params_m * 4.1)
-    assert memory.check_folder("model x", far, folder) is not None
+    near = dataclasses.replace(xl, params_m=model_folder.read_folder(folder).params_m * 3.9)
+    assert model_folder.check_folder("model x", near, folder) is None
+    far = dataclasses.replace(xl, params_m=model_folder.read_folder(folder).params_m * 4.1)
+    assert model_folder.check_folder("model x", far, folder) is not None
 
 
 def test_on_host_ram_the_training_process_s_own_memory_counts(t5_folder):
@@ -229,7 +252,7 @@ def test_on_host_ram_the_training_process_s_own_memory_counts(t5_folder):
     folder, n = t5_folder
     params = make_params({"model": "t5-small", "train": {"model_path": str(folder)}})
     small = STUDENTS.get("t5-small")
-    model_gb = memory.estimate_gb(memory.folder_preset(small, str(folder)),
+    model_gb = memory.estimate_gb(model_folder.folder_preset(small, str(folder)),
                                   memory.settings(params.train, small, memory.Device("x", 1, False, False)), 16)
     room = memory.Device("host RAM (no GPU)", model_gb + 0.5, cuda=False, bf16=False)
     assert memory.check_fits("model t5-small", small, params.train, room) is None

@@ -7,13 +7,15 @@ import json
 import pytest
 import torch
 
+from types import SimpleNamespace
+
 from cotdistill.catalog.students import STUDENTS
-from cotdistill.multitask import PREFIXES, TASKS_FILE, examples, read_alpha, task_source, task_spec
-from cotdistill.students.batches import (TASK_IDS, multitask_loss, pad_rows, task_losses, training_data)
+from cotdistill.students.architectures import ARCHITECTURES
+from cotdistill.students.batches import pad_rows, task_losses, training_data, weighted_loss
 from cotdistill.students.causal import load_student as load_causal
 from cotdistill.students.model import load_student as load_t5
-from cotdistill.students.training import resolve
-from cotdistill.targets import variant_rows
+from cotdistill.students.training import NOT_TRAINING, resolve
+from cotdistill.variants import SETTINGS_FILE, VARIANTS, variant_rows
 
 from .conftest import section
 
@@ -31,16 +33,22 @@ def test_rows_hold_both_tasks_of_each_kept_cot(tmp_path):
          "rationale": "Nobody flipped it. The answer is yes."},
         {"id": "b", "question": "And now?", "answer": "no", "target": "no",
          "rationale": "Bo flipped it once. The answer is no."}]  # c: no kept CoT, no label row either
-    assert examples(rows)[1] == ("And now?", "no", "Bo flipped it once. The answer is no.")
-    assert task_source("label", "Q?") == "[label] Q?" and task_source("rationale", "Q?") == "[rationale] Q?"
-    (tmp_path / TASKS_FILE).write_text(json.dumps(task_spec(0.3)))
-    assert read_alpha(tmp_path) == 0.3 and task_spec(0.3)["prefixes"] == PREFIXES
+    multitask = VARIANTS.get("multitask")
+    assert multitask.examples(rows)[1] == ("And now?", "no", "Bo flipped it once. The answer is no.")
+    label, rationale = multitask.tasks
+    assert label.source("Q?") == "[label] Q?" and rationale.source("Q?") == "[rationale] Q?"
+    written = multitask.settings(SimpleNamespace(multitask_alpha=0.3))
+    assert written == {"multitask_alpha": 0.3, "prefixes": {"label": "[label] ", "rationale": "[rationale] "}}
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(written))
+    settings = multitask.read_settings(tmp_path)
+    assert settings == {"multitask_alpha": 0.3} and multitask.weights(settings) == (0.3, 0.7)
+    assert "multitask_alpha" in NOT_TRAINING  # a new alpha retrains the multitask student alone
 
 
 def _students():
     t5 = STUDENTS.get("t5-mini")
     llama = STUDENTS.get("llama-tiny")
-    return {"t5": (*load_t5(t5, TEXTS, seed=0), t5, False), "causal": (*load_causal(llama, TEXTS, seed=0), llama, True)}
+    return {"t5": (*load_t5(t5, TEXTS, seed=0), t5), "causal": (*load_causal(llama, TEXTS, seed=0), llama)}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +57,7 @@ def students():
     return _students()
 
 
+MULTITASK = VARIANTS.get("multitask")
 QUESTIONS = [(f"Is coin {i} still heads up?", "yes" if i % 2 else "no",
               f"P{i} {'does not flip' if i % 2 else 'flips'} it. The answer is {'yes' if i % 2 else 'no'}.")
              for i in range(10)]
@@ -56,13 +65,14 @@ QUESTIONS = [(f"Is coin {i} still heads up?", "yes" if i % 2 else "no",
 
 @pytest.mark.parametrize("arch", ["t5", "causal"])
 def test_a_batch_holds_both_tasks_of_every_question_one_to_one(students, arch):
-    model, tok, preset, causal = students[arch]
+    model, tok, preset = students[arch]
     cfg = resolve(section("train"), preset)
-    data = training_data(tok, model, QUESTIONS, QUESTIONS[:2], cfg, causal, multitask_alpha=0.5)
+    data = training_data(tok, model, QUESTIONS, QUESTIONS[:2], cfg, ARCHITECTURES.get(arch), MULTITASK.tasks,
+                         (0.5, 0.5))
     assert len(data.train) == len(QUESTIONS) and len(data.validation) == 2  # one row per question
     batch = data.collator([data.train[i] for i in range(4)])
     task = batch["task"].tolist()
-    assert task == [TASK_IDS["label"]] * 4 + [TASK_IDS["rationale"]] * 4  # the stated 1:1 ratio
+    assert task == [0] * 4 + [1] * 4  # label rows, then rationale rows: the stated 1:1 ratio
     assert batch["input_ids"].shape[0] == batch["labels"].shape[0] == 8
     text = tok.batch_decode(batch["input_ids"], skip_special_tokens=True)
     labels = [tok.decode([t for t in row if t != -100], skip_special_tokens=True) for row in batch["labels"].tolist()]
@@ -78,14 +88,16 @@ def test_a_batch_holds_both_tasks_of_every_question_one_to_one(students, arch):
 @pytest.mark.parametrize("arch", ["t5", "causal"])
 @pytest.mark.parametrize("alpha", [0.5, 0.2])
 def test_multitask_loss_is_alpha_label_plus_one_minus_alpha_rationale(students, arch, alpha):
-    model, tok, preset, causal = students[arch]
+    model, tok, preset = students[arch]
     cfg = resolve(section("train"), preset)
-    data = training_data(tok, model, QUESTIONS, [], cfg, causal, multitask_alpha=alpha)
+    weights = MULTITASK.weights({"multitask_alpha": alpha})
+    data = training_data(tok, model, QUESTIONS, [], cfg, ARCHITECTURES.get(arch), MULTITASK.tasks, weights)
+    assert data.weights == (alpha, 1 - alpha)
     features = [data.train[i] for i in range(3)]
     batch = data.collator(features)
     task = batch.pop("task")
     with torch.no_grad():
-        loss = multitask_loss(model(**batch).logits, batch["labels"], task, alpha, causal)
+        loss = weighted_loss(model(**batch).logits, batch["labels"], task, weights, ARCHITECTURES.get(arch).align)
         # each task alone, as its own batch, through the model's own (token-mean) loss
         label = model(**pad_rows(features, tok.pad_token_id)).loss
         rationale = model(**pad_rows([{"input_ids": f["rationale_input_ids"], "labels": f["rationale_labels"]}
@@ -98,10 +110,11 @@ def test_task_losses_count_each_task_over_its_own_tokens():
     logits = torch.zeros(2, 3, 4)  # uniform: every counted token costs log 4
     logits[1, :, 2] = 10.0  # the rationale row is sure of token 2
     labels = torch.tensor([[1, -100, -100], [2, 2, 2]])
-    label, rationale = task_losses(logits, labels, torch.tensor([0, 1]), causal=False)
+    label, rationale = task_losses(logits, labels, torch.tensor([0, 1]), 2, ARCHITECTURES.get("t5").align)
     assert torch.isclose(label, torch.log(torch.tensor(4.0))) and rationale < 1e-3
     # causal: position t predicts token t + 1, so the first label is never counted
-    label_c, _ = task_losses(logits, torch.tensor([[1, 3, -100], [2, 2, 2]]), torch.tensor([0, 1]), causal=True)
+    label_c, _ = task_losses(logits, torch.tensor([[1, 3, -100], [2, 2, 2]]), torch.tensor([0, 1]), 2,
+                             ARCHITECTURES.get("causal").align)
     assert torch.isclose(label_c, torch.log(torch.tensor(4.0)))
 
 

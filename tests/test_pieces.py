@@ -11,7 +11,7 @@ from cotdistill.filtering import filter_generations
 from cotdistill.io import atomic_path, read_jsonl, write_jsonl
 from cotdistill.prompts import load_prompt_file, prompt_path, render
 from cotdistill.stats import wilson_interval
-from cotdistill.targets import close_rationale
+from cotdistill.rationale import close_rationale
 from cotdistill.teachers import Completion, Sampling, cut_at_stop
 from cotdistill.teachers.cache import RequestCache, request_key
 from cotdistill.teachers.generation import generate_all

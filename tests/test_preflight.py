@@ -204,7 +204,8 @@ def test_settings_follow_the_run_and_the_device():
     train = make_params({"model": "t5-xl"}).train
     s = memory.settings(train, STUDENTS.get("t5-xl"), CPU)
     assert s == {"precision": "fp32", "batch_size": 16, "gradient_checkpointing": True, "optimizer": "paged_adamw_8bit",
-                 "lora": True, "quantization": "8bit", "grad_accum": 4}  # bf16 falls back on a CPU
+                 "lora": True, "quantization": "8bit", "grad_accum": 4,  # bf16 falls back on a CPU
+                 "max_source_length": 256, "max_target_length": 256}  # the run's own, as for a folder
     assert memory.settings(train, STUDENTS.get("t5-xl"), SMALL_GPU)["precision"] == "bf16"
 
 

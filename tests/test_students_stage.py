@@ -10,13 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from cotdistill.datasets.synthetic import coin_flip_example
-from cotdistill.multitask import task_spec
-from cotdistill.targets import variant_rows
+from cotdistill.variants import SETTINGS_FILE, VARIANTS, variant_rows
 
 from .conftest import REPO, run_cmd, venv_bin
 
@@ -34,7 +34,8 @@ def write_inputs(root: Path, n_train: int = 48, model: str = "t5-mini", **train)
                              ("filtered/multitask", variant_rows("multitask", rs, gold))):
             (root / folder).mkdir(parents=True, exist_ok=True)
             (root / folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    (root / "filtered/multitask/tasks.json").write_text(json.dumps(task_spec(0.5)))
+    (root / "filtered/multitask" / SETTINGS_FILE).write_text(
+        json.dumps(VARIANTS.get("multitask").settings(SimpleNamespace(multitask_alpha=0.5))))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"] = model
     params["train"].update(dict(max_steps=10, batch_size=8, save_steps=5, eval_steps=5, logging_steps=1,

@@ -191,6 +191,18 @@ def test_answer_and_gold_come_from_the_first_mode_and_must_not_move():
     assert select_runs(moved, "hint")[1] == {"arith": True, "coin": False}
 
 
+def test_every_variant_built_from_the_teacher_is_kept_for_every_mode():
+    """multitask trains on the kept CoTs as cot does: a student per teacher mode. Before the
+    variant said so itself, the study took only `cot` per mode, so it dropped the later
+    modes' multitask students and compared them with the first mode's as if they were the
+    answer-only baseline, calling the baseline "not identical" across modes."""
+    multitask = [run(mode="hint", variant="multitask", correct=(1, 1, 0, 0)),
+                 run(mode="no_hint", variant="multitask", correct=(0, 0, 0, 0))]
+    chosen, stable = select_runs([run(mode="hint"), run(mode="no_hint"), *multitask], "hint")
+    assert sorted(r.label for r in chosen) == ["answer", "multitask[hint]", "multitask[no_hint]"]
+    assert stable == {"arith": True}  # the answer students match; the multitask ones may differ
+
+
 def test_outcomes_are_keyed_by_split_and_calculator():
     rows = [{"split": "test", "calculator": False, "id": 1, "correct": True},
             {"split": "test", "calculator": True, "id": 1, "correct": False},

@@ -254,6 +254,12 @@ _STATED = re.compile(r"\s*(-?\$?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?
 _Memo = dict[str, "tuple[list[str], Fraction] | None"]  # expression text -> `_read` of it
 
 
+def is_arithmetic_run(text: str) -> bool:
+    """Whether `text` is one run of arithmetic as `find_equations` reads them (digits, operators,
+    spaces, '% of'), with no word, '=' or other prose in it."""
+    return _RUN.fullmatch(text) is not None
+
+
 def _wordy(c: str) -> bool:
     return c.isalnum() or c == "_"
 
@@ -427,6 +433,27 @@ def find_equations(text: str) -> list[Equation]:
         out.append(equation)
         chain, chain_end = (equation if right[2] else None), right[1]
     return out
+
+
+def _signed_number(tokens: list[str]) -> Fraction | None:
+    """The value of the tokens of '5' or '-5', None for anything else."""
+    sign, rest = (-1, tokens[1:]) if tokens[:1] == ["-"] else (1, tokens)
+    return sign * Fraction(rest[0]) if len(rest) == 1 and _is_number(rest[0]) else None
+
+
+def binary_operation(expression: str) -> tuple[Fraction, str, Fraction] | None:
+    """(left, operator, right) of an expression that is one + - * / on two numbers, each with
+    an optional minus sign ('12 - 3', '-9 * 2', '7 × 5' -> '*'); None for anything else. A
+    step checker reads the `find_equations` of a CoT with it, one operation per step."""
+    try:
+        tokens = tokenize(expression)
+    except CalcError:
+        return None
+    for i in range(1, len(tokens) - 1):
+        if tokens[i] in ("+", "-", "*", "/") and _is_number(tokens[i - 1]):
+            left, right = _signed_number(tokens[:i]), _signed_number(tokens[i + 1:])
+            return None if left is None or right is None else (left, tokens[i], right)
+    return None
 
 
 def false_equations(text: str) -> list[Equation]:

@@ -21,6 +21,7 @@ def presets() -> None:
     """List the student and teacher presets."""
     from .catalog.students import STUDENTS
     from .catalog.teachers import TEACHERS
+    from .memory import defaults_gb
 
     click.echo("Student presets (model=...); arch: t5 = encoder-decoder, causal = decoder-only; "
                "train mem: estimated peak for training under the defaults")
@@ -32,7 +33,7 @@ def presets() -> None:
         weights = f"{p.quantization if p.quantization != 'none' else p.precision}{' + LoRA' if p.lora else ''}"
         click.echo(f"  {name:<15}{p.architecture:<8}{size:>7}  {src:<32}{p.precision:<10}"
                    f"{f'{p.batch_size} x {p.grad_accum}':<14}{'yes' if p.gradient_checkpointing else 'no':<6}"
-                   f"{p.optimizer:<18}{weights:<14}{p.training_memory_gb():>7.1f}GB")
+                   f"{p.optimizer:<18}{weights:<14}{defaults_gb(p):>7.1f}GB")
     click.echo("\nTeacher presets (teacher=...)")
     click.echo(f"  {'name':<23}{'backend':<9}{'params':>8}  {'quant':<7}model")
     for name, t in TEACHERS.items():

@@ -144,7 +144,7 @@ class FilterConfig:
     extraction: Literal["strict", "flexible"]
     max_per_question: int = _range(1)
     verify_equations: bool  # drop CoTs with a false "a op b = c" (calculator.py)
-    verify_steps: bool  # drop CoTs with a wrong intermediate claim (steps.py)
+    verify_steps: bool  # drop CoTs with a wrong intermediate claim (steps/)
     # questions left with no kept CoT: drop them from the cot variant, or train on "The answer is X."
     missing_cot: Literal["drop", "answer"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .calculator import _RUN, CalcError, result_text, trailing_expression
+from .calculator import CalcError, is_arithmetic_run, result_text, trailing_expression
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _reaches_start(text: str, expr: str) -> bool:
     dash of '- 3 * 4')."""
     body = text.rstrip()[:-1].rstrip()
     gap = body[: len(body) - len(expr)]
-    return not gap.strip() or _RUN.fullmatch(gap) is not None
+    return not gap.strip() or is_arithmetic_run(gap)
 
 
 def calculator_processor(tokenizer, start: int = 0):

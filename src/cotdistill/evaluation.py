@@ -10,9 +10,9 @@ from typing import Callable
 
 from .answers import extract, matches
 from .decoding import DecodeOptions, decode
-from .multitask import RATIONALE
 from .splits import TEST_SPLITS
 from .stats import wilson_interval
+from .variants import DIAGNOSTIC_TASKS
 
 
 def score(records: list[dict], outputs: list[str], mode: str) -> tuple[list[dict], dict]:
@@ -75,12 +75,12 @@ def evaluate_splits(model, tokenizer, splits: dict[str, list[dict]], options: De
 
 def tracked_metrics(metrics: dict) -> dict[str, float]:
     """An evaluate metrics file as MLflow metric names: `<split>/<key>` per test split,
-    `calculator/<split>/<key>` for calculator decoding, `rationale/<split>/accuracy` for
-    a multitask student's rationale task."""
+    `calculator/<split>/<key>` for calculator decoding, `<task>/<split>/accuracy` for a
+    task decoded as a diagnostic (a multitask student's rationale task)."""
     splits = list(TEST_SPLITS.values())
     flat = {f"{prefix}/{k}": v for prefix in splits if prefix in metrics for k, v in metrics[prefix].items()}
     flat.update({f"calculator/{prefix}/{k}": v for prefix, m in metrics.get("calculator", {}).items()
                  for k, v in m.items()})
-    flat.update({f"{RATIONALE}/{prefix}/accuracy": m["accuracy"] for prefix, m in metrics.get(RATIONALE, {}).items()
-                 if prefix in splits})
+    flat.update({f"{task}/{prefix}/accuracy": m["accuracy"] for task in DIAGNOSTIC_TASKS
+                 for prefix, m in metrics.get(task, {}).items() if prefix in splits})
     return flat

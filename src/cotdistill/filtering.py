@@ -2,7 +2,7 @@
 
 Optionally also drop CoTs whose arithmetic is false (`verify_equations`, checked with the
 calculator's safe parser) or whose intermediate steps are wrong (`verify_steps`, with the
-dataset's step checker from steps.py).
+dataset's step checker from steps/).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .calculator import false_equations
 from .errors import DataError
 from .sentence import answer_sentence
 from .steps import StepChecker
-from .targets import close_rationale
+from .rationale import close_rationale
 
 ANSWER_DROPS = ("empty", "truncated", "no_answer", "wrong_answer")
 DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "no_reasoning", "false_equation", "wrong_step",
@@ -54,7 +54,7 @@ def filter_generations(
     """Return (kept training rows, metrics). Generations are matched to records by id.
 
     `verify_equations` drops CoTs with a false equation; `step_checker` (a function of
-    question and CoT, see steps.py) drops CoTs with a wrong intermediate step when
+    question and CoT, see steps/) drops CoTs with a wrong intermediate step when
     `verify_steps`, and otherwise only audits them: the metrics then say how many of the
     CoTs the answer filter keeps are right step by step.
     """

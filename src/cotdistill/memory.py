@@ -1,22 +1,19 @@
 """Will a student's training fit this machine, and run on it at a sane speed?
 
-The student preset's estimate (`StudentPreset.training_memory_gb`, an upper bound) under
-the train settings of the run, against the memory actually free: the GPU this process
-trains on, or the host's RAM where there is no GPU. The check stage runs it before any
-stage's outputs are removed, the train stage again right before it loads the model; a
-run that cannot fit stops with one line that gives both numbers and the settings that
-would fit.
+The training-memory estimate of a student preset (`estimate_gb`, an upper bound) under the
+train settings of the run, its sequence lengths included, against the memory actually free:
+the GPU this process trains on, or the host's RAM where there is no GPU. The check stage
+runs it before any stage's outputs are removed, the train stage again right before it
+loads the model; a run that cannot fit stops with one line that gives both numbers and
+the settings that would fit.
 
 On a machine without a GPU, the bitsandbytes settings that a preset chose for GPUs (8-bit
 / 4-bit base weights, 8-bit and paged optimizers) are refused the same way, at the same
 two places, unless params.yaml asks for them (`check_cpu_bitsandbytes`).
 
-With train.model_path, the estimate is of the folder's model, not the preset's: its
-config.json gives the architecture's dims and its safetensors header(s) the exact parameter
-count (`read_folder`, no torch), fed into the preset's own formula with the run's train
-settings (`folder_preset`). A folder of the other family than the preset's (a T5 folder
-under a causal preset, or the reverse) is refused in one line (`check_folder`): the train
-stage would load it with the wrong model class.
+With train.model_path, the estimate is of the folder's model, not the preset's: the same
+formula with the folder's size and dims (model_folder.folder_preset) under the run's train
+settings.
 
 torch is imported only where a GPU device exists: the check stage runs on every
 `dvc repro` and stays cheap on a CPU-only machine.
@@ -25,20 +22,32 @@ torch is imported only where a GPU device exists: the check stage runs on every
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
-import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-from .errors import ConfigError, ResourceError
-from .paths import shared_path
+from .errors import ResourceError
+from .model_folder import folder_preset
 
-# The train keys that the estimate reads (the rest do not change the memory).
+if TYPE_CHECKING:
+    from .catalog.students import StudentPreset
+
+# The train keys that the estimate reads where the preset has a default (the rest do not
+# change the memory), and those it reads from the run alone.
 ESTIMATE_KEYS = ("precision", "batch_size", "gradient_checkpointing", "optimizer", "lora", "quantization")
+LENGTH_KEYS = ("max_source_length", "max_target_length")
+# The lengths of an estimate under a preset's own defaults (`defaults_gb`, `cotdistill
+# presets`): params.yaml's train.max_source_length / max_target_length.
+DEFAULT_LENGTHS = {"max_source_length": 256, "max_target_length": 256}
+# Bytes per base-weight parameter for each storage format (NF4 with double quantization
+# stores 4 bits plus about 0.13 bits of scales).
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "8bit": 1.0, "4bit": 0.52}
+# Optimizer state bytes per trainable parameter (Adafactor's factored moments: about 1).
+OPTIMIZER_BYTES = {"adafactor": 1, "adamw_torch": 8, "adamw_torch_fused": 8, "adamw_bnb_8bit": 2,
+                   "paged_adamw_8bit": 2, "paged_adamw_32bit": 8}
 # train.optimizer values that transformers runs on bitsandbytes' optimizers.
 BNB_OPTIMIZERS = ("adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 # What a machine without a GPU takes instead of a bitsandbytes setting a preset chose for one.
@@ -121,19 +130,98 @@ def host_process_gb() -> float:
     return 0.0 if "torch" in sys.modules else TRAIN_IMPORTS_GB
 
 
-def settings(train, preset, device: Device) -> dict:
+def settings(train, preset: StudentPreset, device: Device) -> dict:
     """The estimate's inputs for a run: each train value, or the preset's where it is None,
-    with the precision the device can train in."""
+    with the precision the device can train in, and the run's sequence lengths."""
     out = {k: getattr(preset, k) if getattr(train, k) is None else getattr(train, k) for k in ESTIMATE_KEYS}
     if out["precision"] == "bf16" and not device.bf16 or out["precision"] == "fp16" and not device.cuda:
         out["precision"] = "fp32"
     out["grad_accum"] = train.grad_accum or preset.grad_accum
+    out.update({k: getattr(train, k) for k in LENGTH_KEYS})
     return out
 
 
-def estimate_gb(preset, s: dict, lora_r: int) -> float:
-    shaped = dataclasses.replace(preset, **{k: s[k] for k in ESTIMATE_KEYS if k != "batch_size"})
-    return shaped.training_memory_gb(batch_size=s["batch_size"], lora_r=lora_r)
+def dims(preset: StudentPreset) -> tuple[int, int, int]:
+    """(d_model, layers per stack, heads): from `config` for a from-config preset, else its fields."""
+    c = preset.config
+    return (c.get("d_model", c.get("hidden_size", preset.d_model)),
+            c.get("num_layers", c.get("num_hidden_layers", preset.num_layers)),
+            c.get("num_heads", c.get("num_attention_heads", preset.num_heads)))
+
+
+def lora_params_m(preset: StudentPreset, r: int = 16) -> float:
+    """Trainable LoRA parameters on the attention q and v projections, millions.
+
+    T5: encoder self-attention, decoder self- and cross-attention, 3 attention blocks
+    per layer pair; a causal LM: 1 per layer (GPT-2's fused qkv projection takes about
+    as many). Each with q and v of about d_model x d_model.
+    """
+    d, layers, _ = dims(preset)
+    blocks = 3 if preset.architecture == "t5" else 1
+    return blocks * layers * 2 * r * (d + d) / 1e6
+
+
+def estimate_gb(preset: StudentPreset, s: dict, lora_r: int) -> float:
+    """Rough peak accelerator memory for training `preset` (or folder_preset's) under the
+    settings `s` (`settings`), in GB.
+
+    Base weights in their storage format (fp32 / bf16 / 8-bit / NF4); for full
+    finetuning, gradients in the training precision, fp32 master weights under mixed
+    precision and the optimizer state; for LoRA, only the adapters carry fp32 weights,
+    gradients and optimizer state. Activations per layer follow Korthikanti et al.
+    (2022): s*b*h*(34 + 5*a*s/h) bytes in 16-bit, or only each layer's input (2*s*b*h)
+    under gradient checkpointing, and once more for the layer being backpropagated
+    (its activations' gradients), at train.max_source_length + max_target_length tokens
+    (a T5 encoder and decoder each see one, the decoder with a cross-attention block more;
+    a causal LM sees both in one sequence); the logits over the vocabulary (a causal LM
+    computes them at every position); plus 10%. An upper bound: dynamic padding makes most
+    batches shorter. Only the model's training: the process that runs it (Python, torch,
+    transformers) is Device.process_gb.
+    """
+    n = preset.params_m * 1e6
+    precision = s["precision"]
+    half = precision in ("bf16", "fp16")
+    wfmt = s["quantization"] if s["quantization"] != "none" else precision
+    opt = OPTIMIZER_BYTES.get(s["optimizer"], 8)
+    if s["lora"]:
+        trainable = lora_params_m(preset, lora_r) * 1e6
+        static = n * WEIGHT_BYTES[wfmt] + trainable * (4 + 4 + opt)
+    else:
+        wb = WEIGHT_BYTES[precision]
+        static = n * (wb + wb + (4 if half else 0) + opt)
+    d, layers, heads = dims(preset)
+    b = s["batch_size"]
+    source, target = s["max_source_length"], s["max_target_length"]
+    act_bytes = 1 if half else 2  # the formula is for 16-bit activations
+    act, largest = 0.0, 0.0
+    causal = preset.architecture == "causal"
+    for stack, length in enumerate((source + target,) if causal else (source, target)):
+        per_sbh = 34 + 5 * heads * length / max(d, 1)
+        if stack == 1:
+            # A T5 decoder layer has a second attention block, cross-attention over the
+            # encoder's output: Korthikanti's attention share again, 11 + 5*a*s/h
+            # (measured for issue 23: without it T5 folders trained above the estimate).
+            per_sbh += 11 + 5 * heads * source / max(d, 1)
+        full = length * b * d * per_sbh * act_bytes
+        act += layers * 2 * length * b * d * act_bytes + full if s["gradient_checkpointing"] else layers * full
+        largest = max(largest, full)
+    # The layer being backpropagated also holds the gradients of its activations (at
+    # most as large as they are); under checkpointing that doubles the one layer held
+    # (measured for issue 23: a checkpointed Llama folder trained 0.4 GB above without it).
+    act += largest
+    # The logits over the vocabulary (the decoder's; a causal LM's at every position):
+    # 16-bit logits (2 * act_bytes bytes: 2 in 16-bit, 4 in fp32), their fp32 copy in the
+    # loss (in fp32: the log-softmax's output) and its gradient, 4 + 4 bytes.
+    vocab = preset.tokenizer_vocab_size or preset.vocab_size or 32128
+    act += b * (source + target if causal else target) * vocab * (2 * act_bytes + 8)
+    return round((static + act) * 1.1 / 1e9, 2)
+
+
+def defaults_gb(preset: StudentPreset, batch_size: int | None = None, lora_r: int = 16) -> float:
+    """The estimate under the preset's own train defaults (its batch size unless given) at
+    DEFAULT_LENGTHS: what `cotdistill presets` lists."""
+    s = {k: getattr(preset, k) for k in ESTIMATE_KEYS}
+    return estimate_gb(preset, {**s, "batch_size": batch_size or preset.batch_size, **DEFAULT_LENGTHS}, lora_r)
 
 
 def _describe(s: dict) -> str:
@@ -147,7 +235,7 @@ def _flags(changes: dict) -> str:
     return " ".join(f"-S train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in changes.items())
 
 
-def fitting_changes(preset, s: dict, free_gb: float, lora_r: int) -> list[tuple[dict, float]]:
+def fitting_changes(preset: StudentPreset, s: dict, free_gb: float, lora_r: int) -> list[tuple[dict, float]]:
     """Changes of the train settings that bring the estimate under `free_gb`, each with its
     estimate: a smaller batch (accumulating to the same examples per step), gradient
     checkpointing, LoRA on 8-bit or 4-bit weights; all of them together where no single
@@ -182,14 +270,14 @@ def fitting_changes(preset, s: dict, free_gb: float, lora_r: int) -> list[tuple[
     return [({k: v for k, v in c.items() if s.get(k) != v}, gb) for c, gb in fits]
 
 
-def least_gb(preset, s: dict, lora_r: int) -> float:
+def least_gb(preset: StudentPreset, s: dict, lora_r: int) -> float:
     """The estimate under the settings that need the least memory: batch 1, LoRA on 4-bit
     weights, gradient checkpointing."""
     return estimate_gb(preset, {**s, "batch_size": 1, "lora": True, "quantization": "4bit",
                                 "gradient_checkpointing": True}, lora_r)
 
 
-def check_fits(subject: str, preset, train, device: Device | None = None) -> str | None:
+def check_fits(subject: str, preset: StudentPreset, train, device: Device | None = None) -> str | None:
     """Raise a one-line ResourceError when training `preset` under `train` (params.train or
     the resolved settings) cannot fit the memory of this machine; returns a note when
     nothing was checked. (train.memory_check: false skips it: the caller's choice.)"""
@@ -211,8 +299,7 @@ def check_fits(subject: str, preset, train, device: Device | None = None) -> str
         way_out = f"settings that fit: {ways}"
     else:
         way_out = (f"no setting of this model fits (at least {least_gb(shaped, s, train.lora_r) + extra:.1f} GB at "
-                   f"batch 1 with LoRA on 4bit weights)") + ("" if model_path else _smaller_model(preset, room,
-                                                                                                  train.lora_r))
+                   f"batch 1 with LoRA on 4bit weights)") + ("" if model_path else _smaller_model(preset, room, train))
     need += extra
     whose = f"{shaped.params_m:,.1f}M parameters at train.model_path; " if shaped is not preset else ""
     own = f", {extra:.1f} GB of it the training process's own" if extra else ""
@@ -232,7 +319,7 @@ def bitsandbytes_settings(quantization: str | None, optimizer: str | None) -> di
     return out
 
 
-def check_cpu_bitsandbytes(subject: str, preset, train) -> None:
+def check_cpu_bitsandbytes(subject: str, preset: StudentPreset, train) -> None:
     """Raise a one-line ResourceError when, on this machine without a GPU (has_gpu), the
     student preset's defaults put bitsandbytes in the run: 8-bit / 4-bit base weights or
     a bitsandbytes optimizer chosen for GPUs, which on a CPU train many times slower than
@@ -253,13 +340,16 @@ def check_cpu_bitsandbytes(subject: str, preset, train) -> None:
         + f", or set {them} in params.yaml to keep {them}")
 
 
-def _smaller_model(preset, device: Device, lora_r: int) -> str:
+def _smaller_model(preset: StudentPreset, device: Device, train) -> str:
     """'; a smaller model: -S model=X [and settings]': the largest smaller preset of the same
-    kind (Hub or from-config) that fits, under its defaults or with changes."""
+    kind (Hub or from-config) that fits, under its defaults or with changes, at the run's
+    sequence lengths."""
     from .catalog.students import STUDENTS
 
+    lora_r = train.lora_r
     family = preset.name.split("-")[0]
-    defaults = SimpleNamespace(grad_accum=None, **dict.fromkeys(ESTIMATE_KEYS))
+    lengths = {k: getattr(train, k) for k in LENGTH_KEYS}
+    defaults = SimpleNamespace(grad_accum=None, **dict.fromkeys(ESTIMATE_KEYS), **lengths)
     smaller = sorted((p for _, p in STUDENTS.items() if p.offline == preset.offline and p.params_m < preset.params_m),
                      key=lambda p: (p.params_m, p.name.startswith(family)), reverse=True)
     for p in smaller:
@@ -270,180 +360,3 @@ def _smaller_model(preset, device: Device, lora_r: int) -> str:
         if fits:
             return f"; a smaller model: -S model={p.name} {_flags(fits[0][0])}"
     return ""
-
-
-# ------------------------------------------------------------ train.model_path: the folder's model
-
-# Model types of encoder-decoders that the T5 students' class (T5ForConditionalGeneration) loads.
-T5_TYPES = ("t5", "mt5", "umt5")
-# Parameters far from the preset's (either way, this factor): its batch size and LoRA /
-# quantization defaults were chosen for another size, which the check notes.
-SIZE_FACTOR = 4.0
-# safetensors dtype names -> the precision names of train.precision / WEIGHT_BYTES
-_SAFETENSORS_DTYPES = {"F32": "fp32", "BF16": "bf16", "F16": "fp16", "F64": "fp64", "I8": "8bit", "U8": "8bit"}
-_CONFIG_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-
-
-@dataclass(frozen=True)
-class Folder:
-    """What a save_pretrained folder holds, read from its config.json and safetensors
-    header(s) without torch."""
-    path: Path
-    model_type: str | None
-    architecture: str | None  # t5 (encoder-decoder) | causal (decoder-only) | None: config.json does not say
-    params_m: float | None  # None: neither the weights' headers nor the config give it
-    exact: bool  # params_m counted from the safetensors header(s), not computed from the config
-    dtype: str | None  # stored precision (fp32, bf16, ...), from the headers or config.json
-    shape: dict  # StudentPreset fields for the estimate: d_model, num_layers, num_heads, vocab_size
-
-
-def _safetensors_files(path: Path) -> list[Path]:
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-            return [path / f for f in sorted(set(weight_map.values()))]
-        except (OSError, ValueError, AttributeError, TypeError):
-            return []  # a damaged index: the config's count stands in
-    return [path / "model.safetensors"] if (path / "model.safetensors").is_file() else []
-
-
-def safetensors_header(file: Path) -> dict:
-    """The JSON header of a safetensors file (tensor name -> dtype, shape, offsets): an
-    8-byte little-endian length, then that many bytes of JSON; the weights are not read."""
-    with open(file, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(n))
-
-
-def _count_header(files: list[Path]) -> tuple[float, str | None] | None:
-    total, by_dtype = 0, {}
-    try:
-        for file in files:
-            for name, t in safetensors_header(file).items():
-                if name == "__metadata__":
-                    continue
-                n = math.prod(t["shape"])
-                total += n
-                by_dtype[t["dtype"]] = by_dtype.get(t["dtype"], 0) + n
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
-        return None  # a damaged or partial file: the config's count stands in
-    if not total:
-        return None
-    dtype = max(by_dtype, key=by_dtype.get)
-    return total / 1e6, _SAFETENSORS_DTYPES.get(dtype, dtype.lower())
-
-
-def _t5_shape(c: dict) -> tuple[dict, float]:
-    """T5 (v1.0 and v1.1) dims for the estimate and the parameter count they make."""
-    d, ff, heads = c.get("d_model", 512), c.get("d_ff", 2048), c.get("num_heads", 8)
-    inner = heads * c.get("d_kv", d // max(heads, 1))
-    enc = c.get("num_layers", 6)
-    dec = c.get("num_decoder_layers") or enc
-    vocab = c.get("vocab_size", 32128)
-    gated = str(c.get("feed_forward_proj", "relu")).startswith("gated")
-    attn, mlp = 4 * d * inner, (3 if gated else 2) * d * ff
-    bias = c.get("relative_attention_num_buckets", 32) * heads  # first layer of each stack's self-attention
-    n = vocab * d * (1 if c.get("tie_word_embeddings", True) else 2) + enc * (attn + mlp + 2 * d) \
-        + dec * (2 * attn + mlp + 3 * d) + 2 * bias + 2 * d
-    # The estimate has one layer count for both stacks (each sees 256 tokens): their mean.
-    return dict(d_model=d, num_layers=math.ceil((enc + dec) / 2), num_heads=heads, vocab_size=vocab), n
-
-
-def _causal_shape(c: dict) -> tuple[dict, float]:
-    """Llama / Qwen / Mistral-style and GPT-2-style decoder dims and their parameter count."""
-    gpt2 = "n_embd" in c
-    h = c.get("n_embd") or c.get("hidden_size", 768)
-    layers = c.get("n_layer") or c.get("num_hidden_layers", 12)
-    heads = c.get("n_head") or c.get("num_attention_heads", 12)
-    vocab = c.get("vocab_size", 50257)
-    if gpt2:
-        ff = c.get("n_inner") or 4 * h
-        per_layer = 4 * h * h + 4 * h + 2 * h * ff + ff + h + 4 * h
-        n = vocab * h + c.get("n_positions", 1024) * h + layers * per_layer + 2 * h
-        tied = c.get("tie_word_embeddings", True)
-    else:
-        ff = c.get("intermediate_size", 4 * h)
-        head_dim = c.get("head_dim") or h // max(heads, 1)
-        kv = c.get("num_key_value_heads") or heads
-        attn = 2 * h * heads * head_dim + 2 * h * kv * head_dim
-        per_layer = attn + 3 * h * ff + 2 * h
-        n = vocab * h + layers * per_layer + h
-        tied = c.get("tie_word_embeddings", False)
-    n += 0 if tied else vocab * h
-    return dict(d_model=h, num_layers=layers, num_heads=heads, vocab_size=vocab), n
-
-
-def read_folder(path: str | os.PathLike) -> Folder | None:
-    """The model in a save_pretrained folder (train.model_path), from its config.json and
-    safetensors header(s) only: no torch, no weights read, so the check stage stays cheap.
-    None where there is no readable config.json (hub.local_folder says so first)."""
-    path = Path(path)
-    try:
-        c = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(c, dict):
-        return None
-    model_type = c.get("model_type")
-    if c.get("is_encoder_decoder") or model_type in T5_TYPES:
-        architecture = "t5"
-    elif model_type or any(str(a).endswith("ForCausalLM") for a in c.get("architectures") or []):
-        architecture = "causal"
-    else:
-        architecture = None
-    shape, computed = ({}, None)
-    if architecture == "t5" and "d_model" in c:
-        shape, computed = _t5_shape(c)
-    elif architecture == "causal" and ("hidden_size" in c or "n_embd" in c):
-        shape, computed = _causal_shape(c)
-    counted = _count_header(_safetensors_files(path))
-    stored = c.get("dtype") or c.get("torch_dtype")
-    dtype = counted[1] if counted else _CONFIG_DTYPES.get(str(stored), stored)
-    params_m = counted[0] if counted else (computed / 1e6 if computed else None)
-    return Folder(path, model_type, architecture, params_m, bool(counted), dtype, shape)
-
-
-def _family(architecture: str) -> str:
-    return "t5 (encoder-decoder)" if architecture == "t5" else "causal (decoder-only)"
-
-
-def check_folder(subject: str, preset, model_path: str | os.PathLike) -> str | None:
-    """Raise a one-line ConfigError when the folder at train.model_path holds a model of the
-    other family than the preset's (the train stage would load it with the preset's model
-    class); returns a note when its size is far from the preset's, whose batch size and
-    LoRA / quantization defaults were chosen for its own size. Silent where config.json
-    does not say (the stage's load will)."""
-    folder = read_folder(shared_path(model_path))
-    if folder is None or folder.architecture is None:
-        return None
-    if folder.architecture != preset.architecture:
-        from .catalog.students import STUDENTS
-
-        fitting = ", ".join(n for n, p in STUDENTS.items() if not p.offline and p.architecture == folder.architecture)
-        raise ConfigError(
-            f"{subject}: train.model_path: {folder.path} holds a {folder.model_type or folder.architecture} model, "
-            f"of the {_family(folder.architecture)} family, and model {preset.name} is a "
-            f"{_family(preset.architecture)} preset; set model to a preset of the folder's family ({fitting})")
-    if folder.params_m and max(folder.params_m / preset.params_m, preset.params_m / folder.params_m) > SIZE_FACTOR:
-        lora = (f"LoRA on {preset.quantization} weights" if preset.quantization != "none" else "LoRA") \
-            if preset.lora else "full finetuning"
-        return (f"{subject}: train.model_path: {folder.path} holds {folder.params_m:,.1f}M parameters and model "
-                f"{preset.name} {preset.params_m:,.0f}M: its batch size {preset.batch_size}, {lora} and "
-                f"{preset.optimizer} were chosen for its own size; set train.batch_size, train.lora, "
-                "train.quantization, train.optimizer for the folder's")
-    return None
-
-
-def folder_preset(preset, model_path: str | os.PathLike | None):
-    """`preset` with the size and dims of the model at train.model_path (read_folder), for
-    the estimate: the same formula, the preset's train settings (batch size, optimizer,
-    LoRA, ...). The preset itself where there is no folder or its config lacks the dims.
-    The folder's stored precision does not enter: the train stage loads the weights in
-    the training precision (fp32, or bf16 for a LoRA base under bf16) or quantizes them."""
-    if not model_path:
-        return preset
-    folder = read_folder(shared_path(model_path))
-    if folder is None or not folder.params_m or not folder.shape:
-        return preset
-    return dataclasses.replace(preset, params_m=folder.params_m, config={}, tokenizer_vocab_size=0, **folder.shape)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import hub, memory
+from . import hub, memory, model_folder
 from .catalog.datasets import DATASETS
 from .catalog.students import STUDENTS
 from .catalog.teachers import TEACHERS
@@ -83,7 +83,7 @@ def preflight(params, online: bool = True, run: set[str] | None = None) -> list[
         subject = f"model {student.name}"
         if params.train.model_path:
             hub.local_folder(subject, "train.model_path", shared_path(params.train.model_path))
-            note(memory.check_folder(subject, student, params.train.model_path))
+            note(model_folder.check_folder(subject, student, params.train.model_path))
         elif not student.offline:
             note(hub.check(subject, student.hub_id, "student", online))
         memory.check_cpu_bitsandbytes(subject, student, params.train)

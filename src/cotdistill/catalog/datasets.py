@@ -1,7 +1,7 @@
 """The datasets params may name, and what validation must know about each: plain data.
 
 The loaders behind these names live in the `datasets` package (a generator per synthetic
-dataset, a Hub / packaged / local reader per real one), and the step checkers in steps.py;
+dataset, a Hub / packaged / local reader per real one), and the step checkers in steps/;
 tests hold those registries to this table.
 """
 
@@ -27,7 +27,7 @@ class DatasetInfo:
     # Sources whose records carry a gold rationale (the `gold` variant trains on it); a
     # local file has one when prepare.local.rationale names its column.
     rationale_sources: tuple[str, ...] = ("synthetic",)
-    step_checker: bool = False  # steps.py can check a CoT's intermediate steps (filter.verify_steps)
+    step_checker: bool = False  # steps/ can check a CoT's intermediate steps (filter.verify_steps)
     splits: str = "generated: train, validation, test, test_ood"
     sizes: str = "any (prepare.n_*)"
     # Templated questions share long n-grams by construction, so only exact matches count

@@ -16,16 +16,6 @@ from typing import Any, Optional
 from ..registry import Registry
 
 
-# Bytes per base-weight parameter for each storage format (NF4 with double quantization
-# stores 4 bits plus about 0.13 bits of scales).
-WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "8bit": 1.0, "4bit": 0.52}
-# Optimizer state bytes per trainable parameter (Adafactor's factored moments: about 1).
-OPTIMIZER_BYTES = {"adafactor": 1, "adamw_torch": 8, "adamw_torch_fused": 8, "adamw_bnb_8bit": 2,
-                   "paged_adamw_8bit": 2, "paged_adamw_32bit": 8}
-# Sequence lengths the estimate assumes (params.yaml's train.max_source/target_length).
-EST_SOURCE, EST_TARGET = 256, 256
-
-
 @dataclass(frozen=True)
 class StudentPreset:
     name: str
@@ -45,7 +35,7 @@ class StudentPreset:
     quantization: str = "none"  # none | 8bit | 4bit base weights (bitsandbytes), with lora
     tokenizer_vocab_size: int = 0  # only for from-config presets
     tokenizer: str = "bpe"  # from-config presets: bpe | char (students/model.py)
-    # Architecture, for the memory estimate (from `config` for from-config presets).
+    # Architecture, for the memory estimate (memory.py; from `config` for from-config presets).
     d_model: int = 0
     num_layers: int = 0  # per stack (encoder = decoder); a causal LM has one stack
     num_heads: int = 0
@@ -61,75 +51,6 @@ class StudentPreset:
     def from_config(self) -> bool:
         """Built from `config`, with a tokenizer trained on the training text."""
         return self.hub_id is None and self.package is None
-
-    def _arch(self) -> tuple[int, int, int]:
-        c = self.config
-        return (c.get("d_model", c.get("hidden_size", self.d_model)),
-                c.get("num_layers", c.get("num_hidden_layers", self.num_layers)),
-                c.get("num_heads", c.get("num_attention_heads", self.num_heads)))
-
-    def lora_params_m(self, r: int = 16) -> float:
-        """Trainable LoRA parameters on the attention q and v projections, millions.
-
-        T5: encoder self-attention, decoder self- and cross-attention, 3 attention blocks
-        per layer pair; a causal LM: 1 per layer (GPT-2's fused qkv projection takes about
-        as many). Each with q and v of about d_model x d_model.
-        """
-        d, layers, _ = self._arch()
-        blocks = 3 if self.architecture == "t5" else 1
-        return blocks * layers * 2 * r * (d + d) / 1e6
-
-    def training_memory_gb(self, batch_size: int | None = None, lora_r: int = 16) -> float:
-        """Rough peak accelerator memory for training under these defaults, in GB.
-
-        Base weights in their storage format (fp32 / bf16 / 8-bit / NF4); for full
-        finetuning, gradients in the training precision, fp32 master weights under mixed
-        precision and the optimizer state; for LoRA, only the adapters carry fp32 weights,
-        gradients and optimizer state. Activations per layer follow Korthikanti et al.
-        (2022): s*b*h*(34 + 5*a*s/h) bytes in 16-bit, or only each layer's input (2*s*b*h)
-        under gradient checkpointing, and once more for the layer being backpropagated
-        (its activations' gradients), at 256 source + 256 target tokens (a T5 encoder and
-        decoder each see one, the decoder with a cross-attention block more; a causal LM
-        sees both in one sequence); the logits over the vocabulary (a causal LM computes
-        them at every position); plus 10%. An upper bound: dynamic padding makes most
-        batches shorter. Only the model's training: the process that runs it (Python,
-        torch, transformers) is memory.Device.process_gb.
-        """
-        n = self.params_m * 1e6
-        half = self.precision in ("bf16", "fp16")
-        wfmt = self.quantization if self.quantization != "none" else self.precision
-        opt = OPTIMIZER_BYTES.get(self.optimizer, 8)
-        if self.lora:
-            trainable = self.lora_params_m(lora_r) * 1e6
-            static = n * WEIGHT_BYTES[wfmt] + trainable * (4 + 4 + opt)
-        else:
-            wb = WEIGHT_BYTES[self.precision]
-            static = n * (wb + wb + (4 if half else 0) + opt)
-        d, layers, heads = self._arch()
-        b = batch_size or self.batch_size
-        act_bytes = 1 if half else 2  # the formula is for 16-bit activations
-        act, largest = 0.0, 0.0
-        causal = self.architecture == "causal"
-        for stack, s in enumerate((EST_SOURCE + EST_TARGET,) if causal else (EST_SOURCE, EST_TARGET)):
-            per_sbh = 34 + 5 * heads * s / max(d, 1)
-            if stack == 1:
-                # A T5 decoder layer has a second attention block, cross-attention over the
-                # encoder's output: Korthikanti's attention share again, 11 + 5*a*s/h
-                # (measured for issue 23: without it T5 folders trained above the estimate).
-                per_sbh += 11 + 5 * heads * EST_SOURCE / max(d, 1)
-            full = s * b * d * per_sbh * act_bytes
-            act += layers * 2 * s * b * d * act_bytes + full if self.gradient_checkpointing else layers * full
-            largest = max(largest, full)
-        # The layer being backpropagated also holds the gradients of its activations (at
-        # most as large as they are); under checkpointing that doubles the one layer held
-        # (measured for issue 23: a checkpointed Llama folder trained 0.4 GB above without it).
-        act += largest
-        # The logits over the vocabulary (the decoder's; a causal LM's at every position):
-        # 16-bit logits (2 * act_bytes bytes: 2 in 16-bit, 4 in fp32), their fp32 copy in the
-        # loss (in fp32: the log-softmax's output) and its gradient, 4 + 4 bytes.
-        vocab = self.tokenizer_vocab_size or self.vocab_size or 32128
-        act += b * (EST_SOURCE + EST_TARGET if causal else EST_TARGET) * vocab * (2 * act_bytes + 8)
-        return round((static + act) * 1.1 / 1e9, 2)
 
 
 STUDENTS: Registry[StudentPreset] = Registry("student preset")

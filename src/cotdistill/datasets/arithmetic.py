@@ -13,7 +13,7 @@ and the external calculator can fix every step it writes. Values stay within
 [1, max_value]; operands of + and - within [1, max_operand]; multiply and divide by 2-4.
 
 `parse_question` reads a question back into (start, [(op, operand), ...]), so that the
-step checker (steps.py) can verify a teacher's CoT against the true chain. The splits are
+step checker (steps/) can verify a teacher's CoT against the true chain. The splits are
 drawn in synthetic.py.
 """
 

@@ -14,7 +14,7 @@ import random
 
 from ..answers import parse_gold
 from ..errors import DataError
-from ..targets import close_rationale
+from ..rationale import close_rationale
 from .records import gsm_reasoning
 
 # reasoning-gym appends an instruction meant for chat models; the record holds the problem.

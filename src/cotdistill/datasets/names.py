@@ -1,5 +1,5 @@
 """The coin-flip task's given names: one list that the generator draws from and the
-step checker (steps.py) reads questions with, in a module light enough for both."""
+step checker (steps/) reads questions with, in a module light enough for both."""
 
 # Short given names, chosen so that no name is a prefix of the others' sentences.
 NAMES = (

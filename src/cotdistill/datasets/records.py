@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Optional
 
 from ..answers import parse_gold
 from ..errors import DataError
-from ..targets import close_rationale
+from ..rationale import close_rationale
 
 
 class RowError(ValueError):

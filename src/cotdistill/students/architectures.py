@@ -1,9 +1,10 @@
 """Which code builds, saves and reloads each student architecture (a preset's
-`architecture`, catalog.ARCHITECTURES): T5 encoder-decoders in model.py, decoder-only
+`architecture`): T5 encoder-decoders in model.py, decoder-only
 causal LMs in causal.py.
 
 The train stage (job.py) and the evaluate stage branch here and nowhere else; the
-training batches (batches.py) and decoding (decoding.py) follow the model they are given.
+training batches (batches.py) take the architecture's encoding, collator and label
+alignment from here, and decoding (decoding.py) follows the model it is given.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Callable
 
 from ..registry import Registry
 from . import causal, model
+from .batches import seq2seq_encode
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class Architecture:
     load_tokenizer: Callable[[Any], Any]  # model folder -> tokenizer
     source: Callable[[str], str]  # a question -> the text the student reads
     stop_strings: tuple[str, ...]  # decoding also stops once one is written (T5: EOS only)
+    encode: Callable[..., list[dict]]  # (tokenizer, sources, targets, max_source, max_target) -> token rows
+    collator: Callable[..., tuple[Any, bool]]  # (tokenizer, model) -> one-task collator, remove_unused_columns
+    align: Callable[[Any, Any], tuple[Any, Any]]  # (logits, labels) -> each logit with the label it predicts
 
     @property
     def causal(self) -> bool:
@@ -41,9 +46,22 @@ def _t5_tokenizer(folder):
     return AutoTokenizer.from_pretrained(folder)
 
 
+def _t5_collator(tokenizer, model) -> tuple[Any, bool]:
+    """transformers' seq2seq collator: it pads, and makes the decoder inputs from the labels
+    (the Trainer then drops the columns the model does not take)."""
+    from transformers import DataCollatorForSeq2Seq
+
+    return DataCollatorForSeq2Seq(tokenizer, model=model, padding=True), True
+
+
+def _aligned(logits, labels):
+    return logits, labels  # an encoder-decoder's logit t predicts label t
+
+
 ARCHITECTURES: Registry[Architecture] = Registry("student architecture")
 ARCHITECTURES.register("t5", Architecture("t5", model.load_student, model.apply_lora, model.save_trained,
-                                          model.load_trained, _t5_tokenizer, _same, ()))
+                                          model.load_trained, _t5_tokenizer, _same, (), seq2seq_encode, _t5_collator,
+                                          _aligned))
 ARCHITECTURES.register("causal", Architecture("causal", causal.load_student, causal.apply_lora, causal.save_trained,
                                               causal.load_trained, causal.load_tokenizer, causal.prompt_text,
-                                              causal.STOP_STRINGS))
+                                              causal.STOP_STRINGS, causal.encode, causal.collator, causal.align))

@@ -30,6 +30,7 @@ from ..errors import DataError
 from ..paths import shared_path
 from ..quantization import dequantized, quantization_config
 from .model import apply_lora as _apply_lora, load_trained as _load_trained, quantized_device_map
+from .batches import IGNORE, PadCollator
 from .model import save_trained as _save_trained, through_base_dir, train_tokenizer
 
 BOS = "<s>"
@@ -46,6 +47,32 @@ def prompt_text(question: str) -> str:
 
 def completion_text(target: str) -> str:
     return " " + str(target)
+
+
+def encode(tokenizer, sources: list[str], targets: list[str], max_source: int, max_target: int) -> list[dict]:
+    """prompt + completion + EOS per example; labels: -100 on the prompt, the ids elsewhere.
+
+    Prompt and completion are tokenized apart, as decoding sees them (the prompt alone,
+    then generated tokens). The prompt keeps its last max_source tokens (the tokenizer
+    truncates on the left), the completion its first max_target - 1 and EOS.
+    """
+    prompts = tokenizer([prompt_text(s) for s in sources], max_length=max_source, truncation=True)["input_ids"]
+    completions = tokenizer([completion_text(t) for t in targets], add_special_tokens=False)["input_ids"]
+    rows = []
+    for p, c in zip(prompts, completions):
+        c = c[: max_target - 1] + [tokenizer.eos_token_id]
+        rows.append({"input_ids": p + c, "labels": [IGNORE] * len(p) + c})
+    return rows
+
+
+def collator(tokenizer, model) -> tuple[PadCollator, bool]:
+    """One-task batches of encode's rows (the Trainer keeps every column: it does not drop any)."""
+    return PadCollator(tokenizer.pad_token_id), False
+
+
+def align(logits, labels):
+    """Position t predicts token t + 1: each logit with the label it is scored against."""
+    return logits[:, :-1], labels[:, 1:]
 
 
 def prepare_tokenizer(tokenizer):

@@ -13,14 +13,15 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import machine, memory, quantization, tracking
+from .. import machine, memory, model_folder, quantization, tracking
 from ..config import Params, flatten, to_dict
 from ..io import atomic_dir, write_json, write_text
 from ..paths import shared_path
+from ..variants import SETTING_KEYS, VARIANTS
 from .architectures import ARCHITECTURES
 from .model import describe_tokenizer, tokenizer_corpus
 from .training import CHECKPOINT_TOKENIZER, ResolvedTrain, run_key, train
@@ -42,15 +43,16 @@ class Job:
     rank: int  # 0: the process that logs and saves
     threads: int  # torch CPU threads in use (recorded: float results depend on it)
     inputs: tuple = ()  # tracking.DataInput: the data the run trains on (MLflow dataset inputs)
-    multitask_alpha: float | None = None  # the multitask variant's loss weight (its pairs are triples)
+    settings: dict = field(default_factory=dict)  # the variant's, from its data folder (Variant.read_settings)
 
 
-def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, str]],
-                  val_pairs: list[tuple[str, str]], checkpoints: Path, out: Path,
+def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, ...]],
+                  val_pairs: list[tuple[str, ...]], checkpoints: Path, out: Path,
                   on_saved: Callable[[dict, list[dict], dict], None] | None = None,
                   ) -> tuple[dict, list[dict], dict] | None:
-    """Train `job` on (question, target) pairs and save the student to `out`; returns its
-    metrics, training curve and timings (rank 0; None on the other ranks).
+    """Train `job` on its variant's examples, (question, the target of each task), and save
+    the student to `out`; returns its metrics, training curve and timings (rank 0; None on
+    the other ranks).
 
     `train_rows` (the prepared train split) train a from-config student's tokenizer.
     Checkpoints go to checkpoints/<run key>/, so that a killed run resumes from its last
@@ -62,12 +64,12 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
 
     params, preset, cfg = job.params, job.preset, job.cfg
     arch = ARCHITECTURES.get(preset.architecture)
-    alpha = {} if job.multitask_alpha is None else {"multitask_alpha": job.multitask_alpha}
+    variant = VARIANTS.get(job.variant)
     # the float signature too: a checkpoint made with other threads or float code paths must
     # not be resumed into this run, whose weights would then depend on that history
     key = run_key({"variant": job.variant, "model": params.model, "seed": params.seed, "threads": params.threads,
                    "floats": machine.float_key(machine.signature(job.threads)),
-                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs, **alpha})
+                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs, **job.settings})
     checkpoint_dir = checkpoints / key
     # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
     # a frozen LoRA base is loaded in bf16 to halve its memory.
@@ -84,7 +86,7 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     subject = f"model {preset.name}"
     memory.check_cpu_bitsandbytes(subject, preset, params.train)
     if cfg.model_path:  # a folder of the other family would load into the wrong model class
-        memory.check_folder(subject, preset, cfg.model_path)
+        model_folder.check_folder(subject, preset, cfg.model_path)
     if params.train.memory_check and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         note = memory.check_fits(subject, preset, cfg)
         if note:
@@ -108,8 +110,8 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
         callbacks = [tracking.loss_callback(run_id)]
     start = time.perf_counter()
     try:
-        metrics, history = train(model, tokenizer, train_pairs, val_pairs, cfg, checkpoint_dir, params.seed,
-                                 callbacks=callbacks, causal=arch.causal, multitask_alpha=job.multitask_alpha)
+        metrics, history = train(model, tokenizer, train_pairs, val_pairs, cfg, checkpoint_dir, params.seed, arch,
+                                 callbacks, variant.tasks, variant.weights(job.settings))
         if not main_process:
             return None
         if monitor:
@@ -156,7 +158,8 @@ def _save(job: Job, model, tokenizer, metrics: dict, key: str, run_id: str, base
             base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else preset.hub_id
             metrics["saved_as"] = arch.save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
         write_json(tmp / "run.json", {"run_key": key, "variant": job.variant, "model": params.model,
-                                      "architecture": preset.architecture, "multitask_alpha": job.multitask_alpha,
+                                      "architecture": preset.architecture,
+                                      **{k: job.settings.get(k) for k in SETTING_KEYS},
                                       "resolved_train": to_dict(cfg),
                                       # the processor is named in the stage's metrics: weights made
                                       # alike on two CPUs (machine.PORTABLE) make the same folder

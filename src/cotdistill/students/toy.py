@@ -106,15 +106,15 @@ def toy_causal_arithmetic_student(seed: int = 0, target_loss: float = 1.0, max_s
     with the loss on the completion (batches.py), until its mean loss is below
     `target_loss` (about 50 steps, 20-40 s on one thread), in eval mode."""
     from ..catalog.students import STUDENTS
-    from .batches import causal_encode, pad_rows
-    from .causal import load_student
+    from .batches import pad_rows
+    from .causal import encode, load_student
 
     rng = random.Random(seed)
     pairs = toy_pairs(rng)
     model, tok = load_student(STUDENTS.get("llama-tiny"), [s for p in pairs for s in p], seed=seed)
 
     def batch_loss(batch):
-        rows = causal_encode(tok, [s for s, _ in batch], [t for _, t in batch], 256, 256)
+        rows = encode(tok, [s for s, _ in batch], [t for _, t in batch], 256, 256)
         return model(**pad_rows(rows, tok.pad_token_id)).loss
 
     train_to_target(model, batch_loss, pairs, rng, target_loss, max_steps, "llama-tiny")

@@ -1,10 +1,11 @@
 """From finished cells to the study's numbers: mean and sd over seeds per (task, student),
 pooled paired tests against the answer-only baseline, the teacher's yield.
 
-A student is a variant, with the teacher mode for teacher-CoT students: `answer`, `gold`,
-`cot[hint]`, ... The answer and gold students do not depend on the teacher, so they are
-taken from the first teacher mode's cells; `baseline_stable` says whether every other
-mode's cells reproduced them exactly (the controlled comparison).
+A student is a variant, with the teacher mode for the variants built from the teacher's
+CoTs: `answer`, `gold`, `cot[hint]`, `multitask[hint]`, ... The answer and gold students
+do not depend on the teacher, so they are taken from the first teacher mode's cells;
+`baseline_stable` says whether every other mode's cells reproduced them exactly (the
+controlled comparison).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Optional
 
 from ..splits import PREFIX_LABELS, TEST_SPLITS
 from ..stats import mcnemar_exact
+from ..variants import BASELINE, VARIANTS
 
 # metric prefix, and with the calculator: "id", "ood", "id_calc", "ood_calc"
 SPLITS = tuple(PREFIX_LABELS) + tuple(f"{p}_calc" for p in PREFIX_LABELS)
@@ -38,7 +40,12 @@ class StudentRun:
 
     @property
     def label(self) -> str:
-        return self.variant if self.variant != "cot" else f"cot[{self.mode}]"
+        return f"{self.variant}[{self.mode}]" if self.from_teacher else self.variant
+
+    @property
+    def from_teacher(self) -> bool:
+        """Trained on the teacher's kept CoTs: a student per teacher mode, not one for all."""
+        return VARIANTS.get(self.variant).from_teacher
 
 
 @dataclass
@@ -78,13 +85,14 @@ def accuracy_from_metrics(m: dict) -> dict[str, float]:
 
 
 def select_runs(runs: list[StudentRun], first_mode: str) -> tuple[list[StudentRun], dict[str, bool]]:
-    """The runs that define each student: answer and gold from the first teacher mode,
-    cot from every mode. Also task -> whether answer/gold were identical in every mode."""
-    chosen = [r for r in runs if r.variant == "cot" or r.mode == first_mode]
+    """The runs that define each student: those of variants not built from the teacher
+    (answer, gold) from the first teacher mode, the others (cot, multitask) from every mode.
+    Also task -> whether the former were identical in every mode."""
+    chosen = [r for r in runs if r.from_teacher or r.mode == first_mode]
     stable: dict[str, bool] = {}
-    ref = {(r.task, r.variant, r.seed): r for r in runs if r.mode == first_mode and r.variant != "cot"}
+    ref = {(r.task, r.variant, r.seed): r for r in runs if r.mode == first_mode and not r.from_teacher}
     for r in runs:
-        if r.variant == "cot" or r.mode == first_mode:
+        if r.from_teacher or r.mode == first_mode:
             continue
         base = ref.get((r.task, r.variant, r.seed))
         same = base is not None and base.outcomes == r.outcomes
@@ -132,7 +140,7 @@ def pooled_test(a: list[StudentRun], b: list[StudentRun], split: str) -> Optiona
             "diff": (sum(xs) - sum(ys)) / len(xs) if xs else 0.0}
 
 
-def comparisons(runs: list[StudentRun], baseline: str = "answer") -> list[dict]:
+def comparisons(runs: list[StudentRun], baseline: str = BASELINE) -> list[dict]:
     """Every student against the baseline, per task and split, pooled over seeds."""
     out = []
     by: dict[tuple[str, str], list[StudentRun]] = {}

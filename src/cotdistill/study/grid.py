@@ -21,6 +21,7 @@ import yaml
 
 from ..config import ConfigError, parse_params
 from ..errors import yaml_error
+from ..variants import BASELINE
 
 TOP_KEYS = ("name", "description", "threads", "jobs", "seeds", "params", "tasks", "variants", "teachers",
             "levers", "lever_questions")
@@ -75,7 +76,7 @@ class Grid:
         for task, task_params in self.tasks.items():
             for lever, lever_params in self.levers.items():
                 over = {**self.params, **task_params, **lever_params, "seed": seed, "threads": self.threads,
-                        "generate.max_questions": self.lever_questions, "train.variants": ["answer"]}
+                        "generate.max_questions": self.lever_questions, "train.variants": [BASELINE]}
                 # (the variants list is what the filter writes targets for; a lever cell
                 # runs the DAG up to the filter and trains nothing)
                 out.append(Cell(f"{self.name}-{task}-lever-{lever}", "lever", task, lever, seed, 2, over))
@@ -170,7 +171,7 @@ def load_grid(path: str | Path, base_params: dict, check_cells: bool = True) -> 
             or len(set(seeds)) != len(seeds):
         raise _fail(path, f"seeds: expected a list of distinct integers, got {seeds!r}")
     variants = data["variants"]
-    if not isinstance(variants, list) or "answer" not in variants:
+    if not isinstance(variants, list) or BASELINE not in variants:
         raise _fail(path, f"variants: expected a list that includes the answer-only baseline, got {variants!r}")
     for key in ("threads", "jobs", "lever_questions"):
         if key in data and (not isinstance(data[key], int) or data[key] < 1):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..io import atomic_path, write_text
 from ..machine import describe, float_key
+from ..variants import BASELINE
 from .analysis import SPLIT_NAMES, SPLITS, StudentRun, Summary, comparisons, select_runs, summarise
 from .committed import CELLS, OUTCOMES, Results
 from .grid import Grid
@@ -31,10 +32,13 @@ def _p(p: float) -> str:
 
 
 def _order(label: str, grid: Grid) -> tuple:
-    modes = list(grid.teachers)
-    if label.startswith("cot["):
-        return (2, modes.index(label[4:-1]) if label[4:-1] in modes else 99)
-    return (0 if label == "answer" else 1, 0)
+    """The baseline, the students made without the teacher, then those made from its CoTs
+    (StudentRun.label: `variant[mode]`), each by teacher mode."""
+    variant, _, mode = label.rstrip("]").partition("[")
+    if mode:
+        modes = list(grid.teachers)
+        return (2, modes.index(mode) if mode in modes else 99, variant)
+    return (0 if label == BASELINE else 1, 0, variant)
 
 
 def accuracy_table(summaries: list[Summary], grid: Grid, ran_on: dict[tuple[str, str], str]) -> list[str]:
