@@ -61,7 +61,8 @@ def worker(steps: int, n_decode: int, threads: int) -> dict:
     from cotdistill.datasets.synthetic import load_coin_flip
     from cotdistill.decoding import DecodeOptions, decode
     from cotdistill.students.architectures import ARCHITECTURES
-    from cotdistill.students.model import load_student, tokenizer_corpus
+    from cotdistill.students.t5 import load_student
+    from cotdistill.students.tokenizer import tokenizer_corpus
     from cotdistill.students.training import resolve, train
     from cotdistill.variants import gold_rows
 

@@ -69,11 +69,11 @@ def texts(n: int, seed: int) -> list[str]:
 def build_folder(folder: Path, family: str, config: dict, corpus: list[str]) -> None:
     """A random-weight model of `config` and its tokenizer, as save_pretrained writes them."""
     from cotdistill.catalog.students import STUDENTS
-    from cotdistill.students import causal, model
+    from cotdistill.students import causal, t5
 
     base = STUDENTS.get("t5-tiny" if family == "t5" else "llama-tiny")
     preset = dataclasses.replace(base, config={**base.config, **config}, tokenizer_vocab_size=VOCAB)
-    build = model.load_student if family == "t5" else causal.load_student
+    build = t5.load_student if family == "t5" else causal.load_student
     m, tok = build(preset, corpus, seed=0)
     m.save_pretrained(folder)
     tok.save_pretrained(folder)

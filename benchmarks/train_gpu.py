@@ -169,7 +169,8 @@ def free(device) -> None:
 def bench_model(name, args, device, bf16, peak_rate) -> list[dict]:
     import torch
 
-    from cotdistill.students.model import LORA_TARGETS, apply_lora
+    from cotdistill.students.t5 import LORA_TARGETS
+    from cotdistill.students.weights import apply_lora
 
     config, model, flops_fn, task_type, auto_cls = build(name, args.cpu_smoke)
     causal = task_type == "CAUSAL_LM"

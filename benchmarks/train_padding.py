@@ -100,7 +100,8 @@ def main() -> None:
     from transformers import DataCollatorForSeq2Seq
 
     from cotdistill.config import load_params
-    from cotdistill.students.model import build_from_config, train_tokenizer
+    from cotdistill.students.t5 import build_from_config
+    from cotdistill.students.tokenizer import train_tokenizer
     from cotdistill.catalog.students import STUDENTS
     from cotdistill.students.architectures import ARCHITECTURES
     from cotdistill.students.batches import training_data

@@ -10,15 +10,10 @@ that is neither cached nor reachable, or a student whose training cannot fit the
 reruns prepare.
 """
 
-import sys
-from pathlib import Path
-
-# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
-# temporary copy of the repository, which must run its own code (an editable install points at
-# the main workspace, which may have moved on since the experiment was queued).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import _checkout  # noqa: F401
 
 import logging
+from pathlib import Path
 
 from cotdistill import stage
 from cotdistill.config import load_params, read_yaml

@@ -6,15 +6,10 @@ is scored on its label task (what it answers at test time); its rationale task i
 and scored too, as a diagnostic (metrics["rationale"], rationale_predictions.jsonl).
 """
 
-import sys
-from pathlib import Path
-
-# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
-# temporary copy of the repository, which must run its own code (an editable install points at
-# the main workspace, which may have moved on since the experiment was queued).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import _checkout  # noqa: F401
 
 import time
+from pathlib import Path
 
 from cotdistill import machine, stage, tracking
 from cotdistill.config import flatten, load_params, to_dict
@@ -44,7 +39,7 @@ def main(argv=None):
         rows = read_jsonl(path) if path.exists() else []
         if rows:
             splits[stem] = rows[: cfg.max_examples] if cfg.max_examples else rows
-    from cotdistill.students.model import check_model_folder
+    from cotdistill.students.weights import check_model_folder
 
     check_model_folder(args.model)  # one line naming a missing or damaged file, not a traceback
     run = read_json(Path(args.model) / "run.json")

@@ -5,14 +5,9 @@ training targets of every variant in train.variants to <out>/<variant>/{train,va
 A filter that keeps no CoT for a variant built from them (cot, multitask) fails here (after
 writing its metrics, with the drops by reason), not later in train@cot."""
 
-import sys
+import _checkout  # noqa: F401
+
 from pathlib import Path
-
-# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
-# temporary copy of the repository, which must run its own code (an editable install points at
-# the main workspace, which may have moved on since the experiment was queued).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
 
 from cotdistill import stage
 from cotdistill.config import load_params, to_dict

@@ -4,13 +4,7 @@ Requests go through a persistent cache at the repository root, so a rerun, a res
 run or another experiment with the same teacher settings pays for nothing twice.
 """
 
-import sys
-from pathlib import Path
-
-# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
-# temporary copy of the repository, which must run its own code (an editable install points at
-# the main workspace, which may have moved on since the experiment was queued).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import _checkout  # noqa: F401
 
 from cotdistill import machine, stage
 from cotdistill.catalog.teachers import TEACHERS

@@ -4,13 +4,7 @@ Also writes data/prepared/report.json: the ids behind every contamination count 
 location of every malformed row counted in the metrics.
 """
 
-import sys
-from pathlib import Path
-
-# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
-# temporary copy of the repository, which must run its own code (an editable install points at
-# the main workspace, which may have moved on since the experiment was queued).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import _checkout  # noqa: F401
 
 from cotdistill import stage
 from cotdistill.config import load_params, to_dict

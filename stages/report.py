@@ -1,14 +1,9 @@
 """report: the paper-style table of every variant's accuracy, as Markdown, plus the data
 of the `dvc plots` accuracy chart."""
 
-import sys
+import _checkout  # noqa: F401
+
 from pathlib import Path
-
-# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
-# temporary copy of the repository, which must run its own code (an editable install points at
-# the main workspace, which may have moved on since the experiment was queued).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
 
 from cotdistill import stage
 from cotdistill.config import load_params

@@ -3,15 +3,10 @@ multitask label + rationale student) and log it to MLflow. Runs as `python stage
 or under `accelerate launch` (DDP, FSDP, DeepSpeed); with several processes only rank 0 writes
 outputs and logs."""
 
-import sys
-from pathlib import Path
-
-# This checkout's package, not the installed one: a queued `dvc exp run` runs the stages in a
-# temporary copy of the repository, which must run its own code (an editable install points at
-# the main workspace, which may have moved on since the experiment was queued).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import _checkout  # noqa: F401
 
 import os
+from pathlib import Path
 
 from cotdistill import stage, tracking
 from cotdistill.catalog.students import STUDENTS

@@ -166,6 +166,7 @@ def interrupting(real):
 
 io.atomic_path, io.atomic_dir = interrupting(io.atomic_path), interrupting(io.atomic_dir)
 sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))  # as `python script` does: stages/_checkout
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 

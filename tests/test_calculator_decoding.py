@@ -40,7 +40,7 @@ def _metaspace_tokenizer(texts: list[str]):
 
 @pytest.fixture(scope="module", params=["byte-level", "metaspace"])
 def tok(request):
-    from cotdistill.students.model import train_tokenizer
+    from cotdistill.students.tokenizer import train_tokenizer
 
     return train_tokenizer(_texts(), 500) if request.param == "byte-level" else _metaspace_tokenizer(_texts())
 

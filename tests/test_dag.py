@@ -1,11 +1,11 @@
 """The DAG tells the truth: every stage's dvc.yaml deps cover exactly the project code it runs.
 
-A stage runs its script and every `cotdistill` module that the script imports, directly
-or through other modules, at the top of a file or inside a function (a function-level
-import runs when the stage takes that path). That set is read statically from the
-imports here, and held against the stage's deps: a module that no dep covers means a
-code change that does not rerun the stage (stale outputs), and a code dep that the stage
-never loads means a change that reruns it for nothing.
+A stage runs its script, every module of stages/ that the script imports (_checkout.py),
+and every `cotdistill` module that it imports, directly or through other modules, at the
+top of a file or inside a function (a function-level import runs when the stage takes that
+path). That set is read statically from the imports here, and held against the stage's
+deps: a module that no dep covers means a code change that does not rerun the stage (stale
+outputs), and a code dep that the stage never loads means a change that reruns it for nothing.
 """
 
 import ast
@@ -18,6 +18,7 @@ import pytest
 from .conftest import REPO
 
 SRC = REPO / "src"
+STAGES_DIR = REPO / "stages"
 PACKAGE = "cotdistill"
 
 
@@ -68,16 +69,30 @@ def imported_modules(path: Path) -> set[str]:
     return out
 
 
+def sibling_modules(path: Path) -> set[Path]:
+    """The modules of its own folder that a script imports (`import _checkout` in stages/x.py:
+    Python puts a script's folder first on sys.path); none for a module of src/."""
+    if path.is_relative_to(SRC):
+        return set()
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module)
+    return {f for f in (path.parent / f"{n.split('.')[0]}.py" for n in names) if f.is_file() and f != path}
+
+
 @lru_cache(maxsize=None)
 def loaded_files(script: Path) -> frozenset[Path]:
     """Every project file that running `script` can load: the script and, transitively, the
-    cotdistill modules it imports."""
+    modules of its folder and the cotdistill modules it imports."""
     seen: set[Path] = {script}
     todo = [script]
     while todo:
         path = todo.pop()
-        for name in imported_modules(path):
-            f = module_file(name)
+        for f in sibling_modules(path) | {module_file(name) for name in imported_modules(path)}:
             if f not in seen:
                 seen.add(f)
                 todo.append(f)
@@ -152,7 +167,13 @@ def test_an_unlisted_import_is_caught(tmp_path):
     assert uncovered == ["src/cotdistill/calculator.py"]
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "stages").glob("*.py")))
+def test_the_walk_follows_a_stage_into_its_own_folder():
+    # every stage script imports stages/_checkout.py (which puts its checkout's src/ first on sys.path)
+    for script in sorted(STAGES_DIR.glob("[!_]*.py")):
+        assert STAGES_DIR / "_checkout.py" in loaded_files(script), script.name
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in STAGES_DIR.glob("[!_]*.py")))
 def test_a_stage_runs_the_package_of_its_own_checkout(tmp_path, script):
     """A queued `dvc exp run` runs the stages in a temporary copy of the repository: they
     must import that copy's `cotdistill`, not the installed one (an editable install points
@@ -164,8 +185,11 @@ def test_a_stage_runs_the_package_of_its_own_checkout(tmp_path, script):
     copy = tmp_path / "copy"
     shutil.copytree(REPO / "stages", copy / "stages")
     shutil.copytree(SRC, copy / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    # what `python copy/stages/<script>` does: the script's folder first on sys.path (runpy alone
+    # does not put it there), the installed package still importable behind it
     probe = ("import runpy, sys\n"
              f"sys.argv = [{str(copy / 'stages' / script)!r}, '--help']\n"
+             f"sys.path.insert(0, {str(copy / 'stages')!r})\n"
              "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
              "import cotdistill\nprint('PACKAGE', cotdistill.__file__)\n")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -221,7 +221,7 @@ def _saved_student(folder):
     (lambda f: (f / "config.json").unlink(), r"{f}: no config.json or adapter_config.json"),
 ])
 def test_a_damaged_model_folder_is_named(tmp_path, damage, expected):
-    from cotdistill.students.model import check_model_folder
+    from cotdistill.students.weights import check_model_folder
 
     folder = tmp_path / "cot"
     _saved_student(folder)

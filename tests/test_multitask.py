@@ -13,7 +13,7 @@ from cotdistill.catalog.students import STUDENTS
 from cotdistill.students.architectures import ARCHITECTURES
 from cotdistill.students.batches import pad_rows, task_losses, training_data, weighted_loss
 from cotdistill.students.causal import load_student as load_causal
-from cotdistill.students.model import load_student as load_t5
+from cotdistill.students.t5 import load_student as load_t5
 from cotdistill.students.training import NOT_TRAINING, resolve
 from cotdistill.variants import SETTINGS_FILE, VARIANTS, variant_rows
 

@@ -166,11 +166,14 @@ def test_a_hub_student_loads_from_train_model_path(tmp_path):
     """train.model_path: the Hub student's code path on a saved config-built model."""
     import torch
 
-    from cotdistill.students.model import load_pretrained, load_student
+    from transformers import T5ForConditionalGeneration
+
+    from cotdistill.students.t5 import load_student
+    from cotdistill.students.weights import load_pretrained
 
     folder = save_checkpoint(tmp_path / "t5")
     model, tok = load_student(STUDENTS.get("t5-small"), [], seed=0, model_path=str(folder))
-    ref, _ = load_pretrained(str(folder))
+    ref, _ = load_pretrained(str(folder), T5ForConditionalGeneration)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
 
 

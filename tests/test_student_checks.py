@@ -159,7 +159,7 @@ def test_a_loaded_tokenizer_is_described_by_its_class_and_kind():
     from transformers import LlamaTokenizer, T5Tokenizer
 
     from cotdistill.students.causal import causal_tokenizer
-    from cotdistill.students.model import describe_tokenizer, train_tokenizer
+    from cotdistill.students.tokenizer import describe_tokenizer, train_tokenizer
 
     texts = ["A coin is heads up. 12 flips."] * 5
     t5 = T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581a", -1.0), ("b", -2.0)], extra_ids=3)

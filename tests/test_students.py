@@ -4,9 +4,11 @@ import dataclasses
 
 import pytest
 import torch
+from transformers import T5ForConditionalGeneration
 
-from cotdistill.students.model import (build_from_config, load_pretrained, load_student, tokenizer_corpus,
-                                       train_tokenizer)
+from cotdistill.students.t5 import build_from_config, load_student
+from cotdistill.students.tokenizer import tokenizer_corpus, train_tokenizer
+from cotdistill.students.weights import load_pretrained
 from cotdistill.catalog.students import STUDENTS
 from cotdistill.memory import defaults_gb, lora_params_m
 from cotdistill.students.architectures import ARCHITECTURES
@@ -52,7 +54,7 @@ def test_hub_path_loads_a_local_checkpoint(tmp_path):
     model, tok = load_student(preset, TEXTS, seed=0)
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    loaded, ltok = load_pretrained(str(tmp_path))
+    loaded, ltok = load_pretrained(str(tmp_path), T5ForConditionalGeneration)
     enc = ltok(["Is the coin still heads up?"], return_tensors="pt")
     with torch.no_grad():
         a = model.generate(**enc, max_new_tokens=5, do_sample=False)
@@ -175,7 +177,7 @@ def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
 @pytest.mark.parametrize("quantization,lora_save,optimizer", [("8bit", "adapter", "adamw_bnb_8bit"),
                                                                ("4bit", "merged", "paged_adamw_8bit")])
 def test_quantized_lora_trains_saves_and_loads_back(tmp_path, quantization, lora_save, optimizer):
-    from cotdistill.students.model import apply_lora, load_trained, save_trained
+    from cotdistill.students.t5 import apply_lora, load_trained, save_trained
 
     preset = STUDENTS.get("t5-mini")  # d_model 128: bitsandbytes' CPU NF4 needs >= 64
     cfg = resolve(section("train", max_steps=6, batch_size=8, save_steps=6, eval_steps=6, logging_steps=1, lora=True,

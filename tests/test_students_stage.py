@@ -137,7 +137,7 @@ def test_stage_trains_gold_variant_with_4bit_lora_adapters(tmp_path):
     m = json.loads((tmp_path / "metrics" / "gold.json").read_text())
     assert m["saved_as"] == "adapter" and m["trainable_params_m"] < 0.1 < 0.8 < m["params_m"]
     assert (out / "adapter_config.json").exists() and (out / "base" / "config.json").exists()
-    from cotdistill.students.model import load_trained
+    from cotdistill.students.t5 import load_trained
 
     model = load_trained(out)
     assert type(model).__name__ == "PeftModelForSeq2SeqLM"

@@ -1,7 +1,7 @@
 """Student presets: a short name -> where the weights come from and per-size defaults.
 
 Plain data (no torch import): params validation reads it in every stage.
-Two architectures (`architecture`): T5 encoder-decoders (students/model.py) and
+Two architectures (`architecture`): T5 encoder-decoders (students/t5.py) and
 decoder-only causal LMs (students/causal.py). Sizes are the published parameter counts
 of the checkpoints. The T5 defaults are what fits a single 80 GB GPU for training; the
 causal defaults what fits a 24 GB one, the card these small decoders are usually tuned
@@ -34,7 +34,7 @@ class StudentPreset:
     lora: bool = False  # train LoRA adapters on frozen base weights
     quantization: str = "none"  # none | 8bit | 4bit base weights (bitsandbytes), with lora
     tokenizer_vocab_size: int = 0  # only for from-config presets
-    tokenizer: str = "bpe"  # from-config presets: bpe | char (students/model.py)
+    tokenizer: str = "bpe"  # from-config presets: bpe | char (students/tokenizer.py)
     # Architecture, for the memory estimate (memory.py; from `config` for from-config presets).
     d_model: int = 0
     num_layers: int = 0  # per stack (encoder = decoder); a causal LM has one stack

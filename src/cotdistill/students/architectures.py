@@ -1,5 +1,5 @@
 """Which code builds, saves and reloads each student architecture (a preset's
-`architecture`): T5 encoder-decoders in model.py, decoder-only
+`architecture`): T5 encoder-decoders in t5.py, decoder-only
 causal LMs in causal.py.
 
 The train stage (job.py) and the evaluate stage branch here and nowhere else; the
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..registry import Registry
-from . import causal, model
+from . import causal, t5
 from .batches import seq2seq_encode
 
 
@@ -59,8 +59,8 @@ def _aligned(logits, labels):
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("student architecture")
-ARCHITECTURES.register("t5", Architecture("t5", model.load_student, model.apply_lora, model.save_trained,
-                                          model.load_trained, _t5_tokenizer, _same, (), seq2seq_encode, _t5_collator,
+ARCHITECTURES.register("t5", Architecture("t5", t5.load_student, t5.apply_lora, t5.save_trained,
+                                          t5.load_trained, _t5_tokenizer, _same, (), seq2seq_encode, _t5_collator,
                                           _aligned))
 ARCHITECTURES.register("causal", Architecture("causal", causal.load_student, causal.apply_lora, causal.save_trained,
                                               causal.load_trained, causal.load_tokenizer, causal.prompt_text,

@@ -1,7 +1,7 @@
 """Build or load a decoder-only (causal LM) student and its tokenizer; save and reload it.
 
 - From-config presets (llama-tiny): a LlamaForCausalLM built from `LlamaConfig`, with
-  model.py's byte-level tokenizer plus a bos token (nothing downloaded).
+  tokenizer.py's byte-level tokenizer plus a bos token (nothing downloaded).
 - Package presets (smollm2-135m): the GGUF file a pip package ships, dequantized by
   transformers (`gguf_file=`).
 - Hub presets (qwen2.5-*, smollm2-*, llama-3.2-1b, gpt2*): `from_pretrained` on a Hub id
@@ -25,13 +25,9 @@ from typing import Iterable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from .. import hub
-from ..errors import DataError
-from ..paths import shared_path
-from ..quantization import dequantized, quantization_config
-from .model import apply_lora as _apply_lora, load_trained as _load_trained, quantized_device_map
+from . import weights
 from .batches import IGNORE, PadCollator
-from .model import save_trained as _save_trained, through_base_dir, train_tokenizer
+from .tokenizer import train_tokenizer
 
 BOS = "<s>"
 PROMPT = "{question}\nAnswer:"
@@ -87,7 +83,7 @@ def prepare_tokenizer(tokenizer):
 
 
 def causal_tokenizer(texts: Iterable[str], vocab_size: int, kind: str = "bpe"):
-    """model.py's byte-level tokenizer (pad, eos, unk; digits split or one token per byte)
+    """tokenizer.py's byte-level tokenizer (pad, eos, unk; digits split or one token per byte)
     with a bos token that starts every encoded text, and no eos appended: the completion's
     EOS is added by the training data (batches.py), never to a prompt."""
     from tokenizers import processors
@@ -106,62 +102,51 @@ def build_from_config(preset, tokenizer, seed: int) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def load_pretrained(path: str, quantization: str | None = None, dtype: torch.dtype | None = None,
-                    gguf_file: str | None = None):
-    """(model, tokenizer) from a Hub id, a local folder, or a GGUF file in folder `path`."""
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path, **kwargs))
-    qc = quantization_config(quantization)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype or torch.float32, quantization_config=qc,
-        device_map=quantized_device_map() if qc is not None else None, **kwargs)
-    if gguf_file:
-        dequantized(model)
-    return model, tokenizer
+def _pretrained(path: str, quantization: str | None = None, dtype: torch.dtype | None = None,
+                gguf_file: str | None = None):
+    """weights.load_pretrained for a causal LM, with its tokenizer prepared as training and decoding use it."""
+    model, tokenizer = weights.load_pretrained(path, AutoModelForCausalLM, quantization, dtype, gguf_file)
+    return model, prepare_tokenizer(tokenizer)
 
 
 def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "none",
                  dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None,
                  model_path: str | None = None):
-    """(model, tokenizer) for a causal student preset, as model.load_student does for T5.
+    """(model, tokenizer) for a causal student preset, as t5.load_student does for T5.
 
     A from-config or GGUF student that is to be quantized or to carry adapters is first
     saved to `base_dir` and loaded from there (bitsandbytes quantizes while loading, and
     cannot read a GGUF file); that folder is the base the adapter folder keeps.
     """
     quantization = quantization or "none"
-    if model_path:  # train.model_path: a local copy of a Hub student
-        return load_pretrained(str(shared_path(model_path)), quantization, dtype)
-    if preset.hub_id:
-        # cached but the Hub down: offline at once, as T5 students and the teacher do
-        hub.prepare_load(f"model {preset.name}", preset.hub_id, "student")
-        return load_pretrained(preset.hub_id, quantization, dtype)
+    path, gguf_file = weights.find_pretrained(preset, model_path)
+    if path and not gguf_file:  # train.model_path or a Hub id
+        return _pretrained(path, quantization, dtype)
+
     def build():
-        if preset.package:
-            folder = hub.package_folder(preset.package, "student weights")
-            if not (folder / preset.gguf_file).exists():
-                raise DataError(f"student weights: {folder / preset.gguf_file} is missing")
-            return load_pretrained(str(folder), "none", None, preset.gguf_file)
+        if gguf_file:
+            return _pretrained(path, "none", None, gguf_file)
         tok = causal_tokenizer(texts, preset.tokenizer_vocab_size, tokenizer or preset.tokenizer)
         return build_from_config(preset, tok, seed), tok
 
-    return through_base_dir(build, base_dir, quantization, lambda folder: load_pretrained(folder, quantization, dtype))
+    return weights.through_base_dir(build, base_dir, quantization,
+                                    lambda folder: _pretrained(folder, quantization, dtype))
 
 
 def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool):
     """LoRA adapters on the attention query and value projections (peft's default
     modules per architecture: q_proj / v_proj, GPT-2's fused c_attn)."""
-    return _apply_lora(model, r, alpha, dropout, gradient_checkpointing, targets=None, task_type="CAUSAL_LM")
+    return weights.apply_lora(model, r, alpha, dropout, gradient_checkpointing, None, "CAUSAL_LM")
 
 
 def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | None,
                  dtype: torch.dtype | None = None) -> str:
-    return _save_trained(model, tokenizer, folder, lora_save, base, dtype, model_class=AutoModelForCausalLM)
+    return weights.save_trained(model, tokenizer, folder, lora_save, base, dtype, model_class=AutoModelForCausalLM)
 
 
 def load_trained(folder: str | Path):
     """The trained causal student in `folder` (a full model or adapters on its base)."""
-    return _load_trained(folder, model_class=AutoModelForCausalLM)
+    return weights.load_trained(folder, AutoModelForCausalLM)
 
 
 def load_tokenizer(folder: str | Path):

@@ -23,7 +23,7 @@ from ..io import atomic_dir, write_json, write_text
 from ..paths import shared_path
 from ..variants import SETTING_KEYS, VARIANTS
 from .architectures import ARCHITECTURES
-from .model import describe_tokenizer, tokenizer_corpus
+from .tokenizer import describe_tokenizer, tokenizer_corpus
 from .training import CHECKPOINT_TOKENIZER, ResolvedTrain, run_key, train
 
 log = logging.getLogger(__name__)

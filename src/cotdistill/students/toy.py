@@ -85,7 +85,7 @@ def toy_arithmetic_student(seed: int = 0, target_loss: float = 0.6, max_steps: i
     """(model, tokenizer): t5-mini trained on 64 addition questions until its mean loss is
     below `target_loss` (about 40 steps, 4 s on one thread), in eval mode."""
     from ..catalog.students import STUDENTS
-    from .model import load_student
+    from .t5 import load_student
 
     rng = random.Random(seed)
     pairs = toy_pairs(rng)

@@ -40,7 +40,7 @@ ResolvedTrain = dataclasses.make_dataclass(
     frozen=True)
 # The resolved `tokenizer` of a student that brings its own (Hub, local folder, GGUF file):
 # train.tokenizer names the kind a from-config student trains, which such a student does
-# not; job.py adds the loaded tokenizer's class and kind (model.describe_tokenizer).
+# not; job.py adds the loaded tokenizer's class and kind (tokenizer.describe_tokenizer).
 CHECKPOINT_TOKENIZER = "checkpoint"
 
 
