@@ -41,9 +41,10 @@ test: install
 test-fast: install
 	$(RUN) python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# ruff, configured in pyproject.toml; CI runs it first.
+# ruff, configured in pyproject.toml: the lint rules, then the formatting; CI runs it first.
 lint: install
 	$(RUN) ruff check src stages tests benchmarks
+	$(RUN) ruff format --check src stages tests benchmarks
 
 # The pre-declared results study (studies/cot_distillation.yaml): queues every cell as a
 # DVC experiment, runs them, writes metrics/study/README.md. Hours on 2 cores; rerun to resume.

@@ -36,8 +36,8 @@ def main() -> None:
 
     from cotdistill.catalog.students import STUDENTS
     from cotdistill.students.batches import pad_rows
-    from cotdistill.students.causal import encode as causal_encode
     from cotdistill.students.causal import apply_lora, load_student
+    from cotdistill.students.causal import encode as causal_encode
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -63,14 +63,20 @@ def main() -> None:
         if step:  # the first step allocates and warms up
             times.append(time.perf_counter() - t)
     result = {
-        "model": args.model, "mode": "full" if args.full else f"LoRA r={args.lora_r} (q_proj, v_proj)",
+        "model": args.model,
+        "mode": "full" if args.full else f"LoRA r={args.lora_r} (q_proj, v_proj)",
         "trainable_params_m": round(sum(p.numel() for p in trainable) / 1e6, 3),
-        "batch": args.batch, "tokens_per_row": batch["input_ids"].shape[1],
-        "completion_tokens": int((batch["labels"] != -100).sum()), "threads": torch.get_num_threads(),
-        "load_s": round(load_s, 1), "step_s": [round(x, 1) for x in times],
+        "batch": args.batch,
+        "tokens_per_row": batch["input_ids"].shape[1],
+        "completion_tokens": int((batch["labels"] != -100).sum()),
+        "threads": torch.get_num_threads(),
+        "load_s": round(load_s, 1),
+        "step_s": [round(x, 1) for x in times],
         "mean_step_s": round(sum(times) / len(times), 1),
         "tokens_per_s": round(batch["input_ids"].numel() / (sum(times) / len(times)), 1),
-        "load_average_1min": os.getloadavg()[0], "cpus": os.cpu_count(), "final_loss": round(float(loss), 3),
+        "load_average_1min": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+        "final_loss": round(float(loss), 3),
     }
     print(json.dumps(result, indent=1))
 

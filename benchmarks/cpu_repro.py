@@ -74,8 +74,17 @@ def worker(steps: int, n_decode: int, threads: int) -> dict:
     preset = STUDENTS.get("t5-tiny")
     import dataclasses
 
-    cfg = resolve(dataclasses.replace(params.train, max_steps=steps, save_steps=10**6, eval_steps=10**6,
-                                      logging_steps=1, optimizer=os.environ.get("PROBE_OPTIMIZER")), preset)
+    cfg = resolve(
+        dataclasses.replace(
+            params.train,
+            max_steps=steps,
+            save_steps=10**6,
+            eval_steps=10**6,
+            logging_steps=1,
+            optimizer=os.environ.get("PROBE_OPTIMIZER"),
+        ),
+        preset,
+    )
     model, tok = load_student(preset, tokenizer_corpus(train_rows), seed=0)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as ckpt:
@@ -90,10 +99,14 @@ def worker(steps: int, n_decode: int, threads: int) -> dict:
     start = time.perf_counter()
     outputs = decode(model, tok, questions, 16, DecodeOptions(max_new_tokens=64), progress=False)
     decode_s = time.perf_counter() - start
-    return {"weights": weights.hexdigest()[:16],
-            "outputs": hashlib.sha256("\n".join(outputs).encode()).hexdigest()[:16],
-            "train_loss": metrics["train_loss"], "s_per_step": train_s / steps, "decode_s": decode_s,
-            "signature": machine.signature(threads)}
+    return {
+        "weights": weights.hexdigest()[:16],
+        "outputs": hashlib.sha256("\n".join(outputs).encode()).hexdigest()[:16],
+        "train_loss": metrics["train_loss"],
+        "s_per_step": train_s / steps,
+        "decode_s": decode_s,
+        "signature": machine.signature(threads),
+    }
 
 
 def ops_worker(threads: int) -> dict:
@@ -112,14 +125,28 @@ def ops_worker(threads: int) -> dict:
         return hashlib.sha256(x.detach().contiguous().numpy().tobytes()).hexdigest()[:10]
 
     a, b, x = t(64, 256), t(256, 1024), t(32, 40, 256)
-    out = {"matmul (MKL sgemm)": h(a @ b), "bmm": h(torch.bmm(x[:, :, :64], x[:, :, :64].transpose(1, 2))),
-           "softmax": h(torch.softmax(x, -1)), "log_softmax": h(torch.log_softmax(x, -1)), "sum": h(x.sum(-1)),
-           "rsqrt": h(torch.rsqrt(x.abs() + 1e-6)), "exp": h(torch.exp(x)), "tanh": h(torch.tanh(x)),
-           "gelu (tanh)": h(torch.nn.functional.gelu(x, approximate="tanh")), "sin": h(torch.sin(x)),
-           "cos": h(torch.cos(x)), "silu": h(torch.nn.functional.silu(x)), "log": h(torch.log(x.abs() + 1e-3)),
-           "pow": h(x.abs().pow(1.7)), "sqrt (MKL VML)": h(torch.sqrt(x.abs())), "atan (MKL VML)": h(torch.atan(x))}
-    for name, kw in (("AdamW foreach (adamw_torch)", {"foreach": True}), ("AdamW fused (adamw_torch_fused)",
-                                                                          {"fused": True})):
+    out = {
+        "matmul (MKL sgemm)": h(a @ b),
+        "bmm": h(torch.bmm(x[:, :, :64], x[:, :, :64].transpose(1, 2))),
+        "softmax": h(torch.softmax(x, -1)),
+        "log_softmax": h(torch.log_softmax(x, -1)),
+        "sum": h(x.sum(-1)),
+        "rsqrt": h(torch.rsqrt(x.abs() + 1e-6)),
+        "exp": h(torch.exp(x)),
+        "tanh": h(torch.tanh(x)),
+        "gelu (tanh)": h(torch.nn.functional.gelu(x, approximate="tanh")),
+        "sin": h(torch.sin(x)),
+        "cos": h(torch.cos(x)),
+        "silu": h(torch.nn.functional.silu(x)),
+        "log": h(torch.log(x.abs() + 1e-3)),
+        "pow": h(x.abs().pow(1.7)),
+        "sqrt (MKL VML)": h(torch.sqrt(x.abs())),
+        "atan (MKL VML)": h(torch.atan(x)),
+    }
+    for name, kw in (
+        ("AdamW foreach (adamw_torch)", {"foreach": True}),
+        ("AdamW fused (adamw_torch_fused)", {"fused": True}),
+    ):
         param = torch.nn.Parameter(t(256, 256))
         opt = torch.optim.AdamW([param], lr=1e-3, **kw)
         for _ in range(3):
@@ -136,8 +163,17 @@ def run_arm(arm: str, args, qemu: str | None = None) -> dict:
     env.update(machine.PORTABLE if ARMS[arm] is None else ARMS[arm])
     env["COTDISTILL_FLOAT_PATHS"] = "native"  # the arm's own variables, nothing added
     env.update({"TOKENIZERS_PARALLELISM": "false", "COTDISTILL_LOG": "ERROR", "TRANSFORMERS_VERBOSITY": "error"})
-    cmd = [sys.executable, __file__, "--worker", "--steps", str(args.steps), "--decode", str(args.decode),
-           "--threads", str(args.threads)] + (["--ops"] if args.ops else [])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--steps",
+        str(args.steps),
+        "--decode",
+        str(args.decode),
+        "--threads",
+        str(args.threads),
+    ] + (["--ops"] if args.ops else [])
     if qemu:
         cmd = ["qemu-x86_64", "-cpu", qemu] + cmd
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -156,8 +192,11 @@ def main() -> None:
     ap.add_argument("--qemu", nargs="*", default=[], help="qemu CPU models to emulate (qemu-x86_64 -cpu help)")
     ap.add_argument("--qemu-arms", nargs="+", default=["native", "mkl_compatible", "portable"], choices=list(ARMS))
     ap.add_argument("--json", help="write every run here")
-    ap.add_argument("--ops", action="store_true", help="compare single ops instead of a training run "
-                    "(the portable arm, on this CPU and the --qemu ones)")
+    ap.add_argument(
+        "--ops",
+        action="store_true",
+        help="compare single ops instead of a training run (the portable arm, on this CPU and the --qemu ones)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -186,14 +225,21 @@ def main() -> None:
             runs[(f"qemu {model}", arm)] = [run_arm(arm, args, qemu=model)]
             print(f"qemu {model}: {arm} done", file=sys.stderr, flush=True)
 
-    native = (statistics.median(r["s_per_step"] for r in runs[("this CPU", "native")])
-              if ("this CPU", "native") in runs else None)
+    native = (
+        statistics.median(r["s_per_step"] for r in runs[("this CPU", "native")])
+        if ("this CPU", "native") in runs
+        else None
+    )
     portable_here = runs.get(("this CPU", "portable"), [{}])[0].get("weights")
     cpu = runs[next(iter(runs))][0]["signature"]["cpu"]
-    print(f"\n{args.steps} training steps of t5-tiny (batch 32, gold targets) + {args.decode} greedy decodes, "
-          f"{args.threads} threads; this CPU: {cpu}\n")
-    print("| processor | arm | settings | ATen | weights | same weights every repeat | outputs "
-          "| same weights as native here | same as portable here | s/step (median) | vs native |")
+    print(
+        f"\n{args.steps} training steps of t5-tiny (batch 32, gold targets) + {args.decode} greedy decodes, "
+        f"{args.threads} threads; this CPU: {cpu}\n"
+    )
+    print(
+        "| processor | arm | settings | ATen | weights | same weights every repeat | outputs "
+        "| same weights as native here | same as portable here | s/step (median) | vs native |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (where, arm), rs in runs.items():
         r0 = rs[0]
@@ -207,9 +253,11 @@ def main() -> None:
         same_portable = "yes" if r0["weights"] == portable_here else "no"
         s = statistics.median(r["s_per_step"] for r in rs)
         ratio = f"{s / native:.2f}x" if native and where == "this CPU" else "(emulated)"
-        print(f"| {where} | {arm} | {settings} | {r0['signature']['cpu_capability']} | {r0['weights']} | "
-              f"{stable if len(rs) > 1 else '-'} | {r0['outputs']} | {same_native} | {same_portable} | "
-              f"{s:.3f} | {ratio} |")
+        print(
+            f"| {where} | {arm} | {settings} | {r0['signature']['cpu_capability']} | {r0['weights']} | "
+            f"{stable if len(rs) > 1 else '-'} | {r0['outputs']} | {same_native} | {same_portable} | "
+            f"{s:.3f} | {ratio} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({f"{w} / {a}": rs for (w, a), rs in runs.items()}, indent=1))
 

@@ -67,30 +67,38 @@ def main() -> None:
         name = "t5-mini, toy arithmetic (trained to its stated loss)"
     qs = questions[: args.n]
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"model: {name} ({n_params:.1f}M params), {len(qs)} questions, max_new_tokens {args.max_new_tokens}, "
-          f"batch {args.batch_size}, torch threads {torch.get_num_threads()}, best of {args.repeats}")
+    print(
+        f"model: {name} ({n_params:.1f}M params), {len(qs)} questions, max_new_tokens {args.max_new_tokens}, "
+        f"batch {args.batch_size}, torch threads {torch.get_num_threads()}, best of {args.repeats}"
+    )
 
     kw = dict(options=DecodeOptions(max_new_tokens=args.max_new_tokens), progress=False)
     t_batch, batched, t_single, single = side_by_side(
-        args.repeats, lambda: decode(model, tok, qs, args.batch_size, **kw),
-        lambda: [decode(model, tok, [q], 1, **kw)[0] for q in qs])
+        args.repeats,
+        lambda: decode(model, tok, qs, args.batch_size, **kw),
+        lambda: [decode(model, tok, [q], 1, **kw)[0] for q in qs],
+    )
     same = sum(a == b for a, b in zip(batched, single))
     print(f"batched decoding      {t_batch:8.3f} s   ({len(qs) / t_batch:7.1f} questions/s)")
     print(f"one at a time         {t_single:8.3f} s   ({len(qs) / t_single:7.1f} questions/s)")
     print(f"  speed-up: {t_single / t_batch:.1f}x (target >= 5x); identical outputs: {same}/{len(qs)}")
 
     t_calc, calc, t_plain, plain = side_by_side(
-        args.repeats, lambda: decode(model, tok, qs, args.batch_size, calculator=True, **kw),
-        lambda: decode(model, tok, qs, args.batch_size, **kw))
+        args.repeats,
+        lambda: decode(model, tok, qs, args.batch_size, calculator=True, **kw),
+        lambda: decode(model, tok, qs, args.batch_size, **kw),
+    )
     eqs = [e for o in calc for e in find_equations(o)]
     false_plain = sum(not e.holds for o in plain for e in find_equations(o))
     tok_plain = sum(len(tok(o)["input_ids"]) for o in plain)
     tok_calc = sum(len(tok(o)["input_ids"]) for o in calc)
     print(f"plain batched         {t_plain:8.3f} s   ({tok_plain} output tokens)")
     print(f"with the calculator   {t_calc:8.3f} s   ({tok_calc} output tokens)")
-    print(f"  overhead: {t_calc / t_plain:.2f}x (target <= 1.5x); equations in calculator outputs: {len(eqs)}, "
-          f"all true: {all(e.holds for e in eqs)}; false equations without it: {false_plain}; "
-          f"outputs changed: {sum(a != b for a, b in zip(plain, calc))}/{len(qs)}")
+    print(
+        f"  overhead: {t_calc / t_plain:.2f}x (target <= 1.5x); equations in calculator outputs: {len(eqs)}, "
+        f"all true: {all(e.holds for e in eqs)}; false equations without it: {false_plain}; "
+        f"outputs changed: {sum(a != b for a, b in zip(plain, calc))}/{len(qs)}"
+    )
 
 
 if __name__ == "__main__":

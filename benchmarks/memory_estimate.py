@@ -42,18 +42,52 @@ sys.path.insert(0, str(REPO / "src"))
 # name -> (preset the folder stands in for, family, config, train overrides)
 SHAPES = {
     # T5 v1.1-small's dims with a smaller vocabulary (the issue's 48M folder)
-    "t5-48m": ("t5-small", "t5", dict(d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_decoder_layers=8,
-                                      num_heads=6, feed_forward_proj="gated-gelu", tie_word_embeddings=False),
-               dict(batch_size=8)),
+    "t5-48m": (
+        "t5-small",
+        "t5",
+        dict(
+            d_model=512,
+            d_kv=64,
+            d_ff=1024,
+            num_layers=8,
+            num_decoder_layers=8,
+            num_heads=6,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+        ),
+        dict(batch_size=8),
+    ),
     # wider and deeper: a larger T5 (v1.1-base-like proportions, smaller)
-    "t5-120m": ("t5-base", "t5", dict(d_model=640, d_kv=64, d_ff=1536, num_layers=10, num_decoder_layers=10,
-                                      num_heads=10, feed_forward_proj="gated-gelu", tie_word_embeddings=False),
-                dict(batch_size=4)),
+    "t5-120m": (
+        "t5-base",
+        "t5",
+        dict(
+            d_model=640,
+            d_kv=64,
+            d_ff=1536,
+            num_layers=10,
+            num_decoder_layers=10,
+            num_heads=10,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+        ),
+        dict(batch_size=4),
+    ),
     # Llama-shaped decoder (SmolLM2's family), with the preset's gradient checkpointing
-    "llama-60m": ("smollm2-360m", "causal", dict(hidden_size=640, intermediate_size=1792, num_hidden_layers=10,
-                                                 num_attention_heads=10, num_key_value_heads=5,
-                                                 max_position_embeddings=1024, tie_word_embeddings=False),
-                  dict(batch_size=8)),
+    "llama-60m": (
+        "smollm2-360m",
+        "causal",
+        dict(
+            hidden_size=640,
+            intermediate_size=1792,
+            num_hidden_layers=10,
+            num_attention_heads=10,
+            num_key_value_heads=5,
+            max_position_embeddings=1024,
+            tie_word_embeddings=False,
+        ),
+        dict(batch_size=8),
+    ),
 }
 VOCAB = 8000
 WORDS_PER_TEXT = 600  # far more than 256 tokens: every row is truncated to the max lengths
@@ -81,10 +115,12 @@ def build_folder(folder: Path, family: str, config: dict, corpus: list[str]) -> 
 
 def write_inputs(root: Path, corpus: list[str], preset: str, folder: Path, steps: int, train: dict) -> Path:
     n_train = steps * train["batch_size"]
-    rows = {"train": corpus[:n_train], "validation": corpus[n_train:n_train + 4]}
+    rows = {"train": corpus[:n_train], "validation": corpus[n_train : n_train + 4]}
     for split, qs in rows.items():
-        recs = [{"id": f"{split}-{i}", "question": q, "answer": "x", "answer_type": "text", "target": q[::-1]}
-                for i, q in enumerate(qs)]
+        recs = [
+            {"id": f"{split}-{i}", "question": q, "answer": "x", "answer_type": "text", "target": q[::-1]}
+            for i, q in enumerate(qs)
+        ]
         for sub in ("prepared", "filtered/answer"):
             (root / sub).mkdir(parents=True, exist_ok=True)
             (root / sub / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -93,8 +129,16 @@ def write_inputs(root: Path, corpus: list[str], preset: str, folder: Path, steps
     params["threads"] = 2
     # a CPU: the presets' settings are fp32 here (bf16 falls back); quantization and the
     # optimizer set explicitly, as a CPU-only machine's check asks
-    params["train"].update(max_steps=steps, eval_steps=10_000, save_steps=10_000, logging_steps=1,
-                           system_metrics=False, model_path=str(folder), quantization="none", **train)
+    params["train"].update(
+        max_steps=steps,
+        eval_steps=10_000,
+        save_steps=10_000,
+        logging_steps=1,
+        system_metrics=False,
+        model_path=str(folder),
+        quantization="none",
+        **train,
+    )
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -124,8 +168,11 @@ def estimates(params_path: Path) -> tuple[float, float, float]:
     shaped = model_folder.folder_preset(preset, params.train.model_path)
     # what the check stage adds for the train stage's own process (it has not imported torch)
     process = memory.TRAIN_IMPORTS_GB
-    return (shaped.params_m, memory.estimate_gb(shaped, s, params.train.lora_r) + process,
-            memory.estimate_gb(preset, s, params.train.lora_r) + process)
+    return (
+        shaped.params_m,
+        memory.estimate_gb(shaped, s, params.train.lora_r) + process,
+        memory.estimate_gb(preset, s, params.train.lora_r) + process,
+    )
 
 
 def main() -> None:
@@ -137,10 +184,17 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(SHAPES)
     corpus = texts(64, seed=0)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="memest-"))
-    env = {"PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "HF_HOME": str(work / "hf"),
-           "COTDISTILL_LOG": "WARNING", "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
-    imports = ("import torch, transformers, mlflow, peft; import cotdistill.students.job, "
-               "cotdistill.students.training, cotdistill.students.causal")
+    env = {
+        "PYTHONPATH": str(REPO / "src"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(work / "hf"),
+        "COTDISTILL_LOG": "WARNING",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+    }
+    imports = (
+        "import torch, transformers, mlflow, peft; import cotdistill.students.job, "
+        "cotdistill.students.training, cotdistill.students.causal"
+    )
     baseline, _, _ = peak_rss_gb([sys.executable, "-c", imports], work, env)
     rows = []
     for name in names:
@@ -151,10 +205,28 @@ def main() -> None:
             build_folder(folder, family, config, corpus)
         params = write_inputs(root, corpus, preset, folder, args.steps, train)
         params_m, est, old = estimates(params)
-        cmd = [sys.executable, str(REPO / "stages/train.py"), "--params", str(params), "--variant", "answer",
-               "--prepared", str(root / "prepared"), "--data", str(root / "filtered/answer"),
-               "--out", str(root / "out"), "--metrics", str(root / "metrics.json"), "--curve", str(root / "curve.csv"),
-               "--checkpoints", str(root / "ckpt"), "--timings", str(root / "timings.json")]
+        cmd = [
+            sys.executable,
+            str(REPO / "stages/train.py"),
+            "--params",
+            str(params),
+            "--variant",
+            "answer",
+            "--prepared",
+            str(root / "prepared"),
+            "--data",
+            str(root / "filtered/answer"),
+            "--out",
+            str(root / "out"),
+            "--metrics",
+            str(root / "metrics.json"),
+            "--curve",
+            str(root / "curve.csv"),
+            "--checkpoints",
+            str(root / "ckpt"),
+            "--timings",
+            str(root / "timings.json"),
+        ]
         start = time.perf_counter()
         peak, rc, tail = peak_rss_gb(cmd, root, env)
         if rc != 0:
@@ -164,13 +236,19 @@ def main() -> None:
         steps = json.loads((root / "metrics.json").read_text())["steps"]
         how = f"{preset}, batch {p['batch_size']}, fp32, {steps} steps"
         rows.append((name, how, params_m, est, old, peak, time.perf_counter() - start))
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; batches truncated to 256 + 256 "
-          f"tokens; baseline (imports only) {baseline:.2f} GB")
-    print(f"{'shape':<10} {'run':<38} {'params M':>9} {'estimate GB':>12} {'preset est GB':>14} "
-          f"{'measured GB':>12} {'est/meas':>9} {'wall s':>7}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; batches truncated to 256 + 256 "
+        f"tokens; baseline (imports only) {baseline:.2f} GB"
+    )
+    print(
+        f"{'shape':<10} {'run':<38} {'params M':>9} {'estimate GB':>12} {'preset est GB':>14} "
+        f"{'measured GB':>12} {'est/meas':>9} {'wall s':>7}"
+    )
     for name, how, params_m, est, old, peak, wall in rows:
-        print(f"{name:<10} {how:<38} {params_m:>9.1f} {est:>12.2f} {old:>14.2f} {peak:>12.2f} {est / peak:>9.2f} "
-              f"{wall:>7.0f}")
+        print(
+            f"{name:<10} {how:<38} {params_m:>9.1f} {est:>12.2f} {old:>14.2f} {peak:>12.2f} {est / peak:>9.2f} "
+            f"{wall:>7.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cotdistill.machine import describe  # noqa: E402
-from cotdistill.study.analysis import (StudentRun, accuracy_from_metrics, comparisons,  # noqa: E402
-                                       outcomes_from_predictions, summarise)
+from cotdistill.study.analysis import (  # noqa: E402
+    StudentRun,
+    accuracy_from_metrics,
+    comparisons,
+    outcomes_from_predictions,
+    summarise,
+)
 
 VARIANTS = ["answer", "cot", "multitask"]
 # last_letters: one token per character (a BPE merges the letters the task is about), and
@@ -48,10 +53,18 @@ def merge(base: dict, over: dict) -> dict:
 
 def cell_params(base: dict, task: str, seed: int, args) -> dict:
     common = {
-        "model": args.model, "dataset": task, "seed": seed, "threads": args.threads,
+        "model": args.model,
+        "dataset": task,
+        "seed": seed,
+        "threads": args.threads,
         "prepare": {"n_train": args.n_train, "n_validation": 32, "n_test": args.n_test, "n_test_ood": args.n_test},
-        "train": {"variants": VARIANTS, "max_steps": args.steps, "eval_steps": args.steps, "save_steps": 100,
-                  "system_metrics": False},
+        "train": {
+            "variants": VARIANTS,
+            "max_steps": args.steps,
+            "eval_steps": args.steps,
+            "save_steps": 100,
+            "system_metrics": False,
+        },
     }
     return merge(merge(base, common), TASKS[task])
 
@@ -66,10 +79,17 @@ def run_cell(clone: Path, out: Path, params: dict, env: dict) -> None:
         raise SystemExit(f"dvc repro failed for {out.name} (exit {proc.returncode}): see {log}")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    for rel in ["params.yaml", "metrics/filter.json", "metrics/generate.json", "metrics/report.md",
-                *[f"metrics/evaluate/{v}.json" for v in VARIANTS], *[f"metrics/train/{v}.json" for v in VARIANTS],
-                *[f"data/eval/{v}/predictions.jsonl" for v in VARIANTS], *[f"timings/train/{v}.json" for v in VARIANTS],
-                "data/eval/multitask/rationale_predictions.jsonl"]:
+    for rel in [
+        "params.yaml",
+        "metrics/filter.json",
+        "metrics/generate.json",
+        "metrics/report.md",
+        *[f"metrics/evaluate/{v}.json" for v in VARIANTS],
+        *[f"metrics/train/{v}.json" for v in VARIANTS],
+        *[f"data/eval/{v}/predictions.jsonl" for v in VARIANTS],
+        *[f"timings/train/{v}.json" for v in VARIANTS],
+        "data/eval/multitask/rationale_predictions.jsonl",
+    ]:
         dest = tmp / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(clone / rel, dest)
@@ -86,11 +106,31 @@ def load_runs(results: Path) -> list[StudentRun]:
             rows = [json.loads(x) for x in (cell / f"data/eval/{v}/predictions.jsonl").read_text().splitlines()]
             train = json.loads((cell / f"metrics/train/{v}.json").read_text())
             timing = json.loads((cell / f"timings/train/{v}.json").read_text())
-            runs.append(StudentRun(params["dataset"], "hint", params["seed"], v, accuracy_from_metrics(m),
-                                   outcomes_from_predictions(rows), train.get("train_examples"), timing.get("wall_s")))
+            runs.append(
+                StudentRun(
+                    params["dataset"],
+                    "hint",
+                    params["seed"],
+                    v,
+                    accuracy_from_metrics(m),
+                    outcomes_from_predictions(rows),
+                    train.get("train_examples"),
+                    timing.get("wall_s"),
+                )
+            )
             if v == "multitask":  # the rationale task, scored as a student of its own
-                runs.append(StudentRun(params["dataset"], "hint", params["seed"], "multitask:rationale",
-                                       accuracy_from_metrics(m["rationale"]), {}, None, None))
+                runs.append(
+                    StudentRun(
+                        params["dataset"],
+                        "hint",
+                        params["seed"],
+                        "multitask:rationale",
+                        accuracy_from_metrics(m["rationale"]),
+                        {},
+                        None,
+                        None,
+                    )
+                )
     return runs
 
 
@@ -100,27 +140,42 @@ def _pct(mean: float, sd: float) -> str:
 
 def render(runs: list[StudentRun], args, cells: list[Path]) -> str:
     summaries = summarise(runs)
-    made_with = {describe(json.loads((c / f"metrics/evaluate/{v}.json").read_text())["machine"])
-                 for c in cells for v in VARIANTS}
-    lines = ["# multitask vs cot vs answer at equal steps", "",
-             f"Student {args.model}, {args.steps} optimizer steps per student, seeds "
-             f"{sorted({r.seed for r in runs})}, {args.n_train} training questions, {args.n_test} + {args.n_test} "
-             f"test questions (ID + OOD) per seed, teacher: the committed offline one, answer-conditioned; "
-             f"made with {'; '.join(sorted(made_with))}. Accuracy in % (mean ± sd over seeds); "
-             "multitask:rationale is the multitask student's rationale task (a diagnostic).", "",
-             "| task | student | ID | OOD | train examples |", "|---|---|---|---|---|"]
+    made_with = {
+        describe(json.loads((c / f"metrics/evaluate/{v}.json").read_text())["machine"]) for c in cells for v in VARIANTS
+    }
+    lines = [
+        "# multitask vs cot vs answer at equal steps",
+        "",
+        f"Student {args.model}, {args.steps} optimizer steps per student, seeds "
+        f"{sorted({r.seed for r in runs})}, {args.n_train} training questions, {args.n_test} + {args.n_test} "
+        f"test questions (ID + OOD) per seed, teacher: the committed offline one, answer-conditioned; "
+        f"made with {'; '.join(sorted(made_with))}. Accuracy in % (mean ± sd over seeds); "
+        "multitask:rationale is the multitask student's rationale task (a diagnostic).",
+        "",
+        "| task | student | ID | OOD | train examples |",
+        "|---|---|---|---|---|",
+    ]
     for s in sorted(summaries, key=lambda s: (s.task, s.label)):
-        lines.append(f"| {s.task} | {s.label} | {_pct(s.mean.get('id', math.nan), s.sd.get('id', math.nan))} | "
-                     f"{_pct(s.mean.get('ood', math.nan), s.sd.get('ood', math.nan))} | "
-                     f"{', '.join(map(str, s.train_examples))} |")
-    lines += ["", "Exact McNemar tests, discordant pairs pooled over seeds (A = student, B = baseline):", "",
-              "| task | A | B | split | n | only A | only B | A - B | p |", "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {s.task} | {s.label} | {_pct(s.mean.get('id', math.nan), s.sd.get('id', math.nan))} | "
+            f"{_pct(s.mean.get('ood', math.nan), s.sd.get('ood', math.nan))} | "
+            f"{', '.join(map(str, s.train_examples))} |"
+        )
+    lines += [
+        "",
+        "Exact McNemar tests, discordant pairs pooled over seeds (A = student, B = baseline):",
+        "",
+        "| task | A | B | split | n | only A | only B | A - B | p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for base in ("answer", "cot[hint]"):
         for t in comparisons([r for r in runs if r.variant != "multitask:rationale"], base):
             if t["split"] not in ("id", "ood") or (base == "cot[hint]" and t["student"] != "multitask"):
                 continue
-            lines.append(f"| {t['task']} | {t['student']} | {t['baseline']} | {t['split']} | {t['n']} | "
-                         f"{t['only_a']} | {t['only_b']} | {100 * t['diff']:+.1f} | {t['p_value']:.3g} |")
+            lines.append(
+                f"| {t['task']} | {t['student']} | {t['baseline']} | {t['split']} | {t['n']} | "
+                f"{t['only_a']} | {t['only_b']} | {100 * t['diff']:+.1f} | {t['p_value']:.3g} |"
+            )
     walls = {c.name: (c / "wall_s.txt").read_text().strip() for c in cells}
     lines += ["", "Wall time per cell (s, whole `dvc repro`): " + ", ".join(f"{k} {v}" for k, v in walls.items()), ""]
     return "\n".join(lines)
@@ -142,8 +197,12 @@ def main() -> None:
     clone, results = args.workdir / "repo", args.workdir / "results"
     results.mkdir(parents=True, exist_ok=True)
     # The stages import the clone's own code, whatever cotdistill the environment has installed.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(clone / "src")}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(clone / "src"),
+    }
     for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
         env.pop(var, None)
     if not args.report_only:

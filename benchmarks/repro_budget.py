@@ -37,8 +37,11 @@ def sh(args, cwd, env):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", help="copy to this folder and keep it (default: a temp folder, removed)")
-    ap.add_argument("--in-place", action="store_true",
-                    help="run in this repository (forces every stage; params.yaml is restored at the end)")
+    ap.add_argument(
+        "--in-place",
+        action="store_true",
+        help="run in this repository (forces every stage; params.yaml is restored at the end)",
+    )
     args = ap.parse_args()
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
@@ -46,14 +49,18 @@ def main() -> None:
         root = REPO
     else:
         root = Path(args.keep or tempfile.mkdtemp(prefix="cotdistill-budget-")) / "repo"
-        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                               text=True, check=True).stdout.split()
+        files = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.split()
         for rel in files:
             if (REPO / rel).is_file() and rel != "dvc.lock" and not rel.startswith("metrics/"):
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(REPO / rel, root / rel)
-        for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "budget"]):
+        for cmd in (
+            ["git", "init", "-q"],
+            ["git", "add", "-A"],
+            ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "budget"],
+        ):
             subprocess.run(cmd, cwd=root, env=env, check=True)
     original_params = (root / "params.yaml").read_text()
     dvc = str(Path(sys.executable).parent / "dvc")
@@ -64,8 +71,10 @@ def main() -> None:
         secs, _ = sh([dvc, "repro", "--single-item", "--force", stage], root, env)
         total += secs
         print(f"  {stage:<16} {secs:7.1f} s")
-    print(f"full pipeline    {total:7.1f} s = {total / 60:.1f} min; budget {BUDGET_S / 60:.0f} min "
-          f"-> {total / BUDGET_S:.2f} of budget")
+    print(
+        f"full pipeline    {total:7.1f} s = {total / 60:.1f} min; budget {BUDGET_S / 60:.0f} min "
+        f"-> {total / BUDGET_S:.2f} of budget"
+    )
 
     noop, out = sh([dvc, "repro"], root, env)
     ran = re.findall(r"Running stage '([^']+)'", out)

@@ -34,6 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from teacher_common import generate_config
+
+from cotdistill.catalog.teachers import TEACHERS
 from cotdistill.config import load_params
 from cotdistill.datasets.prepare import prepare_dataset
 from cotdistill.evaluation import wilson_interval
@@ -43,8 +46,6 @@ from cotdistill.teachers import Sampling
 from cotdistill.teachers.backends import close_backend, make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
-from cotdistill.catalog.teachers import TEACHERS
-from teacher_common import generate_config
 
 DEFAULT_ENGINES = ("hf-generate", "hf-loop", "hf-loop-32", "llamacpp-8", "llamacpp-16")
 
@@ -87,9 +88,11 @@ def make_engines(names, params, prefix, lcp_python: str | None, logdir: Path) ->
             slots = int(name.split("-")[1])
             from cotdistill.teachers.llamacpp import LlamaCppBackend
 
-            backend = LlamaCppBackend(TEACHERS.get("smollm2-135m-llamacpp"),
-                                      dataclasses.replace(cfg, concurrency=slots),
-                                      log_path=logdir / f"{name}.log")
+            backend = LlamaCppBackend(
+                TEACHERS.get("smollm2-135m-llamacpp"),
+                dataclasses.replace(cfg, concurrency=slots),
+                log_path=logdir / f"{name}.log",
+            )
             batch = 1
         elif name == "llama-cpp-python":
             backend = _llama_cpp_python(lcp_python, logdir / f"{name}.log")
@@ -124,23 +127,45 @@ def _llama_cpp_python(python: str | None, log_path: Path):
     preset = TEACHERS.get("smollm2-135m-llamacpp")
     gguf = Path(resolve_model(preset)[0]) / preset.gguf_file
     port = free_port()
-    server = LocalServer([python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", gguf.name,
-                          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-                          "--n_threads", str(os.cpu_count())], port, "/v1/models", log_path=log_path)
+    server = LocalServer(
+        [
+            python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            gguf.name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            str(os.cpu_count()),
+        ],
+        port,
+        "/v1/models",
+        log_path=log_path,
+    )
     # its server answers one request at a time: more in flight only queue
-    backend = OpenAIBackend(dataclasses.replace(preset, backend="openai"),
-                            generate_config(base_url=server.base_url, served_model=gguf.name, concurrency=2))
+    backend = OpenAIBackend(
+        dataclasses.replace(preset, backend="openai"),
+        generate_config(base_url=server.base_url, served_model=gguf.name, concurrency=2),
+    )
     backend.identity = {"backend": "llama-cpp-python"}
     backend.close = lambda: (OpenAIBackend.close(backend), server.close())
     return backend
 
 
-def run_chunks(engines: list[Engine], prompts: list[str], sampling: Sampling, chunks: int, tmp: Path,
-               after_chunk=None) -> None:
+def run_chunks(
+    engines: list[Engine], prompts: list[str], sampling: Sampling, chunks: int, tmp: Path, after_chunk=None
+) -> None:
     order = list(range(len(prompts)))
     size = -(-len(order) // chunks)
     for c in range(chunks):
-        part = order[c * size:(c + 1) * size]
+        part = order[c * size : (c + 1) * size]
         if not part:
             break
         rot = c % len(engines)
@@ -148,15 +173,18 @@ def run_chunks(engines: list[Engine], prompts: list[str], sampling: Sampling, ch
             cache = RequestCache(tmp / f"{e.name}.sqlite")  # its own: every request is computed
             load0 = os.getloadavg()[0]
             t = time.perf_counter()
-            results, _ = generate_all(e.backend, [prompts[i] for i in part], sampling, cache, e.batch_size, 1,
-                                      progress=False)
+            results, _ = generate_all(
+                e.backend, [prompts[i] for i in part], sampling, cache, e.batch_size, 1, progress=False
+            )
             dt = time.perf_counter() - t
             cache.close()
             e.wall_s += dt
             e.loads.append((load0 + os.getloadavg()[0]) / 2)
             e.texts.update({i: r[0] for i, r in zip(part, results)})
-            print(f"  chunk {c + 1}/{chunks} {e.name:<17} {len(part)} questions {dt:7.1f} s  load {e.loads[-1]:.1f}",
-                  flush=True)
+            print(
+                f"  chunk {c + 1}/{chunks} {e.name:<17} {len(part)} questions {dt:7.1f} s  load {e.loads[-1]:.1f}",
+                flush=True,
+            )
         if after_chunk is not None:
             after_chunk(c * size + len(part))
 
@@ -167,23 +195,33 @@ def summarise(engines, records, tokenizer, params) -> list[dict]:
     for e in engines:
         comps = [e.texts[i] for i in range(len(records))]  # the questions every engine has answered
         useful = sum(len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) for c in comps)
-        gens = [{"id": r["id"], "sample": 0, "text": c.text, "finish_reason": c.finish_reason}
-                for r, c in zip(records, comps)]
+        gens = [
+            {"id": r["id"], "sample": 0, "text": c.text, "finish_reason": c.finish_reason}
+            for r, c in zip(records, comps)
+        ]
         _, m = filter_generations(records, gens, params.filter.extraction, params.filter.max_per_question)
         lo, hi = wilson_interval(m["kept"], m["generations"])
         tps = useful / e.wall_s
         base = base or {"tps": tps, "texts": [c.text for c in comps]}
-        rows.append({
-            "engine": e.name, "identity": getattr(e.backend, "identity", {}),
-            "questions": len(comps), "useful_tokens": useful, "wall_s": round(e.wall_s, 1),
-            "startup_s": round(e.start_s, 1), "useful_tokens_per_s": round(tps, 1),
-            "ratio_vs_first": round(tps / base["tps"], 2),
-            "keep_rate": m["keep_rate"], "keep_ci95": [round(lo, 3), round(hi, 3)], "kept": m["kept"],
-            "dropped_by_reason": {k: v for k, v in m["dropped_by_reason"].items() if v},
-            "finish_length": sum(c.finish_reason == "length" for c in comps),
-            "same_text_as_first": sum(a == c.text for a, c in zip(base["texts"], comps)),
-            "mean_load": round(statistics.mean(e.loads), 1),
-        })
+        rows.append(
+            {
+                "engine": e.name,
+                "identity": getattr(e.backend, "identity", {}),
+                "questions": len(comps),
+                "useful_tokens": useful,
+                "wall_s": round(e.wall_s, 1),
+                "startup_s": round(e.start_s, 1),
+                "useful_tokens_per_s": round(tps, 1),
+                "ratio_vs_first": round(tps / base["tps"], 2),
+                "keep_rate": m["keep_rate"],
+                "keep_ci95": [round(lo, 3), round(hi, 3)],
+                "kept": m["kept"],
+                "dropped_by_reason": {k: v for k, v in m["dropped_by_reason"].items() if v},
+                "finish_length": sum(c.finish_reason == "length" for c in comps),
+                "same_text_as_first": sum(a == c.text for a, c in zip(base["texts"], comps)),
+                "mean_load": round(statistics.mean(e.loads), 1),
+            }
+        )
     return rows
 
 
@@ -192,9 +230,11 @@ def print_table(rows) -> None:
     print("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     for r in rows:
         lo, hi = r["keep_ci95"]
-        print(f"| {r['engine']} | {r['useful_tokens_per_s']} | {r['ratio_vs_first']:.2f} | "
-              f"{r['keep_rate']:.3f} ({lo:.3f}-{hi:.3f}) | {r['wall_s']} | {r['startup_s']} | "
-              f"{r['same_text_as_first']}/{r['questions']} | {r['mean_load']} |")
+        print(
+            f"| {r['engine']} | {r['useful_tokens_per_s']} | {r['ratio_vs_first']:.2f} | "
+            f"{r['keep_rate']:.3f} ({lo:.3f}-{hi:.3f}) | {r['wall_s']} | {r['startup_s']} | "
+            f"{r['same_text_as_first']}/{r['questions']} | {r['mean_load']} |"
+        )
 
 
 def main() -> None:
@@ -210,9 +250,11 @@ def main() -> None:
     params, records, prompts, prefix, sampling = default_questions(args.params)
     if args.questions:
         records, prompts = records[: args.questions], prompts[: args.questions]
-    print(f"{len(prompts)} questions ({params.dataset}), {params.generate.shots} shots, "
-          f"max_new_tokens {sampling.max_new_tokens}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
-          flush=True)
+    print(
+        f"{len(prompts)} questions ({params.dataset}), {params.generate.shots} shots, "
+        f"max_new_tokens {sampling.max_new_tokens}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     from transformers import AutoTokenizer
 
     from cotdistill.teachers.hf_local import resolve_model
@@ -224,8 +266,9 @@ def main() -> None:
         # after every chunk: a killed run still leaves the table of what it measured
         rows = summarise(engines, records[:done], tokenizer, params)
         if args.json:
-            Path(args.json).write_text(json.dumps({"argv": sys.argv[1:], "questions_done": done, "results": rows},
-                                                  indent=2))
+            Path(args.json).write_text(
+                json.dumps({"argv": sys.argv[1:], "questions_done": done, "results": rows}, indent=2)
+            )
         return rows
 
     with tempfile.TemporaryDirectory() as tmp:

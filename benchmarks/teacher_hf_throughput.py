@@ -14,16 +14,15 @@ import tempfile
 import time
 
 import torch
+from teacher_common import coin_flip_prompts, generate_config, model_folder
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from cotdistill.catalog.teachers import TeacherPreset
 from cotdistill.prompts import STOP_STRINGS
 from cotdistill.teachers import Sampling, cut_at_stop
 from cotdistill.teachers.backends import make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
-from cotdistill.catalog.teachers import TeacherPreset
-
-from teacher_common import coin_flip_prompts, generate_config, model_folder
 
 
 def useful_tokens(tokenizer, texts: list[str]) -> int:
@@ -38,10 +37,18 @@ def naive(folder, prompts, max_new_tokens) -> tuple[list[str], float]:
     for p in prompts:
         enc = tok(p, return_tensors="pt")
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                 top_p=None, top_k=None, stop_strings=list(STOP_STRINGS), tokenizer=tok,
-                                 pad_token_id=tok.eos_token_id)
-        text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                stop_strings=list(STOP_STRINGS),
+                tokenizer=tok,
+                pad_token_id=tok.eos_token_id,
+            )
+        text = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         texts.append(cut_at_stop(text, STOP_STRINGS)[0].strip())
     return texts, time.perf_counter() - t
 
@@ -52,8 +59,9 @@ def backend_run(folder, prompts, prefix, max_new_tokens, batch_size, prefix_cach
     with tempfile.TemporaryDirectory() as tmp:
         cache = RequestCache(f"{tmp}/c.sqlite")  # empty: every request is computed
         t = time.perf_counter()
-        results, _ = generate_all(backend, prompts, Sampling(max_new_tokens, stop=STOP_STRINGS), cache,
-                                  batch_size, 1, progress=False)
+        results, _ = generate_all(
+            backend, prompts, Sampling(max_new_tokens, stop=STOP_STRINGS), cache, batch_size, 1, progress=False
+        )
         wall = time.perf_counter() - t
     return [r[0].text for r in results], wall
 
@@ -72,14 +80,18 @@ def main() -> None:
     folder = model_folder(args.model_dir)
     prompts, prefix = coin_flip_prompts(args.questions, args.shots)
     tok = AutoTokenizer.from_pretrained(folder)
-    print(f"{len(prompts)} questions, {args.shots} shots (prompt ~{len(tok(prompts[0])['input_ids'])} tokens), "
-          f"max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(prompts)} questions, {args.shots} shots (prompt ~{len(tok(prompts[0])['input_ids'])} tokens), "
+        f"max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}"
+    )
     runs = {
         "naive: one question per generate()": naive(folder, prompts, args.max_new_tokens),
-        f"hf backend: batch {args.batch_size}, no prefix reuse":
-            backend_run(folder, prompts, prefix, args.max_new_tokens, args.batch_size, False),
-        f"hf backend: batch {args.batch_size} + prefix KV reuse":
-            backend_run(folder, prompts, prefix, args.max_new_tokens, args.batch_size, True),
+        f"hf backend: batch {args.batch_size}, no prefix reuse": backend_run(
+            folder, prompts, prefix, args.max_new_tokens, args.batch_size, False
+        ),
+        f"hf backend: batch {args.batch_size} + prefix KV reuse": backend_run(
+            folder, prompts, prefix, args.max_new_tokens, args.batch_size, True
+        ),
     }
     base = None
     for name, (texts, wall) in runs.items():

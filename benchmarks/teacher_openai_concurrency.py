@@ -15,25 +15,33 @@ import argparse
 import tempfile
 import time
 
+from teacher_common import coin_flip_prompts, generate_config, model_folder
+
+from cotdistill.catalog.teachers import TEACHERS
 from cotdistill.prompts import STOP_STRINGS
 from cotdistill.teachers import Sampling
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.local_server import transformers_serve
 from cotdistill.teachers.openai_compat import OpenAIBackend
-from cotdistill.catalog.teachers import TEACHERS
-
-from teacher_common import coin_flip_prompts, generate_config, model_folder
 
 
 def run(base_url, folder, prompts, concurrency, max_new_tokens) -> tuple[dict, float]:
-    cfg = generate_config(base_url=base_url, served_model=str(folder), concurrency=concurrency,
-                         request_timeout_s=600.0, max_retries=2)
+    cfg = generate_config(
+        base_url=base_url, served_model=str(folder), concurrency=concurrency, request_timeout_s=600.0, max_retries=2
+    )
     backend = OpenAIBackend(TEACHERS.get("transformers-serve"), cfg)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        results, stats = generate_all(backend, prompts, Sampling(max_new_tokens, stop=STOP_STRINGS),
-                                      RequestCache(f"{tmp}/c.sqlite"), 1, 1, progress=False)
+        results, stats = generate_all(
+            backend,
+            prompts,
+            Sampling(max_new_tokens, stop=STOP_STRINGS),
+            RequestCache(f"{tmp}/c.sqlite"),
+            1,
+            1,
+            progress=False,
+        )
         wall = time.perf_counter() - t
     backend.close()
     return stats.costs(), wall
@@ -52,8 +60,10 @@ def main() -> None:
     folder = model_folder(args.model_dir)
     prompts, _ = coin_flip_prompts(args.questions, args.shots)
     env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else None
-    print(f"transformers serve {'--continuous-batching' if args.continuous_batching else '(no continuous batching)'}"
-          f", {len(prompts)} questions, {args.shots} shots, max_new_tokens {args.max_new_tokens}")
+    print(
+        f"transformers serve {'--continuous-batching' if args.continuous_batching else '(no continuous batching)'}"
+        f", {len(prompts)} questions, {args.shots} shots, max_new_tokens {args.max_new_tokens}"
+    )
     with transformers_serve(folder, continuous_batching=args.continuous_batching, env=env) as url:
         run(url, folder, prompts[:2], 2, 4)  # warm-up: load, first-call allocations
         base = None
@@ -61,9 +71,11 @@ def main() -> None:
             stats, wall = run(url, folder, prompts, c, args.max_new_tokens)
             tps = stats["sent"]["completion_tokens"] / wall
             base = base or tps
-            print(f"concurrency {c:>3}: {stats['requests_sent']} requests "
-                  f"{stats['sent']['completion_tokens']:>6} tokens "
-                  f"{wall:>7.1f} s {tps:>7.1f} tok/s  x{tps / base:.2f}  failures {stats['failures']}")
+            print(
+                f"concurrency {c:>3}: {stats['requests_sent']} requests "
+                f"{stats['sent']['completion_tokens']:>6} tokens "
+                f"{wall:>7.1f} s {tps:>7.1f} tok/s  x{tps / base:.2f}  failures {stats['failures']}"
+            )
 
 
 if __name__ == "__main__":

@@ -33,18 +33,51 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-T5_BASE = dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12,
-               feed_forward_proj="gated-gelu", vocab_size=32128, tie_word_embeddings=False, dropout_rate=0.0,
-               decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
-T5_SMOKE = dict(T5_BASE, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4,
-                vocab_size=512)
+T5_BASE = dict(
+    d_model=768,
+    d_kv=64,
+    d_ff=2048,
+    num_layers=12,
+    num_decoder_layers=12,
+    num_heads=12,
+    feed_forward_proj="gated-gelu",
+    vocab_size=32128,
+    tie_word_embeddings=False,
+    dropout_rate=0.0,
+    decoder_start_token_id=0,
+    pad_token_id=0,
+    eos_token_id=1,
+)
+T5_SMOKE = dict(
+    T5_BASE, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4, vocab_size=512
+)
 # Qwen/Qwen2.5-0.5B's config.json shapes (494M parameters, tied embeddings).
-QWEN_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
-                tie_word_embeddings=True, rms_norm_eps=1e-6, attention_dropout=0.0,
-                bos_token_id=151643, eos_token_id=151643, pad_token_id=None)
-QWEN_SMOKE = dict(QWEN_05B, vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, eos_token_id=2)
+QWEN_05B = dict(
+    vocab_size=151936,
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    max_position_embeddings=32768,
+    tie_word_embeddings=True,
+    rms_norm_eps=1e-6,
+    attention_dropout=0.0,
+    bos_token_id=151643,
+    eos_token_id=151643,
+    pad_token_id=None,
+)
+QWEN_SMOKE = dict(
+    QWEN_05B,
+    vocab_size=512,
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 MODELS = ("t5-base", "qwen2.5-0.5b")
 
 
@@ -100,8 +133,14 @@ def causal_flops_per_step(config, batch: int, s: int, t: int, weight_grads: bool
 def build(name: str, smoke: bool):
     """(config, model, flops function, LoRA task type, Auto class for reloading)."""
     import torch
-    from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, Qwen2Config, Qwen2ForCausalLM,
-                              T5Config, T5ForConditionalGeneration)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
     torch.manual_seed(0)
     if name == "t5-base":
@@ -121,8 +160,10 @@ def make_batch(causal: bool, vocab: int, batch: int, s: int, t: int, device) -> 
         labels = ids.clone()
         labels[:, :s] = -100
         return {"input_ids": ids.to(device), "labels": labels.to(device)}
-    return {"input_ids": torch.randint(3, vocab, (batch, s), generator=gen).to(device),
-            "labels": torch.randint(3, vocab, (batch, t), generator=gen).to(device)}
+    return {
+        "input_ids": torch.randint(3, vocab, (batch, s), generator=gen).to(device),
+        "labels": torch.randint(3, vocab, (batch, t), generator=gen).to(device),
+    }
 
 
 def train_arm(label, model, device, batch, steps, lr, bf16, paged_8bit):
@@ -177,18 +218,31 @@ def bench_model(name, args, device, bf16, peak_rate) -> list[dict]:
     targets = None if causal else LORA_TARGETS  # what the project's causal and T5 students use
     n_params = sum(p.numel() for p in model.parameters())
     tokens = args.batch_size * (args.source + args.target)
-    print(f"\n== {name} from config: {n_params / 1e6:.1f}M params, attention {model.config._attn_implementation}; "
-          f"batch {args.batch_size} x {args.source}+{args.target} tokens ({tokens} per step)", flush=True)
+    print(
+        f"\n== {name} from config: {n_params / 1e6:.1f}M params, attention {model.config._attn_implementation}; "
+        f"batch {args.batch_size} x {args.source}+{args.target} tokens ({tokens} per step)",
+        flush=True,
+    )
     batch = make_batch(causal, config.vocab_size, args.batch_size, args.source, args.target, device)
     rows = []
 
     def record(label, steps, per_step, peak, weight_grads):
         flops = flops_fn(config, args.batch_size, args.source, args.target, weight_grads)
-        row = dict(model=name, arm=label, steps=steps, ms_per_step=per_step * 1000, tokens_per_s=tokens / per_step,
-                   model_tflops=flops / per_step / 1e12, mfu_pct=100 * flops / per_step / peak_rate,
-                   peak_gb=peak)
-        print(f"  -> {row['tokens_per_s']:,.0f} tokens/s, {row['model_tflops']:.3g} TFLOP/s model, "
-              f"MFU {row['mfu_pct']:.1f}% (recomputation not counted), peak memory {peak:.2f} GB", flush=True)
+        row = dict(
+            model=name,
+            arm=label,
+            steps=steps,
+            ms_per_step=per_step * 1000,
+            tokens_per_s=tokens / per_step,
+            model_tflops=flops / per_step / 1e12,
+            mfu_pct=100 * flops / per_step / peak_rate,
+            peak_gb=peak,
+        )
+        print(
+            f"  -> {row['tokens_per_s']:,.0f} tokens/s, {row['model_tflops']:.3g} TFLOP/s model, "
+            f"MFU {row['mfu_pct']:.1f}% (recomputation not counted), peak memory {peak:.2f} GB",
+            flush=True,
+        )
         rows.append(row)
 
     with tempfile.TemporaryDirectory() as base:
@@ -215,8 +269,9 @@ def bench_model(name, args, device, bf16, peak_rate) -> list[dict]:
         from cotdistill.quantization import quantization_config
 
         for quant in ("8bit", "4bit"):
-            qmodel = auto_cls.from_pretrained(base, dtype=torch.bfloat16, device_map="auto",
-                                              quantization_config=quantization_config(quant))
+            qmodel = auto_cls.from_pretrained(
+                base, dtype=torch.bfloat16, device_map="auto", quantization_config=quantization_config(quant)
+            )
             lora = apply_lora(qmodel, 16, 32, 0.0, args.quant_checkpointing, targets=targets, task_type=task_type)
             label = f"{quant} + LoRA r=16" + (", ckpt" if args.quant_checkpointing else "")
             per_step, peak = train_arm(label, lora, device, batch, args.quant_steps, 3e-4, bf16, True)
@@ -234,8 +289,12 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--source", type=int, default=256, help="T5 source tokens / causal prompt tokens")
     ap.add_argument("--target", type=int, default=256, help="T5 target tokens / causal completion tokens")
-    ap.add_argument("--quant-checkpointing", action=argparse.BooleanOptionalAction, default=True,
-                    help="gradient checkpointing in the 8-bit / 4-bit arms (default: on, as the presets)")
+    ap.add_argument(
+        "--quant-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gradient checkpointing in the 8-bit / 4-bit arms (default: on, as the presets)",
+    )
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny models, few steps, fp32, on CPU")
     args = ap.parse_args()
@@ -247,8 +306,10 @@ def main() -> int:
     import torch
 
     if not torch.cuda.is_available() and not args.cpu_smoke:
-        print("train_gpu.py: no CUDA device here; run it on a GPU (or with --cpu-smoke to check the code path)",
-              file=sys.stderr)
+        print(
+            "train_gpu.py: no CUDA device here; run it on a GPU (or with --cpu-smoke to check the code path)",
+            file=sys.stderr,
+        )
         return 2
     if args.cpu_smoke:
         args.steps, args.quant_steps, args.batch_size, args.source, args.target = 3, 2, 4, 32, 16
@@ -258,25 +319,41 @@ def main() -> int:
     import transformers
 
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
-    print(f"device: {gpu}; torch {torch.__version__}; transformers {transformers.__version__}; "
-          f"{'bf16 autocast' if bf16 else 'fp32'}", flush=True)
+    print(
+        f"device: {gpu}; torch {torch.__version__}; transformers {transformers.__version__}; "
+        f"{'bf16 autocast' if bf16 else 'fp32'}",
+        flush=True,
+    )
     peak_rate = matmul_rate(device, dtype, 8192 if device.type == "cuda" else 512, 50 if device.type == "cuda" else 5)
     print(f"measured {dtype} matmul rate: {peak_rate / 1e12:.3g} TFLOP/s", flush=True)
     rows = []
     for name in names:
         rows += bench_model(name, args, device, bf16, peak_rate)
-    print(f"\n{'model':<14}{'arm':<28}{'ms/step':>9}{'tokens/s':>11}{'MFU %':>7}{'peak GB':>9}"
-          f"{'speed vs full':>15}{'memory vs full':>16}")
+    print(
+        f"\n{'model':<14}{'arm':<28}{'ms/step':>9}{'tokens/s':>11}{'MFU %':>7}{'peak GB':>9}"
+        f"{'speed vs full':>15}{'memory vs full':>16}"
+    )
     for name in names:
         mine = [r for r in rows if r["model"] == name]
         for r in mine:
             mem = r["peak_gb"] / mine[0]["peak_gb"] if mine[0]["peak_gb"] == mine[0]["peak_gb"] else float("nan")
-            print(f"{name:<14}{r['arm']:<28}{r['ms_per_step']:>9.1f}{r['tokens_per_s']:>11,.0f}{r['mfu_pct']:>7.1f}"
-                  f"{r['peak_gb']:>9.2f}{mine[0]['ms_per_step'] / r['ms_per_step']:>14.2f}x{mem:>15.2f}x")
+            print(
+                f"{name:<14}{r['arm']:<28}{r['ms_per_step']:>9.1f}{r['tokens_per_s']:>11,.0f}{r['mfu_pct']:>7.1f}"
+                f"{r['peak_gb']:>9.2f}{mine[0]['ms_per_step'] / r['ms_per_step']:>14.2f}x{mem:>15.2f}x"
+            )
     if args.json:
-        args.json.write_text(json.dumps({"device": gpu, "torch": torch.__version__,
-                                         "transformers": transformers.__version__,
-                                         "matmul_tflops": peak_rate / 1e12, "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": gpu,
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                    "matmul_tflops": peak_rate / 1e12,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -57,8 +57,13 @@ class Arm:
         from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
         args = Seq2SeqTrainingArguments(
-            output_dir=f"/tmp/bench_padding_{name}", per_device_train_batch_size=batch_size, seed=seed,
-            data_seed=seed, use_cpu=not torch.cuda.is_available(), report_to="none", dataloader_num_workers=0,
+            output_dir=f"/tmp/bench_padding_{name}",
+            per_device_train_batch_size=batch_size,
+            seed=seed,
+            data_seed=seed,
+            use_cpu=not torch.cuda.is_available(),
+            report_to="none",
+            dataloader_num_workers=0,
             train_sampling_strategy="group_by_length" if grouped else "random",
         )
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=ds, data_collator=collator)
@@ -71,8 +76,11 @@ class Arm:
     def step(self, i: int, timed: bool) -> None:
         import torch
 
-        b = {k: v.to(self.device) for k, v in self.batches[i % len(self.batches)].items()
-             if k in ("input_ids", "attention_mask", "labels")}
+        b = {
+            k: v.to(self.device)
+            for k, v in self.batches[i % len(self.batches)].items()
+            if k in ("input_ids", "attention_mask", "labels")
+        }
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         t = time.perf_counter()
@@ -99,12 +107,12 @@ def main() -> None:
     import torch
     from transformers import DataCollatorForSeq2Seq
 
-    from cotdistill.config import load_params
-    from cotdistill.students.t5 import build_from_config
-    from cotdistill.students.tokenizer import train_tokenizer
     from cotdistill.catalog.students import STUDENTS
+    from cotdistill.config import load_params
     from cotdistill.students.architectures import ARCHITECTURES
     from cotdistill.students.batches import training_data
+    from cotdistill.students.t5 import build_from_config
+    from cotdistill.students.tokenizer import train_tokenizer
     from cotdistill.variants import ONE_TASK
 
     preset = STUDENTS.get(args.model)
@@ -119,27 +127,42 @@ def main() -> None:
         def collate(features):
             # Pad sources and targets to fixed lengths (tokenizer-style max_length padding).
             out = DataCollatorForSeq2Seq(tok, padding="max_length", max_length=src_len)(
-                [{k: v for k, v in f.items() if k != "labels"} for f in features])
+                [{k: v for k, v in f.items() if k != "labels"} for f in features]
+            )
             out["labels"] = torch.tensor([f["labels"] + [-100] * (tgt_len - len(f["labels"])) for f in features])
             return out
+
         return collate
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml").train
 
     model_fn = lambda: build_from_config(preset, tok, args.seed)  # noqa: E731
-    print(f"hardware: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
-          f"cuda {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
-    print(f"data: {args.n} coin-flip CoT pairs, source {min(len(x) for x in ds['input_ids'])}-{src_max} tokens, "
-          f"target {min(len(x) for x in ds['labels'])}-{tgt_max} tokens; model {args.model}, batch {args.batch_size}")
-    grouped = Arm("grouped", model_fn(), tok, ds, args.batch_size, DataCollatorForSeq2Seq(tok, padding=True),
-                  True, args.seed)
+    print(
+        f"hardware: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
+        f"cuda {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}"
+    )
+    print(
+        f"data: {args.n} coin-flip CoT pairs, source {min(len(x) for x in ds['input_ids'])}-{src_max} tokens, "
+        f"target {min(len(x) for x in ds['labels'])}-{tgt_max} tokens; model {args.model}, batch {args.batch_size}"
+    )
+    grouped = Arm(
+        "grouped", model_fn(), tok, ds, args.batch_size, DataCollatorForSeq2Seq(tok, padding=True), True, args.seed
+    )
     arms = {
         "grouped + dynamic padding": grouped,
         f"random, fixed {params.max_source_length}/{params.max_target_length} (params)": Arm(
-            "fixed_params", model_fn(), tok, ds, args.batch_size,
-            fixed_collator(params.max_source_length, params.max_target_length), False, args.seed),
+            "fixed_params",
+            model_fn(),
+            tok,
+            ds,
+            args.batch_size,
+            fixed_collator(params.max_source_length, params.max_target_length),
+            False,
+            args.seed,
+        ),
         f"random, fixed {src_max}/{tgt_max} (data max)": Arm(
-            "fixed_data", model_fn(), tok, ds, args.batch_size, fixed_collator(src_max, tgt_max), False, args.seed),
+            "fixed_data", model_fn(), tok, ds, args.batch_size, fixed_collator(src_max, tgt_max), False, args.seed
+        ),
     }
     # Steps alternate between the arms, so that load from other processes hits all alike;
     # timed batches are spread over the whole epoch (grouping orders batches by length).
@@ -154,8 +177,10 @@ def main() -> None:
         tok_s = a.useful / a.seconds
         print(f"{label:<36}{100 * a.padding:>13.1f}%{tok_s:>14.0f}{args.steps / a.seconds:>9.2f}{g / tok_s:>16.2f}x")
     ok_pad = grouped.padding <= 0.10
-    print(f"targets: grouped padding {100 * grouped.padding:.1f}% <= 10%: {'met' if ok_pad else 'NOT met'}; "
-          "throughput >= 1.5x: see the speedup column")
+    print(
+        f"targets: grouped padding {100 * grouped.padding:.1f}% <= 10%: {'met' if ok_pad else 'NOT met'}; "
+        "throughput >= 1.5x: see the speedup column"
+    )
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ that is neither cached nor reachable, or a student whose training cannot fit the
 reruns prepare.
 """
 
-import _checkout  # noqa: F401
-
 import logging
 from pathlib import Path
+
+import _checkout  # noqa: F401
 
 from cotdistill import stage
 from cotdistill.config import load_params, read_yaml
@@ -35,8 +35,13 @@ def main(argv=None):
         logging.getLogger("check").info(note)
     local = params.prepare.local.path if params.prepare.source == "local" else None
     # Only the file in use counts: an edit to a file that no stage reads reruns nothing.
-    write_json(args.out, {"prepare.local.path": local,
-                          "sha256": file_digest(shared_path(local), "prepare.local.path") if local else None})
+    write_json(
+        args.out,
+        {
+            "prepare.local.path": local,
+            "sha256": file_digest(shared_path(local), "prepare.local.path") if local else None,
+        },
+    )
 
 
 if __name__ == "__main__":

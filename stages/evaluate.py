@@ -6,10 +6,10 @@ is scored on its label task (what it answers at test time); its rationale task i
 and scored too, as a diagnostic (metrics["rationale"], rationale_predictions.jsonl).
 """
 
-import _checkout  # noqa: F401
-
 import time
 from pathlib import Path
+
+import _checkout  # noqa: F401
 
 from cotdistill import machine, stage, tracking
 from cotdistill.config import flatten, load_params, to_dict
@@ -55,8 +55,12 @@ def main(argv=None):
     tokenizer = arch.load_tokenizer(args.model)
     model = arch.load_trained(args.model)  # a full model or LoRA adapters, on the GPU if there is one
     options = DecodeOptions(
-        max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams, do_sample=cfg.do_sample,
-        temperature=cfg.temperature, top_p=cfg.top_p, seed=params.seed,
+        max_new_tokens=cfg.max_new_tokens,
+        num_beams=cfg.num_beams,
+        do_sample=cfg.do_sample,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        seed=params.seed,
         max_source_length=cfg.max_source_length or run["resolved_train"]["max_source_length"],
     )
 
@@ -64,8 +68,17 @@ def main(argv=None):
         def source(q: str) -> str:  # a multitask student reads the task's prefix first
             return arch.source(task.source(q))
 
-        return evaluate_splits(model, tokenizer, splits, options, cfg.batch_size, cfg.extraction, calculator,
-                               source=source, stop_strings=arch.stop_strings)
+        return evaluate_splits(
+            model,
+            tokenizer,
+            splits,
+            options,
+            cfg.batch_size,
+            cfg.extraction,
+            calculator,
+            source=source,
+            stop_strings=arch.stop_strings,
+        )
 
     scored, *diagnostics = variant.tasks
     start = time.perf_counter()
@@ -84,9 +97,15 @@ def main(argv=None):
     run_id = _mlflow_run(run, args.variant, params)
     tracking.log_metrics(run_id, {**flat, "evaluate/wall_s": wall_s})
     tracking.log_to_group(run_id, args.variant, flat)  # the DVC experiment's parent run
-    tracking.log_inputs(run_id, [
-        tracking.DataInput(f"{params.dataset}/{stem}", str(Path(args.prepared) / f"{stem}.jsonl"), stem,
-                           {"rows": len(rows)}) for stem, rows in splits.items()])
+    tracking.log_inputs(
+        run_id,
+        [
+            tracking.DataInput(
+                f"{params.dataset}/{stem}", str(Path(args.prepared) / f"{stem}.jsonl"), stem, {"rows": len(rows)}
+            )
+            for stem, rows in splits.items()
+        ],
+    )
     # Params are immutable in MLflow; the evaluation settings may change per rerun.
     tracking.set_tags(run_id, {f"evaluate.{k}": v for k, v in to_dict(cfg).items()})
 
@@ -99,11 +118,21 @@ def _mlflow_run(run: dict, variant: str, params) -> str:
         return run_id
     import logging
 
-    logging.getLogger("evaluate").warning("no MLflow run trained model key %s in %s: logging this evaluation "
-                                          "to a new run", run["run_key"], tracking.tracking_uri())
-    run_id = tracking.start_run(variant, {"variant": variant, **flatten(to_dict(params))},
-                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model,
-                                 tracking.MODEL_KEY_TAG: run["run_key"]})
+    logging.getLogger("evaluate").warning(
+        "no MLflow run trained model key %s in %s: logging this evaluation to a new run",
+        run["run_key"],
+        tracking.tracking_uri(),
+    )
+    run_id = tracking.start_run(
+        variant,
+        {"variant": variant, **flatten(to_dict(params))},
+        {
+            "dataset": params.dataset,
+            "teacher": params.teacher,
+            "student": params.model,
+            tracking.MODEL_KEY_TAG: run["run_key"],
+        },
+    )
     tracking.end_run(run_id)
     return run_id
 

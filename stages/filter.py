@@ -5,9 +5,9 @@ training targets of every variant in train.variants to <out>/<variant>/{train,va
 A filter that keeps no CoT for a variant built from them (cot, multitask) fails here (after
 writing its metrics, with the drops by reason), not later in train@cot."""
 
-import _checkout  # noqa: F401
-
 from pathlib import Path
+
+import _checkout  # noqa: F401
 
 from cotdistill import stage
 from cotdistill.config import load_params, to_dict
@@ -38,8 +38,9 @@ def main(argv=None):
         records = read_jsonl(Path(args.prepared) / f"{split}.jsonl")
         ids = {r["id"] for r in records}
         gens = [g for g in generations if g["id"] in ids]
-        kept, metrics[split] = filter_generations(records, gens, cfg.extraction, cfg.max_per_question,
-                                                  cfg.verify_equations, checker, cfg.verify_steps)
+        kept, metrics[split] = filter_generations(
+            records, gens, cfg.extraction, cfg.max_per_question, cfg.verify_equations, checker, cfg.verify_steps
+        )
         if cfg.missing_cot == "answer":
             kept = add_missing_cot(records, kept)
         rows[split] = {v.name: v.rows(records, kept) for v in variants}

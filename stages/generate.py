@@ -58,11 +58,18 @@ def main(argv=None):
     rows = []
     for rec, samples in zip(records, results):
         for s, c in enumerate(samples):
-            rows.append({
-                "id": rec["id"], "sample": s, "text": c.text, "finish_reason": c.finish_reason,
-                "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                "teacher": params.teacher, **{f"teacher_{k}": v for k, v in backend.identity.items()},
-            })
+            rows.append(
+                {
+                    "id": rec["id"],
+                    "sample": s,
+                    "text": c.text,
+                    "finish_reason": c.finish_reason,
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens,
+                    "teacher": params.teacher,
+                    **{f"teacher_{k}": v for k, v in backend.identity.items()},
+                }
+            )
     write_jsonl(args.out, rows)
     metrics = {"teacher": params.teacher, "questions": len(records), **stats.outcome()}
     if threads is not None:  # the teacher's floats were computed here: what they depend on

@@ -16,8 +16,9 @@ from cotdistill.splits import SPLITS
 
 def main(argv=None):
     ap = stage.parser(__doc__)
-    ap.add_argument("--prompt", default=None,
-                    help="the dataset's prompt file, whose exemplars are checked (default: the package's)")
+    ap.add_argument(
+        "--prompt", default=None, help="the dataset's prompt file, whose exemplars are checked (default: the package's)"
+    )
     ap.add_argument("--out", required=True, help="output folder for the split files")
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args(argv)

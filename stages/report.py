@@ -1,9 +1,9 @@
 """report: the paper-style table of every variant's accuracy, as Markdown, plus the data
 of the `dvc plots` accuracy chart."""
 
-import _checkout  # noqa: F401
-
 from pathlib import Path
+
+import _checkout  # noqa: F401
 
 from cotdistill import stage
 from cotdistill.config import load_params
@@ -14,10 +14,13 @@ from cotdistill.reporting import ACCURACY_FIELDS, accuracy_table, load_predictio
 
 def main(argv=None):
     ap = stage.parser(__doc__)
-    ap.add_argument("--evaluations", nargs="+", required=True,
-                    help="metrics/evaluate/<variant>.json files, or a folder of them (train.variants in order)")
-    ap.add_argument("--eval-root", default=None,
-                    help="folder with <variant>/predictions.jsonl, for the paired tests")
+    ap.add_argument(
+        "--evaluations",
+        nargs="+",
+        required=True,
+        help="metrics/evaluate/<variant>.json files, or a folder of them (train.variants in order)",
+    )
+    ap.add_argument("--eval-root", default=None, help="folder with <variant>/predictions.jsonl, for the paired tests")
     ap.add_argument("--filter-metrics", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--plot-data", default=None, help="CSV of accuracy by variant (dvc plots)")

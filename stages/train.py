@@ -3,10 +3,10 @@ multitask label + rationale student) and log it to MLflow. Runs as `python stage
 or under `accelerate launch` (DDP, FSDP, DeepSpeed); with several processes only rank 0 writes
 outputs and logs."""
 
-import _checkout  # noqa: F401
-
 import os
 from pathlib import Path
+
+import _checkout  # noqa: F401
 
 from cotdistill import stage, tracking
 from cotdistill.catalog.students import STUDENTS
@@ -38,8 +38,9 @@ def main(argv=None):
     # (question, the target of each of the variant's tasks)
     train_pairs, val_pairs = (variant.examples(rows[s]) for s in ("train", "validation"))
     if not train_pairs:
-        raise DataError(f"{data / 'train.jsonl'}: no training examples for variant '{args.variant}' "
-                        "(see metrics/filter.json)")
+        raise DataError(
+            f"{data / 'train.jsonl'}: no training examples for variant '{args.variant}' (see metrics/filter.json)"
+        )
 
     # Heavy imports only after the inputs are known to be good.
     from cotdistill.students.job import CURVE_FIELDS, Job, train_student
@@ -50,18 +51,26 @@ def main(argv=None):
     if rank == 0:
         stage.log_config("train", {"variant": args.variant, "model": params.model, **to_dict(cfg)})
     # What MLflow names as the run's data: the variant's targets folder (its DVC md5 is in dvc.lock).
-    inputs = (tracking.DataInput(f"{params.dataset}/{args.variant}", args.data, "train",
-                                 {"train_rows": len(train_pairs), "validation_rows": len(val_pairs)}),)
-    job = Job(args.variant, params, preset, cfg, rank, stage.set_threads(params.threads), inputs,
-              variant.read_settings(data))
+    inputs = (
+        tracking.DataInput(
+            f"{params.dataset}/{args.variant}",
+            args.data,
+            "train",
+            {"train_rows": len(train_pairs), "validation_rows": len(val_pairs)},
+        ),
+    )
+    job = Job(
+        args.variant, params, preset, cfg, rank, stage.set_threads(params.threads), inputs, variant.read_settings(data)
+    )
 
     def write_outputs(metrics: dict, curve: list[dict], timings: dict) -> None:
         write_csv(args.curve, curve, CURVE_FIELDS)
         write_json(args.metrics, metrics)
         stage.write_timings(args.timings, timings)
 
-    train_student(job, train_rows, train_pairs, val_pairs, shared_path(args.checkpoints), Path(args.out),
-                  on_saved=write_outputs)  # rank 0 writes; other ranks return None
+    train_student(
+        job, train_rows, train_pairs, val_pairs, shared_path(args.checkpoints), Path(args.out), on_saved=write_outputs
+    )  # rank 0 writes; other ranks return None
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .conftest import REPO
 
-
 OK_TEXT = " The coin was flipped. The answer is yes."
 
 
@@ -41,9 +40,14 @@ class StubTeacher:
         stub = self
 
         def completion(body: dict, text: str | None, finish: str = "stop") -> dict:
-            return {"id": "cmpl-stub", "object": "text_completion", "created": 0, "model": body.get("model", ""),
-                    "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19}}
+            return {
+                "id": "cmpl-stub",
+                "object": "text_completion",
+                "created": 0,
+                "model": body.get("model", ""),
+                "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19},
+            }
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -60,7 +64,7 @@ class StubTeacher:
                     self.wfile.write(data)
                     return
                 for i in range(len(data)):
-                    self.wfile.write(data[i:i + 1])
+                    self.wfile.write(data[i : i + 1])
                     self.wfile.flush()
                     time.sleep(drip_s)
 
@@ -70,8 +74,10 @@ class StubTeacher:
                 mode = stub.mode if stub.bad_first is None or len(stub.requests) <= stub.bad_first else "ok"
                 status, kind, drip = 200, "application/json", 0.0
                 if mode == "echo500":
-                    status, reply = 500, {"error": {"message": "internal error; request headers: "
-                                                               f"{dict(self.headers)}"}}
+                    status, reply = (
+                        500,
+                        {"error": {"message": f"internal error; request headers: {dict(self.headers)}"}},
+                    )
                 elif mode == "401":
                     status, reply = 401, {"error": {"message": "Incorrect API key provided"}}
                 elif mode == "echo200":
@@ -109,17 +115,21 @@ class StubTeacher:
                     return
                 elif mode == "sse_echo":  # streams chunks nobody asked for, the key inside
                     auth = self.headers.get("Authorization")
-                    reply, kind = "".join(f'data: {{"choices": [{{"text": "{w} {auth}"}}]}}\n\n'
-                                          for w in ("The", "coin")) + "data: [DONE]\n\n", "text/event-stream"
+                    reply, kind = (
+                        "".join(f'data: {{"choices": [{{"text": "{w} {auth}"}}]}}\n\n' for w in ("The", "coin"))
+                        + "data: [DONE]\n\n",
+                        "text/event-stream",
+                    )
                 elif mode == "shuffled":  # n choices, listed out of index order
                     n = int(body.get("n") or 1)
                     reply = completion(body, OK_TEXT)
-                    reply["choices"] = [{"index": i, "text": f" Sample {i}. The answer is yes.",
-                                         "finish_reason": "stop"}
-                                        for i in reversed(range(n))]
+                    reply["choices"] = [
+                        {"index": i, "text": f" Sample {i}. The answer is yes.", "finish_reason": "stop"}
+                        for i in reversed(range(n))
+                    ]
                 elif mode == "redirect":  # to `redirect_to`, another origin
                     self.send_response(307)
-                    self.send_header("Location", stub.redirect_to + self.path[len("/v1"):])
+                    self.send_header("Location", stub.redirect_to + self.path[len("/v1") :])
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -179,8 +189,15 @@ def stage_cmd(stage: str, args: list[str], interrupt_at_first_write: bool = Fals
 
 
 def stage_env(root: Path, **extra: str) -> dict:
-    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "PYTHONPATH": str(REPO / "src"),
-            "OMP_NUM_THREADS": "1", "COTDISTILL_LOG": "WARNING", "TQDM_DISABLE": "1", **extra}
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "PYTHONPATH": str(REPO / "src"),
+        "OMP_NUM_THREADS": "1",
+        "COTDISTILL_LOG": "WARNING",
+        "TQDM_DISABLE": "1",
+        **extra,
+    }
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -33,13 +33,19 @@ def _corpus(lines: int = 600, seed: int = 0) -> list[str]:
     for _ in range(lines):
         name, thing = rng.choice(_NAMES), rng.choice(_THINGS)
         a, b, c = rng.randint(1, 999), rng.randint(1, 99), rng.randint(1, 9)
-        out.append(f"Question: {name} has {a} {thing} and buys {b} more in each of {c} days. "
-                   f"How many {thing} does {name} have now?")
-        out.append(f"Answer: Each day adds {b} {thing} so {b} * {c} = {b * c}. Then {a} + {b * c} = "
-                   f"{a + b * c}. Half of it is ({a} + {b * c}) / 2 = {(a + b * c) / 2}. "
-                   f"The answer is {a + b * c}.")
-        out.append(f"{name} gave away {c} {thing}: {a} - {c} = {a - c} and {a} / {c} = {a // c} "
-                   f"with {a % c} left. Then 12 * 7 = 84 and 6 * 7 = 42.")
+        out.append(
+            f"Question: {name} has {a} {thing} and buys {b} more in each of {c} days. "
+            f"How many {thing} does {name} have now?"
+        )
+        out.append(
+            f"Answer: Each day adds {b} {thing} so {b} * {c} = {b * c}. Then {a} + {b * c} = "
+            f"{a + b * c}. Half of it is ({a} + {b * c}) / 2 = {(a + b * c) / 2}. "
+            f"The answer is {a + b * c}."
+        )
+        out.append(
+            f"{name} gave away {c} {thing}: {a} - {c} = {a - c} and {a} / {c} = {a // c} "
+            f"with {a % c} left. Then 12 * 7 = 84 and 6 * 7 = 42."
+        )
     text = "\n".join(out)
     assert not set(MISSING) & set(text)
     return out
@@ -54,10 +60,21 @@ def t5_tokenizer(folder: Path, vocab_size: int = 600):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus()), model_prefix=str(folder / "spiece"), model_type="unigram",
-        vocab_size=vocab_size, character_coverage=1.0, split_digits=False,
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
-        num_threads=1, minloglevel=2,
+        sentence_iterator=iter(_corpus()),
+        model_prefix=str(folder / "spiece"),
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        split_digits=False,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        num_threads=1,
+        minloglevel=2,
     )
     tok = T5Tokenizer.from_pretrained(str(folder), extra_ids=100)
     tok.save_pretrained(str(folder))
@@ -65,6 +82,7 @@ def t5_tokenizer(folder: Path, vocab_size: int = 600):
 
 
 # ----------------------------------------------------------------------------- models
+
 
 def t5_model(folder: Path, seed: int = 0) -> Path:
     """A T5 v1.1-shaped student in `folder`, as `save_pretrained` writes google/t5-v1_1-*:
@@ -79,10 +97,22 @@ def t5_model(folder: Path, seed: int = 0) -> Path:
     folder = Path(folder)
     tok = t5_tokenizer(folder)
     config = T5Config(
-        vocab_size=-(-len(tok) // 128) * 128, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
-        num_heads=4, relative_attention_num_buckets=32, relative_attention_max_distance=128,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.1, layer_norm_epsilon=1e-6,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
+        vocab_size=-(-len(tok) // 128) * 128,
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        dropout_rate=0.1,
+        layer_norm_epsilon=1e-6,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
     )
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
@@ -91,7 +121,7 @@ def t5_model(folder: Path, seed: int = 0) -> Path:
     # transformers 5 ties T5's lm_head to the input embedding whatever the config says and
     # saves one of them; v1.1 checkpoints carry both and a config that says so.
     weights = load_file(folder / "model.safetensors")
-    weights["lm_head.weight"] = torch.randn(config.vocab_size, config.d_model) * config.d_model ** -0.5
+    weights["lm_head.weight"] = torch.randn(config.vocab_size, config.d_model) * config.d_model**-0.5
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     saved = json.loads((folder / "config.json").read_text())
     saved.pop("scale_decoder_outputs", None)
@@ -102,12 +132,22 @@ def t5_model(folder: Path, seed: int = 0) -> Path:
 # Llama 3's pre-tokenizer split (tiktoken's cl100k pattern as transformers converts it):
 # contractions, words with one leading non-letter, numbers in chunks of 1-3 digits,
 # punctuation runs, newlines, spaces.
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 BOS3, EOS3 = "<|begin_of_text|>", "<|end_of_text|>"
 # Llama 3's special tokens after the BPE vocabulary (128000-128255), a few of them.
-LLAMA3_SPECIAL = [BOS3, EOS3, "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
-                  "<|start_header_id|>", "<|end_header_id|>", "<|reserved_special_token_2|>", "<|eot_id|>"]
+LLAMA3_SPECIAL = [
+    BOS3,
+    EOS3,
+    "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|reserved_special_token_2|>",
+    "<|eot_id|>",
+]
 
 
 def _coin_texts() -> list[str]:
@@ -115,10 +155,13 @@ def _coin_texts() -> list[str]:
     names = ["Ka", "Sherrie", "Tom", "Ann", "Maria", "Lee"]
     out = []
     for i, name in enumerate(names * 20):
-        flips = " ".join(f"{n} {'flips' if (i + j) % 2 else 'does not flip'} the coin."
-                         for j, n in enumerate(names[:3]))
-        out.append(f"A coin is heads up. {name} flips the coin. {flips} Is the coin still heads up?\n"
-                   f"Answer: The coin was flipped {i % 4} times. The answer is {'yes' if i % 2 else 'no'}.")
+        flips = " ".join(
+            f"{n} {'flips' if (i + j) % 2 else 'does not flip'} the coin." for j, n in enumerate(names[:3])
+        )
+        out.append(
+            f"A coin is heads up. {name} flips the coin. {flips} Is the coin still heads up?\n"
+            f"Answer: The coin was flipped {i % 4} times. The answer is {'yes' if i % 2 else 'no'}."
+        )
     return out
 
 
@@ -134,20 +177,32 @@ def llama3_tokenizer(folder: Path, vocab_size: int = 800):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     t = Tokenizer(models.BPE(ignore_merges=True))
-    t.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    t.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
     t.decoder = decoders.ByteLevel()
-    t.train_from_iterator(_corpus() + _coin_texts(), trainers.BpeTrainer(
-        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    t.train_from_iterator(
+        _corpus() + _coin_texts(),
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        ),
+    )
     t.add_special_tokens([AddedToken(s, normalized=False, special=True) for s in LLAMA3_SPECIAL])
     bos = t.token_to_id(BOS3)
-    t.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single=f"{BOS3}:0 $A:0", pair=f"{BOS3}:0 $A:0 {BOS3}:1 $B:1",
-                                      special_tokens=[(BOS3, bos)])])
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token=BOS3, eos_token=EOS3, model_max_length=131072,
-                                  clean_up_tokenization_spaces=True)
+    t.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{BOS3}:0 $A:0", pair=f"{BOS3}:0 $A:0 {BOS3}:1 $B:1", special_tokens=[(BOS3, bos)]
+            ),
+        ]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=t, bos_token=BOS3, eos_token=EOS3, model_max_length=131072, clean_up_tokenization_spaces=True
+    )
     tok.save_pretrained(str(folder))
     config = json.loads((folder / "tokenizer_config.json").read_text())  # transformers 5 writes its new name
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "PreTrainedTokenizerFast"}))
@@ -166,17 +221,35 @@ def llama3_model(folder: Path, seed: int = 0) -> Path:
     folder = Path(folder)
     tok = llama3_tokenizer(folder)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=131072, rms_norm_eps=1e-5,
-        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192, "rope_theta": 500000.0},
-        rope_theta=500000.0, tie_word_embeddings=True, hidden_act="silu",
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=None,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+            "rope_theta": 500000.0,
+        },
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+        hidden_act="silu",
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=None,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               do_sample=True, temperature=0.6, top_p=0.9)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, do_sample=True, temperature=0.6, top_p=0.9
+    )
     model.save_pretrained(folder)
     return folder
 

@@ -5,7 +5,13 @@ from fractions import Fraction
 import pytest
 
 from cotdistill.answers import (
-    EXTRACTORS, extract, format_number, matches, normalise_gold, parse_gold, parse_number,
+    EXTRACTORS,
+    extract,
+    format_number,
+    matches,
+    normalise_gold,
+    parse_gold,
+    parse_number,
     reasoning_before_answer,
 )
 from cotdistill.sentence import answer_sentence
@@ -102,9 +108,15 @@ CHOICE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("answer_type, cases", [
-    ("number", NUMBER_CASES), ("yes_no", YES_NO_CASES), ("text", TEXT_CASES), ("choice", CHOICE_CASES),
-])
+@pytest.mark.parametrize(
+    "answer_type, cases",
+    [
+        ("number", NUMBER_CASES),
+        ("yes_no", YES_NO_CASES),
+        ("text", TEXT_CASES),
+        ("choice", CHOICE_CASES),
+    ],
+)
 def test_tables_have_at_least_15_cases(answer_type, cases):
     assert len(cases) >= 15
 
@@ -137,10 +149,17 @@ def test_choice(text, strict, flexible):
     assert extract(text, "choice", "flexible") == flexible
 
 
-@pytest.mark.parametrize("gold, answer_type, expected", [
-    ("1,234", "number", "1234"), ("9 apples", "number", "9"), ("yes", "yes_no", "yes"),
-    ("No", "yes_no", "no"), ("ny", "text", "ny"), ("(c)", "choice", "C"),
-])
+@pytest.mark.parametrize(
+    "gold, answer_type, expected",
+    [
+        ("1,234", "number", "1234"),
+        ("9 apples", "number", "9"),
+        ("yes", "yes_no", "yes"),
+        ("No", "yes_no", "no"),
+        ("ny", "text", "ny"),
+        ("(c)", "choice", "C"),
+    ],
+)
 def test_normalise_gold(gold, answer_type, expected):
     assert normalise_gold(gold, answer_type) == expected
     # a target ending in the canonical sentence reads back as its gold
@@ -188,38 +207,89 @@ GOLD_NUMBER_CASES = [
 ]
 
 GOLD_YES_NO_CASES = [
-    (True, "yes"), (False, "no"), ("yes", "yes"), ("No", "no"), ("YES.", "yes"), ("true", "yes"),
-    ("False", "no"), (" no ", "no"), ("'yes'", "yes"), ("Yes!", "yes"), ("incorrect", "no"),
-    ("correct", "yes"), ("maybe", None), ("", None), ("yes and no", None), (None, None), ("1", None),
+    (True, "yes"),
+    (False, "no"),
+    ("yes", "yes"),
+    ("No", "no"),
+    ("YES.", "yes"),
+    ("true", "yes"),
+    ("False", "no"),
+    (" no ", "no"),
+    ("'yes'", "yes"),
+    ("Yes!", "yes"),
+    ("incorrect", "no"),
+    ("correct", "yes"),
+    ("maybe", None),
+    ("", None),
+    ("yes and no", None),
+    (None, None),
+    ("1", None),
 ]
 
 GOLD_CHOICE_CASES = [
-    ("A", "A"), ("b", "B"), ("(c)", "C"), ("(D)", "D"), ("E.", "E"), ("A. bank", "A"),
-    ("B: library", "B"), ("c) mall", "C"), (" d ", "D"), ("F", None), ("AB", None), ("", None),
-    ("bank", None), (None, None), ("(G)", None), ("1", None),
+    ("A", "A"),
+    ("b", "B"),
+    ("(c)", "C"),
+    ("(D)", "D"),
+    ("E.", "E"),
+    ("A. bank", "A"),
+    ("B: library", "B"),
+    ("c) mall", "C"),
+    (" d ", "D"),
+    ("F", None),
+    ("AB", None),
+    ("", None),
+    ("bank", None),
+    (None, None),
+    ("(G)", None),
+    ("1", None),
 ]
 
 GOLD_TEXT_CASES = [
-    ("ny", "ny"), ("NY", "ny"), ("'abc'", "abc"), ("abc.", "abc"), (" Paris ", "paris"),
-    ("New   York", "new york"), ("“ln”", "ln"), ("ok!", "ok"), ("a", "a"), ("", None), ("  ", None),
-    (".", None), (None, None), ("x y z", "x y z"), ("Le", "le"),
+    ("ny", "ny"),
+    ("NY", "ny"),
+    ("'abc'", "abc"),
+    ("abc.", "abc"),
+    (" Paris ", "paris"),
+    ("New   York", "new york"),
+    ("“ln”", "ln"),
+    ("ok!", "ok"),
+    ("a", "a"),
+    ("", None),
+    ("  ", None),
+    (".", None),
+    (None, None),
+    ("x y z", "x y z"),
+    ("Le", "le"),
 ]
 
 
-@pytest.mark.parametrize("answer_type, cases", [
-    ("number", GOLD_NUMBER_CASES), ("yes_no", GOLD_YES_NO_CASES), ("text", GOLD_TEXT_CASES),
-    ("choice", GOLD_CHOICE_CASES),
-])
+@pytest.mark.parametrize(
+    "answer_type, cases",
+    [
+        ("number", GOLD_NUMBER_CASES),
+        ("yes_no", GOLD_YES_NO_CASES),
+        ("text", GOLD_TEXT_CASES),
+        ("choice", GOLD_CHOICE_CASES),
+    ],
+)
 def test_gold_tables_have_at_least_15_cases(answer_type, cases):
     assert len(cases) >= 15
 
 
-@pytest.mark.parametrize("answer_type, gold, expected", [
-    pytest.param(t, g, e, id=f"{t}-{g!r}"[:40])
-    for t, cases in (("number", GOLD_NUMBER_CASES), ("yes_no", GOLD_YES_NO_CASES),
-                     ("text", GOLD_TEXT_CASES), ("choice", GOLD_CHOICE_CASES))
-    for g, e in cases
-])
+@pytest.mark.parametrize(
+    "answer_type, gold, expected",
+    [
+        pytest.param(t, g, e, id=f"{t}-{g!r}"[:40])
+        for t, cases in (
+            ("number", GOLD_NUMBER_CASES),
+            ("yes_no", GOLD_YES_NO_CASES),
+            ("text", GOLD_TEXT_CASES),
+            ("choice", GOLD_CHOICE_CASES),
+        )
+        for g, e in cases
+    ],
+)
 def test_parse_gold(answer_type, gold, expected):
     assert parse_gold(gold, answer_type) == expected
     if expected is not None:  # a canonical gold reads back through the shared extractor
@@ -316,8 +386,9 @@ REVIEW_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text, answer_type, strict, flexible",
-                         [pytest.param(*c, id=f"{c[1]}-{c[0]!r}"[:50]) for c in REVIEW_CASES])
+@pytest.mark.parametrize(
+    "text, answer_type, strict, flexible", [pytest.param(*c, id=f"{c[1]}-{c[0]!r}"[:50]) for c in REVIEW_CASES]
+)
 def test_review_regressions(text, answer_type, strict, flexible):
     assert extract(text, answer_type, "strict") == strict
     assert extract(text, answer_type, "flexible") == flexible
@@ -363,11 +434,11 @@ MATCH_CASES = [  # (predicted, gold, answer_type, same answer?)
     ("12345678901234567891", "12345678901234567890", "number", False),
     ("12345678901234567890", "12345678901234567890", "number", True),
     ("0.5", "1/2", "number", True),
-    ("10/3", "3.33", "number", True),   # the gold is a rounded non-terminating value
+    ("10/3", "3.33", "number", True),  # the gold is a rounded non-terminating value
     ("10/3", "3.3", "number", True),
     ("10/3", "3.34", "number", False),
-    ("10/3", "3", "number", False),      # an integer gold is never a rounding
-    ("3.33", "10/3", "number", False),   # a rounded prediction is a different number
+    ("10/3", "3", "number", False),  # an integer gold is never a rounding
+    ("3.33", "10/3", "number", False),  # a rounded prediction is a different number
     ("2.46", "2.5", "number", False),
     ("-2/3", "-0.67", "number", True),
     ("1000", "1,000", "number", True),
@@ -385,44 +456,72 @@ def test_matches(predicted, gold, answer_type, same):
     assert matches(predicted, gold, answer_type) is same
 
 
-@pytest.mark.parametrize("value, text", [
-    (Fraction(7), "7"), (Fraction(-2), "-2"), (Fraction(3, 4), "0.75"), (Fraction(1234), "1234"),
-    (Fraction(1, 400), "0.0025"), (Fraction(-5, 8), "-0.625"), (Fraction(1, 3), "1/3"),
-    (Fraction(-10, 3), "-10/3"), (Fraction(10**25), "1" + "0" * 25), (Fraction(1, 10**7), "0.0000001"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (Fraction(7), "7"),
+        (Fraction(-2), "-2"),
+        (Fraction(3, 4), "0.75"),
+        (Fraction(1234), "1234"),
+        (Fraction(1, 400), "0.0025"),
+        (Fraction(-5, 8), "-0.625"),
+        (Fraction(1, 3), "1/3"),
+        (Fraction(-10, 3), "-10/3"),
+        (Fraction(10**25), "1" + "0" * 25),
+        (Fraction(1, 10**7), "0.0000001"),
+    ],
+)
 def test_format_number_is_exact_and_reads_back(value, text):
     assert format_number(value) == text
     assert extract(answer_sentence(text), "number") == text
     assert parse_gold(text, "number") == text
 
 
-@pytest.mark.parametrize("gold, expected", [
-    (3.3333333333333335, "10/3"), (0.30000000000000004, "0.3"), (16.666666666666668, "50/3"),
-    ("3.3333333333333335", "10/3"), (1e-7, "0.0000001"), (0.1, "0.1"), (123456789012.5, "123456789012.5"),
-    ("0.333", "0.333"), ("12345678901234567890", "12345678901234567890"), ("2.5e-3", "0.0025"),
-    ("1 000", "1000"), ("8:30", None), ("1,23", None),
-])
+@pytest.mark.parametrize(
+    "gold, expected",
+    [
+        (3.3333333333333335, "10/3"),
+        (0.30000000000000004, "0.3"),
+        (16.666666666666668, "50/3"),
+        ("3.3333333333333335", "10/3"),
+        (1e-7, "0.0000001"),
+        (0.1, "0.1"),
+        (123456789012.5, "123456789012.5"),
+        ("0.333", "0.333"),
+        ("12345678901234567890", "12345678901234567890"),
+        ("2.5e-3", "0.0025"),
+        ("1 000", "1000"),
+        ("8:30", None),
+        ("1,23", None),
+    ],
+)
 def test_parse_gold_numbers(gold, expected):
     assert parse_gold(gold, "number") == expected
 
 
-@pytest.mark.parametrize("answer_type, golds", [
-    ("yes_no", ["yes", "No", "correct", "incorrect", "TRUE", "maybe", True]),
-    ("number", ["9 apples", "1.5 and 2", "$5.50", "3:4", 0.25, "7."]),
-    ("choice", ["(c)", "A. bank", "F"]),
-    ("text", ["NY", "", "'abc'"]),
-])
+@pytest.mark.parametrize(
+    "answer_type, golds",
+    [
+        ("yes_no", ["yes", "No", "correct", "incorrect", "TRUE", "maybe", True]),
+        ("number", ["9 apples", "1.5 and 2", "$5.50", "3:4", 0.25, "7."]),
+        ("choice", ["(c)", "A. bank", "F"]),
+        ("text", ["NY", "", "'abc'"]),
+    ],
+)
 def test_normalise_gold_agrees_with_parse_gold(answer_type, golds):
     for gold in golds:
         assert normalise_gold(gold, answer_type) == parse_gold(gold, answer_type), gold
 
 
-@pytest.mark.parametrize("cot, body", [
-    ("Steps. The answer is 12.", "Steps."),
-    ("Steps. The answer is $\\boxed{42}$.", "Steps."),
-    ("Steps.\n**Final Answer:** 42", "Steps."),
-    ("Steps. So the final answer is 4. The answer is", "Steps. So"),
-    ("no marker", "no marker"),
-])
+@pytest.mark.parametrize(
+    "cot, body",
+    [
+        ("Steps. The answer is 12.", "Steps."),
+        ("Steps. The answer is $\\boxed{42}$.", "Steps."),
+        ("Steps.\n**Final Answer:** 42", "Steps."),
+        ("Steps. So the final answer is 4. The answer is", "Steps. So"),
+        ("no marker", "no marker"),
+    ],
+)
 def test_reasoning_before_answer(cot, body):
     assert reasoning_before_answer(cot).strip() == body

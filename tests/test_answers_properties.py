@@ -10,12 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cotdistill.answers import extract, format_number, matches, parse_gold
-from cotdistill.sentence import answer_sentence
 from cotdistill.evaluation import score
 from cotdistill.filtering import ANSWER_DROPS, classify, cot_text
+from cotdistill.sentence import answer_sentence
 
-MARKERS = ["The answer is {}.", "#### {}", "Final answer: {}", "\\boxed{{{}}}", "**Answer:** {}",
-           "Some steps: 3 + 4 = 7.\nThe answer is {} apples.", "The final answer is: {}"]
+MARKERS = [
+    "The answer is {}.",
+    "#### {}",
+    "Final answer: {}",
+    "\\boxed{{{}}}",
+    "**Answer:** {}",
+    "Some steps: 3 + 4 = 7.\nThe answer is {} apples.",
+    "The final answer is: {}",
+]
 FAST = settings(max_examples=150, deadline=None)
 
 
@@ -81,19 +88,50 @@ def test_every_canonical_number_reads_back_through_its_answer_sentence(value):
     assert matches(canonical, canonical, "number")
 
 
-OUTPUT_PIECES = ["The answer is ", "#### ", "Answer: ", "not ", "yes", "no", "12", "-3", "1/3", "0.3333",
-                 "3.33", "12.0", " = ", " - ", "(b)", "b", "library", "nk", ". ", ", ", "\n", "1,234", "8:30"]
+OUTPUT_PIECES = [
+    "The answer is ",
+    "#### ",
+    "Answer: ",
+    "not ",
+    "yes",
+    "no",
+    "12",
+    "-3",
+    "1/3",
+    "0.3333",
+    "3.33",
+    "12.0",
+    " = ",
+    " - ",
+    "(b)",
+    "b",
+    "library",
+    "nk",
+    ". ",
+    ", ",
+    "\n",
+    "1,234",
+    "8:30",
+]
 
 
 @FAST
-@given(st.lists(st.sampled_from(OUTPUT_PIECES), max_size=8).map("".join),
-       st.sampled_from([("number", "12"), ("number", "10/3"), ("number", "3.33"), ("yes_no", "no"),
-                        ("choice", "B"), ("text", "nk")]),
-       st.sampled_from(["strict", "flexible"]))
+@given(
+    st.lists(st.sampled_from(OUTPUT_PIECES), max_size=8).map("".join),
+    st.sampled_from(
+        [("number", "12"), ("number", "10/3"), ("number", "3.33"), ("yes_no", "no"), ("choice", "B"), ("text", "nk")]
+    ),
+    st.sampled_from(["strict", "flexible"]),
+)
 def test_the_filter_keeps_exactly_what_evaluation_scores_correct(output, gold, mode):
     answer_type, answer = gold
-    record = {"id": "q", "question": "q", "answer": answer, "answer_type": answer_type,
-              "choices": ["bank", "library", "mall", "zoo", "park"]}
+    record = {
+        "id": "q",
+        "question": "q",
+        "answer": answer,
+        "answer_type": answer_type,
+        "choices": ["bank", "library", "mall", "zoo", "park"],
+    }
     # The filter reads a CoT up to its first final answer (what follows is not reasoning),
     # and drops answer-only CoTs: its answer check is what evaluation scores on that text.
     text = cot_text({"text": output})
@@ -102,13 +140,16 @@ def test_the_filter_keeps_exactly_what_evaluation_scores_correct(output, gold, m
     assert answer_right == bool(metrics["correct"]) or not text.strip()
 
 
-@pytest.mark.parametrize("output, gold, correct", [
-    ("The answer is 0.0000001.", "0", False),
-    ("The answer is 12345678901234.567891.", "12345678901234.567892", False),
-    ("The answer is 12345678901234.567892.", "12345678901234.567892", True),
-    ("The answer is 1/3.", "0.333333", True),  # a gold rounded to six places
-    ("The answer is 0.3333333.", "0.333333", False),  # a terminating value must be equal
-])
+@pytest.mark.parametrize(
+    "output, gold, correct",
+    [
+        ("The answer is 0.0000001.", "0", False),
+        ("The answer is 12345678901234.567891.", "12345678901234.567892", False),
+        ("The answer is 12345678901234.567892.", "12345678901234.567892", True),
+        ("The answer is 1/3.", "0.333333", True),  # a gold rounded to six places
+        ("The answer is 0.3333333.", "0.333333", False),  # a terminating value must be equal
+    ],
+)
 def test_score_and_filter_compare_exactly(output, gold, correct):
     record = {"id": "q", "question": "q", "answer": gold, "answer_type": "number"}
     _, metrics = score([record], [output], "strict")
@@ -124,9 +165,40 @@ def test_score_passes_a_records_choices():
 
 
 # Texts built to make a backtracking pattern retry every split of a long run.
-ADVERSARIAL = ["1,", "1 ", "9", "the answer is ", "*", " ", "(", "\\boxed{", "1-", "(a) ", "a ", "e.g. ",
-               ".", "#", "=", "answer ", "1 1/", "1.2.", "Answer:", "no ", "not ", "it ", "\\frac{", "1e",
-               "answer" + " " * 40, "1 000 ", "1 = ", "x ", "The answer is not ", "**", "\u00a0", "yes-"]
+ADVERSARIAL = [
+    "1,",
+    "1 ",
+    "9",
+    "the answer is ",
+    "*",
+    " ",
+    "(",
+    "\\boxed{",
+    "1-",
+    "(a) ",
+    "a ",
+    "e.g. ",
+    ".",
+    "#",
+    "=",
+    "answer ",
+    "1 1/",
+    "1.2.",
+    "Answer:",
+    "no ",
+    "not ",
+    "it ",
+    "\\frac{",
+    "1e",
+    "answer" + " " * 40,
+    "1 000 ",
+    "1 = ",
+    "x ",
+    "The answer is not ",
+    "**",
+    "\u00a0",
+    "yes-",
+]
 
 
 @pytest.mark.parametrize("unit", ADVERSARIAL)
@@ -151,8 +223,12 @@ def _fast(text: str, answer_type: str, mode: str) -> bool:
 
 
 @FAST
-@given(st.one_of(st.fractions(max_denominator=10**4).filter(lambda v: abs(v) < 10**12),
-                 st.floats(-1e9, 1e9).filter(lambda x: x == 0 or abs(x) > 1e-9)))
+@given(
+    st.one_of(
+        st.fractions(max_denominator=10**4).filter(lambda v: abs(v) < 10**12),
+        st.floats(-1e9, 1e9).filter(lambda x: x == 0 or abs(x) > 1e-9),
+    )
+)
 def test_a_prepared_gold_is_its_own_canonical_form(value):
     gold = parse_gold(value if isinstance(value, float) else format_number(value), "number")
     assert parse_gold(gold, "number") == gold
@@ -160,10 +236,18 @@ def test_a_prepared_gold_is_its_own_canonical_form(value):
 
 
 @FAST
-@given(st.lists(st.sampled_from(list("0123456789 ,./:-=+*x%$()ABab\"'\n\\{}e^k") + OUTPUT_PIECES
-                               + ["\\boxed{", "Final answer:", "million", "\u2212", "\u00a0"]),
-                max_size=20).map("".join),
-       st.sampled_from(["number", "yes_no", "text", "choice"]), st.sampled_from(["strict", "flexible"]))
+@given(
+    st.lists(
+        st.sampled_from(
+            list("0123456789 ,./:-=+*x%$()ABab\"'\n\\{}e^k")
+            + OUTPUT_PIECES
+            + ["\\boxed{", "Final answer:", "million", "\u2212", "\u00a0"]
+        ),
+        max_size=20,
+    ).map("".join),
+    st.sampled_from(["number", "yes_no", "text", "choice"]),
+    st.sampled_from(["strict", "flexible"]),
+)
 def test_any_text_gives_an_answer_that_reads_back_or_none(text, answer_type, mode):
     got = extract(text, answer_type, mode, choices=["bank", "library"] if answer_type == "choice" else None)
     if got is not None:

@@ -33,25 +33,30 @@ def test_gold_rationales_and_exemplars_pass_the_step_checker():
         assert STEP_CHECKERS.get("multistep_arith")(ex.question, ex.rationale) is None, ex.question
 
 
-Q = ("Mia has 7 apples. She buys 5 more. She gives 3 to Tom. Then she has 2 times as many. "
-     "How many apples does Mia have now?")
+Q = (
+    "Mia has 7 apples. She buys 5 more. She gives 3 to Tom. Then she has 2 times as many. "
+    "How many apples does Mia have now?"
+)
 
 
-@pytest.mark.parametrize("cot, verdict", [
-    ("7 + 5 = 12. 12 - 3 = 9. 9 * 2 = 18. The answer is 18.", None),
-    ("She has 7. 5 + 7 = 12 apples, then 12 - 3 = 9, and 9 × 2 = 18. The answer is 18.", None),
-    ("7+5=12. 12-3=9. 9*2=18.", None),
-    # equations as the calculator reads them: '12 − 3 = 9 * 2 = 18' runs on, '7 + 5 - 3' is two operations in one
-    ("7 + 5 = 12. 12 − 3 = 9 * 2 = 18. The answer is 18.", None),
-    ("7 + 5 - 3 = 9. 9 * 2 = 18.", "step 1 computes 7 + 5 - 3, not one operation"),
-    ("7 + 5 = 12. 12 - 3 = 9. The answer is 18.", "stops after 2 of 3 operations"),
-    ("7 + 5 = 13. 13 - 3 = 10. 10 * 2 = 20.", "step 1 says 7 + 5 = 13; it is 12"),
-    ("7 + 5 = 12. 12 - 2 = 10. 10 * 2 = 20.", "step 2 computes 12 - 2; the question gives 12 - 3"),
-    ("7 + 5 = 12. 12 + 3 = 15. 15 * 2 = 30.", "step 2 uses + where the question asks for -"),
-    ("7 + 5 = 12. 3 - 12 = -9. -9 * 2 = -18.", "step 2 computes 3 - 12"),
-    ("7 + 5 = 12. 12 - 3 = 9. 9 * 2 = 18. 18 + 0 = 18.", "writes 4 equations for 3 operations"),
-    ("The answer is 18.", "stops after 0 of 3 operations"),
-])
+@pytest.mark.parametrize(
+    "cot, verdict",
+    [
+        ("7 + 5 = 12. 12 - 3 = 9. 9 * 2 = 18. The answer is 18.", None),
+        ("She has 7. 5 + 7 = 12 apples, then 12 - 3 = 9, and 9 × 2 = 18. The answer is 18.", None),
+        ("7+5=12. 12-3=9. 9*2=18.", None),
+        # equations as the calculator reads them: '12 − 3 = 9 * 2 = 18' runs on, '7 + 5 - 3' is two operations in one
+        ("7 + 5 = 12. 12 − 3 = 9 * 2 = 18. The answer is 18.", None),
+        ("7 + 5 - 3 = 9. 9 * 2 = 18.", "step 1 computes 7 + 5 - 3, not one operation"),
+        ("7 + 5 = 12. 12 - 3 = 9. The answer is 18.", "stops after 2 of 3 operations"),
+        ("7 + 5 = 13. 13 - 3 = 10. 10 * 2 = 20.", "step 1 says 7 + 5 = 13; it is 12"),
+        ("7 + 5 = 12. 12 - 2 = 10. 10 * 2 = 20.", "step 2 computes 12 - 2; the question gives 12 - 3"),
+        ("7 + 5 = 12. 12 + 3 = 15. 15 * 2 = 30.", "step 2 uses + where the question asks for -"),
+        ("7 + 5 = 12. 3 - 12 = -9. -9 * 2 = -18.", "step 2 computes 3 - 12"),
+        ("7 + 5 = 12. 12 - 3 = 9. 9 * 2 = 18. 18 + 0 = 18.", "writes 4 equations for 3 operations"),
+        ("The answer is 18.", "stops after 0 of 3 operations"),
+    ],
+)
 def test_step_checker_table(cot, verdict):
     got = check_multistep_arith(Q, cot)
     assert (got is None) if verdict is None else got.startswith(verdict), got

@@ -9,7 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cotdistill.calculator import (
-    CalcError, calculate, evaluate, false_equations, find_equations, stated_matches, trailing_expression,
+    CalcError,
+    calculate,
+    evaluate,
+    false_equations,
+    find_equations,
+    stated_matches,
+    trailing_expression,
 )
 
 from .conftest import run_cmd, venv_bin
@@ -17,9 +23,9 @@ from .conftest import run_cmd, venv_bin
 VALUES = [
     ("3 * (4 + 1)", "15"),
     ("42 - 65", "-23"),
-    ("2^3^2", "512"),          # right-associative
+    ("2^3^2", "512"),  # right-associative
     ("2 ** 10", "1024"),
-    ("-2^2", "-4"),            # power binds tighter than unary minus
+    ("-2^2", "-4"),  # power binds tighter than unary minus
     ("(-2)^2", "4"),
     ("10 / 4", "2.5"),
     ("10 / 3", "3.333333"),
@@ -31,14 +37,14 @@ VALUES = [
     (".5 + 1.", "1.5"),
     ("10^-2", "0.01"),
     ("  7  ", "7"),
-    ("0.1 + 0.2", "0.3"),      # exact: no float error
-    ("25% of 80", "20"),       # a percent of a quantity
+    ("0.1 + 0.2", "0.3"),  # exact: no float error
+    ("25% of 80", "20"),  # a percent of a quantity
     ("25% of 80 + 5", "25"),
     ("10^20 / 3", "33333333333333333333.333333"),  # exact decimals, not float's
     ("-1 / 3", "-0.333333"),
-    ("-1 / 3000000", "0"),     # rounds to zero: no '-0'
+    ("-1 / 3000000", "0"),  # rounds to zero: no '-0'
     ("3 / 2000000", "0.000002"),
-    ("(2^64)^17", str(2 ** 1088)),  # whole values are written in full
+    ("(2^64)^17", str(2**1088)),  # whole values are written in full
 ]
 
 
@@ -81,35 +87,38 @@ def test_errors(expr, message):
 def test_huge_fraction_is_a_calc_error():
     """(2^64)^17/3 is exact inside, but a non-whole value beyond float range cannot be written
     for the answer extractor: a CalcError (it was an OverflowError that crashed decoding)."""
-    assert evaluate("(2^64)^17/3") == Fraction(2 ** 1088, 3)
+    assert evaluate("(2^64)^17/3") == Fraction(2**1088, 3)
     with pytest.raises(CalcError, match="value too large"):
         calculate("(2^64)^17/3")
 
 
-@pytest.mark.parametrize("text,expr", [
-    ("She has 3 + 4 * 2 =", "3 + 4 * 2"),
-    ("so, 3 + 4 =", "3 + 4"),
-    ("is 6. 2 * 3 = ", "2 * 3"),
-    ("and (2 + 3) * 4 =", "(2 + 3) * 4"),
-    ("He pays $5 * 3 =", "$5 * 3"),
-    ("(half of 8 / 2 =", "8 / 2"),
-    ("Monday - 3 * 4 =", "3 * 4"),   # a prose dash is not a minus sign
-    ("- 3 * 4 =", "3 * 4"),          # nor is a bullet
-    ("COVID-19 * 2 =", "19 * 2"),    # nor a hyphen
-    ("it is -3 * 4 =", "-3 * 4"),    # a dash written against its number is
-    ("so 5 - 3 * 4 =", "5 - 3 * 4"),
-    ("x * 2 + 3 =", None),           # the expression goes on into a word
-    ("x2 * 3 =", None),              # a number glued to a word
-    ("25% of 80 =", "25% of 80"),
-    ("25% =", None),                 # a bare percent is a quantity, not a computation
-    ("The remaining 40% =", None),
-    ("٣ + 4 * 2 =", None),           # non-ASCII digits are not numbers
-    ("1" * 300 + " + 1 =", None),    # longer than MAX_CHARS: not cut into a wrong number
-    ("5 =", None),               # no computation
-    ("apples =", None),
-    ("3 + 4", None),             # no '='
-    ("3 + 4 = 7", None),         # '=' not at the end
-])
+@pytest.mark.parametrize(
+    "text,expr",
+    [
+        ("She has 3 + 4 * 2 =", "3 + 4 * 2"),
+        ("so, 3 + 4 =", "3 + 4"),
+        ("is 6. 2 * 3 = ", "2 * 3"),
+        ("and (2 + 3) * 4 =", "(2 + 3) * 4"),
+        ("He pays $5 * 3 =", "$5 * 3"),
+        ("(half of 8 / 2 =", "8 / 2"),
+        ("Monday - 3 * 4 =", "3 * 4"),  # a prose dash is not a minus sign
+        ("- 3 * 4 =", "3 * 4"),  # nor is a bullet
+        ("COVID-19 * 2 =", "19 * 2"),  # nor a hyphen
+        ("it is -3 * 4 =", "-3 * 4"),  # a dash written against its number is
+        ("so 5 - 3 * 4 =", "5 - 3 * 4"),
+        ("x * 2 + 3 =", None),  # the expression goes on into a word
+        ("x2 * 3 =", None),  # a number glued to a word
+        ("25% of 80 =", "25% of 80"),
+        ("25% =", None),  # a bare percent is a quantity, not a computation
+        ("The remaining 40% =", None),
+        ("٣ + 4 * 2 =", None),  # non-ASCII digits are not numbers
+        ("1" * 300 + " + 1 =", None),  # longer than MAX_CHARS: not cut into a wrong number
+        ("5 =", None),  # no computation
+        ("apples =", None),
+        ("3 + 4", None),  # no '='
+        ("3 + 4 = 7", None),  # '=' not at the end
+    ],
+)
 def test_trailing_expression(text, expr):
     assert trailing_expression(text) == expr
 
@@ -118,8 +127,12 @@ def test_equations_in_text():
     text = "He has 42 - 65 = 25 apples. Then 10 / 3 = 3.33 and 2 * 3 = 6. 0.5 * 100 = 50%. 7 * 3 = 20.6"
     eqs = find_equations(text)
     assert [(e.expression, e.stated, e.holds) for e in eqs] == [
-        ("42 - 65", "25", False), ("10 / 3", "3.33", True), ("2 * 3", "6", True),
-        ("0.5 * 100", "50%", True), ("7 * 3", "20.6", False)]
+        ("42 - 65", "25", False),
+        ("10 / 3", "3.33", True),
+        ("2 * 3", "6", True),
+        ("0.5 * 100", "50%", True),
+        ("7 * 3", "20.6", False),
+    ]
     assert [e.expression for e in false_equations(text)] == ["42 - 65", "7 * 3"]
     assert find_equations("The coin is heads up. The answer is yes.") == []
     assert stated_matches("$1,000", Fraction(1000)) and not stated_matches("3", Fraction(4))
@@ -128,14 +141,14 @@ def test_equations_in_text():
 
 EQUATIONS = [
     # (text, [(expression, stated, holds)])
-    ("1/2 + 1/4 = 3/4", [("1/2 + 1/4", "3/4", True)]),   # a fraction on the stated side
+    ("1/2 + 1/4 = 3/4", [("1/2 + 1/4", "3/4", True)]),  # a fraction on the stated side
     ("1/2 + 1/4 = 3/5", [("1/2 + 1/4", "3/5", False)]),
     ("3 * 4 = 12 = 13", [("3 * 4", "12", True), ("3 * 4", "13", False)]),  # every link of a chain
     ("3 * 4 = 12 = 12.0", [("3 * 4", "12", True), ("3 * 4", "12.0", True)]),
     ("2 + 3 = 5 * 2 = 10", [("2 + 3", "5 * 2", True), ("5 * 2", "10", True)]),  # a running computation
     ("3 * 4 = 6 * 2 = 12", [("3 * 4", "6 * 2", True), ("6 * 2", "12", True)]),
     ("3 * 4 = 13 * 2", [("3 * 4", "13 * 2", False)]),
-    ("100% - 60% = 40", [("100% - 60%", "40", True)]),      # percentage points
+    ("100% - 60% = 40", [("100% - 60%", "40", True)]),  # percentage points
     ("100% - 60% = 40%", [("100% - 60%", "40%", True)]),
     ("100% - 60% = 0.4", [("100% - 60%", "0.4", True)]),
     ("100% - 60% = 30", [("100% - 60%", "30", False)]),
@@ -146,15 +159,15 @@ EQUATIONS = [
     ("10 / 3 = 3.33", [("10 / 3", "3.33", True)]),  # the precision the text states
     ("10 / 3 = 3.3", [("10 / 3", "3.3", True)]),
     ("10 / 3 = 3.333333", [("10 / 3", "3.333333", True)]),
-    ("10 / 3 = 3", [("10 / 3", "3", False)]),       # a whole number claims an exact value
+    ("10 / 3 = 3", [("10 / 3", "3", False)]),  # a whole number claims an exact value
     ("10 / 3 = 3.34", [("10 / 3", "3.34", False)]),
-    ("2 / 3 = 0.66", [("2 / 3", "0.66", False)]),   # truncated, not rounded
+    ("2 / 3 = 0.66", [("2 / 3", "0.66", False)]),  # truncated, not rounded
     ("7 / 2 = 3", [("7 / 2", "3", False)]),
     ("7 / 2 = 4", [("7 / 2", "4", False)]),
     ("10 / 2 = 5. 3 * 4 = 12", [("10 / 2", "5", True), ("3 * 4", "12", True)]),
     ("42 - 65 = 25, so -23.", [("42 - 65", "25", False)]),
     ("It costs 3 * 4 = $12 = 13 dollars", [("3 * 4", "$12", True), ("3 * 4", "13", False)]),
-    ("3 + 4 = ٧", []),      # a result in other digits is not read
+    ("3 + 4 = ٧", []),  # a result in other digits is not read
     ("3 + 4 = 7٣", []),
     ("٣ + ٤ = 7", []),
     ("Monday - 3 * 4 = 12", [("3 * 4", "12", True)]),
@@ -170,6 +183,7 @@ def test_equation_checker(text, expected):
 
 def _adversarial_texts(size: int) -> dict[str, str]:
     """Texts built to be slow for a scan that re-reads a growing prefix at every '='."""
+
     def fill(unit: str) -> str:
         return (unit * (size // len(unit) + 1))[:size]
 
@@ -214,18 +228,29 @@ def test_cli_calc():
 # ---------------------------------------------------------------------------- fuzzing
 
 _ARITH = st.text(alphabet="0123456789 .,+-*/^%()×÷−$=", max_size=80)
-_NEAR = st.lists(st.sampled_from(["9", "99", "999999", "(", ")", "^", "**", "-", "+", "*", "/", "%", ".", ",",
-                                  " ", "0", "1e9", "="]), max_size=60).map("".join)
-_HOSTILE = st.sampled_from([
-    "__import__('os').system('touch /tmp/cotdistill_pwned')", "open('/etc/passwd').read()",
-    "exec('x=1')", "eval('1+1')", "(lambda: 1)()", "1;import os", "9**9**9**9", "2^2^2^2^2^2",
-    "((((((((((((((((((((((((((((((((((1))))))))))))))))))))))))))))))))))",
-]).flatmap(lambda s: st.tuples(st.just(s), st.text(max_size=10)).map("".join))
+_NEAR = st.lists(
+    st.sampled_from(
+        ["9", "99", "999999", "(", ")", "^", "**", "-", "+", "*", "/", "%", ".", ",", " ", "0", "1e9", "="]
+    ),
+    max_size=60,
+).map("".join)
+_HOSTILE = st.sampled_from(
+    [
+        "__import__('os').system('touch /tmp/cotdistill_pwned')",
+        "open('/etc/passwd').read()",
+        "exec('x=1')",
+        "eval('1+1')",
+        "(lambda: 1)()",
+        "1;import os",
+        "9**9**9**9",
+        "2^2^2^2^2^2",
+        "((((((((((((((((((((((((((((((((((1))))))))))))))))))))))))))))))))))",
+    ]
+).flatmap(lambda s: st.tuples(st.just(s), st.text(max_size=10)).map("".join))
 FUZZ = st.one_of(_ARITH, _NEAR, st.text(max_size=300), _HOSTILE)
 
 
-@settings(max_examples=2_000, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=2_000, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(FUZZ)
 def test_fuzz_no_crash_no_hang_no_code_execution(text):
     start = time.perf_counter()
@@ -244,6 +269,7 @@ def test_fuzz_no_crash_no_hang_no_code_execution(text):
 
 def test_no_eval_or_exec(monkeypatch, tmp_path):
     """The calculator never reaches Python's evaluators, even on Python source."""
+
     def boom(*a, **k):
         raise AssertionError("eval/exec called")
 

@@ -18,7 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cotdistill.calculator import (
-    MAX_BITS, MAX_CHARS, MAX_DEPTH, MAX_EXPONENT, CalcError, calculate, evaluate,
+    MAX_BITS,
+    MAX_CHARS,
+    MAX_DEPTH,
+    MAX_EXPONENT,
+    CalcError,
+    calculate,
+    evaluate,
 )
 
 # Precedence levels of the calculator's grammar: what a child needs to be written bare.
@@ -32,15 +38,16 @@ class Rejected(Exception):
 
 # ------------------------------------------------------------------------- trees and text
 
+
 def number(rng: random.Random):
     """A number node: (kind, text, value), ints and decimals from tiny to 40 digits."""
     r = rng.random()
     if r < 0.5:
         n = rng.randint(0, 20)
     elif r < 0.8:
-        n = rng.randint(0, 10 ** 6)
+        n = rng.randint(0, 10**6)
     elif r < 0.9:
-        n = rng.choice([2 ** 64, 10 ** 20, 99999, 2 ** 32, 10 ** 9 + 7])
+        n = rng.choice([2**64, 10**20, 99999, 2**32, 10**9 + 7])
     else:
         n = rng.randint(0, 10 ** rng.randint(7, 40))
     if rng.random() < 0.3:  # a decimal
@@ -73,7 +80,7 @@ def tree(rng: random.Random, depth: int):
             exponent = ("neg", exponent)
         return ("^", tree(rng, depth - 1), exponent if rng.random() < 0.7 else tree(rng, 1))
     if r < 0.34:  # two powers each within the limits, whose product or sum may not be
-        big = ("num", str(b := rng.choice([2 ** 64, 10 ** 19, 3 ** 40])), Fraction(b))
+        big = ("num", str(b := rng.choice([2**64, 10**19, 3**40])), Fraction(b))
         e = ("num", str(k := rng.randint(10, 31)), Fraction(k))
         return (rng.choice("*/+"), ("^", big, e), ("^", big, e))
     if r < 0.4:  # a long flat sum or product: long inputs
@@ -87,6 +94,7 @@ def tree(rng: random.Random, depth: int):
 def render(node, rng: random.Random) -> tuple[str, int]:
     """(text, nesting): the text reads back as `node`; nesting counts what the parser's
     depth limit counts (parentheses, signs, exponents)."""
+
     def child(c, min_level: int) -> tuple[str, int]:
         text, depth = render(c, rng)
         if LEVEL[c[0]] < min_level:
@@ -144,7 +152,7 @@ def reference(node) -> Fraction:
     return v
 
 
-FLOAT_OVERFLOW = Fraction(2 ** 1024 - 2 ** 970)  # float() of anything this large overflows
+FLOAT_OVERFLOW = Fraction(2**1024 - 2**970)  # float() of anything this large overflows
 
 
 def reference_text(v: Fraction) -> str:
@@ -237,12 +245,15 @@ def test_reference_catches_each_limit():
 
 # ----------------------------------------------------------------- hypothesis (shrinks on failure)
 
-_num = st.one_of(st.integers(0, 10 ** 6), st.sampled_from([2 ** 64, 10 ** 20, 0, 1])).map(
-    lambda n: ("num", str(n), Fraction(n)))
+_num = st.one_of(st.integers(0, 10**6), st.sampled_from([2**64, 10**20, 0, 1])).map(
+    lambda n: ("num", str(n), Fraction(n))
+)
 _dec = st.tuples(st.integers(0, 999), st.integers(1, 99999)).map(
-    lambda p: ("num", f"{p[0]}.{p[1]}", Fraction(f"{p[0]}.{p[1]}")))
+    lambda p: ("num", f"{p[0]}.{p[1]}", Fraction(f"{p[0]}.{p[1]}"))
+)
 _exp = st.integers(-3, 70).map(
-    lambda e: ("num", str(e), Fraction(e)) if e >= 0 else ("neg", ("num", str(-e), Fraction(-e))))
+    lambda e: ("num", str(e), Fraction(e)) if e >= 0 else ("neg", ("num", str(-e), Fraction(-e)))
+)
 _trees = st.recursive(
     st.one_of(_num, _dec),
     lambda sub: st.one_of(
@@ -254,9 +265,8 @@ _trees = st.recursive(
 )
 
 
-@settings(max_examples=1_500, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
-@given(_trees, st.integers(0, 2 ** 32))
+@settings(max_examples=1_500, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(_trees, st.integers(0, 2**32))
 def test_hypothesis_trees_agree_with_fractions(node, seed):
     text, depth = render(node, random.Random(seed))
     check(node, text, depth)

@@ -43,13 +43,24 @@ def test_params_validation_loads_no_implementation():
     import subprocess
     import sys
 
-    code = ("import sys; from cotdistill.config import load_params; load_params('params.yaml'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cotdistill', 'torch', 'transformers')))")
+    code = (
+        "import sys; from cotdistill.config import load_params; load_params('params.yaml'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cotdistill', 'torch', 'transformers')))"
+    )
     from .conftest import REPO
 
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     loaded = ast.literal_eval(out)
-    assert loaded == ["cotdistill", "cotdistill.catalog", "cotdistill.catalog.datasets", "cotdistill.catalog.prompts",
-                      "cotdistill.catalog.students", "cotdistill.catalog.teachers", "cotdistill.checks",
-                      "cotdistill.config", "cotdistill.errors", "cotdistill.io",  # the one file reader
-                      "cotdistill.registry"]  # and no torch
+    assert loaded == [
+        "cotdistill",
+        "cotdistill.catalog",
+        "cotdistill.catalog.datasets",
+        "cotdistill.catalog.prompts",
+        "cotdistill.catalog.students",
+        "cotdistill.catalog.teachers",
+        "cotdistill.checks",
+        "cotdistill.config",
+        "cotdistill.errors",
+        "cotdistill.io",  # the one file reader
+        "cotdistill.registry",
+    ]  # and no torch

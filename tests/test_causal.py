@@ -20,8 +20,19 @@ from cotdistill.students.training import resolve
 from .conftest import section
 
 TEXTS = [f"A coin is heads up. P{i} flips the coin. Is the coin still heads up? The answer is no." for i in range(30)]
-CAUSAL = ["llama-tiny", "smollm2-135m", "smollm2-360m", "smollm2-1.7b", "qwen2.5-0.5b", "qwen2.5-1.5b",
-          "llama-3.2-1b", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
+CAUSAL = [
+    "llama-tiny",
+    "smollm2-135m",
+    "smollm2-360m",
+    "smollm2-1.7b",
+    "qwen2.5-0.5b",
+    "qwen2.5-1.5b",
+    "llama-3.2-1b",
+    "gpt2",
+    "gpt2-medium",
+    "gpt2-large",
+    "gpt2-xl",
+]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +99,8 @@ def test_completion_tokens_are_the_only_labels(tiny):
     # the prompt keeps its end (where the completion starts), the completion its start and EOS
     (cut,) = causal_encode(tok, ["Is the coin still heads up?"], ["The answer is no."], 5, 3)
     assert cut["input_ids"][:5] == [tok.bos_token_id] + prompt[-4:] and cut["labels"][5:] == completion[:2] + [
-        tok.eos_token_id]
+        tok.eos_token_id
+    ]
 
 
 def _loss(model, logits, labels):
@@ -102,8 +114,9 @@ def test_changing_a_prompt_token_label_does_not_change_the_loss(tiny):
     rows = causal_encode(tok, [q, q.replace("Bo", "Al")], ["The answer is no.", "The answer is no."], 256, 256)
     a, b = (pad_rows([r], tok.pad_token_id) for r in rows)
     assert a["input_ids"].shape == b["input_ids"].shape and not torch.equal(a["input_ids"], b["input_ids"])
-    logits = torch.randn(1, a["input_ids"].shape[1], model.config.vocab_size,
-                         generator=torch.Generator().manual_seed(0))
+    logits = torch.randn(
+        1, a["input_ids"].shape[1], model.config.vocab_size, generator=torch.Generator().manual_seed(0)
+    )
     # the prompt tokens differ, so do what they would be labelled; the loss does not move
     assert torch.equal(_loss(model, logits, a["labels"]), _loss(model, logits, b["labels"]))
     unmasked = a["input_ids"].clone()  # the same labels with the prompt left in
@@ -179,8 +192,9 @@ def test_trained_causal_student_batches_like_single_and_takes_the_calculator(ari
     prompts.append(prompt_text("What is 5 plus 7? Please add them, the numbers are small and friendly."))
     opts = DecodeOptions(max_new_tokens=24)
     plain = decode(model, tok, prompts, 32, opts, progress=False, stop_strings=STOP_STRINGS)
-    assert plain[::4] == [decode(model, tok, [p], 1, opts, progress=False, stop_strings=STOP_STRINGS)[0]
-                          for p in prompts[::4]]
+    assert plain[::4] == [
+        decode(model, tok, [p], 1, opts, progress=False, stop_strings=STOP_STRINGS)[0] for p in prompts[::4]
+    ]
     assert all("The answer is" in o and "\n" not in o for o in plain), plain  # it learnt the format
     # and to stop (the line above cannot tell: decoding cuts at the '\n' stop string): most
     # outputs end with their answer sentence, not cut off by the token budget
@@ -205,14 +219,28 @@ def test_causal_lora_on_quantized_weights_trains_saves_and_loads_back(tmp_path, 
     from cotdistill.students.training import train
 
     preset = STUDENTS.get("llama-tiny")
-    cfg = resolve(section("train", max_steps=6, batch_size=8, save_steps=6, eval_steps=6, logging_steps=1, lora=True,
-                          quantization=quantization, optimizer="adamw_torch", lora_r=4), preset)
+    cfg = resolve(
+        section(
+            "train",
+            max_steps=6,
+            batch_size=8,
+            save_steps=6,
+            eval_steps=6,
+            logging_steps=1,
+            lora=True,
+            quantization=quantization,
+            optimizer="adamw_torch",
+            lora_r=4,
+        ),
+        preset,
+    )
     model, tok = load_student(preset, TEXTS, seed=0, quantization=quantization, base_dir=tmp_path / "base")
     assert getattr(model, f"is_loaded_in_{quantization}")
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, False)
     pairs = [(t.rsplit(" The answer", 1)[0], "The answer is no.") for t in TEXTS]
-    metrics, history = train(model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0,
-                             arch=ARCHITECTURES.get("causal"))
+    metrics, history = train(
+        model, tok, pairs, pairs[:4], cfg, tmp_path / "ckpt", seed=0, arch=ARCHITECTURES.get("causal")
+    )
     losses = [h["loss"] for h in history if "loss" in h]
     assert metrics["steps"] == 6 and losses[-1] < losses[0] and "eval_loss" in metrics
     assert metrics["trainable_params_m"] < 0.05
@@ -239,8 +267,9 @@ def test_offline_gguf_student_loads_with_eos_as_pad_and_a_finite_masked_loss(tmp
     model, tok = load_student(STUDENTS.get("smollm2-135m"), [], seed=0)
     assert type(model).__name__ == "LlamaForCausalLM" and 130 < sum(p.numel() for p in model.parameters()) / 1e6 < 140
     assert tok.pad_token_id == tok.eos_token_id  # SmolLM2 pads with its EOS: masked by position
-    batch = pad_rows(causal_encode(tok, ["Is 2 + 2 = 4?", "Yes?"], ["The answer is yes.", "no"], 64, 16),
-                     tok.pad_token_id)
+    batch = pad_rows(
+        causal_encode(tok, ["Is 2 + 2 = 4?", "Yes?"], ["The answer is yes.", "no"], 64, 16), tok.pad_token_id
+    )
     with torch.no_grad():
         assert torch.isfinite(model(**batch).loss)
     model.save_pretrained(tmp_path)  # the dequantized weights save as a plain folder (a LoRA base)

@@ -37,8 +37,11 @@ def _leaves(d, prefix=""):
 def test_params_yaml_is_the_one_place_values_are_set(base_params):
     # config.py declares types and ranges and no value, so nothing there can drift from params.yaml ...
     fields = [(cls, f) for cls in _sections() for f in dataclasses.fields(cls)]
-    with_default = [f"{cls.__name__}.{f.name}" for cls, f in fields
-                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+    with_default = [
+        f"{cls.__name__}.{f.name}"
+        for cls, f in fields
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    ]
     assert with_default == []
     # ... and params.yaml sets every key: dropping any one fails, naming it
     leaves = list(_leaves(base_params))
@@ -82,8 +85,10 @@ def test_params_yaml_is_the_one_place_values_are_set(base_params):
         ({"seed": 2**32}, "seed: must be <= 4294967295, got 4294967296"),
         ({"evaluate": []}, "evaluate: expected a mapping"),
         # a key in the URL passed, and the params (logged, tracked, versioned) carried it
-        ({"teacher": "transformers-serve", "generate": {"base_url": "http://me:sk-in-url-123456@127.0.0.1:8000/v1"}},
-         "generate.base_url: has credentials before the host (user:key@)"),
+        (
+            {"teacher": "transformers-serve", "generate": {"base_url": "http://me:sk-in-url-123456@127.0.0.1:8000/v1"}},
+            "generate.base_url: has credentials before the host (user:key@)",
+        ),
     ],
 )
 def test_bad_values_name_the_key(base_params, patch, expected):
@@ -113,8 +118,11 @@ def test_flatten_for_mlflow(base_params):
 def test_yaml_errors_name_the_file(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("model: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"p\.yaml: line 2, column 1: not valid YAML: expected ',' or ']', "
-                                          r"but got '<stream end>'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"p\.yaml: line 2, column 1: not valid YAML: expected ',' or ']', "
+        r"but got '<stream end>'$",
+    ):
         load_params(bad)  # one line: PyYAML's own message spans four, with a caret
     with pytest.raises(ConfigError, match="file not found"):
         load_params(tmp_path / "missing.yaml")
@@ -125,8 +133,11 @@ def test_stage_rejects_bad_params_and_writes_nothing(tmp_path, repo_root, python
     params["train"]["max_steps"] = -1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "prepared"
-    proc = run_cmd([python, str(repo_root / "stages/prepare.py"), "--out", str(out), "--metrics",
-                    str(tmp_path / "m.json")], cwd=tmp_path, check=False)
+    proc = run_cmd(
+        [python, str(repo_root / "stages/prepare.py"), "--out", str(out), "--metrics", str(tmp_path / "m.json")],
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: params.yaml: train.max_steps: must be >= 1, got -1"]
     assert not out.exists() and not (tmp_path / "m.json").exists()
@@ -149,40 +160,66 @@ def test_cli_check_params(tmp_path, base_params):
 # pipeline's first stage and by every stage (one function), with one line and exit 2,
 # before the teacher is paid.
 CROSS_FIELD = [
-    ({"threads": 4096}, "threads: 4096 torch threads, and this machine gives the process "
-     f"{len(os.sched_getaffinity(0))} CPU core(s)"),
-    ({"dataset": "gsm_symbolic", "filter": {"verify_steps": True}},
-     "filter.verify_steps: no step checker for dataset 'gsm_symbolic'; datasets with one: coin_flip, last_letters, "
-     "multistep_arith"),
-    ({"train": {"quantization": "8bit"}},
-     "train.quantization: 8bit needs train.lora: true (model t5-tiny has lora off by default)"),
-    ({"model": "t5-xl", "train": {"lora": False}},
-     "train.quantization: 8bit needs train.lora: true (model t5-xl has lora on by default)"),
-    ({"dataset": "svamp", "train": {"variants": ["answer", "gold"]}},
-     "train.variants: 'gold' trains on the dataset's rationales, and dataset 'svamp' from source 'hub' has none "
-     "(no source of it has one; a local file: prepare.local.rationale)"),
-    ({"evaluate": {"calculator": True}},
-     "evaluate.calculator: true needs number answers; dataset 'coin_flip' has yes_no answers"),
-    ({"generate": {"num_samples": 4}},
-     "generate.num_samples: 4 samples at generate.temperature 0 are the same greedy CoT each time"),
-    ({"generate": {"max_new_tokens": 12}},
-     "generate.max_new_tokens: 12 tokens cannot hold a CoT like the exemplars shown (the shortest is 17 words"),
+    (
+        {"threads": 4096},
+        f"threads: 4096 torch threads, and this machine gives the process {len(os.sched_getaffinity(0))} CPU core(s)",
+    ),
+    (
+        {"dataset": "gsm_symbolic", "filter": {"verify_steps": True}},
+        "filter.verify_steps: no step checker for dataset 'gsm_symbolic'; datasets with one: coin_flip, last_letters, "
+        "multistep_arith",
+    ),
+    (
+        {"train": {"quantization": "8bit"}},
+        "train.quantization: 8bit needs train.lora: true (model t5-tiny has lora off by default)",
+    ),
+    (
+        {"model": "t5-xl", "train": {"lora": False}},
+        "train.quantization: 8bit needs train.lora: true (model t5-xl has lora on by default)",
+    ),
+    (
+        {"dataset": "svamp", "train": {"variants": ["answer", "gold"]}},
+        "train.variants: 'gold' trains on the dataset's rationales, and dataset 'svamp' from source 'hub' has none "
+        "(no source of it has one; a local file: prepare.local.rationale)",
+    ),
+    (
+        {"evaluate": {"calculator": True}},
+        "evaluate.calculator: true needs number answers; dataset 'coin_flip' has yes_no answers",
+    ),
+    (
+        {"generate": {"num_samples": 4}},
+        "generate.num_samples: 4 samples at generate.temperature 0 are the same greedy CoT each time",
+    ),
+    (
+        {"generate": {"max_new_tokens": 12}},
+        "generate.max_new_tokens: 12 tokens cannot hold a CoT like the exemplars shown (the shortest is 17 words",
+    ),
     ({"train": {"launch": " "}}, "train.launch: empty"),
-    ({"generate": {"prompt_format": "terse"}},
-     "generate.prompt_format: coin_flip.yaml has no format 'terse'; allowed: default, echo"),
+    (
+        {"generate": {"prompt_format": "terse"}},
+        "generate.prompt_format: coin_flip.yaml has no format 'terse'; allowed: default, echo",
+    ),
     ({"generate": {"shots": 9}}, "generate.shots: 9, but format 'default' of coin_flip.yaml has 5 exemplars"),
-    ({"model": "t5-small", "train": {"tokenizer": "char"}},
-     "train.tokenizer: only students built from a config train a tokenizer (t5-tiny, t5-mini, t5-mini4, llama-tiny)"),
-    ({"model": "smollm2-135m", "train": {"tokenizer": "char"}},
-     "train.tokenizer: only students built from a config train a tokenizer"),
+    (
+        {"model": "t5-small", "train": {"tokenizer": "char"}},
+        "train.tokenizer: only students built from a config train a tokenizer (t5-tiny, t5-mini, t5-mini4, llama-tiny)",
+    ),
+    (
+        {"model": "smollm2-135m", "train": {"tokenizer": "char"}},
+        "train.tokenizer: only students built from a config train a tokenizer",
+    ),
     ({"train": {"multitask_alpha": 1.5}}, "train.multitask_alpha: must be <= 1.0, got 1.5"),
-    ({"teacher": "vllm-local", "generate": {"quantization": "4bit"}},
-     "generate.quantization: only for teachers with backend hf; teacher 'vllm-local' has backend openai"),
+    (
+        {"teacher": "vllm-local", "generate": {"quantization": "4bit"}},
+        "generate.quantization: only for teachers with backend hf; teacher 'vllm-local' has backend openai",
+    ),
     ({"dataset": "coinflip"}, "dataset: unknown dataset 'coinflip' (did you mean 'coin_flip'?)"),
     ({"sedd": 1}, "unknown key 'sedd' (did you mean 'seed'?)"),
     ({"train": {"max_step": 5}}, "unknown key 'train.max_step' (did you mean 'max_steps'?)"),
-    ({"dataset": "gsm8k", "prepare": {"source": "local"}},
-     "prepare.local.path: required when prepare.source is 'local'"),
+    (
+        {"dataset": "gsm8k", "prepare": {"source": "local"}},
+        "prepare.local.path: required when prepare.source is 'local'",
+    ),
 ]
 
 
@@ -205,8 +242,11 @@ def test_what_the_checks_allow(base_params):
     from .conftest import _merge
 
     ok = [
-        {"dataset": "svamp", "prepare": {"source": "local", "local": {"path": "x.csv", "rationale": "why"}},
-         "train": {"variants": ["answer", "gold"]}},  # a local file with a rationale column
+        {
+            "dataset": "svamp",
+            "prepare": {"source": "local", "local": {"path": "x.csv", "rationale": "why"}},
+            "train": {"variants": ["answer", "gold"]},
+        },  # a local file with a rationale column
         {"dataset": "gsm8k", "evaluate": {"calculator": True}, "train": {"variants": ["answer", "cot", "gold"]}},
         {"generate": {"num_samples": 4, "temperature": 0.7}},
         {"model": "t5-xl"},  # LoRA on 8-bit weights by default
@@ -218,12 +258,18 @@ def test_what_the_checks_allow(base_params):
         parse_params(_merge(base_params, patch))
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", "p.yaml: empty; expected the keys model, dataset, teacher, seed, threads, prepare, generate, filter, train, "
-         "evaluate"),
-    ("model: t5-tiny\nseed: 0\nseed: 1\n", "p.yaml: line 3: key 'seed' is given twice"),
-    ("train:\n  max_steps: 3\n  max_steps: 4\n", "p.yaml: line 3: key 'max_steps' is given twice"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "",
+            "p.yaml: empty; expected the keys model, dataset, teacher, seed, threads, prepare, generate, filter, "
+            "train, evaluate",
+        ),
+        ("model: t5-tiny\nseed: 0\nseed: 1\n", "p.yaml: line 3: key 'seed' is given twice"),
+        ("train:\n  max_steps: 3\n  max_steps: 4\n", "p.yaml: line 3: key 'max_steps' is given twice"),
+    ],
+)
 def test_empty_files_and_repeated_keys_are_refused(tmp_path, text, expected):
     (tmp_path / "p.yaml").write_text(text)
     with pytest.raises(ConfigError) as err:
@@ -263,7 +309,21 @@ def test_user_mistakes_are_one_line_and_bugs_show_their_traceback(capsys):
 
 def test_a_missing_input_is_one_line(tmp_path, python):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    proc = run_cmd([python, str(REPO / "stages/filter.py"), "--prepared", "prepared", "--generations", "gens.jsonl",
-                    "--out", "filtered", "--metrics", "filter.json"], tmp_path, check=False)
+    proc = run_cmd(
+        [
+            python,
+            str(REPO / "stages/filter.py"),
+            "--prepared",
+            "prepared",
+            "--generations",
+            "gens.jsonl",
+            "--out",
+            "filtered",
+            "--metrics",
+            "filter.json",
+        ],
+        tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: gens.jsonl: file not found"

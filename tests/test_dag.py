@@ -112,8 +112,9 @@ def _covers(dep: str, rel: str) -> bool:
 
 
 def _is_code(rel: str) -> bool:
-    return rel.startswith("stages/") or (rel.startswith("src/cotdistill/") and not rel.startswith(
-        "src/cotdistill/prompts/"))
+    return rel.startswith("stages/") or (
+        rel.startswith("src/cotdistill/") and not rel.startswith("src/cotdistill/prompts/")
+    )
 
 
 def check_stage(cmd: str, deps: list[str]) -> tuple[list[str], list[str]]:
@@ -159,11 +160,17 @@ def test_an_unlisted_import_is_caught(tmp_path):
     """What the deps test says when a stage starts to import a module that its deps miss."""
     script = REPO / "stages/report.py"
     patched = tmp_path / "report.py"
-    patched.write_text(script.read_text().replace("from cotdistill import stage\n",
-                                                  "from cotdistill import stage\nimport cotdistill.calculator\n"))
-    (name, cmd, deps), = [s for s in STAGES if s[0] == "report"]
-    uncovered = sorted(str(p.relative_to(REPO)) for p in loaded_files(patched) if p != patched
-                       and not any(_covers(d, str(p.relative_to(REPO))) for d in deps))
+    patched.write_text(
+        script.read_text().replace(
+            "from cotdistill import stage\n", "from cotdistill import stage\nimport cotdistill.calculator\n"
+        )
+    )
+    ((name, cmd, deps),) = [s for s in STAGES if s[0] == "report"]
+    uncovered = sorted(
+        str(p.relative_to(REPO))
+        for p in loaded_files(patched)
+        if p != patched and not any(_covers(d, str(p.relative_to(REPO))) for d in deps)
+    )
     assert uncovered == ["src/cotdistill/calculator.py"]
 
 
@@ -187,11 +194,13 @@ def test_a_stage_runs_the_package_of_its_own_checkout(tmp_path, script):
     shutil.copytree(SRC, copy / "src", ignore=shutil.ignore_patterns("__pycache__"))
     # what `python copy/stages/<script>` does: the script's folder first on sys.path (runpy alone
     # does not put it there), the installed package still importable behind it
-    probe = ("import runpy, sys\n"
-             f"sys.argv = [{str(copy / 'stages' / script)!r}, '--help']\n"
-             f"sys.path.insert(0, {str(copy / 'stages')!r})\n"
-             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
-             "import cotdistill\nprint('PACKAGE', cotdistill.__file__)\n")
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = [{str(copy / 'stages' / script)!r}, '--help']\n"
+        f"sys.path.insert(0, {str(copy / 'stages')!r})\n"
+        "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "import cotdistill\nprint('PACKAGE', cotdistill.__file__)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     package = [line for line in proc.stdout.splitlines() if line.startswith("PACKAGE ")]
     assert package and Path(package[-1].split(" ", 1)[1]).is_relative_to(copy / "src"), proc.stdout + proc.stderr

@@ -108,8 +108,9 @@ def test_a_damaged_cache_file_is_one_line_that_says_what_to_do(server, tmp_path,
     with pytest.raises(DataError) as err:
         generate(server, RequestCache(path))
     assert str(err.value).startswith(f"{path}: the teacher's request cache cannot be read (")
-    assert str(err.value).endswith(f"move it aside (mv {path} {path}.damaged) and rerun: "
-                                   "what it held is requested again")
+    assert str(err.value).endswith(
+        f"move it aside (mv {path} {path}.damaged) and rerun: what it held is requested again"
+    )
 
 
 def test_a_damaged_row_is_requested_again_and_replaced(server, tmp_path):
@@ -179,9 +180,14 @@ def test_a_student_whose_loss_is_not_finite_stops_in_one_line_and_saves_nothing(
     from .test_students_stage import env_for, train_args, write_inputs
 
     write_inputs(tmp_path, n_train=16, learning_rate=1e30, max_steps=6, logging_steps=1, save_steps=6)
-    proc = subprocess.run([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")],
-                          cwd=tmp_path, env={**os.environ, **env_for(tmp_path)},
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")],
+        cwd=tmp_path,
+        env={**os.environ, **env_for(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     (line,) = error_lines(proc.stderr)
     assert line.startswith("error: train: the ") and "(train.learning_rate = 1e+30): the student diverged" in line
@@ -204,8 +210,10 @@ def test_a_damaged_mlflow_store_is_one_line_that_says_what_to_do(tmp_path, monke
     with pytest.raises(DataError) as err:
         tracking._client()
     assert str(err.value).startswith(f"{db}: the MLflow store cannot be read (")
-    assert str(err.value).endswith(f"move it aside (mv {db} {db}.damaged) and rerun: a new store is made, "
-                                   "and the runs in the old one are not in it")
+    assert str(err.value).endswith(
+        f"move it aside (mv {db} {db}.damaged) and rerun: a new store is made, "
+        "and the runs in the old one are not in it"
+    )
 
 
 @pytest.fixture
@@ -243,8 +251,9 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_the_rerun_resumes
     assert proc.returncode == 1, proc.stderr[-2000:]
     (line,) = error_lines(proc.stderr)
     failed = saved + 2
-    assert line.startswith("error: no space left on the device writing ") and \
-        line.split(" (")[0].endswith(f"/checkpoint-{failed}"), line
+    assert line.startswith("error: no space left on the device writing ") and line.split(" (")[0].endswith(
+        f"/checkpoint-{failed}"
+    ), line
     assert [p.name for p in (tmp_path / "ckpt").glob("*/checkpoint-*")] == ([f"checkpoint-{saved}"] if saved else [])
     assert not (tmp_path / "models/answer").exists()
 

@@ -18,8 +18,8 @@ from cotdistill.datasets.synthetic import GENERATORS, last_letters_example
 from .conftest import REPO, make_params
 from .dataset_helpers import make_targz, offline_hf  # noqa: F401  (offline_hf is an autouse fixture)
 
-
 # ------------------------------------------------------------------ splits and the size ablation
+
 
 def _rows(n, prefix="r"):
     return [{"id": f"{prefix}{i}", "question": f"question number {i}"} for i in range(n)]
@@ -53,8 +53,9 @@ def test_prepare_applies_max_train_and_keeps_coin_flip_data():
     raw = GENERATORS.get("coin_flip")(p)
     out = prepare_dataset(p, ["A coin is heads up. Mia flips the coin. Is the coin still heads up?"])
     assert out.splits == raw  # the default pipeline's data is unchanged
-    small = prepare_dataset(make_params({"prepare": {"n_train": 40, "n_validation": 5, "n_test": 10,
-                                                      "n_test_ood": 10, "max_train": 7}}), [])
+    small = prepare_dataset(
+        make_params({"prepare": {"n_train": 40, "n_validation": 5, "n_test": 10, "n_test_ood": 10, "max_train": 7}}), []
+    )
     assert small.metrics["n_train"] == 7 and small.metrics["n_train_before_subset"] == 40
     assert {r["id"] for r in small.splits["train"]} <= {r["id"] for r in raw["train"]}
 
@@ -66,20 +67,27 @@ LONG = "Janet has seventeen ducks that lay eggs every single morning and she sel
 
 def test_decontaminate_exact_ngram_and_exemplars():
     splits = {
-        "train": [{"id": "tr0", "question": "JANET has   seventeen ducks!"},  # exact after normalising
-                  {"id": "tr1", "question": "Intro words. " + LONG + " for two dollars."},  # 13-gram
-                  {"id": "tr2", "question": "Something else entirely."}],
+        "train": [
+            {"id": "tr0", "question": "JANET has   seventeen ducks!"},  # exact after normalising
+            {"id": "tr1", "question": "Intro words. " + LONG + " for two dollars."},  # 13-gram
+            {"id": "tr2", "question": "Something else entirely."},
+        ],
         "validation": [{"id": "va0", "question": LONG}],
-        "test": [{"id": "te0", "question": "Janet has seventeen ducks."},
-                 {"id": "te1", "question": LONG + "?"},
-                 {"id": "te2",
-                  "question": "Take the last letters of each word in \"Ezra Flynn\" and concatenate them."}],
+        "test": [
+            {"id": "te0", "question": "Janet has seventeen ducks."},
+            {"id": "te1", "question": LONG + "?"},
+            {"id": "te2", "question": 'Take the last letters of each word in "Ezra Flynn" and concatenate them.'},
+        ],
         "test_ood": [],
     }
     exemplars = ['Take the last letters of each word in "Ezra Flynn" and concatenate them.']
     out, counts, hits = decontaminate(copy.deepcopy(splits), exemplars, use_ngrams=True, action="drop")
     assert {(h.test_id, h.other_id, h.kind) for h in hits} == {
-        ("te0", "tr0", "exact"), ("te1", "tr1", "ngram"), ("te1", "va0", "exact"), ("te2", "exemplar[0]", "exact")}
+        ("te0", "tr0", "exact"),
+        ("te1", "tr1", "ngram"),
+        ("te1", "va0", "exact"),
+        ("te2", "exemplar[0]", "exact"),
+    }
     assert [r["id"] for r in out["train"]] == ["tr2"] and out["validation"] == []
     assert [r["id"] for r in out["test"]] == ["te0", "te1"]
     assert counts["exact_train"] == 1 and counts["ngram_train"] == 1 and counts["exact_exemplars"] == 1
@@ -99,9 +107,11 @@ def test_ngrams_need_13_words():
 
 # ------------------------------------------------------------------ synthetic datasets
 
+
 def test_last_letters_deterministic_with_ood():
-    p = make_params({"dataset": "last_letters",
-                      "prepare": {"n_train": 30, "n_validation": 5, "n_test": 10, "n_test_ood": 10}})
+    p = make_params(
+        {"dataset": "last_letters", "prepare": {"n_train": 30, "n_validation": 5, "n_test": 10, "n_test_ood": 10}}
+    )
     a = GENERATORS.get("last_letters")(p)
     assert a == GENERATORS.get("last_letters")(p)
     qs = [r["question"] for s in a.values() for r in s]
@@ -116,27 +126,44 @@ def test_last_letters_deterministic_with_ood():
 def test_last_letters_census_names_from_the_names_sdist(tmp_path):
     import random
 
-    make_targz(tmp_path / "names-0.3.0.tar.gz", "names-0.3.0", {
-        "names/dist.female.first": "MARY 2.629 2.629 1\nPATRICIA 1.073 3.702 2\n",
-        "names/dist.male.first": "JAMES 3.318 3.318 1\n",
-        "names/dist.all.last": "SMITH 1.006 1.006 1\nJOHNSON 0.810 1.816 2\n"})
-    p = make_params({"dataset": "last_letters", "prepare": {
-        "n_train": 5, "n_validation": 1, "n_test": 2, "n_test_ood": 0, "package_cache": str(tmp_path),
-        "last_letters": {"names": "names_package", "min_words": 2, "max_words": 3}}})
+    make_targz(
+        tmp_path / "names-0.3.0.tar.gz",
+        "names-0.3.0",
+        {
+            "names/dist.female.first": "MARY 2.629 2.629 1\nPATRICIA 1.073 3.702 2\n",
+            "names/dist.male.first": "JAMES 3.318 3.318 1\n",
+            "names/dist.all.last": "SMITH 1.006 1.006 1\nJOHNSON 0.810 1.816 2\n",
+        },
+    )
+    p = make_params(
+        {
+            "dataset": "last_letters",
+            "prepare": {
+                "n_train": 5,
+                "n_validation": 1,
+                "n_test": 2,
+                "n_test_ood": 0,
+                "package_cache": str(tmp_path),
+                "last_letters": {"names": "names_package", "min_words": 2, "max_words": 3},
+            },
+        }
+    )
     rows = [r for s in GENERATORS.get("last_letters")(p).values() for r in s]
     for r in rows:
         *first, last = r["question"].split('"')[1].split()
         assert set(first) <= {"Mary", "Patricia", "James"} and last in {"Smith", "Johnson"}
     ex = last_letters_example(random.Random(0), 2, ["Elon"], ["Musk"])
-    assert ex["answer"] == "nk" and ex["question"] == ('Take the last letters of each word in "Elon Musk" '
-                                                       'and concatenate them.')
+    assert ex["answer"] == "nk" and ex["question"] == (
+        'Take the last letters of each word in "Elon Musk" and concatenate them.'
+    )
 
 
 def test_gsm_symbolic_offline_disjoint_with_held_out_templates():
     from cotdistill.datasets.gsm_symbolic import split_templates, template_generators
 
-    p = make_params({"dataset": "gsm_symbolic",
-                      "prepare": {"n_train": 6, "n_validation": 2, "n_test": 4, "n_test_ood": 3}})
+    p = make_params(
+        {"dataset": "gsm_symbolic", "prepare": {"n_train": 6, "n_validation": 2, "n_test": 4, "n_test_ood": 3}}
+    )
     out = prepare_dataset(p, [])
     assert out.splits == prepare_dataset(p, []).splits
     assert {k: len(v) for k, v in out.splits.items()} == {"train": 6, "validation": 2, "test": 4, "test_ood": 3}
@@ -154,16 +181,20 @@ def test_gsm_symbolic_offline_disjoint_with_held_out_templates():
 
 # ------------------------------------------------------------------ config, CLI and the stage
 
-@pytest.mark.parametrize("prepare, expected", [
-    ({"data_fraction": 0.0}, "prepare.data_fraction: must be > 0 and <= 1"),
-    ({"data_fraction": 1.5}, "prepare.data_fraction: must be <= 1.0"),
-    ({"max_train": 0}, "prepare.max_train: must be >= 1"),
-    ({"source": "web"}, "prepare.source: got 'web'; allowed: synthetic, hub, packaged, local"),
-    ({"decontaminate": "ignore"}, "prepare.decontaminate: got 'ignore'; allowed: drop, fail"),
-    ({"last_letters": {"min_words": 4, "max_words": 2}}, "prepare.last_letters.min_words must be <= max_words"),
-    ({"last_letters": {"names": "census"}}, "allowed: project, names_package"),
-    ({"local": {"colum": "q"}}, "unknown key 'prepare.local.colum'"),
-])
+
+@pytest.mark.parametrize(
+    "prepare, expected",
+    [
+        ({"data_fraction": 0.0}, "prepare.data_fraction: must be > 0 and <= 1"),
+        ({"data_fraction": 1.5}, "prepare.data_fraction: must be <= 1.0"),
+        ({"max_train": 0}, "prepare.max_train: must be >= 1"),
+        ({"source": "web"}, "prepare.source: got 'web'; allowed: synthetic, hub, packaged, local"),
+        ({"decontaminate": "ignore"}, "prepare.decontaminate: got 'ignore'; allowed: drop, fail"),
+        ({"last_letters": {"min_words": 4, "max_words": 2}}, "prepare.last_letters.min_words must be <= max_words"),
+        ({"last_letters": {"names": "census"}}, "allowed: project, names_package"),
+        ({"local": {"colum": "q"}}, "unknown key 'prepare.local.colum'"),
+    ],
+)
 def test_prepare_config_errors_name_the_key(prepare, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):
         make_params({"prepare": prepare}, "params.yaml")
@@ -178,8 +209,17 @@ def test_cli_datasets_table_and_offline_prompt(tmp_path, monkeypatch):
     out = CliRunner().invoke(main, ["datasets"])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    for name in ("gsm8k", "mawps", "asdiv", "svamp", "strategyqa", "commonsenseqa", "last_letters",
-                 "coin_flip", "gsm_symbolic"):
+    for name in (
+        "gsm8k",
+        "mawps",
+        "asdiv",
+        "svamp",
+        "strategyqa",
+        "commonsenseqa",
+        "last_letters",
+        "coin_flip",
+        "gsm_symbolic",
+    ):
         assert any(line.startswith(name + " ") for line in lines), name
     assert "openai/gsm8k (main)" in out.output and "358 MB, opt-in" in out.output
     row = next(line for line in lines if line.startswith("gsm8k "))
@@ -203,16 +243,29 @@ def test_prepare_stage_fails_cleanly_on_bad_rows(tmp_path, repo_root, python, ba
     from .conftest import run_cmd
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("".join(json.dumps({"question": f"Q {i}?", "answer": "7" if i % 2 else "seven"}) + "\n"
-                           for i in range(10)))
+    bad.write_text(
+        "".join(json.dumps({"question": f"Q {i}?", "answer": "7" if i % 2 else "seven"}) + "\n" for i in range(10))
+    )
     data = copy.deepcopy(base_params)
     data["dataset"] = "gsm8k"
     data["prepare"].update(source="local", local={**data["prepare"]["local"], "path": str(bad)})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
-    proc = run_cmd([python, str(repo_root / "stages/prepare.py"), "--params", str(tmp_path / "params.yaml"),
-                    "--prompt", str(repo_root / "src/cotdistill/prompts/gsm8k.yaml"),
-                    "--out", str(tmp_path / "prepared"), "--metrics", str(tmp_path / "m.json")],
-                   cwd=tmp_path, check=False)
+    proc = run_cmd(
+        [
+            python,
+            str(repo_root / "stages/prepare.py"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--prompt",
+            str(repo_root / "src/cotdistill/prompts/gsm8k.yaml"),
+            "--out",
+            str(tmp_path / "prepared"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "gsm8k: 5 of 10 rows are malformed (50.0% > prepare.max_malformed 2.0%)" in err[0]

@@ -73,8 +73,11 @@ def forced_equations(out: str) -> list:
     the student's, and the equation checker flags it), leaving out a value that the
     token budget cut off at the very end of the output. The value must be closed: in
     "37 + 93 = 130 = 13" the student's "37 + 93 = 13" is not a forced one."""
-    return [e for e in find_equations(out)
-            if re.search(closed(f"{e.expression} = {e.stated}"), out) and not out.rstrip().endswith(e.stated)]
+    return [
+        e
+        for e in find_equations(out)
+        if re.search(closed(f"{e.expression} = {e.stated}"), out) and not out.rstrip().endswith(e.stated)
+    ]
 
 
 def test_calculator_forces_true_values(student, questions):
@@ -94,8 +97,9 @@ def test_calculator_forces_true_values(student, questions):
 
 def test_beam_search_and_sampling_options(student, questions):
     model, tok = student
-    beams = decode(model, tok, questions, 8, DecodeOptions(max_new_tokens=24, num_beams=3), progress=False,
-                   calculator=True)
+    beams = decode(
+        model, tok, questions, 8, DecodeOptions(max_new_tokens=24, num_beams=3), progress=False, calculator=True
+    )
     assert all(e.holds for o in beams for e in forced_equations(o))
     sample = DecodeOptions(max_new_tokens=24, do_sample=True, temperature=1.5, top_p=0.95, seed=3)
     a = decode(model, tok, questions, 8, sample, progress=False)
@@ -110,10 +114,17 @@ def test_evaluate_splits_scores_both_modes(student):
     rows = []
     for i in range(12):
         q, t = addition_pair(rng)
-        rows.append({"id": f"t{i}", "question": q, "answer": t.rsplit(" ", 1)[1].rstrip("."),
-                     "answer_type": "number"})
-    preds, m = evaluate_splits(model, tok, {"test": rows, "test_ood": rows[:5]}, DecodeOptions(max_new_tokens=24),
-                               8, "flexible", calculator=True, progress=False)
+        rows.append({"id": f"t{i}", "question": q, "answer": t.rsplit(" ", 1)[1].rstrip("."), "answer_type": "number"})
+    preds, m = evaluate_splits(
+        model,
+        tok,
+        {"test": rows, "test_ood": rows[:5]},
+        DecodeOptions(max_new_tokens=24),
+        8,
+        "flexible",
+        calculator=True,
+        progress=False,
+    )
     assert m["id"]["n"] == 12 and m["ood"]["n"] == 5 and m["calculator"]["id"]["n"] == 12
     assert 0 <= m["calculator"]["id"]["changed_outputs"] <= 12
     assert len(preds) == 2 * (12 + 5) and {p["calculator"] for p in preds} == {False, True}
@@ -155,12 +166,13 @@ def test_generate_goes_on_where_the_calculator_cannot_help(student):
     for text in ["(2^64)^17/3 =", "Monday - 12 + 30 ="]:
         prefix = torch.tensor([[tok.pad_token_id] + tok.encode(text, add_special_tokens=False)])
         plain = model.generate(**enc, decoder_input_ids=prefix, max_new_tokens=8, do_sample=False)
-        calc = model.generate(**enc, decoder_input_ids=prefix, max_new_tokens=8, do_sample=False,
-                              logits_processor=procs)
-        new = tok.decode(calc[0, prefix.shape[1]:], skip_special_tokens=True)
+        calc = model.generate(
+            **enc, decoder_input_ids=prefix, max_new_tokens=8, do_sample=False, logits_processor=procs
+        )
+        new = tok.decode(calc[0, prefix.shape[1] :], skip_special_tokens=True)
         if text.startswith("("):
             # nothing forced: the same tokens up to the student's own next '=', which the
             # calculator may answer (a toy can write "80 + 30 =" within the 8 tokens)
-            assert new and same_before_first_eq(tok.decode(plain[0, prefix.shape[1]:], skip_special_tokens=True), new)
+            assert new and same_before_first_eq(tok.decode(plain[0, prefix.shape[1] :], skip_special_tokens=True), new)
         else:
             assert re.match(r" 42(?!\d|[.,/]\d)", new), new

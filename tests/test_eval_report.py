@@ -5,20 +5,23 @@ from types import SimpleNamespace
 
 import pytest
 
-from cotdistill.stats import mcnemar_exact
 from cotdistill.experiments import records_from_dvc, render_table, write_experiment_report
 from cotdistill.io import write_csv
 from cotdistill.reporting import ACCURACY_FIELDS, accuracy_table, paired_tests, render_report
+from cotdistill.stats import mcnemar_exact
 
 from .conftest import REPO
 
 
-@pytest.mark.parametrize("a,b,only_a,only_b,p", [
-    ([True] * 10, [True] * 10, 0, 0, 1.0),
-    ([False] * 5 + [True] * 5, [True] * 10, 0, 5, 0.0625),          # 2 * (1/2)^5
-    ([True] + [False] * 9, [False] + [True] * 9, 1, 9, 0.021484375),  # 2 * (1 + 10) / 1024
-    ([True, False], [False, True], 1, 1, 1.0),
-])
+@pytest.mark.parametrize(
+    "a,b,only_a,only_b,p",
+    [
+        ([True] * 10, [True] * 10, 0, 0, 1.0),
+        ([False] * 5 + [True] * 5, [True] * 10, 0, 5, 0.0625),  # 2 * (1/2)^5
+        ([True] + [False] * 9, [False] + [True] * 9, 1, 9, 0.021484375),  # 2 * (1 + 10) / 1024
+        ([True, False], [False, True], 1, 1, 1.0),
+    ],
+)
 def test_mcnemar_exact(a, b, only_a, only_b, p):
     t = mcnemar_exact(a, b)
     assert (t["only_a"], t["only_b"]) == (only_a, only_b) and t["p_value"] == pytest.approx(p)
@@ -27,8 +30,14 @@ def test_mcnemar_exact(a, b, only_a, only_b, p):
 
 
 def _m(acc, n=100):
-    return {"accuracy": acc, "n": n, "correct": int(acc * n), "ci95_low": acc - 0.1, "ci95_high": acc + 0.1,
-            "invalid_rate": 0.05}
+    return {
+        "accuracy": acc,
+        "n": n,
+        "correct": int(acc * n),
+        "ci95_low": acc - 0.1,
+        "ci95_high": acc + 0.1,
+        "invalid_rate": 0.05,
+    }
 
 
 EVALS = [
@@ -36,13 +45,20 @@ EVALS = [
     {"variant": "cot", "id": _m(0.3), "ood": _m(0.15), "calculator": {"id": _m(0.4), "ood": _m(0.2)}},
     {"variant": "gold_rationale", "id": _m(0.35)},  # any list of variants, splits may be missing
 ]
-FILTER = {"kept": 8, "generations": 10, "keep_rate": 0.8,
-          "dropped_by_reason": {"wrong_answer": 1, "false_equation": 1, "wrong_step": 0}}
+FILTER = {
+    "kept": 8,
+    "generations": 10,
+    "keep_rate": 0.8,
+    "dropped_by_reason": {"wrong_answer": 1, "false_equation": 1, "wrong_step": 0},
+}
 
 
 def _preds(variant, correct):
-    return [{"split": "test", "calculator": calc, "id": f"q{i}", "correct": c}
-            for calc in (False, True) for i, c in enumerate(correct)]
+    return [
+        {"split": "test", "calculator": calc, "id": f"q{i}", "correct": c}
+        for calc in (False, True)
+        for i, c in enumerate(correct)
+    ]
 
 
 def test_report_table_has_every_variant_and_calculator_columns(tmp_path):
@@ -50,8 +66,9 @@ def test_report_table_has_every_variant_and_calculator_columns(tmp_path):
     preds = {"answer": _preds("answer", [True, False, False, False]), "cot": _preds("cot", [True, True, True, False])}
     md = render_report(params, EVALS, FILTER, preds)
     assert "| dataset | variant | n | ID | OOD | ID +calculator | OOD +calculator | invalid ID | invalid OOD |" in md
-    assert ("| gsm8k | cot | 100/100 | 30.0 [20.0, 40.0] | 15.0 [5.0, 25.0] | "
-            "40.0 [30.0, 50.0] | 20.0 [10.0, 30.0] |") in md
+    assert (
+        "| gsm8k | cot | 100/100 | 30.0 [20.0, 40.0] | 15.0 [5.0, 25.0] | 40.0 [30.0, 50.0] | 20.0 [10.0, 30.0] |"
+    ) in md
     assert "| gsm8k | gold_rationale | 100 | 35.0 [25.0, 45.0] | n/a | n/a | n/a | 5.0% | n/a |" in md
     assert "| answer | cot | test | plain | 4 | 0 | 2 | 0.5 |" in md
     assert "| answer | answer +calculator | test | - | 4 | 0 | 0 | 1 |" in md
@@ -75,8 +92,11 @@ def test_experiments_from_dvc_exp_show(tmp_path):
     shown = json.loads((REPO / "tests/fixtures/dvc_exp_show.json").read_text())  # real `dvc exp show --json -A`
     recs = records_from_dvc(shown)
     assert sorted((r["experiment"], r["student"], r["params_m"], r["n_train"], r["variant"]) for r in recs) == [
-        ("main", "t5-mini", 1.1, 10, "answer"), ("main", "t5-mini", 1.1, 10, "cot"),
-        ("nasty-chow", "t5-tiny", 9.6, 20, "answer"), ("nasty-chow", "t5-tiny", 9.6, 20, "cot")]
+        ("main", "t5-mini", 1.1, 10, "answer"),
+        ("main", "t5-mini", 1.1, 10, "cot"),
+        ("nasty-chow", "t5-tiny", 9.6, 20, "answer"),
+        ("nasty-chow", "t5-tiny", 9.6, 20, "cot"),
+    ]
     assert all(r["id"] == 0.5 and r["id_calc"] == 0.6 and r["ood"] is None for r in recs)
     assert "| nasty-chow |  | t5-tiny | 9.6 | 20 |  | cot | 50.0 |  | 60.0 |  |" in render_table(recs)
     paths = write_experiment_report(recs, tmp_path / "exp")

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from cotdistill.evaluation import score
-from cotdistill.stats import binomial_half_cdf, mcnemar_exact, wilson_interval
 from cotdistill.reporting import accuracy_table, render_report
+from cotdistill.stats import binomial_half_cdf, mcnemar_exact, wilson_interval
 
 
 def _exact_cdf(k: int, n: int) -> Fraction:
-    return Fraction(sum(math.comb(n, j) for j in range(k + 1)), 2 ** n)
+    return Fraction(sum(math.comb(n, j) for j in range(k + 1)), 2**n)
 
 
 def test_binomial_tail_matches_exact_sums_for_small_n():
@@ -49,7 +49,7 @@ def test_mcnemar_scales(n):
     assert time.perf_counter() - start < 0.5
     assert (t["only_a"], t["only_b"]) == (n // 2 - 150, n // 2 + 150)
     # normal approximation with continuity correction, close enough at this n to check the scale
-    z = (299 / math.sqrt(n))
+    z = 299 / math.sqrt(n)
     assert t["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)), rel=0.02)
     assert mcnemar_exact([True] * n, [False] * n)["p_value"] == 0.0
     assert mcnemar_exact(a, a)["p_value"] == 1.0
@@ -66,7 +66,10 @@ def test_report_shows_an_empty_split_as_not_available():
     assert (empty["n"], empty["ci95_low"], empty["ci95_high"]) == (0, 0.0, 1.0)
     full = {"accuracy": 0.5, "n": 10, "correct": 5, "ci95_low": 0.24, "ci95_high": 0.76, "invalid_rate": 0.0}
     evals = [{"variant": "cot", "id": full, "ood": empty}]
-    md = render_report(SimpleNamespace(dataset="d", model="m", teacher="t"), evals,
-                       {"kept": 1, "generations": 1, "keep_rate": 1.0, "dropped_by_reason": {}})
+    md = render_report(
+        SimpleNamespace(dataset="d", model="m", teacher="t"),
+        evals,
+        {"kept": 1, "generations": 1, "keep_rate": 1.0, "dropped_by_reason": {}},
+    )
     assert "| d | cot | 10/0 | 50.0 [24.0, 76.0] | n/a (n=0) |" in md
     assert [r["split"] for r in accuracy_table(evals)] == ["id"]

@@ -25,18 +25,24 @@ PLANTED_KEY = "sk-planted-failure-records-0123456789"
 # ------------------------------------------------------------------ teacher replies
 
 
-@pytest.mark.parametrize("text, secrets, expected", [
-    ("headers: {'authorization': 'Bearer sk-abc123456789', 'accept': 'x'}", (),
-     "headers: {'authorization': '[redacted]', 'accept': 'x'}"),
-    ('{"Authorization": "Bearer tok.en-123"}', (), '{"Authorization": "[redacted]"}'),
-    ("Authorization: Basic dXNlcjpwYXNz then", (), "Authorization: [redacted] then"),
-    ("x-api-key: abc123, api_key=zzz", (), "x-api-key: [redacted], api_key=[redacted]"),
-    ("retry with Bearer eyJhbGciOi.payload.sig", (), "retry with Bearer [redacted]"),
-    ("key sk-proj-AbCdEfGh12345 was used", (), "key [redacted] was used"),
-    ("echo: 0123456789abcdef0123456789abcdef", ("0123456789abcdef0123456789abcdef",), "echo: [redacted]"),
-    ("a bearer of bad news: the model is overloaded", (), "a bearer of bad news: the model is overloaded"),
-    ("line one\nline two", (), "line one line two"),
-])
+@pytest.mark.parametrize(
+    "text, secrets, expected",
+    [
+        (
+            "headers: {'authorization': 'Bearer sk-abc123456789', 'accept': 'x'}",
+            (),
+            "headers: {'authorization': '[redacted]', 'accept': 'x'}",
+        ),
+        ('{"Authorization": "Bearer tok.en-123"}', (), '{"Authorization": "[redacted]"}'),
+        ("Authorization: Basic dXNlcjpwYXNz then", (), "Authorization: [redacted] then"),
+        ("x-api-key: abc123, api_key=zzz", (), "x-api-key: [redacted], api_key=[redacted]"),
+        ("retry with Bearer eyJhbGciOi.payload.sig", (), "retry with Bearer [redacted]"),
+        ("key sk-proj-AbCdEfGh12345 was used", (), "key [redacted] was used"),
+        ("echo: 0123456789abcdef0123456789abcdef", ("0123456789abcdef0123456789abcdef",), "echo: [redacted]"),
+        ("a bearer of bad news: the model is overloaded", (), "a bearer of bad news: the model is overloaded"),
+        ("line one\nline two", (), "line one line two"),
+    ],
+)
 def test_redact_hides_keys_and_tokens(text, secrets, expected):
     from cotdistill.teachers.openai_compat import redact
 
@@ -45,25 +51,55 @@ def test_redact_hides_keys_and_tokens(text, secrets, expected):
 
 def _generate_stage(tmp_path, url: str, **generate) -> list[str]:
     (tmp_path / "prepared").mkdir()
-    rows = [{"id": f"q{i}", "question": f"A coin is heads up. P{i} flips the coin. Is the coin still heads up?",
-             "answer": "no", "answer_type": "yes_no"} for i in range(3)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"A coin is heads up. P{i} flips the coin. Is the coin still heads up?",
+            "answer": "no",
+            "answer_type": "yes_no",
+        }
+        for i in range(3)
+    ]
     (tmp_path / "prepared/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["teacher"] = "transformers-serve"
-    params["generate"].update({"base_url": url, "served_model": "stub", "shots": 0, "max_new_tokens": 8,
-                               "concurrency": 2, "max_retries": 1, "retry_backoff_s": 0.01, **generate})
+    params["generate"].update(
+        {
+            "base_url": url,
+            "served_model": "stub",
+            "shots": 0,
+            "max_new_tokens": 8,
+            "concurrency": 2,
+            "max_retries": 1,
+            "retry_backoff_s": 0.01,
+            **generate,
+        }
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    return ["--inputs", "prepared/train.jsonl", "--prompt", str(REPO / "src/cotdistill/prompts/coin_flip.yaml"),
-            "--cache", str(tmp_path / "cache/requests.sqlite"), "--out", "generations.jsonl",
-            "--metrics", "generate.json"]
+    return [
+        "--inputs",
+        "prepared/train.jsonl",
+        "--prompt",
+        str(REPO / "src/cotdistill/prompts/coin_flip.yaml"),
+        "--cache",
+        str(tmp_path / "cache/requests.sqlite"),
+        "--out",
+        "generations.jsonl",
+        "--metrics",
+        "generate.json",
+    ]
 
 
 def test_a_server_that_echoes_the_key_in_a_500_never_shows_it(tmp_path):
     server = StubTeacher("echo500")
     try:
         args = _generate_stage(tmp_path, server.url, api_key_env="COTDISTILL_TEST_TEACHER_KEY")
-        proc = run_cmd(stage_cmd("generate", args), tmp_path, check=False,
-                       env=stage_env(tmp_path, COTDISTILL_TEST_TEACHER_KEY=PLANTED_KEY, COTDISTILL_LOG="DEBUG"))
+        proc = run_cmd(
+            stage_cmd("generate", args),
+            tmp_path,
+            check=False,
+            env=stage_env(tmp_path, COTDISTILL_TEST_TEACHER_KEY=PLANTED_KEY, COTDISTILL_LOG="DEBUG"),
+        )
     finally:
         server.close()
     # the key was sent, and echoed back
@@ -84,8 +120,12 @@ def test_a_server_that_echoes_the_key_in_a_completion_never_gets_it_written(tmp_
     server = StubTeacher("echo200")
     try:
         args = _generate_stage(tmp_path, server.url, api_key_env="COTDISTILL_TEST_TEACHER_KEY")
-        proc = run_cmd(stage_cmd("generate", args + ["--timings", "timings.json"]), tmp_path, check=False,
-                       env=stage_env(tmp_path, COTDISTILL_TEST_TEACHER_KEY=PLANTED_KEY, COTDISTILL_LOG="DEBUG"))
+        proc = run_cmd(
+            stage_cmd("generate", args + ["--timings", "timings.json"]),
+            tmp_path,
+            check=False,
+            env=stage_env(tmp_path, COTDISTILL_TEST_TEACHER_KEY=PLANTED_KEY, COTDISTILL_LOG="DEBUG"),
+        )
     finally:
         server.close()
     assert proc.returncode == 0, proc.stderr
@@ -112,7 +152,8 @@ def test_an_unset_api_key_env_fails_before_the_first_request(tmp_path):
     assert proc.returncode == 2 and server.requests == []
     assert error_lines(proc.stderr) == [
         "error: generate.api_key_env: the environment variable COTDISTILL_UNSET_KEY_VARIABLE is not set (or empty); "
-        "export it with the server's key, or set generate.api_key_env: null for a server that needs none"]
+        "export it with the server's key, or set generate.api_key_env: null for a server that needs none"
+    ]
     assert not (tmp_path / "generations.jsonl").exists()
 
 
@@ -126,11 +167,20 @@ def test_a_401_without_a_key_says_none_was_sent(monkeypatch):
     monkeypatch.delenv("COTDISTILL_OPTIONAL_KEY", raising=False)
     server = StubTeacher("401")
     try:  # a preset's optional variable (a local vLLM may run without --api-key), unset
-        preset = TeacherPreset(name="local", backend="openai", model="m", params_b=0.1, base_url=server.url,
-                               api_key_env="COTDISTILL_OPTIONAL_KEY")
+        preset = TeacherPreset(
+            name="local",
+            backend="openai",
+            model="m",
+            params_b=0.1,
+            base_url=server.url,
+            api_key_env="COTDISTILL_OPTIONAL_KEY",
+        )
         backend = OpenAIBackend(preset, section("generate", max_retries=0))
-        with pytest.raises(TeacherRequestError, match=r"HTTP 401: the server wants an API key and none was sent "
-                                                      r"\(\$COTDISTILL_OPTIONAL_KEY is not set\)"):
+        with pytest.raises(
+            TeacherRequestError,
+            match=r"HTTP 401: the server wants an API key and none was sent "
+            r"\(\$COTDISTILL_OPTIONAL_KEY is not set\)",
+        ):
             backend.complete(["Q: hi\nA:"], Sampling(4))
         backend.close()
     finally:
@@ -156,8 +206,11 @@ def test_text_that_is_not_utf8_names_the_file_and_line(tmp_path):
         path = tmp_path / name
         path.write_bytes(data)
         lineno, col = next((i, x.index(b"\xe9") + 1) for i, x in enumerate(data.splitlines(), 1) if b"\xe9" in x)
-        with pytest.raises(DataError, match=rf"^{path}:{lineno}: not UTF-8 text \(byte 0xe9 at column {col}\); "
-                                            "save the file as UTF-8$"):
+        with pytest.raises(
+            DataError,
+            match=rf"^{path}:{lineno}: not UTF-8 text \(byte 0xe9 at column {col}\); "
+            "save the file as UTF-8$",
+        ):
             file_rows(path)
     with pytest.raises(DataError, match=r"d.jsonl:2: not UTF-8"):
         read_jsonl(tmp_path / "d.jsonl")
@@ -176,8 +229,9 @@ def test_text_that_is_not_utf8_names_the_file_and_line(tmp_path):
         read_formats(prompt)
 
 
-@pytest.mark.parametrize("name, text", [("e.jsonl", ""), ("e.jsonl", "\n\n"), ("e.csv", "question,answer\n"),
-                                        ("e.json", "[]")])
+@pytest.mark.parametrize(
+    "name, text", [("e.jsonl", ""), ("e.jsonl", "\n\n"), ("e.csv", "question,answer\n"), ("e.json", "[]")]
+)
 def test_an_empty_data_file_is_named_not_the_split_sizes(tmp_path, name, text):
     from cotdistill.datasets.prepare import prepare_dataset
 
@@ -193,33 +247,47 @@ def test_rows_of_no_use_say_what_was_read(tmp_path):
 
     path = tmp_path / "d.jsonl"  # every gold unreadable as a number: the pools are empty
     path.write_text("".join(json.dumps({"question": f"q{i}?", "answer": "many"}) + "\n" for i in range(5)))
-    p = make_params({"dataset": "gsm8k", "prepare": {"source": "local", "max_malformed": 1.0,
-                                                     "local": {"path": str(path)}}})
-    with pytest.raises(DataError, match=rf"the train split is empty after splitting and decontamination \(5 rows "
-                                        rf"read from {path}, 5 malformed, 0 of another answer type\)"):
+    p = make_params(
+        {"dataset": "gsm8k", "prepare": {"source": "local", "max_malformed": 1.0, "local": {"path": str(path)}}}
+    )
+    with pytest.raises(
+        DataError,
+        match=rf"the train split is empty after splitting and decontamination \(5 rows "
+        rf"read from {path}, 5 malformed, 0 of another answer type\)",
+    ):
         prepare_dataset(p, [])
 
 
 def _saved_student(folder):
     from transformers import T5Config, T5ForConditionalGeneration
 
-    model = T5ForConditionalGeneration(T5Config(vocab_size=32, d_model=8, d_ff=16, d_kv=4, num_layers=1,
-                                                num_heads=2, decoder_start_token_id=0))
+    model = T5ForConditionalGeneration(
+        T5Config(vocab_size=32, d_model=8, d_ff=16, d_kv=4, num_layers=1, num_heads=2, decoder_start_token_id=0)
+    )
     model.save_pretrained(folder)
     (folder / "run.json").write_text(json.dumps({"mlflow_run_id": "x", "resolved_train": {"max_source_length": 32}}))
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (lambda f: __import__("shutil").rmtree(f),
-     r"{f}: no model folder here \(rerun its train stage, or `dvc checkout` it\)"),
-    (lambda f: (f / "config.json").write_text('{"model_type": "t5", "d_model": '),
-     r"{f}/config.json:1: not valid JSON \(Expecting value\)"),
-    (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-100]),
-     r"{f}/model.safetensors: not a readable safetensors file \(Error while deserializing header: incomplete "
-     r"metadata, file not fully covered\); rerun its train stage, or `dvc checkout` it"),
-    (lambda f: (f / "model.safetensors").unlink(), r"{f}: no weights file \(\*.safetensors\) in the model folder"),
-    (lambda f: (f / "config.json").unlink(), r"{f}: no config.json or adapter_config.json"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (
+            lambda f: __import__("shutil").rmtree(f),
+            r"{f}: no model folder here \(rerun its train stage, or `dvc checkout` it\)",
+        ),
+        (
+            lambda f: (f / "config.json").write_text('{"model_type": "t5", "d_model": '),
+            r"{f}/config.json:1: not valid JSON \(Expecting value\)",
+        ),
+        (
+            lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-100]),
+            r"{f}/model.safetensors: not a readable safetensors file \(Error while deserializing header: incomplete "
+            r"metadata, file not fully covered\); rerun its train stage, or `dvc checkout` it",
+        ),
+        (lambda f: (f / "model.safetensors").unlink(), r"{f}: no weights file \(\*.safetensors\) in the model folder"),
+        (lambda f: (f / "config.json").unlink(), r"{f}: no config.json or adapter_config.json"),
+    ],
+)
 def test_a_damaged_model_folder_is_named(tmp_path, damage, expected):
     from cotdistill.students.weights import check_model_folder
 
@@ -237,29 +305,58 @@ def test_evaluate_stage_on_a_corrupt_model_folder_is_one_line(tmp_path):
     _saved_student(folder)
     (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:-100])
     (tmp_path / "prepared").mkdir()
-    (tmp_path / "prepared/test.jsonl").write_text(json.dumps({"id": "t0", "question": "q?", "answer": "yes",
-                                                              "answer_type": "yes_no"}) + "\n")
+    (tmp_path / "prepared/test.jsonl").write_text(
+        json.dumps({"id": "t0", "question": "q?", "answer": "yes", "answer_type": "yes_no"}) + "\n"
+    )
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    proc = run_cmd(stage_cmd("evaluate", ["--variant", "cot", "--model", "models/cot", "--prepared", "prepared",
-                                          "--out", "eval", "--metrics", "eval.json"]),
-                   tmp_path, env=stage_env(tmp_path), check=False)
+    proc = run_cmd(
+        stage_cmd(
+            "evaluate",
+            [
+                "--variant",
+                "cot",
+                "--model",
+                "models/cot",
+                "--prepared",
+                "prepared",
+                "--out",
+                "eval",
+                "--metrics",
+                "eval.json",
+            ],
+        ),
+        tmp_path,
+        env=stage_env(tmp_path),
+        check=False,
+    )
     assert proc.returncode == 2
     assert error_lines(proc.stderr) == [
         "error: models/cot/model.safetensors: not a readable safetensors file (Error while deserializing header: "
-        "incomplete metadata, file not fully covered); rerun its train stage, or `dvc checkout` it"]
+        "incomplete metadata, file not fully covered); rerun its train stage, or `dvc checkout` it"
+    ]
 
 
 # ------------------------------------------------------------------ refused by params alone
 
 
-@pytest.mark.parametrize("patch, expected", [
-    ({"dataset": "gsm_symbolic", "prepare": {"gsm_symbolic": {"ood_template_fraction": 0.0}}},
-     "prepare.gsm_symbolic.ood_template_fraction: 0.0 holds out no template for test_ood; it must be > 0 and < 1"),
-    ({"dataset": "gsm_symbolic", "prepare": {"gsm_symbolic": {"ood_template_fraction": 1.0}}},
-     "prepare.gsm_symbolic.ood_template_fraction: 1.0 holds out every template for test_ood"),
-    ({"dataset": "gsm8k", "prepare": {"source": "local", "local": {"path": "data/my.txt"}}},
-     "prepare.local.format: cannot tell the format of data/my.txt from its suffix"),
-])
+@pytest.mark.parametrize(
+    "patch, expected",
+    [
+        (
+            {"dataset": "gsm_symbolic", "prepare": {"gsm_symbolic": {"ood_template_fraction": 0.0}}},
+            "prepare.gsm_symbolic.ood_template_fraction: 0.0 holds out no template for test_ood; "
+            "it must be > 0 and < 1",
+        ),
+        (
+            {"dataset": "gsm_symbolic", "prepare": {"gsm_symbolic": {"ood_template_fraction": 1.0}}},
+            "prepare.gsm_symbolic.ood_template_fraction: 1.0 holds out every template for test_ood",
+        ),
+        (
+            {"dataset": "gsm8k", "prepare": {"source": "local", "local": {"path": "data/my.txt"}}},
+            "prepare.local.format: cannot tell the format of data/my.txt from its suffix",
+        ),
+    ],
+)
 def test_refusals_decided_by_params_alone_are_made_by_validation(patch, expected):
     with pytest.raises(ConfigError, match="^params.yaml: " + expected.replace("(", r"\(").replace(")", r"\)")):
         make_params(patch)
@@ -268,8 +365,9 @@ def test_refusals_decided_by_params_alone_are_made_by_validation(patch, expected
 def test_an_openai_teacher_without_an_endpoint_is_refused_by_validation(monkeypatch):
     from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
 
-    monkeypatch.setitem(TEACHERS._items, "no-endpoint",
-                        TeacherPreset(name="no-endpoint", backend="openai", model="m", params_b=1.0))
+    monkeypatch.setitem(
+        TEACHERS._items, "no-endpoint", TeacherPreset(name="no-endpoint", backend="openai", model="m", params_b=1.0)
+    )
     with pytest.raises(ConfigError, match="generate.base_url: teacher 'no-endpoint' has no endpoint"):
         make_params({"teacher": "no-endpoint"})
     make_params({"teacher": "no-endpoint", "generate": {"base_url": "http://127.0.0.1:9/v1"}})
@@ -313,15 +411,19 @@ def test_a_full_disk_is_one_line_naming_the_output(tmp_path, capsys, monkeypatch
     with pytest.raises(SystemExit) as exit_:
         stage.run(write, [])
     assert exit_.value.code == 1
-    assert capsys.readouterr().err == (f"error: no space left on the device writing {target} (OSError); nothing "
-                                       "half-written was kept: free space and rerun\n")
+    assert capsys.readouterr().err == (
+        f"error: no space left on the device writing {target} (OSError); nothing "
+        "half-written was kept: free space and rerun\n"
+    )
     assert target.read_text() == "old\n" and temp_leftovers(tmp_path) == []
 
     def save_folder(argv):  # torch and safetensors report ENOSPC as their own errors
         with io.atomic_dir(tmp_path / "model") as tmp:
             (tmp / "part").write_text("x")
-            raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
-                               "message: \"No space left on device\" })")
+            raise RuntimeError(
+                "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                'message: "No space left on device" })'
+            )
 
     with pytest.raises(SystemExit) as exit_:
         stage.run(save_folder, [])
@@ -377,8 +479,11 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     ids = {name: tracking.start_run(name, {}, {}) for name in ("dead", "alive", "elsewhere", "unowned")}
     client = mlflow.MlflowClient()
-    owners = {"dead": _dead_process_record(), "alive": tracking._process_record(os.getpid()),
-              "elsewhere": {**_dead_process_record(), "host": "another-host"}}
+    owners = {
+        "dead": _dead_process_record(),
+        "alive": tracking._process_record(os.getpid()),
+        "elsewhere": {**_dead_process_record(), "host": "another-host"},
+    }
     for name, owner in owners.items():
         client.set_tag(ids[name], tracking.OWNER_TAG, json.dumps(owner))
     assert tracking.close_orphans() == [ids["dead"]]

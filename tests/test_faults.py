@@ -45,8 +45,9 @@ def _records(root: Path, variant: str = "cot") -> dict:
         "curve": (root / "metrics" / f"{variant}_curve.csv").read_text(),
         "weights": (root / "models" / variant / "model.safetensors").read_bytes(),
         "mlflow_curves": history,
-        "mlflow_summary": {k: v for k, v in run.data.metrics.items()
-                           if k not in CURVE_KEYS and k.removeprefix("train/") not in TIMING},
+        "mlflow_summary": {
+            k: v for k, v in run.data.metrics.items() if k not in CURVE_KEYS and k.removeprefix("train/") not in TIMING
+        },
     }
 
 
@@ -71,8 +72,14 @@ class _StepWatch:
 def _train_popen(root: Path, variant: str = "cot") -> subprocess.Popen:
     env = stage_env(root)
     env.pop("TQDM_DISABLE")  # the progress bar tells the step
-    return subprocess.Popen(stage_cmd("train", train_args(root, variant)), cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        stage_cmd("train", train_args(root, variant)),
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _train(root: Path, variant: str = "cot") -> subprocess.CompletedProcess:
@@ -164,12 +171,33 @@ def _setup_filter(root):
     _params(root)
     for split in ("train", "validation"):
         _write_jsonl(root / f"data/prepared/{split}.jsonl", _coin_rows(split, 6))
-    gens = [{"id": r["id"], "sample": 0, "text": f"It was flipped. The answer is {r['answer']}.",
-             "finish_reason": "stop", "prompt_tokens": 5, "completion_tokens": 6, "teacher": "smollm2-135m"}
-            for split in ("train", "validation") for r in _coin_rows(split, 6)]
+    gens = [
+        {
+            "id": r["id"],
+            "sample": 0,
+            "text": f"It was flipped. The answer is {r['answer']}.",
+            "finish_reason": "stop",
+            "prompt_tokens": 5,
+            "completion_tokens": 6,
+            "teacher": "smollm2-135m",
+        }
+        for split in ("train", "validation")
+        for r in _coin_rows(split, 6)
+    ]
     _write_jsonl(root / "data/teacher/generations.jsonl", gens)
-    return (["--prepared", "data/prepared", "--generations", "data/teacher/generations.jsonl",
-             "--out", "data/filtered", "--metrics", "metrics/filter.json"], ["data/filtered"])
+    return (
+        [
+            "--prepared",
+            "data/prepared",
+            "--generations",
+            "data/teacher/generations.jsonl",
+            "--out",
+            "data/filtered",
+            "--metrics",
+            "metrics/filter.json",
+        ],
+        ["data/filtered"],
+    )
 
 
 def _setup_report(root):
@@ -178,10 +206,22 @@ def _setup_report(root):
     for v in ("answer", "cot"):
         (root / "metrics/evaluate").mkdir(parents=True, exist_ok=True)
         (root / f"metrics/evaluate/{v}.json").write_text(json.dumps({"variant": v, "id": m}))
-    (root / "metrics/filter.json").write_text(json.dumps({"kept": 1, "generations": 2, "keep_rate": 0.5,
-                                                          "dropped_by_reason": {"wrong_answer": 1}}))
-    return (["--evaluations", "metrics/evaluate", "--filter-metrics", "metrics/filter.json",
-             "--out", "metrics/report.md", "--plot-data", "metrics/report/accuracy.csv"], ["metrics/report.md"])
+    (root / "metrics/filter.json").write_text(
+        json.dumps({"kept": 1, "generations": 2, "keep_rate": 0.5, "dropped_by_reason": {"wrong_answer": 1}})
+    )
+    return (
+        [
+            "--evaluations",
+            "metrics/evaluate",
+            "--filter-metrics",
+            "metrics/filter.json",
+            "--out",
+            "metrics/report.md",
+            "--plot-data",
+            "metrics/report/accuracy.csv",
+        ],
+        ["metrics/report.md"],
+    )
 
 
 def _setup_evaluate(root):
@@ -198,12 +238,30 @@ def _setup_evaluate(root):
         run_id = tracking.start_run("cot", {}, {})
         tracking.end_run(run_id)
     (folder / "run.json").write_text(json.dumps({"mlflow_run_id": run_id, "resolved_train": {"max_source_length": 64}}))
-    return (["--variant", "cot", "--model", "models/cot", "--prepared", "data/prepared", "--out", "data/eval/cot",
-             "--metrics", "metrics/evaluate/cot.json"], ["data/eval/cot", "metrics/evaluate/cot.json"])
+    return (
+        [
+            "--variant",
+            "cot",
+            "--model",
+            "models/cot",
+            "--prepared",
+            "data/prepared",
+            "--out",
+            "data/eval/cot",
+            "--metrics",
+            "metrics/evaluate/cot.json",
+        ],
+        ["data/eval/cot", "metrics/evaluate/cot.json"],
+    )
 
 
-QUICK_STAGES = {"check": _setup_check, "prepare": _setup_prepare, "filter": _setup_filter, "report": _setup_report,
-                "evaluate": _setup_evaluate}
+QUICK_STAGES = {
+    "check": _setup_check,
+    "prepare": _setup_prepare,
+    "filter": _setup_filter,
+    "report": _setup_report,
+    "evaluate": _setup_evaluate,
+}
 
 
 def _assert_interrupted(proc, stage: str) -> None:
@@ -211,7 +269,8 @@ def _assert_interrupted(proc, stage: str) -> None:
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert error_lines(proc.stderr) == [
         f"interrupted (SIGINT): the {stage} stage stopped and left no half-written output; rerun it to resume "
-        "(finished work is kept: checkpoints, cached teacher requests)"], proc.stderr[-3000:]
+        "(finished work is kept: checkpoints, cached teacher requests)"
+    ], proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("stage", list(QUICK_STAGES))
@@ -220,8 +279,13 @@ def test_sigint_while_a_stage_writes_its_output(tmp_path, stage):
     complete, the rename is next): one line, exit 130, nothing published, no temporary
     file left; the rerun completes."""
     args, outputs = QUICK_STAGES[stage](tmp_path)
-    proc = run_cmd(stage_cmd(stage, args, interrupt_at_first_write=True), tmp_path, env=stage_env(tmp_path),
-                   check=False, timeout=300)
+    proc = run_cmd(
+        stage_cmd(stage, args, interrupt_at_first_write=True),
+        tmp_path,
+        env=stage_env(tmp_path),
+        check=False,
+        timeout=300,
+    )
     _assert_interrupted(proc, stage)
     assert temp_leftovers(tmp_path) == []
     assert not (tmp_path / outputs[0]).exists()
@@ -240,17 +304,41 @@ def test_sigint_in_generate_keeps_the_answered_requests(tmp_path):
     sends only what was not answered."""
     server = StubTeacher("ok", delay_s=0.4)
     try:
-        _params(tmp_path, teacher="transformers-serve",
-                generate={"base_url": server.url, "served_model": "stub", "shots": 0, "max_new_tokens": 8,
-                          "concurrency": 2})
+        _params(
+            tmp_path,
+            teacher="transformers-serve",
+            generate={
+                "base_url": server.url,
+                "served_model": "stub",
+                "shots": 0,
+                "max_new_tokens": 8,
+                "concurrency": 2,
+            },
+        )
         _write_jsonl(tmp_path / "data/prepared/train.jsonl", _coin_rows("train", 10))
         cache = tmp_path / ".cache/requests.sqlite"
-        args = ["--inputs", "data/prepared/train.jsonl",
-                "--prompt", str(REPO / "src/cotdistill/prompts/coin_flip.yaml"), "--cache", str(cache),
-                "--out", "data/teacher/generations.jsonl", "--metrics", "metrics/generate.json",
-                "--timings", "timings/generate.json"]
-        proc = subprocess.Popen(stage_cmd("generate", args), cwd=tmp_path, env=stage_env(tmp_path),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        args = [
+            "--inputs",
+            "data/prepared/train.jsonl",
+            "--prompt",
+            str(REPO / "src/cotdistill/prompts/coin_flip.yaml"),
+            "--cache",
+            str(cache),
+            "--out",
+            "data/teacher/generations.jsonl",
+            "--metrics",
+            "metrics/generate.json",
+            "--timings",
+            "timings/generate.json",
+        ]
+        proc = subprocess.Popen(
+            stage_cmd("generate", args),
+            cwd=tmp_path,
+            env=stage_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
         def cached() -> int:
             try:
@@ -316,8 +404,13 @@ def small_disk(tmp_path):
     """A 512 KiB tmpfs (root only): what a full output disk looks like to a stage."""
     mnt = tmp_path / "small_disk"
     mnt.mkdir()
-    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
-                                                       capture_output=True).returncode != 0:
+    if (
+        shutil.which("mount") is None
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root); test_failures.py injects ENOSPC instead")
     try:
         yield mnt
@@ -333,10 +426,17 @@ def test_a_full_disk_is_one_line_and_the_rerun_after_freeing_space_completes(tmp
     args = ["--out", str(out), "--metrics", "metrics/prepare.json"]
     proc = run_cmd(stage_cmd("prepare", args), tmp_path, env=stage_env(tmp_path), check=False)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert error_lines(proc.stderr) == [f"error: no space left on the device writing {out} (OSError); nothing "
-                                        "half-written was kept: free space and rerun"]
+    assert error_lines(proc.stderr) == [
+        f"error: no space left on the device writing {out} (OSError); nothing "
+        "half-written was kept: free space and rerun"
+    ]
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no output, no temporary file
     filler.unlink()
     run_cmd(stage_cmd("prepare", args), tmp_path, env=stage_env(tmp_path))
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "test.jsonl", "test_ood.jsonl", "train.jsonl",
-                                                     "validation.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.json",
+        "test.jsonl",
+        "test_ood.jsonl",
+        "train.jsonl",
+        "validation.jsonl",
+    ]

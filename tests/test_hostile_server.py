@@ -36,9 +36,18 @@ def stub(monkeypatch):
 
 
 def backend_for(server, **generate):
-    cfg = section("generate", **{"base_url": server.url, "served_model": "stub", "concurrency": 2,
-                                 "max_retries": 2, "retry_backoff_s": 0.01,
-                                 "api_key_env": "COTDISTILL_TEST_TEACHER_KEY", **generate})
+    cfg = section(
+        "generate",
+        **{
+            "base_url": server.url,
+            "served_model": "stub",
+            "concurrency": 2,
+            "max_retries": 2,
+            "retry_backoff_s": 0.01,
+            "api_key_env": "COTDISTILL_TEST_TEACHER_KEY",
+            **generate,
+        },
+    )
     return OpenAIBackend(TEACHERS.get("transformers-serve"), cfg)
 
 
@@ -47,15 +56,18 @@ def run(backend, tmp_path):
     return generate_all(backend, PROMPTS, Sampling(16), cache, 4, 1, progress=False), cache
 
 
-@pytest.mark.parametrize("mode, quoted", [
-    ("html200", "<html><body><h1>502 Bad Gateway"),
-    ("truncated", '{"id": "cmpl-stub", "object": "text_com'),
-    ("error200", "the model is overloaded"),
-    ("null_choices", '"choices": null'),
-    ("null_text", '"text": null'),
-    ("empty_length", '"text": ""'),
-    ("bad_gzip", "the reply's body cannot be decoded"),  # was httpx's DecodingError, a traceback
-])
+@pytest.mark.parametrize(
+    "mode, quoted",
+    [
+        ("html200", "<html><body><h1>502 Bad Gateway"),
+        ("truncated", '{"id": "cmpl-stub", "object": "text_com'),
+        ("error200", "the model is overloaded"),
+        ("null_choices", '"choices": null'),
+        ("null_text", '"text": null'),
+        ("empty_length", '"text": ""'),
+        ("bad_gzip", "the reply's body cannot be decoded"),  # was httpx's DecodingError, a traceback
+    ],
+)
 def test_a_200_that_is_no_completion_is_retried_then_one_line_and_never_cached(stub, tmp_path, mode, quoted):
     server = stub(mode)
     with pytest.raises(TeacherRequestError) as err:
@@ -96,18 +108,22 @@ def test_the_key_a_server_echoes_in_a_completion_is_scrubbed_before_the_cache(st
     (results, stats), cache = run(backend_for(server), tmp_path)
     assert server.requests[0]["auth"] == f"Bearer {KEY}"  # it was sent, and echoed back
     texts = [r[0].text for r in results]
-    assert all(t.startswith("Authorization: [redacted] ") and KEY not in t and t.endswith("The answer is yes.")
-               for t in texts)
+    assert all(
+        t.startswith("Authorization: [redacted] ") and KEY not in t and t.endswith("The answer is yes.") for t in texts
+    )
     assert KEY.encode() not in (tmp_path / "requests.sqlite").read_bytes()
     assert stats.costs()["redacted"] == 2
 
 
-@pytest.mark.parametrize("text, expected, count", [
-    (f"I was told {KEY} and more", "I was told [redacted] and more", 1),
-    ("Authorization: Bearer abcdef123456\nThe answer is 4.", "Authorization: [redacted]\nThe answer is 4.", 1),
-    ("so the secret = 42 and the api_key: 7", "so the secret = 42 and the api_key: 7", 0),  # words, not keys
-    ("a bearer of news.  The answer is no.", "a bearer of news.  The answer is no.", 0),
-])
+@pytest.mark.parametrize(
+    "text, expected, count",
+    [
+        (f"I was told {KEY} and more", "I was told [redacted] and more", 1),
+        ("Authorization: Bearer abcdef123456\nThe answer is 4.", "Authorization: [redacted]\nThe answer is 4.", 1),
+        ("so the secret = 42 and the api_key: 7", "so the secret = 42 and the api_key: 7", 0),  # words, not keys
+        ("a bearer of news.  The answer is no.", "a bearer of news.  The answer is no.", 0),
+    ],
+)
 def test_scrub_keeps_the_text_and_counts(text, expected, count):
     assert scrub(text, (KEY,)) == (expected, count)
 
@@ -116,8 +132,9 @@ def test_a_server_that_dies_mid_reply_is_retried_then_one_line(stub, tmp_path):
     """Fewer bytes than Content-Length said: was httpx's RemoteProtocolError, a traceback."""
     with pytest.raises(TeacherRequestError) as err:
         run(backend_for(stub("cut")), tmp_path)
-    assert str(err.value).startswith("teacher request failed (connection) after 3 attempt(s): the connection "
-                                     "broke off mid-reply (")
+    assert str(err.value).startswith(
+        "teacher request failed (connection) after 3 attempt(s): the connection broke off mid-reply ("
+    )
     (results, stats), cache = run(backend_for(stub("cut", bad_first=1)), tmp_path)
     assert [r[0].text for r in results] == [OK_TEXT.strip()] * 2 and stats.costs()["failures"]["connection"] == 1
 
@@ -134,8 +151,9 @@ def test_streamed_chunks_nobody_asked_for_are_malformed_and_their_key_is_never_q
 def test_sample_k_is_the_choice_of_index_k_whatever_order_the_server_lists_them(stub, tmp_path):
     """A server listing its n choices out of order gave sample 0 the text of choice 3."""
     cache = RequestCache(tmp_path / "requests.sqlite")
-    results, _ = generate_all(backend_for(stub("shuffled")), PROMPTS[:1], Sampling(16, temperature=0.7), cache,
-                              1, 4, progress=False)
+    results, _ = generate_all(
+        backend_for(stub("shuffled")), PROMPTS[:1], Sampling(16, temperature=0.7), cache, 1, 4, progress=False
+    )
     assert [c.text for c in results[0]] == [f"Sample {i}. The answer is yes." for i in range(4)]
 
 

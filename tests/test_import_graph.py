@@ -21,8 +21,9 @@ def import_graph(src: Path, package: str = "cotdistill") -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 out.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom):
-                base = ".".join((here[: len(here) - node.level + 1] if node.level else [])
-                                + ([node.module] if node.module else []))
+                base = ".".join(
+                    (here[: len(here) - node.level + 1] if node.level else []) + ([node.module] if node.module else [])
+                )
                 out.update(f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names)
         graph[module] = {m for m in out if m in files and m != module}
     return graph

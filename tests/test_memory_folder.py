@@ -25,15 +25,41 @@ NO_BNB = {"quantization": "none", "optimizer": "adamw_torch_fused"}
 def t5_config(**kw):
     from transformers import T5Config
 
-    return T5Config(**{**dict(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=3, num_heads=4,
-                                vocab_size=120, feed_forward_proj="gated-gelu", tie_word_embeddings=False), **kw})
+    return T5Config(
+        **{
+            **dict(
+                d_model=32,
+                d_kv=8,
+                d_ff=48,
+                num_layers=2,
+                num_decoder_layers=3,
+                num_heads=4,
+                vocab_size=120,
+                feed_forward_proj="gated-gelu",
+                tie_word_embeddings=False,
+            ),
+            **kw,
+        }
+    )
 
 
 def llama_config(**kw):
     from transformers import LlamaConfig
 
-    return LlamaConfig(**{**dict(hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
-                                 num_key_value_heads=2, vocab_size=150, tie_word_embeddings=False), **kw})
+    return LlamaConfig(
+        **{
+            **dict(
+                hidden_size=32,
+                intermediate_size=80,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                vocab_size=150,
+                tie_word_embeddings=False,
+            ),
+            **kw,
+        }
+    )
 
 
 def gpt2_config(**kw):
@@ -90,13 +116,20 @@ def test_the_header_is_json_after_its_length_and_no_weight_is_read(t5_folder):
     folder, n = t5_folder
     raw = (folder / "model.safetensors").read_bytes()
     (length,) = struct.unpack("<Q", raw[:8])
-    assert model_folder.safetensors_header(folder / "model.safetensors") == json.loads(raw[8:8 + length])
+    assert model_folder.safetensors_header(folder / "model.safetensors") == json.loads(raw[8 : 8 + length])
 
 
-@pytest.mark.parametrize("config", [
-    t5_config, lambda: t5_config(feed_forward_proj="relu", tie_word_embeddings=True, num_decoder_layers=None),
-    llama_config, lambda: llama_config(tie_word_embeddings=True, num_key_value_heads=4), gpt2_config,
-], ids=["t5-v1.1", "t5-v1.0", "llama", "llama-tied", "gpt2"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        t5_config,
+        lambda: t5_config(feed_forward_proj="relu", tie_word_embeddings=True, num_decoder_layers=None),
+        llama_config,
+        lambda: llama_config(tie_word_embeddings=True, num_key_value_heads=4),
+        gpt2_config,
+    ],
+    ids=["t5-v1.1", "t5-v1.0", "llama", "llama-tied", "gpt2"],
+)
 def test_without_safetensors_the_count_is_computed_from_the_config(tmp_path, config):
     folder = tmp_path / "m"
     n = save(folder, config())
@@ -165,8 +198,9 @@ def test_a_folder_too_large_for_the_machine_is_refused_with_its_own_size(tmp_pat
     with pytest.raises(memory.ResourceError) as exc:
         memory.check_fits("model t5-small", STUDENTS.get("t5-small"), params.train, tiny)
     assert str(exc.value).startswith("model t5-small: training needs about ")
-    assert f"({n / 1e6:,.1f}M parameters at train.model_path; fp32, batch 64, full finetuning; an upper bound)" \
-        in str(exc.value)
+    assert f"({n / 1e6:,.1f}M parameters at train.model_path; fp32, batch 64, full finetuning; an upper bound)" in str(
+        exc.value
+    )
 
 
 def test_without_a_folder_the_preset_is_estimated_as_before():
@@ -212,15 +246,19 @@ def test_a_t5_folder_under_a_causal_preset_is_one_line(cpu_only, t5_folder):
         f"model llama-3.2-1b: train.model_path: {folder} holds a t5 model, of the t5 (encoder-decoder) family, and "
         "model llama-3.2-1b is a causal (decoder-only) preset; set model to a preset of the folder's family "
         "(t5-small, flan-t5-small, t5-base, flan-t5-base, t5-large, flan-t5-large, t5-xl, flan-t5-xl, t5-xxl, "
-        "flan-t5-xxl)")
+        "flan-t5-xxl)"
+    )
 
 
 def test_a_causal_folder_under_a_t5_preset_is_one_line(cpu_only, llama_folder):
     folder, _ = llama_folder
     params = make_params({"model": "t5-xl", "train": {"model_path": str(folder), "memory_check": False, **NO_BNB}})
-    with pytest.raises(ConfigError, match=r"^model t5-xl: train\.model_path: .* holds a llama model, of the causal "
-                                          r"\(decoder-only\) family, and model t5-xl is a t5 \(encoder-decoder\) "
-                                          r"preset; set model to a preset of the folder's family \(smollm2-360m, "):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model t5-xl: train\.model_path: .* holds a llama model, of the causal "
+        r"\(decoder-only\) family, and model t5-xl is a t5 \(encoder-decoder\) "
+        r"preset; set model to a preset of the folder's family \(smollm2-360m, ",
+    ):
         preflight(params)
 
 
@@ -230,10 +268,13 @@ def test_a_folder_far_from_the_preset_s_size_gets_a_note(cpu_only, t5_folder, ll
     assert notes == [
         f"model t5-xxl: train.model_path: {folder} holds {n / 1e6:,.1f}M parameters and model t5-xxl 11,100M: its "
         "batch size 8, LoRA on 4bit weights and paged_adamw_8bit were chosen for its own size; set train.batch_size, "
-        "train.lora, train.quantization, train.optimizer for the folder's"]
+        "train.lora, train.quantization, train.optimizer for the folder's"
+    ]
     folder, _ = llama_folder
-    assert "were chosen for its own size" in preflight(
-        make_params({"model": "gpt2", "train": {"model_path": str(folder), **NO_BNB}}))[0]
+    assert (
+        "were chosen for its own size"
+        in preflight(make_params({"model": "gpt2", "train": {"model_path": str(folder), **NO_BNB}}))[0]
+    )
 
 
 def test_a_folder_of_the_preset_s_size_gets_no_note(tmp_path):
@@ -252,10 +293,16 @@ def test_on_host_ram_the_training_process_s_own_memory_counts(t5_folder):
     folder, n = t5_folder
     params = make_params({"model": "t5-small", "train": {"model_path": str(folder)}})
     small = STUDENTS.get("t5-small")
-    model_gb = memory.estimate_gb(model_folder.folder_preset(small, str(folder)),
-                                  memory.settings(params.train, small, memory.Device("x", 1, False, False)), 16)
+    model_gb = memory.estimate_gb(
+        model_folder.folder_preset(small, str(folder)),
+        memory.settings(params.train, small, memory.Device("x", 1, False, False)),
+        16,
+    )
     room = memory.Device("host RAM (no GPU)", model_gb + 0.5, cuda=False, bf16=False)
     assert memory.check_fits("model t5-small", small, params.train, room) is None
-    with pytest.raises(memory.ResourceError, match=rf"needs about {model_gb + 0.57:.1f} GB \(.*, 0\.6 GB of it the "
-                                                   r"training process's own; an upper bound\)"):
+    with pytest.raises(
+        memory.ResourceError,
+        match=rf"needs about {model_gb + 0.57:.1f} GB \(.*, 0\.6 GB of it the "
+        r"training process's own; an upper bound\)",
+    ):
         memory.check_fits("model t5-small", small, params.train, dataclasses.replace(room, process_gb=0.57))

@@ -3,11 +3,10 @@ every question, 1:1), its loss (alpha * label + (1 - alpha) * rationale), for T5
 causal students, and its report table."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
-
-from types import SimpleNamespace
 
 from cotdistill.catalog.students import STUDENTS
 from cotdistill.students.architectures import ARCHITECTURES
@@ -19,20 +18,36 @@ from cotdistill.variants import SETTINGS_FILE, VARIANTS, variant_rows
 
 from .conftest import section
 
-PREPARED = [{"id": "a", "question": "Is it up?", "answer": "yes"}, {"id": "b", "question": "And now?", "answer": "no"},
-            {"id": "c", "question": "Dropped by the filter?", "answer": "yes"}]
-KEPT = [{"id": "a", "question": "Is it up?", "answer": "yes", "target": "Nobody flipped it. The answer is yes."},
-        {"id": "b", "question": "And now?", "answer": "no", "target": "Bo flipped it once. The answer is no."}]
+PREPARED = [
+    {"id": "a", "question": "Is it up?", "answer": "yes"},
+    {"id": "b", "question": "And now?", "answer": "no"},
+    {"id": "c", "question": "Dropped by the filter?", "answer": "yes"},
+]
+KEPT = [
+    {"id": "a", "question": "Is it up?", "answer": "yes", "target": "Nobody flipped it. The answer is yes."},
+    {"id": "b", "question": "And now?", "answer": "no", "target": "Bo flipped it once. The answer is no."},
+]
 TEXTS = [f"A coin is heads up. P{i} flips the coin. Is the coin still heads up? The answer is no." for i in range(20)]
 
 
 def test_rows_hold_both_tasks_of_each_kept_cot(tmp_path):
     rows = variant_rows("multitask", PREPARED, KEPT)
     assert rows == [
-        {"id": "a", "question": "Is it up?", "answer": "yes", "target": "yes",
-         "rationale": "Nobody flipped it. The answer is yes."},
-        {"id": "b", "question": "And now?", "answer": "no", "target": "no",
-         "rationale": "Bo flipped it once. The answer is no."}]  # c: no kept CoT, no label row either
+        {
+            "id": "a",
+            "question": "Is it up?",
+            "answer": "yes",
+            "target": "yes",
+            "rationale": "Nobody flipped it. The answer is yes.",
+        },
+        {
+            "id": "b",
+            "question": "And now?",
+            "answer": "no",
+            "target": "no",
+            "rationale": "Bo flipped it once. The answer is no.",
+        },
+    ]  # c: no kept CoT, no label row either
     multitask = VARIANTS.get("multitask")
     assert multitask.examples(rows)[1] == ("And now?", "no", "Bo flipped it once. The answer is no.")
     label, rationale = multitask.tasks
@@ -58,17 +73,23 @@ def students():
 
 
 MULTITASK = VARIANTS.get("multitask")
-QUESTIONS = [(f"Is coin {i} still heads up?", "yes" if i % 2 else "no",
-              f"P{i} {'does not flip' if i % 2 else 'flips'} it. The answer is {'yes' if i % 2 else 'no'}.")
-             for i in range(10)]
+QUESTIONS = [
+    (
+        f"Is coin {i} still heads up?",
+        "yes" if i % 2 else "no",
+        f"P{i} {'does not flip' if i % 2 else 'flips'} it. The answer is {'yes' if i % 2 else 'no'}.",
+    )
+    for i in range(10)
+]
 
 
 @pytest.mark.parametrize("arch", ["t5", "causal"])
 def test_a_batch_holds_both_tasks_of_every_question_one_to_one(students, arch):
     model, tok, preset = students[arch]
     cfg = resolve(section("train"), preset)
-    data = training_data(tok, model, QUESTIONS, QUESTIONS[:2], cfg, ARCHITECTURES.get(arch), MULTITASK.tasks,
-                         (0.5, 0.5))
+    data = training_data(
+        tok, model, QUESTIONS, QUESTIONS[:2], cfg, ARCHITECTURES.get(arch), MULTITASK.tasks, (0.5, 0.5)
+    )
     assert len(data.train) == len(QUESTIONS) and len(data.validation) == 2  # one row per question
     batch = data.collator([data.train[i] for i in range(4)])
     task = batch["task"].tolist()
@@ -81,8 +102,9 @@ def test_a_batch_holds_both_tasks_of_every_question_one_to_one(students, arch):
         assert "[label] " + q in text[i] and "[rationale] " + q in text[4 + i]
         assert labels[i].strip() == answer and labels[4 + i].strip() == rationale
     # every row is of similar length to its group: the Trainer's length-grouped sampler reads `length`
-    assert data.train[0]["length"] == sum(len(data.train[0][k]) for k in (
-        "input_ids", "labels", "rationale_input_ids", "rationale_labels"))
+    assert data.train[0]["length"] == sum(
+        len(data.train[0][k]) for k in ("input_ids", "labels", "rationale_input_ids", "rationale_labels")
+    )
 
 
 @pytest.mark.parametrize("arch", ["t5", "causal"])
@@ -100,8 +122,12 @@ def test_multitask_loss_is_alpha_label_plus_one_minus_alpha_rationale(students, 
         loss = weighted_loss(model(**batch).logits, batch["labels"], task, weights, ARCHITECTURES.get(arch).align)
         # each task alone, as its own batch, through the model's own (token-mean) loss
         label = model(**pad_rows(features, tok.pad_token_id)).loss
-        rationale = model(**pad_rows([{"input_ids": f["rationale_input_ids"], "labels": f["rationale_labels"]}
-                                      for f in features], tok.pad_token_id)).loss
+        rationale = model(
+            **pad_rows(
+                [{"input_ids": f["rationale_input_ids"], "labels": f["rationale_labels"]} for f in features],
+                tok.pad_token_id,
+            )
+        ).loss
     assert torch.allclose(loss, alpha * label + (1 - alpha) * rationale, atol=1e-4)
     assert not torch.allclose(label, rationale)
 
@@ -113,8 +139,9 @@ def test_task_losses_count_each_task_over_its_own_tokens():
     label, rationale = task_losses(logits, labels, torch.tensor([0, 1]), 2, ARCHITECTURES.get("t5").align)
     assert torch.isclose(label, torch.log(torch.tensor(4.0))) and rationale < 1e-3
     # causal: position t predicts token t + 1, so the first label is never counted
-    label_c, _ = task_losses(logits, torch.tensor([[1, 3, -100], [2, 2, 2]]), torch.tensor([0, 1]), 2,
-                             ARCHITECTURES.get("causal").align)
+    label_c, _ = task_losses(
+        logits, torch.tensor([[1, 3, -100], [2, 2, 2]]), torch.tensor([0, 1]), 2, ARCHITECTURES.get("causal").align
+    )
     assert torch.isclose(label_c, torch.log(torch.tensor(4.0)))
 
 
@@ -125,8 +152,10 @@ def test_report_shows_the_rationale_task():
 
     params = make_params({"train": {"variants": ["answer", "multitask"]}})
     m = {"accuracy": 0.5, "ci95_low": 0.4, "ci95_high": 0.6, "n": 10, "invalid_rate": 0.0}
-    evals = [{"variant": "answer", "id": m}, {"variant": "multitask", "id": m,
-                                             "rationale": {"id": {**m, "accuracy": 0.25}}}]
+    evals = [
+        {"variant": "answer", "id": m},
+        {"variant": "multitask", "id": m, "rationale": {"id": {**m, "accuracy": 0.25}}},
+    ]
     report = render_report(params, evals, {"kept": 1, "generations": 2, "keep_rate": 0.5, "dropped_by_reason": {}})
     assert "| coin_flip | multitask | 10 | 50.0 [40.0, 60.0] |" in report
     assert "## The multitask student's rationale task" in report

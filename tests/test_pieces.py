@@ -10,8 +10,8 @@ from cotdistill.evaluation import score
 from cotdistill.filtering import filter_generations
 from cotdistill.io import atomic_path, read_jsonl, write_jsonl
 from cotdistill.prompts import load_prompt_file, prompt_path, render
-from cotdistill.stats import wilson_interval
 from cotdistill.rationale import close_rationale
+from cotdistill.stats import wilson_interval
 from cotdistill.teachers import Completion, Sampling, cut_at_stop
 from cotdistill.teachers.cache import RequestCache, request_key
 from cotdistill.teachers.generation import generate_all
@@ -24,8 +24,10 @@ def _coin(seed=0, **prepare):
 
 
 def test_coin_flip_is_deterministic_and_disjoint():
-    a, b = (_coin(0, n_train=50, n_test=20, n_test_ood=20, n_validation=10),
-            _coin(0, n_train=50, n_test=20, n_test_ood=20, n_validation=10))
+    a, b = (
+        _coin(0, n_train=50, n_test=20, n_test_ood=20, n_validation=10),
+        _coin(0, n_train=50, n_test=20, n_test_ood=20, n_validation=10),
+    )
     assert a == b
     assert _coin(1, n_train=50)["train"] != a["train"]
     questions = [r["question"] for split in a.values() for r in split]
@@ -85,20 +87,38 @@ def test_filter_counts_every_drop():
         {"id": "c", "sample": 0, "text": "The coin goes round and round", "finish_reason": "length"},
         {"id": "c", "sample": 1, "text": "", "finish_reason": "stop"},
         {"id": "c", "sample": 2, "text": "I think so", "finish_reason": "stop"},
-        {"id": "c", "sample": 3, "text": "The answer is no. Next, it stays. The answer is no.",
-         "finish_reason": "length"},
+        {
+            "id": "c",
+            "sample": 3,
+            "text": "The answer is no. Next, it stays. The answer is no.",
+            "finish_reason": "length",
+        },
     ]
     kept, m = filter_generations(RECS, gens, "strict", max_per_question=1)
     assert [k["id"] for k in kept] == ["a"]
     assert kept[0]["target"] == "It stays up. The answer is yes."
-    assert m["dropped_by_reason"] == {"empty": 1, "truncated": 1, "no_answer": 1, "wrong_answer": 1,
-                                      "no_reasoning": 1, "false_equation": 0, "wrong_step": 0, "over_limit": 1}
+    assert m["dropped_by_reason"] == {
+        "empty": 1,
+        "truncated": 1,
+        "no_answer": 1,
+        "wrong_answer": 1,
+        "no_reasoning": 1,
+        "false_equation": 0,
+        "wrong_step": 0,
+        "over_limit": 1,
+    }
     assert m["kept"] + m["dropped"] == m["generations"] == 7
 
 
 def test_kept_cot_ends_at_its_first_final_answer():
-    gens = [{"id": "b", "sample": 0, "finish_reason": "length",
-             "text": "It flips. The answer is no. The answer is no.\nQuestion: another one? The answer is yes."}]
+    gens = [
+        {
+            "id": "b",
+            "sample": 0,
+            "finish_reason": "length",
+            "text": "It flips. The answer is no. The answer is no.\nQuestion: another one? The answer is yes.",
+        }
+    ]
     kept, m = filter_generations(RECS, gens, "strict")
     assert [k["target"] for k in kept] == ["It flips. The answer is no."]
     # the first stated answer is the one checked: a later correct one does not rescue it

@@ -45,8 +45,9 @@ def _ran(stdout: str) -> set[str]:
 
 def _copy_repo(root: Path) -> tuple[Path, dict]:
     """A copy of the repository as a fresh git + DVC repo with the TINY params, nothing run."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         if (REPO / rel).is_file():
             dest = root / rel
@@ -59,7 +60,10 @@ def _copy_repo(root: Path) -> tuple[Path, dict]:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
         "PATH": f"{Path(venv_bin('dvc')).parent}:{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
     }
     for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "MLFLOW_EXPERIMENT_NAME"):
         os.environ.pop(var, None)
@@ -96,17 +100,30 @@ def _run_variants(root: Path) -> dict[str, str]:
 def _inputs(root: Path, run_id: str) -> set[tuple[str, str, str]]:
     """(dataset name, context, digest) of a run's dataset inputs."""
     db = sqlite3.connect(root / "mlflow.db")
-    return set(db.execute(
-        "SELECT d.name, t.value, d.digest FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id "
-        "JOIN input_tags t ON t.input_uuid = i.input_uuid AND t.name = 'mlflow.data.context' "
-        "WHERE i.destination_id = ?", (run_id,)))
+    return set(
+        db.execute(
+            "SELECT d.name, t.value, d.digest FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id "
+            "JOIN input_tags t ON t.input_uuid = i.input_uuid AND t.name = 'mlflow.data.context' "
+            "WHERE i.destination_id = ?",
+            (run_id,),
+        )
+    )
 
 
 def test_repro_runs_every_stage(tiny_repo):
     root, env = tiny_repo
     proc = run_cmd([venv_bin("dvc"), "repro"], root, env)
-    assert _ran(proc.stdout) == {"check", "prepare", "generate", "filter", "train@answer", "train@cot",
-                                 "evaluate@answer", "evaluate@cot", "report"}
+    assert _ran(proc.stdout) == {
+        "check",
+        "prepare",
+        "generate",
+        "filter",
+        "train@answer",
+        "train@cot",
+        "evaluate@answer",
+        "evaluate@cot",
+        "report",
+    }
     prep = json.loads((root / "metrics/prepare.json").read_text())
     assert prep["n_train"] == 12 and prep["n_test_ood"] == 8
     gen = json.loads((root / "metrics/generate.json").read_text())
@@ -146,10 +163,12 @@ def test_repro_runs_every_stage(tiny_repo):
         assert _inputs(root, run_id) == {
             ("coin_flip/" + variant, "train", md5[f"train@{variant}", f"data/filtered/{variant}"]),
             ("coin_flip/test", "test", md5[f"evaluate@{variant}", "data/prepared/test.jsonl"]),
-            ("coin_flip/test_ood", "test_ood", md5[f"evaluate@{variant}", "data/prepared/test_ood.jsonl"])}
+            ("coin_flip/test_ood", "test_ood", md5[f"evaluate@{variant}", "data/prepared/test_ood.jsonl"]),
+        }
     db = sqlite3.connect(root / "mlflow.db")
     assert db.execute("SELECT value FROM experiment_tags WHERE key = 'mlflow.experimentKind'").fetchall() == [
-        ("custom_model_development",)]
+        ("custom_model_development",)
+    ]
 
 
 def test_second_repro_is_a_noop(tiny_repo):
@@ -173,18 +192,31 @@ def test_evaluate_param_reruns_only_evaluate(tiny_repo):
     run_cmd(["git", "commit", "-qm", "baseline run"], root, env)
 
 
-@pytest.mark.parametrize("hub_env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}],
-                         ids=["HF_HUB_OFFLINE", "unreachable"])
+@pytest.mark.parametrize(
+    "hub_env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}], ids=["HF_HUB_OFFLINE", "unreachable"]
+)
 def test_a_hub_preset_offline_fails_in_one_line_before_any_output_is_removed(tiny_repo, tmp_path, hub_env):
     """The README's headline command without the Hub: the check stage stops it, exit code
     2, one line; the outputs of the last run stay in the workspace."""
     root, env = tiny_repo
-    kept = {p: (root / p).read_bytes() for p in ("metrics/train/answer.json", "metrics/train/answer_curve.csv",
-                                                 "data/external_inputs.json", "models/answer/config.json")}
+    kept = {
+        p: (root / p).read_bytes()
+        for p in (
+            "metrics/train/answer.json",
+            "metrics/train/answer_curve.csv",
+            "data/external_inputs.json",
+            "models/answer/config.json",
+        )
+    }
     saved = (root / "params.yaml").read_text()
     try:
-        proc = run_cmd([venv_bin("dvc"), "exp", "run", "-S", "model=t5-small"], root,
-                       {**env, "HF_HOME": str(tmp_path / "hf"), **hub_env}, check=False, timeout=120)
+        proc = run_cmd(
+            [venv_bin("dvc"), "exp", "run", "-S", "model=t5-small"],
+            root,
+            {**env, "HF_HOME": str(tmp_path / "hf"), **hub_env},
+            check=False,
+            timeout=120,
+        )
     finally:
         (root / "params.yaml").write_text(saved)  # a workspace exp run writes -S into params.yaml
     out = proc.stdout + proc.stderr
@@ -194,9 +226,12 @@ def test_a_hub_preset_offline_fails_in_one_line_before_any_output_is_removed(tin
     reason = "HF_HUB_OFFLINE is set" if "HF_HUB_OFFLINE" in hub_env else "cannot connect to http://127.0.0.1:9: "
     assert len(errors) == 1 and errors[0].startswith(
         f"error: model t5-small: checkpoint google/t5-v1_1-small is neither in the local Hugging Face cache "
-        f"({tmp_path / 'hf' / 'hub'}) nor reachable ({reason}")
-    assert errors[0].endswith("to use a local copy: -S train.model_path=DIR (a save_pretrained folder with its "
-                              "tokenizer), or HF_HOME=DIR whose hub/ cache holds it")
+        f"({tmp_path / 'hf' / 'hub'}) nor reachable ({reason}"
+    )
+    assert errors[0].endswith(
+        "to use a local copy: -S train.model_path=DIR (a save_pretrained folder with its "
+        "tokenizer), or HF_HOME=DIR whose hub/ cache holds it"
+    )
     assert "Traceback" not in out
     assert all((root / p).read_bytes() == b for p, b in kept.items())
 
@@ -205,9 +240,15 @@ def test_a_mistake_in_params_removes_no_output(tiny_repo):
     """DVC deletes a stage's outputs before it runs it; a mistake in params stops the run
     in the first stage (check), whose own output persists, so every output stays."""
     root, env = tiny_repo
-    outputs = ["data/external_inputs.json", "data/prepared/train.jsonl", "data/teacher/generations.jsonl",
-               "data/filtered/cot/train.jsonl", "models/cot/model.safetensors", "data/eval/cot/predictions.jsonl",
-               "metrics/report.md"]
+    outputs = [
+        "data/external_inputs.json",
+        "data/prepared/train.jsonl",
+        "data/teacher/generations.jsonl",
+        "data/filtered/cot/train.jsonl",
+        "models/cot/model.safetensors",
+        "data/eval/cot/predictions.jsonl",
+        "metrics/report.md",
+    ]
     before = {out: (root / out).read_bytes() for out in outputs}
     saved = (root / "params.yaml").read_text()
     try:
@@ -230,12 +271,15 @@ def _set(root: Path, **sections) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(_deep_update(params, sections), sort_keys=False))
 
 
-@pytest.mark.parametrize("patch, line", [
-    ({"sedd": 1}, "params.yaml: unknown key 'sedd' (did you mean 'seed'?)"),
-    ({"train": {"max_step": 5}}, "params.yaml: unknown key 'train.max_step' (did you mean 'max_steps'?)"),
-    ({"dataset": "coinflip"}, "params.yaml: dataset: unknown dataset 'coinflip' (did you mean 'coin_flip'?)"),
-    ({"generate": {"num_samples": 2}}, "params.yaml: generate.num_samples: 2 samples at generate.temperature 0"),
-])
+@pytest.mark.parametrize(
+    "patch, line",
+    [
+        ({"sedd": 1}, "params.yaml: unknown key 'sedd' (did you mean 'seed'?)"),
+        ({"train": {"max_step": 5}}, "params.yaml: unknown key 'train.max_step' (did you mean 'max_steps'?)"),
+        ({"dataset": "coinflip"}, "params.yaml: dataset: unknown dataset 'coinflip' (did you mean 'coin_flip'?)"),
+        ({"generate": {"num_samples": 2}}, "params.yaml: generate.num_samples: 2 samples at generate.temperature 0"),
+    ],
+)
 def test_any_mistake_in_params_stops_repro_at_the_first_stage(bare_repo, patch, line):
     root, env = bare_repo
     saved = (root / "params.yaml").read_text()
@@ -252,8 +296,10 @@ def test_any_mistake_in_params_stops_repro_at_the_first_stage(bare_repo, patch, 
 
 def test_an_edit_to_the_local_data_file_reruns_prepare(bare_repo):
     root, env = bare_repo
-    rows = [{"question": f"Ann has {i} pens and buys {i + 2} more. How many pens does she have?",
-             "answer": str(2 * i + 2)} for i in range(40)]
+    rows = [
+        {"question": f"Ann has {i} pens and buys {i + 2} more. How many pens does she have?", "answer": str(2 * i + 2)}
+        for i in range(40)
+    ]
     data = root / "local.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     saved = (root / "params.yaml").read_text()
@@ -298,15 +344,24 @@ def test_queued_sweep_lands_in_dvc_and_mlflow(tiny_repo):
     run_cmd([venv_bin("cotdistill"), "report", "--experiments", "--out-dir", "exps"], root, env)
     reported = json.loads((root / "exps/experiments.json").read_text())
     assert sorted((r["student"], r["variant"]) for r in reported if r["experiment"] in names) == [
-        ("t5-mini", "answer"), ("t5-mini", "cot"), ("t5-tiny", "answer"), ("t5-tiny", "cot")]
+        ("t5-mini", "answer"),
+        ("t5-mini", "cot"),
+        ("t5-tiny", "answer"),
+        ("t5-tiny", "cot"),
+    ]
     swept = [r for r in _mlflow_runs(root) if r.get("dvc_experiment") in names and r.get("run_role") == "variant"]
     assert sorted((r["student"], r["variant"]) for r in swept) == [
-        ("t5-mini", "answer"), ("t5-mini", "cot"), ("t5-tiny", "answer"), ("t5-tiny", "cot")]
+        ("t5-mini", "answer"),
+        ("t5-mini", "cot"),
+        ("t5-tiny", "answer"),
+        ("t5-tiny", "cot"),
+    ]
     assert all("metric:ood/accuracy" in r for r in swept)
     # grouped: a parent run per DVC experiment, named after it, with its two variants as children
     parents = {r["run_uuid"]: r for r in _mlflow_runs(root) if r.get("run_role") == "experiment"}
     assert sorted(parents[r["mlflow.parentRunId"]]["dvc_experiment"] for r in swept) == sorted(
-        r["dvc_experiment"] for r in swept)
+        r["dvc_experiment"] for r in swept
+    )
     groups = {}
     for r in swept:
         groups.setdefault(r["mlflow.parentRunId"], set()).add(r["variant"])
@@ -318,8 +373,9 @@ def test_queued_sweep_lands_in_dvc_and_mlflow(tiny_repo):
 def _get(url: str, body: dict | None = None) -> dict:
     import urllib.request
 
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode() if body is not None else None, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
@@ -337,9 +393,23 @@ def test_mlflow_server_serves_what_the_ui_reads(tiny_repo, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([venv_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"))
+    server = subprocess.Popen(
+        [
+            venv_bin("mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "server.log", "w"),
+    )
     try:
         deadline = time.time() + 180
         while True:
@@ -352,8 +422,9 @@ def test_mlflow_server_serves_what_the_ui_reads(tiny_repo, tmp_path):
                 time.sleep(1)
         exp = _get(f"{base}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name=cotdistill")["experiment"]
         assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in exp["tags"]
-        runs = _get(f"{base}/ajax-api/2.0/mlflow/runs/search",
-                    {"experiment_ids": [exp["experiment_id"]], "max_results": 1000})["runs"]
+        runs = _get(
+            f"{base}/ajax-api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000}
+        )["runs"]
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -370,8 +441,14 @@ def test_mlflow_server_serves_what_the_ui_reads(tiny_repo, tmp_path):
         assert t["mlflow.source.git.dirty"] in ("true", "false")
         assert 0 <= metrics[rid]["id/accuracy"] <= 1 and 0 <= metrics[rid]["ood/accuracy"] <= 1
         inputs = by_id[rid]["inputs"]["dataset_inputs"]
-        seen = {(i["dataset"]["name"], {x["key"]: x["value"] for x in i["tags"]}["mlflow.data.context"],
-                 i["dataset"]["digest"]) for i in inputs}
+        seen = {
+            (
+                i["dataset"]["name"],
+                {x["key"]: x["value"] for x in i["tags"]}["mlflow.data.context"],
+                i["dataset"]["digest"],
+            )
+            for i in inputs
+        }
         assert seen == _inputs(root, rid) and {c for _, c, _ in seen} == {"train", "test", "test_ood"}
     grouped = [rid for rid in children if "mlflow.parentRunId" in tags[rid]]
     assert len(grouped) == 4  # the queued sweep: two experiments x two variants
@@ -408,9 +485,15 @@ def test_study_runs_the_declared_grid_and_writes_its_page(tiny_repo):
     proc = run_cmd(cmd, root, env, timeout=1500)
     assert "phase 1: 1 of 1 cells to run" in proc.stderr and "phase 2: 2 of 2 cells to run" in proc.stderr
     page = (root / "metrics/study_tiny/README.md").read_text()
-    for text in ("## Test accuracy", "| coin | answer | 1 |", "| coin | cot[no_hint] | 1 |",
-                 "## Paired tests against the answer-only baseline", "### Teacher levers",
-                 "torch threads: 1", "identical, example for example"):
+    for text in (
+        "## Test accuracy",
+        "| coin | answer | 1 |",
+        "| coin | cot[no_hint] | 1 |",
+        "## Paired tests against the answer-only baseline",
+        "### Teacher levers",
+        "torch threads: 1",
+        "identical, example for example",
+    ):
         assert text in page, text
     assert "Missing cells" not in page
     assert (root / "metrics/study_tiny/accuracy_coin.png").stat().st_size > 1000
@@ -467,7 +550,7 @@ def test_offline_gguf_student_trains_full_and_with_lora_through_repro(tiny_repo)
             trained = json.loads((root / f"metrics/train/{variant}.json").read_text())
             assert trained["steps"] == 2 and trained["saved_as"] == ("adapter" if lora else "full")
             assert 130 < trained["params_m"] < 140
-            assert ((root / f"models/{variant}/adapter_model.safetensors").exists() == lora)
+            assert (root / f"models/{variant}/adapter_model.safetensors").exists() == lora
             scored = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
             assert scored["id"]["n"] == 8 and scored["ood"]["n"] == 8
     finally:
@@ -479,8 +562,11 @@ def test_offline_gguf_student_trains_full_and_with_lora_through_repro(tiny_repo)
 # 8-bit AdamW), and what run.json records of the tokenizer the checkpoint brings.
 STANDIN_CASES = {
     "t5-v1_1": ("t5-small", {}, "checkpoint: T5Tokenizer (sentencepiece unigram)"),
-    "llama-3.2": ("llama-3.2-1b", {"quantization": "none", "optimizer": "adamw_torch_fused"},
-                  "checkpoint: TokenizersBackend (byte-level BPE)"),
+    "llama-3.2": (
+        "llama-3.2-1b",
+        {"quantization": "none", "optimizer": "adamw_torch_fused"},
+        "checkpoint: TokenizersBackend (byte-level BPE)",
+    ),
 }
 
 

@@ -33,8 +33,14 @@ REV = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture
 def hf_env(monkeypatch, tmp_path):
     """An empty Hugging Face home and a Hub that refuses connections (a closed local port)."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE",
-                "HF_DATASETS_CACHE", "HF_TOKEN"):
+    for var in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_DATASETS_CACHE",
+        "HF_TOKEN",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
@@ -71,9 +77,11 @@ def test_cache_folders_are_huggingface_hub_s(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "home")}
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE"):
         env.pop(var, None)
-    code = ("import huggingface_hub.constants as c, datasets.config as d; "
-            "from cotdistill import hub; assert str(hub.hub_cache()) == c.HF_HUB_CACHE, hub.hub_cache(); "
-            "assert hub.datasets_cache() == d.HF_DATASETS_CACHE, (hub.datasets_cache(), d.HF_DATASETS_CACHE)")
+    code = (
+        "import huggingface_hub.constants as c, datasets.config as d; "
+        "from cotdistill import hub; assert str(hub.hub_cache()) == c.HF_HUB_CACHE, hub.hub_cache(); "
+        "assert hub.datasets_cache() == d.HF_DATASETS_CACHE, (hub.datasets_cache(), d.HF_DATASETS_CACHE)"
+    )
     subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO / "src")}, check=True)
 
 
@@ -90,20 +98,25 @@ def test_cached_dataset_is_the_folder_load_dataset_reads_offline(hf_env):
     assert hub.cached_dataset("ChilleD/SVAMP") == hf_env / "datasets" / "ChilleD___svamp"
 
 
-@pytest.mark.parametrize("kind, repo_id, way_out", [
-    ("student", "google/t5-v1_1-xl", "-S train.model_path=DIR"),
-    ("teacher", "Qwen/Qwen2.5-7B-Instruct", "-S generate.model_path=DIR"),
-    ("dataset", "openai/gsm8k", "-S prepare.source=local -S prepare.local.path=FILE"),
-])
+@pytest.mark.parametrize(
+    "kind, repo_id, way_out",
+    [
+        ("student", "google/t5-v1_1-xl", "-S train.model_path=DIR"),
+        ("teacher", "Qwen/Qwen2.5-7B-Instruct", "-S generate.model_path=DIR"),
+        ("dataset", "openai/gsm8k", "-S prepare.source=local -S prepare.local.path=FILE"),
+    ],
+)
 def test_an_id_neither_cached_nor_reachable_is_one_line(hf_env, kind, repo_id, way_out):
     start = time.perf_counter()
     with pytest.raises(ResourceError) as exc:
         hub.check("subject", repo_id, kind)
     msg = str(exc.value)
     assert "\n" not in msg and time.perf_counter() - start < 10
-    assert msg.startswith(f"subject: {'dataset' if kind == 'dataset' else 'checkpoint'} {repo_id} is neither in "
-                          f"the local Hugging Face cache ({hf_env / ('datasets' if kind == 'dataset' else 'hub')}) "
-                          "nor reachable (cannot connect to http://127.0.0.1:9: ")
+    assert msg.startswith(
+        f"subject: {'dataset' if kind == 'dataset' else 'checkpoint'} {repo_id} is neither in "
+        f"the local Hugging Face cache ({hf_env / ('datasets' if kind == 'dataset' else 'hub')}) "
+        "nor reachable (cannot connect to http://127.0.0.1:9: "
+    )
     assert way_out in msg and "HF_HOME=DIR" in msg
 
 
@@ -138,8 +151,11 @@ def fake_hub(hf_env, monkeypatch):
 
 def test_a_reachable_hub_lets_the_stage_download(fake_hub):
     assert hub.check("model t5-small", "google/t5-v1_1-small", "student") is None
-    with pytest.raises(ResourceError, match=r"has no model 'google/nope' \(HTTP 404; a private or gated one needs "
-                                            r"HF_TOKEN\)"):
+    with pytest.raises(
+        ResourceError,
+        match=r"has no model 'google/nope' \(HTTP 404; a private or gated one needs "
+        r"HF_TOKEN\)",
+    ):
         hub.check("model x", "google/nope", "student")
 
 
@@ -165,7 +181,6 @@ def test_local_folder_must_hold_a_checkpoint(tmp_path):
 def test_a_hub_student_loads_from_train_model_path(tmp_path):
     """train.model_path: the Hub student's code path on a saved config-built model."""
     import torch
-
     from transformers import T5ForConditionalGeneration
 
     from cotdistill.students.t5 import load_student
@@ -178,21 +193,30 @@ def test_a_hub_student_loads_from_train_model_path(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset, repo_id, built, expected", [
-    ("t5-small", "google/t5-v1_1-small", "t5-mini", "T5ForConditionalGeneration"),
-    # causal Hub students loaded without the switch (issue 21) and waited for the Hub too
-    ("smollm2-360m", "HuggingFaceTB/SmolLM2-360M", "llama-tiny", "LlamaForCausalLM"),
-])
+@pytest.mark.parametrize(
+    "preset, repo_id, built, expected",
+    [
+        ("t5-small", "google/t5-v1_1-small", "t5-mini", "T5ForConditionalGeneration"),
+        # causal Hub students loaded without the switch (issue 21) and waited for the Hub too
+        ("smollm2-360m", "HuggingFaceTB/SmolLM2-360M", "llama-tiny", "LlamaForCausalLM"),
+    ],
+)
 def test_a_cached_checkpoint_loads_at_once_when_the_hub_is_unreachable(tmp_path, preset, repo_id, built, expected):
     """Without the offline switch, transformers retried for almost 3 minutes here."""
     fake_cache(tmp_path / "hf", repo_id, built)
-    code = ("import time; t = time.perf_counter(); "
-            "from cotdistill.catalog.students import STUDENTS; "
-            "from cotdistill.students.architectures import ARCHITECTURES; "
-            f"s = STUDENTS.get('{preset}'); m, tok = ARCHITECTURES.get(s.architecture).load_student(s, [], 0); "
-            "print(type(m).__name__, round(time.perf_counter() - t))")
-    env = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONPATH": str(REPO / "src"),
-           "HF_HUB_OFFLINE": ""}
+    code = (
+        "import time; t = time.perf_counter(); "
+        "from cotdistill.catalog.students import STUDENTS; "
+        "from cotdistill.students.architectures import ARCHITECTURES; "
+        f"s = STUDENTS.get('{preset}'); m, tok = ARCHITECTURES.get(s.architecture).load_student(s, [], 0); "
+        "print(type(m).__name__, round(time.perf_counter() - t))"
+    )
+    env = {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "PYTHONPATH": str(REPO / "src"),
+        "HF_HUB_OFFLINE": "",
+    }
     out = run_cmd([sys.executable, "-c", code], tmp_path, env, timeout=240).stdout.split()
     assert out[0] == expected and int(out[1]) < 60
 
@@ -206,31 +230,55 @@ SMALL_GPU = memory.Device("GPU 0 (test card)", 4.0, cuda=True, bf16=True)
 def test_settings_follow_the_run_and_the_device():
     train = make_params({"model": "t5-xl"}).train
     s = memory.settings(train, STUDENTS.get("t5-xl"), CPU)
-    assert s == {"precision": "fp32", "batch_size": 16, "gradient_checkpointing": True, "optimizer": "paged_adamw_8bit",
-                 "lora": True, "quantization": "8bit", "grad_accum": 4,  # bf16 falls back on a CPU
-                 "max_source_length": 256, "max_target_length": 256}  # the run's own, as for a folder
+    assert s == {
+        "precision": "fp32",
+        "batch_size": 16,
+        "gradient_checkpointing": True,
+        "optimizer": "paged_adamw_8bit",
+        "lora": True,
+        "quantization": "8bit",
+        "grad_accum": 4,  # bf16 falls back on a CPU
+        "max_source_length": 256,
+        "max_target_length": 256,
+    }  # the run's own, as for a folder
     assert memory.settings(train, STUDENTS.get("t5-xl"), SMALL_GPU)["precision"] == "bf16"
 
 
 # The numbers follow the estimate of issue 23 (a T5 decoder's cross-attention, the logits'
 # bytes, the gradients of the layer being backpropagated, each measured missing by
 # benchmarks/memory_estimate.py); before it: 44.1 (12.9, 12.6), 13.1 (2.7), 9.1 (6.9) GB.
-@pytest.mark.parametrize("model, train, device, expected", [
-    ("t5-tiny", {}, CPU, None),
-    ("t5-base", {}, CPU,
-     "model t5-base: training needs about 57.9 GB (fp32, batch 64, full finetuning; an upper bound) but host RAM "
-     "(no GPU) has 21.5 GB free; settings that fit: -S train.batch_size=16 -S train.grad_accum=4 (16.3 GB); "
-     "-S train.gradient_checkpointing=true (16.9 GB); or -S train.memory_check=false to try anyway"),
-    ("t5-large", {"batch_size": 32}, SMALL_GPU,
-     "model t5-large: training needs about 14.5 GB (bf16, batch 32, full finetuning, gradient checkpointing; an upper "
-     "bound) but GPU 0 (test card) has 4.0 GB free; settings that fit: -S train.lora=true -S train.quantization=4bit "
-     "-S train.batch_size=16 -S train.grad_accum=4 (3.4 GB); or -S train.memory_check=false to try anyway"),
-    ("t5-xxl", {}, SMALL_GPU,
-     "model t5-xxl: training needs about 10.2 GB (bf16, batch 8, LoRA on 4bit weights, gradient checkpointing; an "
-     "upper bound) but GPU 0 (test card) has 4.0 GB free; no setting of this model fits (at least 7.0 GB at batch 1 "
-     "with LoRA on 4bit weights); a smaller model: -S model=t5-xl -S train.batch_size=2 -S train.grad_accum=32; "
-     "or -S train.memory_check=false to try anyway"),
-])
+@pytest.mark.parametrize(
+    "model, train, device, expected",
+    [
+        ("t5-tiny", {}, CPU, None),
+        (
+            "t5-base",
+            {},
+            CPU,
+            "model t5-base: training needs about 57.9 GB (fp32, batch 64, full finetuning; an upper bound) but host "
+            "RAM (no GPU) has 21.5 GB free; settings that fit: -S train.batch_size=16 -S train.grad_accum=4 (16.3 GB); "
+            "-S train.gradient_checkpointing=true (16.9 GB); or -S train.memory_check=false to try anyway",
+        ),
+        (
+            "t5-large",
+            {"batch_size": 32},
+            SMALL_GPU,
+            "model t5-large: training needs about 14.5 GB (bf16, batch 32, full finetuning, gradient checkpointing; an "
+            "upper bound) but GPU 0 (test card) has 4.0 GB free; settings that fit: -S train.lora=true -S "
+            "train.quantization=4bit -S train.batch_size=16 -S train.grad_accum=4 (3.4 GB); or -S "
+            "train.memory_check=false to try anyway",
+        ),
+        (
+            "t5-xxl",
+            {},
+            SMALL_GPU,
+            "model t5-xxl: training needs about 10.2 GB (bf16, batch 8, LoRA on 4bit weights, gradient checkpointing; "
+            "an upper bound) but GPU 0 (test card) has 4.0 GB free; no setting of this model fits (at least 7.0 GB at "
+            "batch 1 with LoRA on 4bit weights); a smaller model: -S model=t5-xl -S train.batch_size=2 -S "
+            "train.grad_accum=32; or -S train.memory_check=false to try anyway",
+        ),
+    ],
+)
 def test_a_training_that_cannot_fit_says_both_numbers_and_what_would(model, train, device, expected):
     params = make_params({"model": model, "train": train})
     if expected is None:
@@ -278,13 +326,19 @@ def test_model_path_is_for_hub_students_and_generate_model_path_for_hf_teachers(
         make_params({"teacher": "vllm-local", "generate": {"model_path": "ckpt"}})
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"model": "t5-xl"}, "model t5-xl: checkpoint google/t5-v1_1-xl is neither"),
-    ({"model": "t5-xl", "train": {"model_path": "no/such/dir"}}, "model t5-xl: train.model_path: "),
-    ({"teacher": "qwen2.5-7b"}, "teacher qwen2.5-7b: checkpoint Qwen/Qwen2.5-7B-Instruct is neither"),
-    ({"teacher": "qwen2.5-7b", "generate": {"model_path": "no/such.gguf"}}, "teacher qwen2.5-7b: generate.model_path"),
-    ({"dataset": "gsm8k"}, "dataset gsm8k: dataset openai/gsm8k is neither"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model": "t5-xl"}, "model t5-xl: checkpoint google/t5-v1_1-xl is neither"),
+        ({"model": "t5-xl", "train": {"model_path": "no/such/dir"}}, "model t5-xl: train.model_path: "),
+        ({"teacher": "qwen2.5-7b"}, "teacher qwen2.5-7b: checkpoint Qwen/Qwen2.5-7B-Instruct is neither"),
+        (
+            {"teacher": "qwen2.5-7b", "generate": {"model_path": "no/such.gguf"}},
+            "teacher qwen2.5-7b: generate.model_path",
+        ),
+        ({"dataset": "gsm8k"}, "dataset gsm8k: dataset openai/gsm8k is neither"),
+    ],
+)
 def test_preflight_names_what_this_machine_lacks(hf_env, overrides, message):
     with pytest.raises(ResourceError, match="^" + message.replace(".", r"\.")):
         preflight(make_params(overrides))
@@ -296,8 +350,15 @@ def test_preflight_passes_the_offline_default_and_a_local_checkpoint(hf_env, tmp
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     # the preset's 8-bit weights and paged optimizer, asked for: they pass on a CPU too
-    local = {"model": "t5-xl", "train": {"model_path": str(folder), "memory_check": False, "quantization": "8bit",
-                                         "optimizer": "paged_adamw_8bit"}}
+    local = {
+        "model": "t5-xl",
+        "train": {
+            "model_path": str(folder),
+            "memory_check": False,
+            "quantization": "8bit",
+            "optimizer": "paged_adamw_8bit",
+        },
+    }
     assert preflight(make_params(local)) == []
 
 
@@ -347,7 +408,8 @@ def test_check_params_online_is_one_line_with_exit_code_2(hf_env, tmp_path):
     proc = run_cmd([venv_bin("cotdistill"), "check-params", "--online", str(path)], tmp_path, env, check=False)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
-        "error: model flan-t5-xl: checkpoint google/flan-t5-xl is neither in the local Hugging Face cache")
+        "error: model flan-t5-xl: checkpoint google/flan-t5-xl is neither in the local Hugging Face cache"
+    )
 
 
 # ------------------------------------------------------------------ the train stage
@@ -379,10 +441,12 @@ def test_the_train_stage_trains_a_hub_preset_from_train_model_path(tmp_path):
     # the same preset without the folder and without the Hub: one line, exit code 2, nothing loaded
     p["train"]["model_path"] = None
     params.write_text(yaml.safe_dump(p))
-    proc = run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")], tmp_path, env,
-                   check=False)
+    proc = run_cmd(
+        [sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "answer")], tmp_path, env, check=False
+    )
     assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith(
-        "error: model t5-small: checkpoint google/t5-v1_1-small is neither in the local Hugging Face cache")
+        "error: model t5-small: checkpoint google/t5-v1_1-small is neither in the local Hugging Face cache"
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -392,17 +456,24 @@ def test_synthetic_splits_that_cannot_fit_this_machine_are_refused_before_prepar
     from collections import namedtuple
 
     huge = make_params({"prepare": {"n_train": 1_000_000_000}})
-    with pytest.raises(ResourceError, match=r"^prepare\.n_train\+n_validation\+n_test\+n_test_ood = "
-                                             r"1,000,000,432 rows: generating them needs about 3,814\.7 GB of RAM"):
+    with pytest.raises(
+        ResourceError,
+        match=r"^prepare\.n_train\+n_validation\+n_test\+n_test_ood = "
+        r"1,000,000,432 rows: generating them needs about 3,814\.7 GB of RAM",
+    ):
         preflight(huge, online=False, run={"prepare"})
     preflight(huge, online=False, run={"train@answer"})  # prepared data from dvc.lock: nothing to generate
-    preflight(make_params({"dataset": "asdiv", "prepare": {"n_train": 1_000_000_000}}), online=False,
-              run={"prepare"})  # a loaded dataset is capped by its source
+    preflight(
+        make_params({"dataset": "asdiv", "prepare": {"n_train": 1_000_000_000}}), online=False, run={"prepare"}
+    )  # a loaded dataset is capped by its source
 
     monkeypatch.setattr(memory, "host_free_gb", lambda: 64.0)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(2**40, 2**40 - 2**26, 2**26))
-    with pytest.raises(ResourceError, match=r"writing them needs about 0\.1 GB \(1 KB a row\) and .* has 0\.1 GB "
-                                             r"free; at most 65,536 rows fit$"):
+    with pytest.raises(
+        ResourceError,
+        match=r"writing them needs about 0\.1 GB \(1 KB a row\) and .* has 0\.1 GB "
+        r"free; at most 65,536 rows fit$",
+    ):
         preflight(make_params({"prepare": {"n_train": 100_000}}), online=False, run={"prepare"})
     preflight(make_params({"prepare": {"n_train": 60_000}}), online=False, run={"prepare"})

@@ -20,49 +20,87 @@ from cotdistill.steps import check_coin_flip, check_last_letters
 
 Q2 = "A coin is heads up. Mia flips the coin. Tom does not flip the coin. Is the coin still heads up?"
 Q_ANA = "A coin is heads up. Ana flips the coin. Raj flips the coin. Is the coin still heads up?"
-Q_THREE = ("A coin is heads up. Mia flips the coin. Tom flips the coin. Ana flips the coin. "
-           "Is the coin still heads up?")
+Q_THREE = "A coin is heads up. Mia flips the coin. Tom flips the coin. Ana flips the coin. Is the coin still heads up?"
 
 COIN_ACCEPT = [
-    (Q2, "The coin starts heads up. Mia flips it, so it is tails up. Tom skips his turn, so it stays tails up. "
-         "The answer is no."),
+    (
+        Q2,
+        "The coin starts heads up. Mia flips it, so it is tails up. Tom skips his turn, so it stays tails up. "
+        "The answer is no.",
+    ),
     (Q2, "Mia flips it, so it is tails up. Tom doesn't flip it; it stays tails. The answer is no."),
-    (Q2, "Mia flips the coin, so it is no longer heads up. Tom does not flip it, so it is still tails up. "
-         "The answer is no."),
+    (
+        Q2,
+        "Mia flips the coin, so it is no longer heads up. Tom does not flip it, so it is still tails up. "
+        "The answer is no.",
+    ),
     (Q_ANA, "Two people flip the coin, an even number, so it stays heads up. The answer is yes."),
     (Q_THREE, "3 flips: odd, so tails up. The answer is no."),
     (Q_THREE, "Everyone flips the coin: three flips, an odd number, so it ends tails up."),
     (Q_THREE, "The coin is flipped 3 times, an odd number of times, so it ends tails up. The answer is no."),
-    (Q2, "Mia flips it from heads to tails. Tom leaves it alone, so it stays the same. So the coin ends tails up. "
-         "The answer is no."),
+    (
+        Q2,
+        "Mia flips it from heads to tails. Tom leaves it alone, so it stays the same. So the coin ends tails up. "
+        "The answer is no.",
+    ),
     (Q2, "It is tails up after Mia flips it. Then it is Tom's turn. He does not flip it, so it remains tails up."),
     (Q2, "The coin is flipped by Mia, so it shows tails. The coin is not flipped by Tom, so it is still tails up."),
     (Q2, "- Mia: flips -> tails up\n- Tom: no flip -> tails up\nThe answer is no."),
-    (Q2, "Mia flips it. Tom does not flip it. So the coin was flipped once, an odd number of times, so it is tails "
-         "up. The answer is no."),
-    (Q2, "We need to find whether the coin is still heads up. Mia flips it, so it is tails up. Tom passes, so it "
-         "is still tails up. No, the coin is tails up."),
+    (
+        Q2,
+        "Mia flips it. Tom does not flip it. So the coin was flipped once, an odd number of times, so it is tails "
+        "up. The answer is no.",
+    ),
+    (
+        Q2,
+        "We need to find whether the coin is still heads up. Mia flips it, so it is tails up. Tom passes, so it "
+        "is still tails up. No, the coin is tails up.",
+    ),
     # phrasings of larger instruction-tuned teachers
-    (Q2, "Initially, the coin is heads up. Mia flips the coin, so it becomes tails up. Tom does not flip the coin, "
-         "so it remains tails up. Therefore, the coin is not heads up. The answer is no."),
-    (Q2, "Let's think step by step. The coin starts heads up. 1. Mia flips the coin → tails. 2. Tom doesn't flip → "
-         "still tails. So the coin is tails up, not heads up. The answer is no."),
-    (Q2, "Mia flips the coin once and Tom doesn't flip it, so the coin has been flipped 1 time. An odd number of "
-         "flips means the coin is tails up. So no."),
-    (Q2, "Step 1: Mia flips the coin. The coin is now tails up.\nStep 2: Tom does not flip the coin. The coin stays "
-         "tails up.\nAnswer: no"),
-    (Q2, "The coin starts heads up. Mia flips it (heads -> tails). Tom does not flip it (stays tails). "
-         "The answer is no."),
+    (
+        Q2,
+        "Initially, the coin is heads up. Mia flips the coin, so it becomes tails up. Tom does not flip the coin, "
+        "so it remains tails up. Therefore, the coin is not heads up. The answer is no.",
+    ),
+    (
+        Q2,
+        "Let's think step by step. The coin starts heads up. 1. Mia flips the coin → tails. 2. Tom doesn't flip → "
+        "still tails. So the coin is tails up, not heads up. The answer is no.",
+    ),
+    (
+        Q2,
+        "Mia flips the coin once and Tom doesn't flip it, so the coin has been flipped 1 time. An odd number of "
+        "flips means the coin is tails up. So no.",
+    ),
+    (
+        Q2,
+        "Step 1: Mia flips the coin. The coin is now tails up.\nStep 2: Tom does not flip the coin. The coin stays "
+        "tails up.\nAnswer: no",
+    ),
+    (
+        Q2,
+        "The coin starts heads up. Mia flips it (heads -> tails). Tom does not flip it (stays tails). "
+        "The answer is no.",
+    ),
 ]
 
 COIN_REJECT = [
     # vacuous: the claim ignores what Ana does (the coin's state depends on it)
-    (Q_ANA, "Whether Ana flips or not, the coin ends tails up. Raj flips it, so it is heads up. The answer is yes.",
-     "makes a claim that ignores"),
-    (Q2, "Mia flips it, so it is tails up. Whether Tom flips or not, the coin ends tails up. The answer is no.",
-     "makes a claim that ignores"),
-    (Q2, "Regardless of what Tom does, it stays tails up. Mia flips it, so it is tails up. The answer is no.",
-     "makes a claim that ignores"),
+    (
+        Q_ANA,
+        "Whether Ana flips or not, the coin ends tails up. Raj flips it, so it is heads up. The answer is yes.",
+        "makes a claim that ignores",
+    ),
+    (
+        Q2,
+        "Mia flips it, so it is tails up. Whether Tom flips or not, the coin ends tails up. The answer is no.",
+        "makes a claim that ignores",
+    ),
+    (
+        Q2,
+        "Regardless of what Tom does, it stays tails up. Mia flips it, so it is tails up. The answer is no.",
+        "makes a claim that ignores",
+    ),
     # parity with a wrong count or a wrong parity
     (Q_ANA, "One person flips the coin, an odd number, so it is tails up. The answer is no.", "says 1"),
     (Q_ANA, "Two people flip the coin, an odd number, so it is tails up. The answer is no.", "says 2 is odd"),
@@ -73,12 +111,21 @@ COIN_REJECT = [
     (Q2, "Mia flips it, so it is not heads up. Tom skips his turn, so it is not tails up.", "says heads"),
     # unread claims and persons the question does not have
     (Q2, "Mia flips it, so it is tails up. It is not true that Tom flips it, so it stays tails up.", "cannot read"),
-    (Q2, "Mia flips it, so it is tails up. Max flips it, so it is heads up. Tom does not flip it, so it stays "
-         "heads up.", "names Max"),
-    (Q2, "Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up. The answer is yes.",
-     "answers yes"),
-    (Q2, "Mia flips it, so it is tails up. Mia flips it, so it is tails up. Tom does not flip it, so it stays tails "
-         "up.", "repeats Mia"),
+    (
+        Q2,
+        "Mia flips it, so it is tails up. Max flips it, so it is heads up. Tom does not flip it, so it stays heads up.",
+        "names Max",
+    ),
+    (
+        Q2,
+        "Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up. The answer is yes.",
+        "answers yes",
+    ),
+    (
+        Q2,
+        "Mia flips it, so it is tails up. Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up.",
+        "repeats Mia",
+    ),
 ]
 
 
@@ -95,6 +142,7 @@ def test_coin_flip_rejects_wrong_claims(question, cot, error):
 
 # ------------------------------------------------------------------ coin flip: properties
 
+
 def _updown(heads: bool) -> str:
     return "heads" if heads else "tails"
 
@@ -102,40 +150,62 @@ def _updown(heads: bool) -> str:
 _NUMBER = ["No one", "One person", "Two people", "Three people", "Four people", "Five people", "Six people"]
 
 
-def _render_coin(template: str, steps: list[tuple[str, bool, bool, bool]], final: bool, n_flips: int,
-                 pronouns: dict[str, str]) -> str:
+def _render_coin(
+    template: str, steps: list[tuple[str, bool, bool, bool]], final: bool, n_flips: int, pronouns: dict[str, str]
+) -> str:
     """steps: (name, flips as said, state before as said, state after as said)."""
     out: list[str] = []
     if template == "gold":
         out.append("The coin starts heads up.")
         for name, flip, _, after in steps:
-            out.append(f"{name} flips it, so it is {_updown(after)} up." if flip
-                       else f"{name} does not flip it, so it stays {_updown(after)} up.")
+            out.append(
+                f"{name} flips it, so it is {_updown(after)} up."
+                if flip
+                else f"{name} does not flip it, so it stays {_updown(after)} up."
+            )
     elif template == "past":
         for name, flip, _, after in steps:
-            out.append(f"{name} flipped the coin, so it is now {_updown(after)} up." if flip
-                       else f"{name} didn't flip it, so it is still {_updown(after)} up.")
+            out.append(
+                f"{name} flipped the coin, so it is now {_updown(after)} up."
+                if flip
+                else f"{name} didn't flip it, so it is still {_updown(after)} up."
+            )
     elif template == "skip":
         for name, flip, _, after in steps:
-            out.append(f"{name} flips it, so it is no longer {_updown(not after)} up." if flip
-                       else f"{name} skips {pronouns[name]} turn, so the coin stays {_updown(after)} up.")
+            out.append(
+                f"{name} flips it, so it is no longer {_updown(not after)} up."
+                if flip
+                else f"{name} skips {pronouns[name]} turn, so the coin stays {_updown(after)} up."
+            )
     elif template == "semicolon":
         for name, flip, _, after in steps:
-            out.append(f"{name} flips it; it is {_updown(after)}." if flip
-                       else f"{name} doesn't flip it; it stays {_updown(after)}.")
+            out.append(
+                f"{name} flips it; it is {_updown(after)}."
+                if flip
+                else f"{name} doesn't flip it; it stays {_updown(after)}."
+            )
     elif template == "after":
         out.append("At first the coin is heads up.")
         for name, flip, _, after in steps:
-            out.append(f"After {name} flips it, the coin is {_updown(after)} up." if flip
-                       else f"After {name} passes, the coin is still {_updown(after)} up.")
+            out.append(
+                f"After {name} flips it, the coin is {_updown(after)} up."
+                if flip
+                else f"After {name} passes, the coin is still {_updown(after)} up."
+            )
     elif template == "postfix":
         for name, flip, _, after in steps:
-            out.append(f"It is {_updown(after)} up after {name} flips it." if flip
-                       else f"It is still {_updown(after)} up after {name} leaves it alone.")
+            out.append(
+                f"It is {_updown(after)} up after {name} flips it."
+                if flip
+                else f"It is still {_updown(after)} up after {name} leaves it alone."
+            )
     elif template == "transition":
         for name, flip, before, after in steps:
-            out.append(f"{name} flips it from {_updown(before)} to {_updown(after)}." if flip
-                       else f"{name} does not flip it, so it stays {_updown(after)} up.")
+            out.append(
+                f"{name} flips it from {_updown(before)} to {_updown(after)}."
+                if flip
+                else f"{name} does not flip it, so it stays {_updown(after)} up."
+            )
     elif template == "bullets":
         for name, flip, _, after in steps:
             out.append(f"- {name}: {'flips' if flip else 'no flip'} -> {_updown(after)} up")
@@ -147,12 +217,15 @@ def _render_coin(template: str, steps: list[tuple[str, bool, bool, bool]], final
     elif template == "actions_then_parity":
         for name, flip, _, _ in steps:
             out.append(f"{name} flips it." if flip else f"{name} does not flip it.")
-        out.append(f"That makes {n_flips} flips, an {'odd' if n_flips % 2 else 'even'} number, "
-                   f"so it is {_updown(final)} up.")
+        out.append(
+            f"That makes {n_flips} flips, an {'odd' if n_flips % 2 else 'even'} number, so it is {_updown(final)} up."
+        )
     elif template == "parity":
-        out.append(f"{_NUMBER[n_flips]} {'flips' if n_flips <= 1 else 'flip'} the coin, an "
-                   f"{'odd' if n_flips % 2 else 'even'} number, "
-                   f"so it {'stays' if final else 'is'} {_updown(final)} up.")
+        out.append(
+            f"{_NUMBER[n_flips]} {'flips' if n_flips <= 1 else 'flip'} the coin, an "
+            f"{'odd' if n_flips % 2 else 'even'} number, "
+            f"so it {'stays' if final else 'is'} {_updown(final)} up."
+        )
     elif template == "parity_colon":
         out.append(f"The coin is flipped {n_flips} times: {'odd' if n_flips % 2 else 'even'}, so {_updown(final)} up.")
     else:
@@ -160,8 +233,20 @@ def _render_coin(template: str, steps: list[tuple[str, bool, bool, bool]], final
     return " ".join(out) + f" The answer is {'yes' if final else 'no'}."
 
 
-COIN_TEMPLATES = ["gold", "past", "skip", "semicolon", "after", "postfix", "transition", "bullets",
-                  "actions_then_state", "actions_then_parity", "parity", "parity_colon"]
+COIN_TEMPLATES = [
+    "gold",
+    "past",
+    "skip",
+    "semicolon",
+    "after",
+    "postfix",
+    "transition",
+    "bullets",
+    "actions_then_state",
+    "actions_then_parity",
+    "parity",
+    "parity_colon",
+]
 # Templates that name no person: a persons corruption shows only through the count.
 COUNT_ONLY = {"parity", "parity_colon"}
 STATE_EACH = {"gold", "past", "skip", "semicolon", "after", "postfix", "transition", "bullets"}
@@ -220,7 +305,7 @@ def _coin_corruptions(people, truth, template, pronouns, rng):
             yield "state", _render_coin(template, bad, final, sum(truth), pronouns)
         if len(people) > 1 or template != "actions_then_parity":
             # (leaving out the only person leaves a right parity argument that names no one)
-            yield "skip", _render_coin(template, steps[:i] + steps[i + 1:], final, sum(truth), pronouns)
+            yield "skip", _render_coin(template, steps[:i] + steps[i + 1 :], final, sum(truth), pronouns)
         yield "repeat", _render_coin(template, steps[: i + 1] + steps[i:], final, sum(truth), pronouns)
         renamed = list(steps)
         renamed[i] = (stranger,) + renamed[i][1:]
@@ -236,8 +321,10 @@ def test_coin_flip_single_step_corruptions_fail():
     counted = {}
     for _ in range(50):
         ex, people, truth, pronouns = _coin_cases(rng)
-        right = {t: _render_coin(t, _coin_steps(people, truth, truth), sum(truth) % 2 == 0, sum(truth), pronouns)
-                 for t in COIN_TEMPLATES}
+        right = {
+            t: _render_coin(t, _coin_steps(people, truth, truth), sum(truth) % 2 == 0, sum(truth), pronouns)
+            for t in COIN_TEMPLATES
+        }
         for template in COIN_TEMPLATES:
             for what, cot in _coin_corruptions(people, truth, template, dict(pronouns), rng):
                 if cot == right[template]:
@@ -291,6 +378,7 @@ def test_last_letters_rejects_wrong_claims(cot, error):
 
 
 # ------------------------------------------------------------------ last letters: properties
+
 
 def _render_letters(template: str, pairs: list[tuple[str, str]]) -> str:
     joined = "".join(letter for _, letter in pairs)
@@ -346,11 +434,11 @@ def test_last_letters_single_step_corruptions_fail():
         wrong_letter = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c != pairs[i][1]])
         stranger = rng.choice([w for w in FIRST_NAMES + LAST_NAMES if w not in words])
         variants = {
-            "letter": pairs[:i] + [(pairs[i][0], wrong_letter)] + pairs[i + 1:],
-            "skip": pairs[:i] + pairs[i + 1:],
+            "letter": pairs[:i] + [(pairs[i][0], wrong_letter)] + pairs[i + 1 :],
+            "skip": pairs[:i] + pairs[i + 1 :],
             "repeat": pairs[: i + 1] + pairs[i:],
             # a renamed word, with its own (right) last letter
-            "rename": pairs[:i] + [(stranger, stranger[-1].lower())] + pairs[i + 1:],
+            "rename": pairs[:i] + [(stranger, stranger[-1].lower())] + pairs[i + 1 :],
         }
         for template in LETTER_TEMPLATES:
             for what, bad in variants.items():

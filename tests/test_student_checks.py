@@ -24,8 +24,10 @@ COST = "bitsandbytes on a CPU is slow (52-60 s per step for llama-3.2-1b 8-bit o
 
 def refusal(model: str, chosen: str, fix: str) -> str:
     whose, them = ("are the preset's choices", "them") if " and " in chosen else ("is the preset's choice", "it")
-    return (f"model {model}: {chosen} {whose} for GPUs and this machine has none: {COST}; {fix}, or set {them} "
-            f"in params.yaml to keep {them}")
+    return (
+        f"model {model}: {chosen} {whose} for GPUs and this machine has none: {COST}; {fix}, or set {them} "
+        f"in params.yaml to keep {them}"
+    )
 
 
 @pytest.fixture
@@ -51,16 +53,18 @@ def hub_params(model: str, folder: Path, **train):
 BOTH = "-S train.quantization=none -S train.optimizer=adamw_torch_fused"
 
 
-@pytest.mark.parametrize("model, chosen, fix", [
-    ("llama-3.2-1b", "train.quantization=8bit and train.optimizer=paged_adamw_8bit", BOTH),
-    ("qwen2.5-1.5b", "train.quantization=4bit and train.optimizer=paged_adamw_8bit", BOTH),
-    ("gpt2-large", "train.optimizer=adamw_bnb_8bit", "-S train.optimizer=adamw_torch_fused"),
-    ("t5-large", "train.optimizer=adamw_bnb_8bit", "-S train.optimizer=adamw_torch_fused"),
-    ("flan-t5-xl", "train.quantization=8bit and train.optimizer=paged_adamw_8bit", BOTH),
-    ("t5-xxl", "train.quantization=4bit and train.optimizer=paged_adamw_8bit", BOTH),
-])
-def test_a_cpu_only_preflight_refuses_the_preset_s_bitsandbytes_in_one_line(cpu_only, checkpoint, model, chosen,
-                                                                            fix):
+@pytest.mark.parametrize(
+    "model, chosen, fix",
+    [
+        ("llama-3.2-1b", "train.quantization=8bit and train.optimizer=paged_adamw_8bit", BOTH),
+        ("qwen2.5-1.5b", "train.quantization=4bit and train.optimizer=paged_adamw_8bit", BOTH),
+        ("gpt2-large", "train.optimizer=adamw_bnb_8bit", "-S train.optimizer=adamw_torch_fused"),
+        ("t5-large", "train.optimizer=adamw_bnb_8bit", "-S train.optimizer=adamw_torch_fused"),
+        ("flan-t5-xl", "train.quantization=8bit and train.optimizer=paged_adamw_8bit", BOTH),
+        ("t5-xxl", "train.quantization=4bit and train.optimizer=paged_adamw_8bit", BOTH),
+    ],
+)
+def test_a_cpu_only_preflight_refuses_the_preset_s_bitsandbytes_in_one_line(cpu_only, checkpoint, model, chosen, fix):
     with pytest.raises(ResourceError) as exc:
         preflight(hub_params(model, checkpoint))
     assert str(exc.value) == refusal(model, chosen, fix)
@@ -73,24 +77,29 @@ def test_the_refusal_is_one_line_with_the_keys_the_cost_and_the_way_out(cpu_only
         "model llama-3.2-1b: train.quantization=8bit and train.optimizer=paged_adamw_8bit are the preset's choices "
         "for GPUs and this machine has none: bitsandbytes on a CPU is slow (52-60 s per step for llama-3.2-1b 8-bit "
         "on 2 CPU cores, measured); -S train.quantization=none -S train.optimizer=adamw_torch_fused, or set them in "
-        "params.yaml to keep them")
+        "params.yaml to keep them"
+    )
 
 
 def test_only_what_params_yaml_leaves_to_the_preset_is_refused(cpu_only, checkpoint):
     # quantization asked for, the optimizer inherited: only the optimizer is named
     with pytest.raises(ResourceError) as exc:
         preflight(hub_params("llama-3.2-1b", checkpoint, quantization="8bit"))
-    assert str(exc.value) == refusal("llama-3.2-1b", "train.optimizer=paged_adamw_8bit",
-                                     "-S train.optimizer=adamw_torch_fused")
+    assert str(exc.value) == refusal(
+        "llama-3.2-1b", "train.optimizer=paged_adamw_8bit", "-S train.optimizer=adamw_torch_fused"
+    )
     with pytest.raises(ResourceError, match=r"^model llama-3\.2-1b: train\.quantization=8bit is the preset's choice"):
         preflight(hub_params("llama-3.2-1b", checkpoint, optimizer="adamw_torch_fused"))
 
 
-@pytest.mark.parametrize("train", [
-    {"quantization": "8bit", "optimizer": "paged_adamw_8bit"},  # the preset's own values, asked for
-    {"quantization": "none", "optimizer": "adamw_torch_fused"},  # the advice taken
-    {"quantization": "4bit", "optimizer": "adamw_torch"},
-])
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"quantization": "8bit", "optimizer": "paged_adamw_8bit"},  # the preset's own values, asked for
+        {"quantization": "none", "optimizer": "adamw_torch_fused"},  # the advice taken
+        {"quantization": "4bit", "optimizer": "adamw_torch"},
+    ],
+)
 def test_bitsandbytes_asked_for_in_params_yaml_passes_on_a_cpu(cpu_only, checkpoint, train):
     assert preflight(hub_params("llama-3.2-1b", checkpoint, **train)) == []
 
@@ -126,8 +135,9 @@ def test_the_train_stage_refuses_the_same_way_before_loading_anything(cpu_only, 
     job = Job("answer", params, preset, resolve(params.train, preset), rank=0, threads=1)
     with pytest.raises(ResourceError) as exc:
         train_student(job, [], [("q", "a")], [], tmp_path / "checkpoints", tmp_path / "out")
-    assert str(exc.value) == refusal("t5-large", "train.optimizer=adamw_bnb_8bit",
-                                     "-S train.optimizer=adamw_torch_fused")
+    assert str(exc.value) == refusal(
+        "t5-large", "train.optimizer=adamw_bnb_8bit", "-S train.optimizer=adamw_torch_fused"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -141,14 +151,17 @@ def test_bitsandbytes_settings_name_what_runs_on_it():
 # ------------------------------------------------------------------ the recorded tokenizer
 
 
-@pytest.mark.parametrize("model, train, recorded", [
-    ("t5-tiny", {}, "bpe"),  # the committed pipeline's student: what its run.json and run key hold today
-    ("t5-tiny", {"tokenizer": "char"}, "char"),
-    ("llama-tiny", {}, "bpe"),
-    ("t5-small", {}, "checkpoint"),
-    ("llama-3.2-1b", {}, "checkpoint"),
-    ("smollm2-135m", {}, "checkpoint"),  # a GGUF file brings its tokenizer too
-])
+@pytest.mark.parametrize(
+    "model, train, recorded",
+    [
+        ("t5-tiny", {}, "bpe"),  # the committed pipeline's student: what its run.json and run key hold today
+        ("t5-tiny", {"tokenizer": "char"}, "char"),
+        ("llama-tiny", {}, "bpe"),
+        ("t5-small", {}, "checkpoint"),
+        ("llama-3.2-1b", {}, "checkpoint"),
+        ("smollm2-135m", {}, "checkpoint"),  # a GGUF file brings its tokenizer too
+    ],
+)
 def test_resolve_records_a_trained_tokenizer_s_kind_and_a_checkpoint_s_as_such(model, train, recorded):
     from cotdistill.students.training import resolve
 
@@ -179,19 +192,26 @@ def test_a_loaded_tokenizer_is_described_by_its_class_and_kind():
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_a_run_without_bitsandbytes_does_not_print_its_import_warning():
     """peft, which transformers' Trainer imports, imports bitsandbytes, whose CPU backend
     warns about a missing optional 4-bit kernel (on CPUs with avx512_bf16, as here); the
     train stage quiets that one logger when its run uses no bitsandbytes, and only it."""
-    code = ("import logging; logging.basicConfig(level='INFO'); from cotdistill import memory, quantization; "
-            "quantization.quiet_bitsandbytes(bool(memory.bitsandbytes_settings({q!r}, 'adamw_torch_fused'))); "
-            "from transformers import Seq2SeqTrainer; "
-            "logging.getLogger('cotdistill.students.job').warning('our own warning'); "
-            "logging.getLogger('bitsandbytes').warning('bitsandbytes elsewhere')")
+    code = (
+        "import logging; logging.basicConfig(level='INFO'); from cotdistill import memory, quantization; "
+        "quantization.quiet_bitsandbytes(bool(memory.bitsandbytes_settings({q!r}, 'adamw_torch_fused'))); "
+        "from transformers import Seq2SeqTrainer; "
+        "logging.getLogger('cotdistill.students.job').warning('our own warning'); "
+        "logging.getLogger('bitsandbytes').warning('bitsandbytes elsewhere')"
+    )
     quiet = run_python(code.format(q="none"))
     assert quiet.returncode == 0, quiet.stderr
     assert "gemm_4bit_forward" not in quiet.stderr

@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import T5ForConditionalGeneration
 
-from cotdistill.students.t5 import build_from_config, load_student
-from cotdistill.students.tokenizer import tokenizer_corpus, train_tokenizer
-from cotdistill.students.weights import load_pretrained
 from cotdistill.catalog.students import STUDENTS
 from cotdistill.memory import defaults_gb, lora_params_m
 from cotdistill.students.architectures import ARCHITECTURES
+from cotdistill.students.t5 import build_from_config, load_student
+from cotdistill.students.tokenizer import tokenizer_corpus, train_tokenizer
 from cotdistill.students.training import resolve, train
+from cotdistill.students.weights import load_pretrained
 from cotdistill.variants import variant_rows
 
 from .conftest import section
@@ -29,8 +29,9 @@ def test_tokenizer_round_trip_and_specials():
 
 
 def test_presets_have_sizes_and_resolve_defaults():
-    assert ({"t5-tiny", "t5-small", "t5-base", "t5-large", "t5-xl", "t5-xxl", "flan-t5-small", "flan-t5-xxl"}
-            <= set(STUDENTS.names()))
+    assert {"t5-tiny", "t5-small", "t5-base", "t5-large", "t5-xl", "t5-xxl", "flan-t5-small", "flan-t5-xxl"} <= set(
+        STUDENTS.names()
+    )
     assert STUDENTS.get("t5-xl").hub_id == "google/t5-v1_1-xl"
     assert defaults_gb(STUDENTS.get("t5-xxl")) > defaults_gb(STUDENTS.get("t5-xl"))
     cfg = resolve(section("train", batch_size=None, learning_rate=0.01), STUDENTS.get("t5-small"))
@@ -83,8 +84,10 @@ def test_tokenizer_splits_digits_and_char_sees_letters():
 
 
 def test_tokenizer_corpus_ignores_teacher_output():
-    rows = [{"question": "q1?", "answer": "yes", "gold_rationale": "g. The answer is yes."},
-            {"question": "q2?", "answer": 7}]
+    rows = [
+        {"question": "q1?", "answer": "yes", "gold_rationale": "g. The answer is yes."},
+        {"question": "q2?", "answer": 7},
+    ]
     assert tokenizer_corpus(rows) == ["q1?", "q2?", "yes", "7", "g. The answer is yes."]
 
 
@@ -137,7 +140,8 @@ def test_bf16_falls_back_to_fp32_with_a_log_line(caplog):
         assert resolve(section("train", precision="fp16"), STUDENTS.get("t5-mini")).precision == "fp32"
     assert [r.getMessage() for r in caplog.records] == [
         "train.precision: bf16 is not supported on this CPU-only machine; training in fp32",
-        "train.precision: fp16 needs a GPU; training in fp32 on this CPU-only machine"]
+        "train.precision: fp16 needs a GPU; training in fp32 on this CPU-only machine",
+    ]
 
 
 def test_variants_are_validated_params(base_params):
@@ -145,19 +149,25 @@ def test_variants_are_validated_params(base_params):
 
     base_params["train"]["variants"] = ["answer", "cot", "gold"]
     assert parse_params(base_params).train.variants == ["answer", "cot", "gold"]
-    for bad, msg in ((["answer", "gld"], "train.variants\\[1\\]: got 'gld'; allowed: answer, cot, gold"),
-                     ("cot", "train.variants: expected a list"), ([], "non-empty list")):
+    for bad, msg in (
+        (["answer", "gld"], "train.variants\\[1\\]: got 'gld'; allowed: answer, cot, gold"),
+        ("cot", "train.variants: expected a list"),
+        ([], "non-empty list"),
+    ):
         base_params["train"]["variants"] = bad
         with pytest.raises(ConfigError, match=msg):
             parse_params(base_params)
 
 
 def test_gold_variant_targets_end_with_the_answer_sentence():
-    prepared = [{"id": "1", "question": "q1", "answer": "yes",
-                 "gold_rationale": "It stays heads up. So the answer is yes"},
-                {"id": "2", "question": "q2", "answer": "no", "gold_rationale": "Flipped once."}]
+    prepared = [
+        {"id": "1", "question": "q1", "answer": "yes", "gold_rationale": "It stays heads up. So the answer is yes"},
+        {"id": "2", "question": "q2", "answer": "no", "gold_rationale": "Flipped once."},
+    ]
     assert [r["target"] for r in variant_rows("gold", prepared, [])] == [
-        "It stays heads up. The answer is yes.", "Flipped once. The answer is no."]
+        "It stays heads up. The answer is yes.",
+        "Flipped once. The answer is no.",
+    ]
     with pytest.raises(ValueError, match="needs records with a gold_rationale"):
         variant_rows("gold", [{"id": "3", "question": "q", "answer": "1"}], [])
 
@@ -174,14 +184,28 @@ def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("quantization,lora_save,optimizer", [("8bit", "adapter", "adamw_bnb_8bit"),
-                                                               ("4bit", "merged", "paged_adamw_8bit")])
+@pytest.mark.parametrize(
+    "quantization,lora_save,optimizer", [("8bit", "adapter", "adamw_bnb_8bit"), ("4bit", "merged", "paged_adamw_8bit")]
+)
 def test_quantized_lora_trains_saves_and_loads_back(tmp_path, quantization, lora_save, optimizer):
     from cotdistill.students.t5 import apply_lora, load_trained, save_trained
 
     preset = STUDENTS.get("t5-mini")  # d_model 128: bitsandbytes' CPU NF4 needs >= 64
-    cfg = resolve(section("train", max_steps=6, batch_size=8, save_steps=6, eval_steps=6, logging_steps=1, lora=True,
-                              quantization=quantization, optimizer=optimizer, lora_r=4), preset)
+    cfg = resolve(
+        section(
+            "train",
+            max_steps=6,
+            batch_size=8,
+            save_steps=6,
+            eval_steps=6,
+            logging_steps=1,
+            lora=True,
+            quantization=quantization,
+            optimizer=optimizer,
+            lora_r=4,
+        ),
+        preset,
+    )
     model, tok = load_student(preset, TEXTS, seed=0, quantization=quantization, base_dir=tmp_path / "base")
     assert getattr(model, f"is_loaded_in_{quantization}")
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, False)

@@ -25,31 +25,54 @@ def write_inputs(root: Path, n_train: int = 48, model: str = "t5-mini", **train)
     """Tiny prepared + per-variant target folders (cot = the gold rationales, and the
     multitask rows built on them) and a params file (t5-mini); returns the params path."""
     rng = random.Random(0)
-    rows = {s: [{"id": f"{s}-{i}", **coin_flip_example(rng, rng.randint(2, 3))} for i in range(n)]
-            for s, n in (("train", n_train), ("validation", 8))}
+    rows = {
+        s: [{"id": f"{s}-{i}", **coin_flip_example(rng, rng.randint(2, 3))} for i in range(n)]
+        for s, n in (("train", n_train), ("validation", 8))
+    }
     for split, rs in rows.items():
         gold = variant_rows("gold", rs, [])
-        for folder, recs in (("prepared", rs), ("filtered/answer", variant_rows("answer", rs, [])),
-                             ("filtered/gold", gold), ("filtered/cot", gold),
-                             ("filtered/multitask", variant_rows("multitask", rs, gold))):
+        for folder, recs in (
+            ("prepared", rs),
+            ("filtered/answer", variant_rows("answer", rs, [])),
+            ("filtered/gold", gold),
+            ("filtered/cot", gold),
+            ("filtered/multitask", variant_rows("multitask", rs, gold)),
+        ):
             (root / folder).mkdir(parents=True, exist_ok=True)
             (root / folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     (root / "filtered/multitask" / SETTINGS_FILE).write_text(
-        json.dumps(VARIANTS.get("multitask").settings(SimpleNamespace(multitask_alpha=0.5))))
+        json.dumps(VARIANTS.get("multitask").settings(SimpleNamespace(multitask_alpha=0.5)))
+    )
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"] = model
-    params["train"].update(dict(max_steps=10, batch_size=8, save_steps=5, eval_steps=5, logging_steps=1,
-                                system_metrics=False), **train)
+    params["train"].update(
+        dict(max_steps=10, batch_size=8, save_steps=5, eval_steps=5, logging_steps=1, system_metrics=False), **train
+    )
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root / "params.yaml"
 
 
 def train_args(root: Path, variant: str = "cot") -> list[str]:
-    return ["--params", str(root / "params.yaml"), "--variant", variant,
-            "--prepared", str(root / "prepared"), "--data", str(root / "filtered" / variant),
-            "--out", str(root / "models" / variant), "--metrics", str(root / "metrics" / f"{variant}.json"),
-            "--curve", str(root / "metrics" / f"{variant}_curve.csv"), "--checkpoints", str(root / "ckpt"),
-            "--timings", str(root / "timings" / f"{variant}.json")]
+    return [
+        "--params",
+        str(root / "params.yaml"),
+        "--variant",
+        variant,
+        "--prepared",
+        str(root / "prepared"),
+        "--data",
+        str(root / "filtered" / variant),
+        "--out",
+        str(root / "models" / variant),
+        "--metrics",
+        str(root / "metrics" / f"{variant}.json"),
+        "--curve",
+        str(root / "metrics" / f"{variant}_curve.csv"),
+        "--checkpoints",
+        str(root / "ckpt"),
+        "--timings",
+        str(root / "timings" / f"{variant}.json"),
+    ]
 
 
 def timings(root: Path, variant: str = "cot") -> dict:
@@ -58,8 +81,12 @@ def timings(root: Path, variant: str = "cot") -> dict:
 
 
 def env_for(root: Path) -> dict:
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "PYTHONPATH": str(REPO / "src"),
-            "OMP_NUM_THREADS": "1", "COTDISTILL_LOG": "WARNING"}
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "PYTHONPATH": str(REPO / "src"),
+        "OMP_NUM_THREADS": "1",
+        "COTDISTILL_LOG": "WARNING",
+    }
 
 
 def mlflow_runs(root: Path) -> list:
@@ -76,8 +103,9 @@ def mlflow_runs(root: Path) -> list:
 def test_killed_train_stage_resumes_from_its_checkpoint(tmp_path, model, lora):
     write_inputs(tmp_path, max_steps=60, save_steps=4, eval_steps=60, logging_steps=2, model=model, lora=lora)
     cmd = [sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, **env_for(tmp_path)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env={**os.environ, **env_for(tmp_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     try:
         # Wait for the second complete checkpoint (trainer_state.json is written last).
@@ -92,8 +120,12 @@ def test_killed_train_stage_resumes_from_its_checkpoint(tmp_path, model, lora):
     done = (tmp_path / "ckpt").glob("*/checkpoint-*/trainer_state.json")
     killed_at = max(int(p.parent.name.split("-")[1]) for p in done)
     # Rerun the same stage with the same params, as `dvc repro` would.
-    run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path)], cwd=tmp_path,
-            env=env_for(tmp_path), timeout=600)
+    run_cmd(
+        [sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path)],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        timeout=600,
+    )
     m = json.loads((tmp_path / "metrics" / "cot.json").read_text())
     assert timings(tmp_path)["resumed_from_step"] >= killed_at > 0 and m["steps"] == 60
     assert "resumed_from_step" not in m and "wall_s" not in m  # how the run went is no outcome
@@ -115,8 +147,16 @@ def test_two_processes_train_one_model_under_accelerate(tmp_path, model, variant
     with socket.socket() as s:  # a free rendezvous port, so parallel test runs do not collide
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [venv_bin("accelerate"), "launch", "--config_file", str(REPO / "configs/accelerate/cpu_2proc.yaml"),
-           "--main_process_port", str(port), str(REPO / "stages/train.py"), *train_args(tmp_path, variant)]
+    cmd = [
+        venv_bin("accelerate"),
+        "launch",
+        "--config_file",
+        str(REPO / "configs/accelerate/cpu_2proc.yaml"),
+        "--main_process_port",
+        str(port),
+        str(REPO / "stages/train.py"),
+        *train_args(tmp_path, variant),
+    ]
     run_cmd(cmd, cwd=tmp_path, env=env_for(tmp_path), timeout=600)
     m = json.loads((tmp_path / "metrics" / f"{variant}.json").read_text())
     assert m["world_size"] == 2 and m["replicas_identical"] is True and m["steps"] == 6
@@ -129,10 +169,22 @@ def test_two_processes_train_one_model_under_accelerate(tmp_path, model, variant
 
 @pytest.mark.slow
 def test_stage_trains_gold_variant_with_4bit_lora_adapters(tmp_path):
-    write_inputs(tmp_path, max_steps=4, save_steps=4, eval_steps=4, lora=True, quantization="4bit",
-                 optimizer="paged_adamw_8bit", log_model=True)
-    run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "gold")], cwd=tmp_path,
-            env=env_for(tmp_path), timeout=600)
+    write_inputs(
+        tmp_path,
+        max_steps=4,
+        save_steps=4,
+        eval_steps=4,
+        lora=True,
+        quantization="4bit",
+        optimizer="paged_adamw_8bit",
+        log_model=True,
+    )
+    run_cmd(
+        [sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "gold")],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        timeout=600,
+    )
     out = tmp_path / "models" / "gold"
     m = json.loads((tmp_path / "metrics" / "gold.json").read_text())
     assert m["saved_as"] == "adapter" and m["trainable_params_m"] < 0.1 < 0.8 < m["params_m"]
@@ -158,11 +210,25 @@ def test_report_reads_a_folder_of_evaluations_for_the_current_variants(tmp_path)
     ev.mkdir()
     for v in ("answer", "cot", "gold"):  # cot is stale: no longer in train.variants
         (ev / f"{v}.json").write_text(json.dumps({"variant": v, "id": m}))
-    (tmp_path / "filter.json").write_text(json.dumps({"kept": 1, "generations": 2, "keep_rate": 0.5,
-                                                       "dropped_by_reason": {"wrong_answer": 1}}))
-    run_cmd([sys.executable, str(REPO / "stages/report.py"), "--params", str(tmp_path / "params.yaml"),
-             "--evaluations", str(ev), "--filter-metrics", str(tmp_path / "filter.json"),
-             "--out", str(tmp_path / "report.md")], cwd=tmp_path, env=env_for(tmp_path))
+    (tmp_path / "filter.json").write_text(
+        json.dumps({"kept": 1, "generations": 2, "keep_rate": 0.5, "dropped_by_reason": {"wrong_answer": 1}})
+    )
+    run_cmd(
+        [
+            sys.executable,
+            str(REPO / "stages/report.py"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--evaluations",
+            str(ev),
+            "--filter-metrics",
+            str(tmp_path / "filter.json"),
+            "--out",
+            str(tmp_path / "report.md"),
+        ],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+    )
     report = (tmp_path / "report.md").read_text()
     assert "| answer |" in report and "| gold |" in report and "| cot |" not in report
 
@@ -179,16 +245,36 @@ def write_test_split(root: Path, n: int = 6) -> None:
 def test_multitask_student_trains_and_is_scored_on_both_tasks(tmp_path, model):
     write_inputs(tmp_path, max_steps=4, save_steps=4, eval_steps=4, model=model)
     write_test_split(tmp_path)
-    run_cmd([sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "multitask")], cwd=tmp_path,
-            env=env_for(tmp_path), timeout=600)
+    run_cmd(
+        [sys.executable, str(REPO / "stages/train.py"), *train_args(tmp_path, "multitask")],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        timeout=600,
+    )
     run = json.loads((tmp_path / "models" / "multitask" / "run.json").read_text())
     assert run["multitask_alpha"] == 0.5 and run["architecture"] == ("causal" if model == "llama-tiny" else "t5")
     assert json.loads((tmp_path / "metrics" / "multitask.json").read_text())["train_examples"] == 48
-    run_cmd([sys.executable, str(REPO / "stages/evaluate.py"), "--params", str(tmp_path / "params.yaml"),
-             "--variant", "multitask", "--model", str(tmp_path / "models" / "multitask"),
-             "--prepared", str(tmp_path / "prepared"), "--out", str(tmp_path / "eval"),
-             "--metrics", str(tmp_path / "metrics" / "evaluate.json")], cwd=tmp_path, env=env_for(tmp_path),
-            timeout=600)
+    run_cmd(
+        [
+            sys.executable,
+            str(REPO / "stages/evaluate.py"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--variant",
+            "multitask",
+            "--model",
+            str(tmp_path / "models" / "multitask"),
+            "--prepared",
+            str(tmp_path / "prepared"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--metrics",
+            str(tmp_path / "metrics" / "evaluate.json"),
+        ],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        timeout=600,
+    )
     m = json.loads((tmp_path / "metrics" / "evaluate.json").read_text())
     assert m["id"]["n"] == m["rationale"]["id"]["n"] == m["rationale"]["ood"]["n"] == 6
     label = (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()

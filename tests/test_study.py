@@ -10,13 +10,19 @@ import pytest
 import yaml
 
 from cotdistill.config import ConfigError
+from cotdistill.dvcexp import dvc_bin, dvc_env
 from cotdistill.stats import mcnemar_exact
-from cotdistill.study.analysis import (StudentRun, outcomes_from_predictions, pooled_test,
-                                       select_runs, summarise, teacher_row)
+from cotdistill.study import run as study_run
+from cotdistill.study.analysis import (
+    StudentRun,
+    outcomes_from_predictions,
+    pooled_test,
+    select_runs,
+    summarise,
+    teacher_row,
+)
 from cotdistill.study.grid import load_grid
 from cotdistill.study.page import findings
-from cotdistill.study import run as study_run
-from cotdistill.dvcexp import dvc_bin, dvc_env
 from cotdistill.study.run import finished, format_value, queue_args
 
 GRID = {
@@ -53,15 +59,18 @@ def test_cells_cover_the_grid_and_the_first_mode_runs_first(tmp_path, base_param
     assert lever.seed == 0
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"params": {"train.max_step": 5}}, "key 'train.max_step' is not in params.yaml"),
-    ({"params": {"train.max_steps": -1}}, "train.max_steps: must be >= 1"),
-    ({"tasks": {"x": {"dataset": "coin_flp"}}}, "did you mean 'coin_flip'"),
-    ({"seeds": [0, 0]}, "seeds: expected a list of distinct integers"),
-    ({"variants": ["cot"]}, "includes the answer-only baseline"),
-    ({"teachers": {"bad name": {}}}, "must be letters, digits and _"),
-    ({"sedds": [1]}, "unknown key 'sedds'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"params": {"train.max_step": 5}}, "key 'train.max_step' is not in params.yaml"),
+        ({"params": {"train.max_steps": -1}}, "train.max_steps: must be >= 1"),
+        ({"tasks": {"x": {"dataset": "coin_flp"}}}, "did you mean 'coin_flip'"),
+        ({"seeds": [0, 0]}, "seeds: expected a list of distinct integers"),
+        ({"variants": ["cot"]}, "includes the answer-only baseline"),
+        ({"teachers": {"bad name": {}}}, "must be letters, digits and _"),
+        ({"sedds": [1]}, "unknown key 'sedds'"),
+    ],
+)
 def test_bad_grids_fail_with_one_line_naming_the_key(tmp_path, base_params, change, message):
     with pytest.raises(ConfigError, match=message):
         load_grid(grid_file(tmp_path, **change), base_params)
@@ -111,13 +120,15 @@ def test_a_running_cell_is_waited_for_though_dvc_counts_no_worker(tmp_path, base
         polls.append(1)
         state = "Running" if len(polls) < 6 else "Success"
         return subprocess.CompletedProcess(
-            args, 0, f"abc0  {cells[0].name}  05:13 PM   {state}\n\nWorker status: 0 active, 0 idle\n", "")
+            args, 0, f"abc0  {cells[0].name}  05:13 PM   {state}\n\nWorker status: 0 active, 0 idle\n", ""
+        )
 
     monkeypatch.setattr(study_run, "_dvc", fake_dvc)
     monkeypatch.setattr(study_run, "experiments", lambda repo, all_commits: {})
     monkeypatch.setattr(study_run.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
     assert study_run.run_cells(cells, tmp_path, jobs=1, poll_s=0, on_progress=lambda _: None) == {
-        cells[0].name: "Success"}
+        cells[0].name: "Success"
+    }
 
 
 def test_queue_args_name_the_experiment(tmp_path, base_params):
@@ -160,8 +171,15 @@ def test_a_cell_is_finished_when_every_variant_is_evaluated(tmp_path, base_param
 
 def run(task="arith", mode="hint", seed=0, variant="answer", correct=(True, False, True, False), split="id"):
     ids = [f"q{i}" for i in range(len(correct))]
-    return StudentRun(task, mode, seed, variant, {split: sum(correct) / len(correct)},
-                      {split: dict(zip(ids, correct))}, train_examples=4)
+    return StudentRun(
+        task,
+        mode,
+        seed,
+        variant,
+        {split: sum(correct) / len(correct)},
+        {split: dict(zip(ids, correct))},
+        train_examples=4,
+    )
 
 
 def test_pooled_test_sums_discordant_pairs_over_seeds():
@@ -196,33 +214,46 @@ def test_every_variant_built_from_the_teacher_is_kept_for_every_mode():
     variant said so itself, the study took only `cot` per mode, so it dropped the later
     modes' multitask students and compared them with the first mode's as if they were the
     answer-only baseline, calling the baseline "not identical" across modes."""
-    multitask = [run(mode="hint", variant="multitask", correct=(1, 1, 0, 0)),
-                 run(mode="no_hint", variant="multitask", correct=(0, 0, 0, 0))]
+    multitask = [
+        run(mode="hint", variant="multitask", correct=(1, 1, 0, 0)),
+        run(mode="no_hint", variant="multitask", correct=(0, 0, 0, 0)),
+    ]
     chosen, stable = select_runs([run(mode="hint"), run(mode="no_hint"), *multitask], "hint")
     assert sorted(r.label for r in chosen) == ["answer", "multitask[hint]", "multitask[no_hint]"]
     assert stable == {"arith": True}  # the answer students match; the multitask ones may differ
 
 
 def test_outcomes_are_keyed_by_split_and_calculator():
-    rows = [{"split": "test", "calculator": False, "id": 1, "correct": True},
-            {"split": "test", "calculator": True, "id": 1, "correct": False},
-            {"split": "test_ood", "calculator": False, "id": "x", "correct": False}]
+    rows = [
+        {"split": "test", "calculator": False, "id": 1, "correct": True},
+        {"split": "test", "calculator": True, "id": 1, "correct": False},
+        {"split": "test_ood", "calculator": False, "id": "x", "correct": False},
+    ]
     assert outcomes_from_predictions(rows) == {"id": {"1": True}, "id_calc": {"1": False}, "ood": {"x": False}}
 
 
 def test_teacher_row_reads_the_filters_audit():
-    m = {"generations": 8, "kept": 3, "keep_rate": 0.375, "questions": 4, "questions_asked": 4,
-         "answer_correct_rate": 0.5, "steps": {"precision": 0.25, "yield": 0.5, "kept_step_correct": 2,
-                                               "kept_step_correct_rate": 0.6667},
-         "labels": {"split": {"no": 2, "yes": 2}, "kept": {"yes": 3}}, "validation": {"generations": 2}}
+    m = {
+        "generations": 8,
+        "kept": 3,
+        "keep_rate": 0.375,
+        "questions": 4,
+        "questions_asked": 4,
+        "answer_correct_rate": 0.5,
+        "steps": {"precision": 0.25, "yield": 0.5, "kept_step_correct": 2, "kept_step_correct_rate": 0.6667},
+        "labels": {"split": {"no": 2, "yes": 2}, "kept": {"yes": 3}},
+        "validation": {"generations": 2},
+    }
     row = teacher_row("coin", "hint", m)
     assert row["samples_per_question"] == 2 and row["step_yield"] == 0.5 and row["labels_kept"] == {"yes": 3}
     assert teacher_row("coin", "hint", m, "validation")["kept"] is None
 
 
 def test_findings_sentence_per_student():
-    tests = [{"task": "a", "student": "gold", "baseline": "answer", "split": "id", "p_value": 1e-5, "diff": 0.3},
-             {"task": "a", "student": "gold", "baseline": "answer", "split": "ood", "p_value": 0.2, "diff": 0.05}]
+    tests = [
+        {"task": "a", "student": "gold", "baseline": "answer", "split": "id", "p_value": 1e-5, "diff": 0.3},
+        {"task": "a", "student": "gold", "baseline": "answer", "split": "ood", "p_value": 0.2, "diff": 0.05},
+    ]
     grid = type("G", (), {"teachers": {"hint": {}}})()
     (line,) = findings(tests, grid)
     assert line.startswith("- **a**, `gold` beats `answer` on ID (+30.0 points, p=1.0e-05)")

@@ -19,24 +19,36 @@ from cotdistill.study.page import page_text, render
 
 from .test_study import GRID
 
-SIG = {"torch": "2.13.0+cpu", "threads": 1, "cpu_capability": "AVX2", "float_paths": "portable",
-       "env": {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-       "cpu": "AuthenticAMD AMD EPYC"}
+SIG = {
+    "torch": "2.13.0+cpu",
+    "threads": 1,
+    "cpu_capability": "AVX2",
+    "float_paths": "portable",
+    "env": {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "cpu": "AuthenticAMD AMD EPYC",
+}
 VARIANTS = ("answer", "gold", "cot")
 
 
 def record(cell, commit="a" * 40, sig=SIG):
     teacher = teacher_row("arith", "hint", {"generations": 4, "kept": 1, "questions_asked": 4})
-    return {"experiment": cell, "commit": commit, "exp_rev": "e" * 40, "timestamp": "2026-12-01T10:00:00",
-            "machine": {f"{s}/{v}": sig for v in VARIANTS for s in ("train", "evaluate")} if sig else {},
-            "threads": [1], "teacher": {k: v for k, v in teacher.items() if k not in ("task", "mode")},
-            "train_examples": {v: 4 for v in VARIANTS}}
+    return {
+        "experiment": cell,
+        "commit": commit,
+        "exp_rev": "e" * 40,
+        "timestamp": "2026-12-01T10:00:00",
+        "machine": {f"{s}/{v}": sig for v in VARIANTS for s in ("train", "evaluate")} if sig else {},
+        "threads": [1],
+        "teacher": {k: v for k, v in teacher.items() if k not in ("task", "mode")},
+        "train_examples": {v: 4 for v in VARIANTS},
+    }
 
 
 def table(**correct):
     """variant -> 0/1 per question on the ID split, plain decoding."""
-    return {(v, "test", "plain"): {f"test-{i:03d}": (bool(c), False) for i, c in enumerate(cs)}
-            for v, cs in correct.items()}
+    return {
+        (v, "test", "plain"): {f"test-{i:03d}": (bool(c), False) for i, c in enumerate(cs)} for v, cs in correct.items()
+    }
 
 
 ANSWER = (0,) * 20 + (1,) * 5  # 20% right
@@ -69,15 +81,18 @@ def _run(*args):
 
 
 def test_outcomes_round_trip_one_line_per_variant_split_and_decoding():
-    rows = [{"id": "b", "split": "test", "calculator": False, "correct": True, "extracted": "1"},
-            {"id": "a", "split": "test", "calculator": False, "correct": False, "extracted": None},
-            {"id": "a", "split": "test", "calculator": True, "correct": True, "extracted": "2"}]
+    rows = [
+        {"id": "b", "split": "test", "calculator": False, "correct": True, "extracted": "1"},
+        {"id": "a", "split": "test", "calculator": False, "correct": False, "extracted": None},
+        {"id": "a", "split": "test", "calculator": True, "correct": True, "extracted": "2"},
+    ]
     t = committed.table_from_predictions({"gold": rows})
     lines = committed.outcome_lines("c", t)
     assert lines == [
         {"cell": "c", "split": "test", "ids": ["a", "b"]},
         {"cell": "c", "variant": "gold", "split": "test", "decoding": "calculator", "correct": "1-", "invalid": "0-"},
-        {"cell": "c", "variant": "gold", "split": "test", "decoding": "plain", "correct": "01", "invalid": "10"}]
+        {"cell": "c", "variant": "gold", "split": "test", "decoding": "plain", "correct": "01", "invalid": "10"},
+    ]
     assert committed.parse_outcomes(lines) == {"c": t}
     with pytest.raises(DataError, match="one of 0, 1, - per id"):
         committed.parse_outcomes([lines[0], {**lines[2], "correct": "0"}])
@@ -150,17 +165,29 @@ def test_wall_times_only_where_old_experiments_kept_them(study):
 def test_a_record_keeps_provenance_and_reads_old_metrics(tmp_path):
     (tmp_path / "g.yaml").write_text(yaml.safe_dump({**GRID, "variants": ["answer", "cot"]}))
     cell = next(c for c in load_grid(tmp_path / "g.yaml", {}, check_cells=False).cells() if c.mode == "no_hint")
-    new = {"metrics/train/answer.json": {"train_examples": 8, "machine": SIG},
-           "metrics/evaluate/answer.json": {"machine": SIG}, "metrics/evaluate/cot.json": {"machine": SIG},
-           "metrics/train/cot.json": {"train_examples": 3, "machine": SIG}, "metrics/filter.json": {"kept": 3}}
+    new = {
+        "metrics/train/answer.json": {"train_examples": 8, "machine": SIG},
+        "metrics/evaluate/answer.json": {"machine": SIG},
+        "metrics/evaluate/cot.json": {"machine": SIG},
+        "metrics/train/cot.json": {"train_examples": 3, "machine": SIG},
+        "metrics/filter.json": {"kept": 3},
+    }
     rec = cell_record(cell, {"metrics": new, "baseline": "b" * 40, "rev": "r" * 40, "timestamp": "t1"}, "hint")
-    assert (rec["commit"], rec["exp_rev"], rec["threads"], rec["train_examples"]) == ("b" * 40, "r" * 40, [1],
-                                                                                      {"answer": 8, "cot": 3})
+    assert (rec["commit"], rec["exp_rev"], rec["threads"], rec["train_examples"]) == (
+        "b" * 40,
+        "r" * 40,
+        [1],
+        {"answer": 8, "cot": 3},
+    )
     assert set(rec["machine"]) == {"train/answer", "evaluate/answer", "train/cot", "evaluate/cot"}
     assert "wall" not in rec and rec["teacher"]["kept"] == 3
-    old = {"metrics/train/answer.json": {"torch_threads": 2, "wall_s": 50.0}, "metrics/train/cot.json": {"wall_s": 7.0},
-           "metrics/evaluate/answer.json": {"torch_threads": 2, "wall_s": 5.0}, "metrics/evaluate/cot.json": {},
-           "metrics/generate.json": {"generations": {"teacher_s": 9.5}}}
+    old = {
+        "metrics/train/answer.json": {"torch_threads": 2, "wall_s": 50.0},
+        "metrics/train/cot.json": {"wall_s": 7.0},
+        "metrics/evaluate/answer.json": {"torch_threads": 2, "wall_s": 5.0},
+        "metrics/evaluate/cot.json": {},
+        "metrics/generate.json": {"generations": {"teacher_s": 9.5}},
+    }
     rec = cell_record(cell, {"metrics": old, "baseline": "b" * 40, "rev": "r" * 40}, "hint")
     assert rec["machine"] == {} and rec["threads"] == [2]
     # a later teacher mode restores answer from the run cache: only cot's seconds are this cell's
@@ -169,8 +196,10 @@ def test_a_record_keeps_provenance_and_reads_old_metrics(tmp_path):
 
 def test_collected_cells_replace_older_records_and_gone_experiments_keep_theirs():
     kept = ({"x": {"timestamp": "2026-12-02"}, "y": {"timestamp": "2026-12-02"}}, {"x": {"k": 1}, "y": {"k": 2}})
-    found = ({"x": {"timestamp": "2026-12-01"}, "y": {"timestamp": "2026-12-03"}, "z": {"timestamp": "1"}},
-             {"x": {"k": 9}, "y": {"k": 8}, "z": {"k": 7}})
+    found = (
+        {"x": {"timestamp": "2026-12-01"}, "y": {"timestamp": "2026-12-03"}, "z": {"timestamp": "1"}},
+        {"x": {"k": 9}, "y": {"k": 8}, "z": {"k": 7}},
+    )
     cells, tables = merge(kept, found)
     assert tables == {"x": {"k": 1}, "y": {"k": 8}, "z": {"k": 7}} and cells["y"]["timestamp"] == "2026-12-03"
 
@@ -188,6 +217,12 @@ def test_a_folder_of_another_study_is_refused(study):
 def test_study_without_a_subcommand_still_runs_a_grid(repo_root):
     out = _run("study", "--dry-run", str(repo_root / "studies/arith_budget.yaml"), "--repo", str(repo_root))
     assert out.exit_code == 0 and out.output.startswith("[phase 1] dvc exp run --queue -n arithbudget-arith")
-    out = _run("study", "rerun-cell", str(repo_root / "studies/arith_budget.yaml"), "arithbudget-arith-gold-s0",
-               "--repo", str(repo_root))
+    out = _run(
+        "study",
+        "rerun-cell",
+        str(repo_root / "studies/arith_budget.yaml"),
+        "arithbudget-arith-gold-s0",
+        "--repo",
+        str(repo_root),
+    )
     assert out.exit_code == 2 and "did you mean 'arithbudget-arith-gold_only-s0'" in out.output

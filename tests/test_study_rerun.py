@@ -18,8 +18,15 @@ A = {("gold", "test", "plain"): {"q1": (True, False), "q2": (False, True), "q3":
 
 def rerun(made, committed=A, old=SIG, new=SIG, code_changed=()):
     machine = {"train/gold": old} if old else {}
-    return Rerun("c", "a" * 40, "b" * 40, compare(committed, made), machine, {"train/gold": new},
-                 None if code_changed is None else list(code_changed))
+    return Rerun(
+        "c",
+        "a" * 40,
+        "b" * 40,
+        compare(committed, made),
+        machine,
+        {"train/gold": new},
+        None if code_changed is None else list(code_changed),
+    )
 
 
 def test_counts_per_variant_split_and_decoding():
@@ -31,15 +38,22 @@ def test_counts_per_variant_split_and_decoding():
     assert compare(old, A)[0].different == [] and compare(old, made)[0].identical == 2
 
 
-@pytest.mark.parametrize("change, failed, says", [
-    ({}, False, "identical: every question has the committed outcome"),
-    ({"made": "flip"}, True, "FAILED: outcomes differ although the code and the float signature are the same"),
-    ({"made": "flip", "new": {**SIG, "threads": 2}}, False, "another float signature (train/gold)"),
-    ({"made": "flip", "new": {**SIG, "cpu": "GenuineIntel Xeon"}}, True, "FAILED"),  # portable: the cpu decides nothing
-    ({"made": "flip", "old": None}, False, "the committed cell has no signature"),
-    ({"made": "flip", "code_changed": ["src/x.py"]}, False, "the code changed since the cell ran"),
-    ({"made": "flip", "code_changed": None}, False, "the cell's commit is unknown here"),
-])
+@pytest.mark.parametrize(
+    "change, failed, says",
+    [
+        ({}, False, "identical: every question has the committed outcome"),
+        ({"made": "flip"}, True, "FAILED: outcomes differ although the code and the float signature are the same"),
+        ({"made": "flip", "new": {**SIG, "threads": 2}}, False, "another float signature (train/gold)"),
+        (
+            {"made": "flip", "new": {**SIG, "cpu": "GenuineIntel Xeon"}},
+            True,
+            "FAILED",
+        ),  # portable: the cpu decides nothing
+        ({"made": "flip", "old": None}, False, "the committed cell has no signature"),
+        ({"made": "flip", "code_changed": ["src/x.py"]}, False, "the code changed since the cell ran"),
+        ({"made": "flip", "code_changed": None}, False, "the cell's commit is unknown here"),
+    ],
+)
 def test_a_difference_fails_only_with_the_same_code_and_float_signature(change, failed, says):
     made = {k: dict(v) for k, v in A.items()}
     if change.pop("made", None):
@@ -51,7 +65,10 @@ def test_a_difference_fails_only_with_the_same_code_and_float_signature(change, 
 
 
 STUDY = {
-    "name": "tiny", "seeds": [0], "threads": 1, "jobs": 1,
+    "name": "tiny",
+    "seeds": [0],
+    "threads": 1,
+    "jobs": 1,
     # one teacher request per split; 40 steps, because fewer leave every answer invalid, and
     # two all-invalid runs would match whatever the floats did
     "params": {"train.max_steps": 40, "generate.max_questions": 1},
@@ -76,8 +93,9 @@ def test_a_cell_reruns_from_a_clean_clone_and_matches_its_committed_outcomes(tmp
     assert rec["commit"] == run_cmd(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
     assert {"train/answer", "evaluate/answer", "train/gold", "evaluate/gold", "generate"} <= set(rec["machine"])
     assert rec["machine"]["train/gold"]["threads"] == 1
-    assert {k[:2] for k in tables["tiny-coin-hint-s0"]} == {(v, s) for v in ("answer", "gold")
-                                                            for s in ("test", "test_ood")}
+    assert {k[:2] for k in tables["tiny-coin-hint-s0"]} == {
+        (v, s) for v in ("answer", "gold") for s in ("test", "test_ood")
+    }
     gold = tables["tiny-coin-hint-s0"][("gold", "test", "plain")].values()
     assert any(ok for ok, _ in gold) and not all(invalid for _, invalid in gold)  # not a trivial match
     run_cmd([cli, "study", "page", "studies/tiny.yaml", "--out-dir", out, "--check"], root, env)
@@ -85,8 +103,22 @@ def test_a_cell_reruns_from_a_clean_clone_and_matches_its_committed_outcomes(tmp
     run_cmd(["git", "commit", "-qm", "the tiny study's page and outcomes"], root, env)
 
     work = tmp_path / "work"
-    proc = run_cmd([cli, "study", "rerun-cell", "studies/tiny.yaml", "tiny-coin-hint-s0", "--out-dir", out,
-                    "--workdir", str(work)], root, env, timeout=1500)
+    proc = run_cmd(
+        [
+            cli,
+            "study",
+            "rerun-cell",
+            "studies/tiny.yaml",
+            "tiny-coin-hint-s0",
+            "--out-dir",
+            out,
+            "--workdir",
+            str(work),
+        ],
+        root,
+        env,
+        timeout=1500,
+    )
     assert "rerun-cell: identical" in proc.stdout and "| answer | test | plain | 8 | 0 | 0 | 0 |" in proc.stdout
     assert "teacher" in proc.stderr and "checkpoints" not in proc.stderr.split("shared from")[1].split(";")[0]
     # the same predictions against a hand-edited committed outcome: a failure (same code, same signature)
@@ -97,7 +129,14 @@ def test_a_cell_reruns_from_a_clean_clone_and_matches_its_committed_outcomes(tmp
 
     cell = load_grid(root / "studies/tiny.yaml", {}, check_cells=False).cells()[0]
     table, machine = made_by(work / "repo", cell)
-    r = Rerun(cell.name, rec["commit"], rec["commit"], compare(parse_outcomes(lines)[cell.name], table),
-              rec["machine"], machine, [])
+    r = Rerun(
+        cell.name,
+        rec["commit"],
+        rec["commit"],
+        compare(parse_outcomes(lines)[cell.name], table),
+        rec["machine"],
+        machine,
+        [],
+    )
     assert r.failed and "gold | test | plain | 7 | 1 |" in report(r)
     assert json.loads((root / out / CELLS).read_text())["study"] == "tiny"

@@ -4,10 +4,10 @@ import pytest
 
 from cotdistill.catalog.teachers import TEACHERS
 from cotdistill.errors import DataError
+from cotdistill.hub import package_folder
 from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
 from cotdistill.teachers import Sampling
 from cotdistill.teachers.backends import make_backend
-from cotdistill.hub import package_folder
 
 from .conftest import section
 

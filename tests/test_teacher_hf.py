@@ -3,12 +3,12 @@ sampling per row."""
 
 import pytest
 
+from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
 from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
 from cotdistill.teachers import Sampling
 from cotdistill.teachers.backends import make_backend
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
-from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
 
 from .conftest import section
 
@@ -17,8 +17,11 @@ pytestmark = pytest.mark.slow
 QUESTIONS = [
     ("A coin is heads up. Bo flips the coin. Ann flips the coin. Is the coin still heads up?", "yes"),
     ("A coin is heads up. Cy does not flip the coin. Is the coin still heads up?", "yes"),
-    ("A coin is heads up. Dee flips the coin. Eve does not flip the coin. Fay flips the coin. "
-     "Is the coin still heads up?", "yes"),
+    (
+        "A coin is heads up. Dee flips the coin. Eve does not flip the coin. Fay flips the coin. "
+        "Is the coin still heads up?",
+        "yes",
+    ),
 ]
 
 

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from cotdistill.catalog.teachers import TEACHERS
 from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
 from cotdistill.teachers import Completion, Sampling, TeacherRequestError
 from cotdistill.teachers.backends import close_backend, make_backend
 from cotdistill.teachers.cache import RequestCache, request_key
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.local_server import LocalServer, free_port
-from cotdistill.catalog.teachers import TEACHERS
-
-
 
 from .conftest import REPO, run_cmd, section
 
@@ -82,8 +80,12 @@ def test_local_server_is_stopped_on_error_and_on_close(tmp_path):
 def test_local_server_that_dies_at_start_is_reported_with_its_log(tmp_path):
     log = tmp_path / "server.log"
     with pytest.raises(RuntimeError, match="did not start.*exited with code 3.*server.log"):
-        LocalServer([sys.executable, "-c", "import sys; print('bad model'); sys.exit(3)"], free_port(),
-                     log_path=log, startup_timeout_s=60)
+        LocalServer(
+            [sys.executable, "-c", "import sys; print('bad model'); sys.exit(3)"],
+            free_port(),
+            log_path=log,
+            startup_timeout_s=60,
+        )
     assert "bad model" in log.read_text()
 
 
@@ -99,10 +101,20 @@ def test_engines_never_share_cache_entries():
     """The engine is part of the identity, so of every request key."""
     prompt, sampling = "Question: q\nReasoning:", Sampling(8, stop=STOP_STRINGS)
     base = {"model": "SmolLM2-135M-Instruct", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
-    hf = {"backend": "hf", **base, "quantization": None, "engine": "transformers",
-          "engine_version": "transformers 5.24.0, torch 2.13.0"}
-    lc = {"backend": "llamacpp", **base, "engine": "llama.cpp", "engine_version": "xllamacpp 2026.10.11549",
-          "api": "completions"}
+    hf = {
+        "backend": "hf",
+        **base,
+        "quantization": None,
+        "engine": "transformers",
+        "engine_version": "transformers 5.24.0, torch 2.13.0",
+    }
+    lc = {
+        "backend": "llamacpp",
+        **base,
+        "engine": "llama.cpp",
+        "engine_version": "xllamacpp 2026.10.11549",
+        "api": "completions",
+    }
     lc_next = {**lc, "engine_version": "xllamacpp 2026.11.1"}
     keys = {request_key(i, prompt, sampling, 0) for i in (hf, lc, lc_next)}
     assert len(keys) == 3
@@ -179,8 +191,12 @@ def test_server_exits_when_its_parent_is_killed(tmp_path):
         print(b.server.proc.pid, flush=True)
         time.sleep(600)
     """)
-    parent = subprocess.Popen([sys.executable, "-c", script, str(REPO / "params.yaml")], stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, **pythonpath()})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(REPO / "params.yaml")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **pythonpath()},
+    )
     try:
         pid = int(parent.stdout.readline())
         parent.send_signal(signal.SIGKILL)
@@ -204,10 +220,27 @@ def test_generate_stage_records_the_engine(tmp_path, base_params, python):
     rows = [{"id": f"q{i}", "question": q, "answer": a, "answer_type": "yes_no"} for i, (q, a) in enumerate(QUESTIONS)]
     write_jsonl(tmp_path / "train.jsonl", rows[:2])
     write_jsonl(tmp_path / "validation.jsonl", rows[2:])
-    run_cmd([python, str(REPO / "stages/generate.py"), "--params", "params.yaml",
-             "--inputs", "train.jsonl", "validation.jsonl", "--prompt", str(prompt_path("coin_flip")),
-             "--cache", str(tmp_path / "c.sqlite"), "--out", "gen.jsonl", "--metrics", "m.json"],
-            cwd=tmp_path, env=pythonpath())
+    run_cmd(
+        [
+            python,
+            str(REPO / "stages/generate.py"),
+            "--params",
+            "params.yaml",
+            "--inputs",
+            "train.jsonl",
+            "validation.jsonl",
+            "--prompt",
+            str(prompt_path("coin_flip")),
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+            "--out",
+            "gen.jsonl",
+            "--metrics",
+            "m.json",
+        ],
+        cwd=tmp_path,
+        env=pythonpath(),
+    )
     out = read_jsonl(tmp_path / "gen.jsonl")
     assert len(out) == 3
     assert {r["teacher_backend"] for r in out} == {"llamacpp"} and {r["teacher_engine"] for r in out} == {"llama.cpp"}

@@ -50,8 +50,9 @@ def test_concurrent_loop_pays_once_and_keeps_order(tmp_path):
     for i, samples in enumerate(first):
         assert [c.text.split()[0] for c in samples] == [f"q{i}"] * 3
         assert len({c.text for c in samples}) == 3  # each sample index has its own seed
-    again, stats2 = generate_all(ThreadedBackend(), prompts, Sampling(8), RequestCache(tmp_path / "c.sqlite"),
-                                 4, 3, False)
+    again, stats2 = generate_all(
+        ThreadedBackend(), prompts, Sampling(8), RequestCache(tmp_path / "c.sqlite"), 4, 3, False
+    )
     assert stats2.sent == 0 and stats2.cache_hits == 60 and again == first
     # one more sample per question: only the new index is sent
     backend3 = ThreadedBackend()
@@ -83,8 +84,11 @@ def test_a_warm_cache_still_reports_what_the_generations_cost(tmp_path):
     assert w["teacher_s"] == c["teacher_s"] >= 0.02  # two calls of >= 10 ms
     assert w["generations"]["backend"] == "batched" and w["teacher_s_unknown"] == 0
     assert c["sent"]["completion_tokens"] == 56 and c["requests_sent"] == 8
-    assert w["sent"] == {"prompt_tokens": 0, "completion_tokens": 0, "wall_s": w["sent"]["wall_s"],
-                         "completion_tokens_per_s": 0.0} and w["requests_sent"] == 0
+    assert (
+        w["sent"]
+        == {"prompt_tokens": 0, "completion_tokens": 0, "wall_s": w["sent"]["wall_s"], "completion_tokens_per_s": 0.0}
+        and w["requests_sent"] == 0
+    )
     assert "useful_tokens_per_s" not in w
 
 
@@ -96,8 +100,10 @@ def test_a_cache_from_before_costs_were_kept_gains_them(tmp_path):
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE requests (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)")
     key = request_key(BatchedBackend.identity, "q0", Sampling(8), 0)
-    db.execute("INSERT INTO requests VALUES (?, ?, 0)", (key, json.dumps(
-        {"text": "old", "finish_reason": "stop", "prompt_tokens": 5, "completion_tokens": 3})))
+    db.execute(
+        "INSERT INTO requests VALUES (?, ?, 0)",
+        (key, json.dumps({"text": "old", "finish_reason": "stop", "prompt_tokens": 5, "completion_tokens": 3})),
+    )
     db.commit()
     db.close()
     results, stats = generate_all(BatchedBackend(), ["q0", "q1"], Sampling(8), RequestCache(path), 4, 1, False)
@@ -193,8 +199,10 @@ def test_params_reject_a_key_pasted_as_env_name(base_params):
         parse_params(base_params)
     assert "generate.api_key_env" in str(err.value) and "sk-proj-abc123" not in str(err.value)
     base_params["generate"]["api_key_env"] = "OPENAI_API_KEY"
-    with pytest.raises(ConfigError, match="generate.api_key_env: only for teachers with backend openai; "
-                                          "teacher 'smollm2-135m' has backend hf"):
+    with pytest.raises(
+        ConfigError,
+        match="generate.api_key_env: only for teachers with backend openai; teacher 'smollm2-135m' has backend hf",
+    ):
         parse_params(base_params)  # the hf teacher would ignore it
     base_params["teacher"] = "vllm-local"
     assert parse_params(base_params).generate.api_key_env == "OPENAI_API_KEY"
@@ -235,13 +243,31 @@ def test_stage_gives_up_with_one_line_when_the_server_is_down(tmp_path, python, 
     (tmp_path / "train.jsonl").write_text(json.dumps({"id": "a", "question": "Q?", "answer": "yes"}) + "\n")
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["teacher"] = "vllm-local"
-    params["generate"].update(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1,
-                              retry_backoff_s=0.01, shots=0)
+    params["generate"].update(
+        base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1, retry_backoff_s=0.01, shots=0
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = run_cmd([python, str(repo_root / "stages/generate.py"), "--params", "params.yaml", "--inputs", "train.jsonl",
-                    "--prompt", str(repo_root / "src/cotdistill/prompts/coin_flip.yaml"),
-                    "--cache", str(tmp_path / "c.db"), "--out", "gen.jsonl", "--metrics", "m.json"],
-                   tmp_path, check=False, timeout=120)
+    proc = run_cmd(
+        [
+            python,
+            str(repo_root / "stages/generate.py"),
+            "--params",
+            "params.yaml",
+            "--inputs",
+            "train.jsonl",
+            "--prompt",
+            str(repo_root / "src/cotdistill/prompts/coin_flip.yaml"),
+            "--cache",
+            str(tmp_path / "c.db"),
+            "--out",
+            "gen.jsonl",
+            "--metrics",
+            "m.json",
+        ],
+        tmp_path,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: teacher request failed (connection) after 2 attempt")
     assert "Traceback" not in proc.stderr and not (tmp_path / "gen.jsonl").exists()

@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
 from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
 from cotdistill.teachers import Sampling
 from cotdistill.teachers.cache import RequestCache
 from cotdistill.teachers.generation import generate_all
 from cotdistill.teachers.local_server import free_port, transformers_serve
 from cotdistill.teachers.openai_compat import OpenAIBackend
-from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
 
 from .conftest import REPO, section
 
@@ -111,8 +111,9 @@ class Proxy:
                     time.sleep(0.3)
                 with proxy.lock:
                     proxy.received.append(json.loads(body)["prompt"])
-                req = urllib.request.Request(proxy.upstream + self.path, data=body, method="POST",
-                                             headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    proxy.upstream + self.path, data=body, method="POST", headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(req, timeout=300) as resp:
                     data, status = resp.read(), resp.status
                 with proxy.lock:
@@ -161,8 +162,15 @@ def _prompts():
 def test_fault_injection_every_question_answered_once(proxy_factory, model_dir, tmp_path):
     faults = ["500", "ok", "429", "drop", "delay", "ok", "hold", "500", "ok", "drop", "429", "delay"]
     proxy = proxy_factory(faults=faults, hold_s=6.5)
-    cfg = section("generate", base_url=proxy.url, served_model=str(model_dir), concurrency=2, max_retries=12,
-                         retry_backoff_s=0.05, request_timeout_s=6.0)
+    cfg = section(
+        "generate",
+        base_url=proxy.url,
+        served_model=str(model_dir),
+        concurrency=2,
+        max_retries=12,
+        retry_backoff_s=0.05,
+        request_timeout_s=6.0,
+    )
     backend = OpenAIBackend(TEACHERS.get("transformers-serve"), cfg)
     prompts = _prompts()
     cache = RequestCache(tmp_path / "c.sqlite")
@@ -186,13 +194,35 @@ def _stage_env(tmp: Path, proxy_url: str, model_dir: Path, extra: dict) -> tuple
     (tmp / "data/prepared/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["teacher"] = "transformers-serve"
-    params["generate"].update({"base_url": proxy_url, "served_model": str(model_dir), "shots": 0,
-                               "max_new_tokens": 6, "api_key_env": "COTDISTILL_TEST_TEACHER_KEY", **extra})
+    params["generate"].update(
+        {
+            "base_url": proxy_url,
+            "served_model": str(model_dir),
+            "shots": 0,
+            "max_new_tokens": 6,
+            "api_key_env": "COTDISTILL_TEST_TEACHER_KEY",
+            **extra,
+        }
+    )
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, str(REPO / "stages/generate.py"), "--params", "params.yaml",
-           "--inputs", "data/prepared/train.jsonl", "--prompt", str(prompt_path("coin_flip")),
-           "--cache", str(tmp / ".cache/requests.sqlite"), "--out", "data/teacher/generations.jsonl",
-           "--metrics", "metrics/generate.json", "--timings", "timings/generate.json"]
+    cmd = [
+        sys.executable,
+        str(REPO / "stages/generate.py"),
+        "--params",
+        "params.yaml",
+        "--inputs",
+        "data/prepared/train.jsonl",
+        "--prompt",
+        str(prompt_path("coin_flip")),
+        "--cache",
+        str(tmp / ".cache/requests.sqlite"),
+        "--out",
+        "data/teacher/generations.jsonl",
+        "--metrics",
+        "metrics/generate.json",
+        "--timings",
+        "timings/generate.json",
+    ]
     env = {**os.environ, "COTDISTILL_TEST_TEACHER_KEY": PLANTED_KEY, "PYTHONPATH": str(REPO / "src")}
     return cmd, env
 
@@ -263,7 +293,7 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(proxy_factory, model_dir, tm
     assert m["cache_hits"] == n_committed and m["requests_sent"] == len(QUESTIONS) - n_committed
     # the rerun sent each uncommitted question once and nothing that was committed;
     # only the (at most `concurrency`) requests in flight at the kill were paid twice
-    resent = proxy.received[len(before):]
+    resent = proxy.received[len(before) :]
     assert len(resent) == len(set(resent)) == len(QUESTIONS) - n_committed
     assert set(before) | set(resent) == set(_prompts_of(cmd, killed))
     assert len(before) + len(resent) - len(QUESTIONS) <= 2
@@ -271,17 +301,20 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(proxy_factory, model_dir, tm
     fresh = tmp_path / "fresh"
     cmd2, env2 = _stage_env(fresh, proxy.url, model_dir, {"concurrency": 2})
     _run(cmd2, env2, fresh)
-    assert ((killed / "data/teacher/generations.jsonl").read_text()
-            == (fresh / "data/teacher/generations.jsonl").read_text())
+    assert (killed / "data/teacher/generations.jsonl").read_text() == (
+        fresh / "data/teacher/generations.jsonl"
+    ).read_text()
     print(f"kill -9 after {n_committed} committed; rerun: cache_hits={m['cache_hits']} sent={m['requests_sent']}")
 
 
 def test_chat_api_and_samples_when_the_server_ignores_n(server, model_dir):
     """`transformers serve` answers one choice whatever `n` asks: the backend asks per index."""
-    preset = TeacherPreset(name="chat", backend="openai", model=str(model_dir), params_b=0.135, chat=True,
-                           base_url=server)
+    preset = TeacherPreset(
+        name="chat", backend="openai", model=str(model_dir), params_b=0.135, chat=True, base_url=server
+    )
     backend = OpenAIBackend(preset, section("generate", concurrency=2))
-    out = backend.complete_samples("Is the sky blue? Answer in one sentence.",
-                                   Sampling(6, temperature=1.0, seed=1), [0, 1, 2])
+    out = backend.complete_samples(
+        "Is the sky blue? Answer in one sentence.", Sampling(6, temperature=1.0, seed=1), [0, 1, 2]
+    )
     assert len(out) == 3 and all(c.text and c.completion_tokens > 0 for c in out)
     assert backend._n_supported is False and backend.identity["api"] == "chat"

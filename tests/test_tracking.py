@@ -29,7 +29,8 @@ def repo(tmp_path, monkeypatch):
     (root / "stages/train.py").write_text("print('train')\n")
     (root / "dvc.yaml").write_text(
         "stages:\n  train:\n    foreach: [a]\n    do:\n      cmd: python stages/train.py\n      outs:\n"
-        "        - models/${item}\n      metrics:\n        - metrics/train/${item}.json:\n            cache: false\n")
+        "        - models/${item}\n      metrics:\n        - metrics/train/${item}.json:\n            cache: false\n"
+    )
     (root / "params.yaml").write_text("model: t5-mini\n")
     (root / "data/cot").mkdir(parents=True)
     (root / "data/cot/train.jsonl").write_text('{"question": "q", "target": "t"}\n')
@@ -57,8 +58,9 @@ def test_the_experiment_opens_on_its_runs(repo):
     client = _client()
     assert client.get_experiment_by_name("cotdistill").tags["mlflow.experimentKind"] == "custom_model_development"
     # an experiment someone set to another kind keeps it
-    client.set_experiment_tag(client.get_experiment_by_name("cotdistill").experiment_id,
-                              "mlflow.experimentKind", "genai_development")
+    client.set_experiment_tag(
+        client.get_experiment_by_name("cotdistill").experiment_id, "mlflow.experimentKind", "genai_development"
+    )
     tracking.start_run("answer", {"model": "t5-mini"}, {})
     assert client.get_experiment_by_name("cotdistill").tags["mlflow.experimentKind"] == "genai_development"
     exp_id = client.get_experiment_by_name("cotdistill").experiment_id
@@ -69,9 +71,14 @@ def test_source_tags_name_the_script_stage_commit_and_a_dirty_tree(repo, monkeyp
     monkeypatch.setenv("DVC_STAGE", "train@cot")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     tags = tracking.source_tags()
-    assert tags == {"mlflow.source.type": "LOCAL", "mlflow.source.name": "stages/train.py",
-                    "mlflow.project.entryPoint": "train@cot", "mlflow.source.git.commit": commit,
-                    "mlflow.source.git.branch": "main", "mlflow.source.git.dirty": "false"}
+    assert tags == {
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": "stages/train.py",
+        "mlflow.project.entryPoint": "train@cot",
+        "mlflow.source.git.commit": commit,
+        "mlflow.source.git.branch": "main",
+        "mlflow.source.git.dirty": "false",
+    }
     # what the pipeline writes itself (params from -S, dvc.lock, cache: false outputs) is not a dirty tree
     (repo / "params.yaml").write_text("model: t5-tiny\n")
     (repo / "dvc.lock").write_text("schema: '2.0'\n")
@@ -104,13 +111,16 @@ def test_dvc_md5_is_the_hash_in_dvc_lock(tmp_path):
 
 
 def test_a_run_names_its_data_with_dvc_hashes(repo):
-    run_id = tracking.start_run("cot", {}, {}, datasets=[
-        tracking.DataInput("coin_flip/cot", "data/cot", "train", {"train_rows": 1})])
+    run_id = tracking.start_run(
+        "cot", {}, {}, datasets=[tracking.DataInput("coin_flip/cot", "data/cot", "train", {"train_rows": 1})]
+    )
     tracking.log_inputs(run_id, [tracking.DataInput("coin_flip/test", "data/test.jsonl", "test", {"rows": 1})])
     inputs = _client().get_run(run_id).inputs.dataset_inputs
     got = {(i.dataset.name, i.dataset.digest, i.tags[0].value, json.loads(i.dataset.source)["uri"]) for i in inputs}
-    assert got == {("coin_flip/cot", dvc_md5("data/cot"), "train", "data/cot"),
-                   ("coin_flip/test", dvc_md5("data/test.jsonl"), "test", "data/test.jsonl")}
+    assert got == {
+        ("coin_flip/cot", dvc_md5("data/cot"), "train", "data/cot"),
+        ("coin_flip/test", dvc_md5("data/test.jsonl"), "test", "data/test.jsonl"),
+    }
     assert dvc_md5("data/cot").endswith(".dir") and len(dvc_md5("data/cot")) == 36  # MLflow's digest column: 36
     # an evaluation rerun logs the same inputs again: no duplicates
     tracking.log_inputs(run_id, [tracking.DataInput("coin_flip/test", "data/test.jsonl", "test", {"rows": 1})])
@@ -154,8 +164,16 @@ def test_queued_experiments_that_create_the_store_at_once_all_open_it(tmp_path):
     schema migrations and one died ("Online migration expected to match one row")."""
     go = tmp_path / "go"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, str(go)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AT_ONCE, str(go)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
     time.sleep(3)  # every process is waiting for the word, mlflow not yet imported
     go.touch()
     results = [p.communicate(timeout=300) for p in procs]

@@ -11,31 +11,48 @@ import pytest
 from cotdistill import machine
 from cotdistill.verify import compare, report
 
-SIG = {"torch": "2.13.0+cpu", "threads": 2, "cpu_capability": "AVX2", "float_paths": "portable",
-       "env": dict(machine.PORTABLE), "cpu": "AuthenticAMD AMD EPYC"}
+SIG = {
+    "torch": "2.13.0+cpu",
+    "threads": 2,
+    "cpu_capability": "AVX2",
+    "float_paths": "portable",
+    "env": dict(machine.PORTABLE),
+    "cpu": "AuthenticAMD AMD EPYC",
+}
 
 
 def _lock(prep="p1", gen="g1", filt="f1", model="m1", code="c1"):
     def st(deps, outs):
-        return {"cmd": "x", "deps": [{"path": p, "md5": m} for p, m in deps],
-                "outs": [{"path": p, "md5": m} for p, m in outs]}
+        return {
+            "cmd": "x",
+            "deps": [{"path": p, "md5": m} for p, m in deps],
+            "outs": [{"path": p, "md5": m} for p, m in outs],
+        }
 
-    return {"schema": "2.0", "stages": {
-        "prepare": st([("stages/prepare.py", code)], [("data/prepared", prep), ("metrics/prepare.json", "x")]),
-        "generate": st([("data/prepared/train.jsonl", "t")], [("data/teacher/generations.jsonl", gen),
-                                                               ("metrics/generate.json", "x")]),
-        "filter": st([("data/teacher/generations.jsonl", gen)], [("data/filtered", filt)]),
-        "train@answer": st([("data/filtered/answer", "a")], [("models/answer", model),
-                                                            ("metrics/train/answer.json", "x")]),
-        "report": st([("metrics/train", "d")], [("metrics/report.md", "x")]),
-    }}
+    return {
+        "schema": "2.0",
+        "stages": {
+            "prepare": st([("stages/prepare.py", code)], [("data/prepared", prep), ("metrics/prepare.json", "x")]),
+            "generate": st(
+                [("data/prepared/train.jsonl", "t")],
+                [("data/teacher/generations.jsonl", gen), ("metrics/generate.json", "x")],
+            ),
+            "filter": st([("data/teacher/generations.jsonl", gen)], [("data/filtered", filt)]),
+            "train@answer": st(
+                [("data/filtered/answer", "a")], [("models/answer", model), ("metrics/train/answer.json", "x")]
+            ),
+            "report": st([("metrics/train", "d")], [("metrics/report.md", "x")]),
+        },
+    }
 
 
 def _files(sig=SIG, loss=1.5, gen_sig=SIG, report_line="answer 72.0"):
-    return {"metrics/prepare.json": json.dumps({"n_train": 256}),
-            "metrics/generate.json": json.dumps({"requests": 288, "machine": gen_sig}),
-            "metrics/train/answer.json": json.dumps({"train_loss": loss, "machine": sig}),
-            "metrics/report.md": f"# Results\n{report_line}\n"}
+    return {
+        "metrics/prepare.json": json.dumps({"n_train": 256}),
+        "metrics/generate.json": json.dumps({"requests": 288, "machine": gen_sig}),
+        "metrics/train/answer.json": json.dumps({"train_loss": loss, "machine": sig}),
+        "metrics/report.md": f"# Results\n{report_line}\n",
+    }
 
 
 def _compare(lock_c, files_c, lock_m, files_m):
@@ -53,8 +70,13 @@ def test_a_hand_edited_metric_fails_naming_the_file_key_and_both_values():
     res = _compare(_lock(), _files(loss=1.5), _lock(), _files(loss=1.25))
     assert not res.ok
     [f] = res.differ
-    assert (f.stage, f.path, f.key, f.committed, f.made) == ("train@answer", "metrics/train/answer.json",
-                                                             "train_loss", 1.5, 1.25)
+    assert (f.stage, f.path, f.key, f.committed, f.made) == (
+        "train@answer",
+        "metrics/train/answer.json",
+        "train_loss",
+        1.5,
+        1.25,
+    )
     text = report(res, "HEAD")
     assert "metrics/train/answer.json [train_loss] committed 1.5 / made 1.25" in text and "FAILED" in text
 
@@ -73,8 +95,9 @@ def test_another_processor_in_portable_mode_is_compared_and_named():
     assert not res.ok  # portable paths: the processor does not excuse a difference
 
 
-@pytest.mark.parametrize("change", [{"threads": 1}, {"torch": "2.14.0+cpu"},
-                                    {"float_paths": "native", "cpu_capability": "AVX512"}])
+@pytest.mark.parametrize(
+    "change", [{"threads": 1}, {"torch": "2.14.0+cpu"}, {"float_paths": "native", "cpu_capability": "AVX512"}]
+)
 def test_another_float_signature_is_not_comparable_downstream_but_data_still_is(change):
     other = {**SIG, **change}
     res = _compare(_lock(), _files(), _lock(model="m2"), _files(sig=other, loss=1.25, report_line="answer 60.0"))
@@ -91,16 +114,20 @@ def test_a_teacher_with_another_signature_makes_the_filter_not_comparable():
     other = {**SIG, "threads": 1}
     res = _compare(_lock(), _files(), _lock(gen="g2", filt="f2"), _files(gen_sig=other))
     assert res.ok and set(res.other_machine) == {"generate"}
-    assert {f.path for f in res.not_comparable} == {"data/teacher/generations.jsonl", "metrics/generate.json",
-                                                    "data/filtered"}
+    assert {f.path for f in res.not_comparable} == {
+        "data/teacher/generations.jsonl",
+        "metrics/generate.json",
+        "data/filtered",
+    }
 
 
 def test_a_lock_that_this_code_did_not_make_fails():
     """`dvc commit` after a code change re-hashes the deps without rerunning: the committed
     lock then names code the results were not made with."""
     res = _compare(_lock(code="c1"), _files(), _lock(code="c2"), _files())
-    assert not res.ok and ([(f.path, f.committed, f.made) for f in res.code_changed]
-                           == [("stages/prepare.py", "c1", "c2")])
+    assert not res.ok and (
+        [(f.path, f.committed, f.made) for f in res.code_changed] == [("stages/prepare.py", "c1", "c2")]
+    )
     assert "not made by its own code" in report(res, "HEAD")
 
 
@@ -124,14 +151,21 @@ def test_signature_names_what_the_floats_depend_on():
 
 
 def test_a_stage_process_takes_the_portable_float_paths_and_the_users_choice_wins(tmp_path):
-    code = ("from cotdistill import machine, stage\n"
-            "import json, torch\n"
-            "stage.run(lambda argv: print(json.dumps(machine.signature(1))))\n")
+    code = (
+        "from cotdistill import machine, stage\n"
+        "import json, torch\n"
+        "stage.run(lambda argv: print(json.dumps(machine.signature(1))))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in machine.PORTABLE and k != machine.MODE_ENV}
 
     def sig(**extra):
-        out = subprocess.run([sys.executable, "-c", code.replace("import json, torch\n", "import json\n")],
-                             env={**env, **extra}, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code.replace("import json, torch\n", "import json\n")],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return json.loads(out)
 
     portable = sig()
@@ -141,8 +175,9 @@ def test_a_stage_process_takes_the_portable_float_paths_and_the_users_choice_win
     assert sig(ATEN_CPU_CAPABILITY="default")["cpu_capability"] == "DEFAULT"
     native = sig(COTDISTILL_FLOAT_PATHS="native")
     assert native["float_paths"] == "native" and native["env"] == {k: None for k in machine.PORTABLE}
-    bad = subprocess.run([sys.executable, "-c", code], env={**env, "COTDISTILL_FLOAT_PATHS": "fast"},
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "COTDISTILL_FLOAT_PATHS": "fast"}, capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "COTDISTILL_FLOAT_PATHS='fast': allowed values are portable, native" in bad.stderr
 
 

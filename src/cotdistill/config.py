@@ -166,8 +166,11 @@ class TrainConfig:
     logging_steps: int = _range(1)
     precision: Optional[Literal["fp32", "bf16", "fp16"]]
     gradient_checkpointing: Optional[bool]
-    optimizer: Optional[Literal[
-        "adamw_torch_fused", "adamw_torch", "adafactor", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]]
+    optimizer: Optional[
+        Literal[
+            "adamw_torch_fused", "adamw_torch", "adafactor", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"
+        ]
+    ]
     # from-config students: bpe (byte-level BPE, numbers split into digits) or char (one
     # token per byte: a student that sees the letters inside words); null = the preset's
     tokenizer: Optional[Literal["bpe", "char"]]
@@ -285,8 +288,11 @@ def from_dict(cls: type, data: Any, where: str = "params", prefix: str = "") -> 
             raise ConfigError(f"{where}: unknown key '{prefix}{key}'{suggest(str(key), list(fields))}")
     missing = [name for name in fields if name not in data]
     if missing:
-        raise ConfigError(f"{where}: missing key{'s' if len(missing) > 1 else ''} "
-                          + ", ".join(f"'{prefix}{m}'" for m in missing) + " (params.yaml sets every key)")
+        raise ConfigError(
+            f"{where}: missing key{'s' if len(missing) > 1 else ''} "
+            + ", ".join(f"'{prefix}{m}'" for m in missing)
+            + " (params.yaml sets every key)"
+        )
     kwargs = {}
     for name, f in fields.items():
         key = prefix + name

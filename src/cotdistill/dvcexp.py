@@ -45,8 +45,13 @@ def exp_show(repo: str | Path = ".", all_commits: bool = False) -> list[dict]:
     repo = Path(repo)
     revs: list[str | None] = [None]
     if all_commits:
-        refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo,
-                              capture_output=True, text=True, check=True).stdout.split()
+        refs = subprocess.run(
+            ["git", "for-each-ref", "--format=%(refname)", "refs/exps"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         revs = sorted({"".join(r.split("/")[2:4]) for r in refs if len(r.split("/")) >= 5}) or [None]
     shown: list[dict] = []
     for rev in revs:
@@ -69,8 +74,13 @@ def experiments(repo: Path, all_commits: bool = False) -> dict[str, dict]:
                     continue
                 params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
                 metrics = {k: (v or {}).get("data") or {} for k, v in (data.get("metrics") or {}).items()}
-                found = {"rev": data.get("rev") or rev.get("rev"), "baseline": entry.get("rev"),
-                         "timestamp": data.get("timestamp") or "", "params": params, "metrics": metrics}
+                found = {
+                    "rev": data.get("rev") or rev.get("rev"),
+                    "baseline": entry.get("rev"),
+                    "timestamp": data.get("timestamp") or "",
+                    "params": params,
+                    "metrics": metrics,
+                }
                 if name not in out or found["timestamp"] > out[name]["timestamp"]:
                     out[name] = found
     return out

@@ -24,10 +24,16 @@ def score(records: list[dict], outputs: list[str], mode: str) -> tuple[list[dict
         ok = matches(pred, rec["answer"], rec["answer_type"])
         correct += ok
         invalid += pred is None
-        predictions.append({
-            "id": rec["id"], "question": rec["question"], "gold": rec["answer"],
-            "output": out, "extracted": pred, "correct": ok,
-        })
+        predictions.append(
+            {
+                "id": rec["id"],
+                "question": rec["question"],
+                "gold": rec["answer"],
+                "output": out,
+                "extracted": pred,
+                "correct": ok,
+            }
+        )
     n = len(records)
     lo, hi = wilson_interval(correct, n)
     metrics = {
@@ -41,10 +47,18 @@ def score(records: list[dict], outputs: list[str], mode: str) -> tuple[list[dict
     return predictions, metrics
 
 
-def evaluate_splits(model, tokenizer, splits: dict[str, list[dict]], options: DecodeOptions,
-                    batch_size: int, extraction: str, calculator: bool,
-                    progress: bool = True, source: Callable[[str], str] | None = None,
-                    stop_strings: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
+def evaluate_splits(
+    model,
+    tokenizer,
+    splits: dict[str, list[dict]],
+    options: DecodeOptions,
+    batch_size: int,
+    extraction: str,
+    calculator: bool,
+    progress: bool = True,
+    source: Callable[[str], str] | None = None,
+    stop_strings: tuple[str, ...] = (),
+) -> tuple[list[dict], dict]:
     """Decode and score every test split, plainly and (if asked) with the calculator.
 
     `source` turns a question into what the student reads (a causal student's prompt, a
@@ -58,14 +72,23 @@ def evaluate_splits(model, tokenizer, splits: dict[str, list[dict]], options: De
     for stem, records in splits.items():
         prefix = TEST_SPLITS.get(stem, stem)
         questions = [(source or str)(r["question"]) for r in records]
-        plain = decode(model, tokenizer, questions, batch_size, options=options, progress=progress,
-                       stop_strings=stop_strings)
+        plain = decode(
+            model, tokenizer, questions, batch_size, options=options, progress=progress, stop_strings=stop_strings
+        )
         preds, m = score(records, plain, extraction)
         rows += [{"split": stem, "calculator": False, **p} for p in preds]
         metrics[prefix] = m
         if calculator:
-            calc = decode(model, tokenizer, questions, batch_size, options=options, calculator=True,
-                          progress=progress, stop_strings=stop_strings)
+            calc = decode(
+                model,
+                tokenizer,
+                questions,
+                batch_size,
+                options=options,
+                calculator=True,
+                progress=progress,
+                stop_strings=stop_strings,
+            )
             preds, m = score(records, calc, extraction)
             m["changed_outputs"] = sum(x != y for x, y in zip(plain, calc))
             rows += [{"split": stem, "calculator": True, **p} for p in preds]
@@ -79,8 +102,15 @@ def tracked_metrics(metrics: dict) -> dict[str, float]:
     task decoded as a diagnostic (a multitask student's rationale task)."""
     splits = list(TEST_SPLITS.values())
     flat = {f"{prefix}/{k}": v for prefix in splits if prefix in metrics for k, v in metrics[prefix].items()}
-    flat.update({f"calculator/{prefix}/{k}": v for prefix, m in metrics.get("calculator", {}).items()
-                 for k, v in m.items()})
-    flat.update({f"{task}/{prefix}/accuracy": m["accuracy"] for task in DIAGNOSTIC_TASKS
-                 for prefix, m in metrics.get(task, {}).items() if prefix in splits})
+    flat.update(
+        {f"calculator/{prefix}/{k}": v for prefix, m in metrics.get("calculator", {}).items() for k, v in m.items()}
+    )
+    flat.update(
+        {
+            f"{task}/{prefix}/accuracy": m["accuracy"]
+            for task in DIAGNOSTIC_TASKS
+            for prefix, m in metrics.get(task, {}).items()
+            if prefix in splits
+        }
+    )
     return flat

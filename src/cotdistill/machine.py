@@ -107,8 +107,11 @@ def describe(sig: dict) -> str:
     """One line for a report: what the floats of a result depend on (the processor only
     where it decides them)."""
     settings = ", ".join(f"{k}={v}" for k, v in sig.get("env", {}).items() if v)
-    where = (f"portable float code paths ({settings}; kernels {sig.get('cpu_capability')}), the same on "
-             "the 3 x86-64 CPUs compared so far (benchmarks/results/cpu_repro.md)" if "cpu" not in float_key(sig)
-             else f"this processor's own float code paths ({sig.get('cpu')}, kernels {sig.get('cpu_capability')}"
-                  f"{'; ' + settings if settings else ''})")
+    where = (
+        f"portable float code paths ({settings}; kernels {sig.get('cpu_capability')}), the same on "
+        "the 3 x86-64 CPUs compared so far (benchmarks/results/cpu_repro.md)"
+        if "cpu" not in float_key(sig)
+        else f"this processor's own float code paths ({sig.get('cpu')}, kernels {sig.get('cpu_capability')}"
+        f"{'; ' + settings if settings else ''})"
+    )
     return f"torch {sig.get('torch')}, {sig.get('threads')} threads, {where}"

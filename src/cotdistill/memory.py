@@ -46,8 +46,14 @@ DEFAULT_LENGTHS = {"max_source_length": 256, "max_target_length": 256}
 # stores 4 bits plus about 0.13 bits of scales).
 WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "8bit": 1.0, "4bit": 0.52}
 # Optimizer state bytes per trainable parameter (Adafactor's factored moments: about 1).
-OPTIMIZER_BYTES = {"adafactor": 1, "adamw_torch": 8, "adamw_torch_fused": 8, "adamw_bnb_8bit": 2,
-                   "paged_adamw_8bit": 2, "paged_adamw_32bit": 8}
+OPTIMIZER_BYTES = {
+    "adafactor": 1,
+    "adamw_torch": 8,
+    "adamw_torch_fused": 8,
+    "adamw_bnb_8bit": 2,
+    "paged_adamw_8bit": 2,
+    "paged_adamw_32bit": 8,
+}
 # train.optimizer values that transformers runs on bitsandbytes' optimizers.
 BNB_OPTIMIZERS = ("adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 # What a machine without a GPU takes instead of a bitsandbytes setting a preset chose for one.
@@ -72,8 +78,9 @@ class Device:
 
 def gpu_device_nodes() -> bool:
     """A GPU driver is present (NVIDIA or ROCm); without one torch cannot see a GPU."""
-    return Path("/proc/driver/nvidia/gpus").is_dir() or any(Path("/dev").glob("nvidia[0-9]*")) \
-        or Path("/dev/kfd").exists()
+    return (
+        Path("/proc/driver/nvidia/gpus").is_dir() or any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/kfd").exists()
+    )
 
 
 def has_gpu() -> bool:
@@ -116,8 +123,9 @@ def this_device() -> Device | None:
 
         index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
         free, _ = torch.cuda.mem_get_info(index)
-        return Device(f"GPU {index} ({torch.cuda.get_device_name(index)})", free / 1e9, True,
-                      torch.cuda.is_bf16_supported())
+        return Device(
+            f"GPU {index} ({torch.cuda.get_device_name(index)})", free / 1e9, True, torch.cuda.is_bf16_supported()
+        )
     free = host_free_gb()
     return None if free is None else Device("host RAM (no GPU)", free, False, False, host_process_gb())
 
@@ -144,9 +152,11 @@ def settings(train, preset: StudentPreset, device: Device) -> dict:
 def dims(preset: StudentPreset) -> tuple[int, int, int]:
     """(d_model, layers per stack, heads): from `config` for a from-config preset, else its fields."""
     c = preset.config
-    return (c.get("d_model", c.get("hidden_size", preset.d_model)),
-            c.get("num_layers", c.get("num_hidden_layers", preset.num_layers)),
-            c.get("num_heads", c.get("num_attention_heads", preset.num_heads)))
+    return (
+        c.get("d_model", c.get("hidden_size", preset.d_model)),
+        c.get("num_layers", c.get("num_hidden_layers", preset.num_layers)),
+        c.get("num_heads", c.get("num_attention_heads", preset.num_heads)),
+    )
 
 
 def lora_params_m(preset: StudentPreset, r: int = 16) -> float:
@@ -227,8 +237,10 @@ def defaults_gb(preset: StudentPreset, batch_size: int | None = None, lora_r: in
 def _describe(s: dict) -> str:
     weights = s["quantization"] if s["quantization"] != "none" else s["precision"]
     how = f"LoRA on {weights} weights" if s["lora"] else "full finetuning"
-    return (f"{s['precision']}, batch {s['batch_size']}, {how}"
-            f"{', gradient checkpointing' if s['gradient_checkpointing'] else ''}")
+    return (
+        f"{s['precision']}, batch {s['batch_size']}, {how}"
+        f"{', gradient checkpointing' if s['gradient_checkpointing'] else ''}"
+    )
 
 
 def _flags(changes: dict) -> str:
@@ -240,6 +252,7 @@ def fitting_changes(preset: StudentPreset, s: dict, free_gb: float, lora_r: int)
     estimate: a smaller batch (accumulating to the same examples per step), gradient
     checkpointing, LoRA on 8-bit or 4-bit weights; all of them together where no single
     one fits."""
+
     def with_(changes: dict) -> float:
         return estimate_gb(preset, {**s, **changes}, lora_r)
 
@@ -273,8 +286,9 @@ def fitting_changes(preset: StudentPreset, s: dict, free_gb: float, lora_r: int)
 def least_gb(preset: StudentPreset, s: dict, lora_r: int) -> float:
     """The estimate under the settings that need the least memory: batch 1, LoRA on 4-bit
     weights, gradient checkpointing."""
-    return estimate_gb(preset, {**s, "batch_size": 1, "lora": True, "quantization": "4bit",
-                                "gradient_checkpointing": True}, lora_r)
+    return estimate_gb(
+        preset, {**s, "batch_size": 1, "lora": True, "quantization": "4bit", "gradient_checkpointing": True}, lora_r
+    )
 
 
 def check_fits(subject: str, preset: StudentPreset, train, device: Device | None = None) -> str | None:
@@ -298,14 +312,18 @@ def check_fits(subject: str, preset: StudentPreset, train, device: Device | None
         ways = "; ".join(f"{_flags(c)} ({gb + extra:.1f} GB)" for c, gb in fits)
         way_out = f"settings that fit: {ways}"
     else:
-        way_out = (f"no setting of this model fits (at least {least_gb(shaped, s, train.lora_r) + extra:.1f} GB at "
-                   f"batch 1 with LoRA on 4bit weights)") + ("" if model_path else _smaller_model(preset, room, train))
+        way_out = (
+            f"no setting of this model fits (at least {least_gb(shaped, s, train.lora_r) + extra:.1f} GB at "
+            f"batch 1 with LoRA on 4bit weights)"
+        ) + ("" if model_path else _smaller_model(preset, room, train))
     need += extra
     whose = f"{shaped.params_m:,.1f}M parameters at train.model_path; " if shaped is not preset else ""
     own = f", {extra:.1f} GB of it the training process's own" if extra else ""
-    raise ResourceError(f"{subject}: training needs about {need:.1f} GB ({whose}{_describe(s)}{own}; an upper "
-                        f"bound) but {device.name} has {device.free_gb:.1f} GB free; {way_out}; or "
-                        "-S train.memory_check=false to try anyway")
+    raise ResourceError(
+        f"{subject}: training needs about {need:.1f} GB ({whose}{_describe(s)}{own}; an upper "
+        f"bound) but {device.name} has {device.free_gb:.1f} GB free; {way_out}; or "
+        "-S train.memory_check=false to try anyway"
+    )
 
 
 def bitsandbytes_settings(quantization: str | None, optimizer: str | None) -> dict[str, str]:
@@ -326,8 +344,10 @@ def check_cpu_bitsandbytes(subject: str, preset: StudentPreset, train) -> None:
     plain weights and AdamW. A value set in params.train is the user's choice and passes.
     `train`: params.train, whose None means the preset's value. The check stage
     (preflight) and the train stage (students/job.py) both call it."""
-    inherited = bitsandbytes_settings(preset.quantization if train.quantization is None else None,
-                                      preset.optimizer if train.optimizer is None else None)
+    inherited = bitsandbytes_settings(
+        preset.quantization if train.quantization is None else None,
+        preset.optimizer if train.optimizer is None else None,
+    )
     if not inherited or has_gpu():
         return
     chosen = " and ".join(f"train.{k}={v}" for k, v in inherited.items())
@@ -336,8 +356,10 @@ def check_cpu_bitsandbytes(subject: str, preset: StudentPreset, train) -> None:
     them = "them" if many else "it"
     raise ResourceError(
         f"{subject}: {chosen} {whose} for GPUs and this machine has none: bitsandbytes on a CPU is slow "
-        f"({CPU_COST}); " + " ".join(f"-S train.{k}={CPU_INSTEAD[k]}" for k in inherited)
-        + f", or set {them} in params.yaml to keep {them}")
+        f"({CPU_COST}); "
+        + " ".join(f"-S train.{k}={CPU_INSTEAD[k]}" for k in inherited)
+        + f", or set {them} in params.yaml to keep {them}"
+    )
 
 
 def _smaller_model(preset: StudentPreset, device: Device, train) -> str:
@@ -350,8 +372,11 @@ def _smaller_model(preset: StudentPreset, device: Device, train) -> str:
     family = preset.name.split("-")[0]
     lengths = {k: getattr(train, k) for k in LENGTH_KEYS}
     defaults = SimpleNamespace(grad_accum=None, **dict.fromkeys(ESTIMATE_KEYS), **lengths)
-    smaller = sorted((p for _, p in STUDENTS.items() if p.offline == preset.offline and p.params_m < preset.params_m),
-                     key=lambda p: (p.params_m, p.name.startswith(family)), reverse=True)
+    smaller = sorted(
+        (p for _, p in STUDENTS.items() if p.offline == preset.offline and p.params_m < preset.params_m),
+        key=lambda p: (p.params_m, p.name.startswith(family)),
+        reverse=True,
+    )
     for p in smaller:
         s = settings(defaults, p, device)
         if estimate_gb(p, s, lora_r) <= device.free_gb:

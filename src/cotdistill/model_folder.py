@@ -39,6 +39,7 @@ _CONFIG_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 class Folder:
     """What a save_pretrained folder holds, read from its config.json and safetensors
     header(s) without torch."""
+
     path: Path
     model_type: str | None
     architecture: str | None  # t5 (encoder-decoder) | causal (decoder-only) | None: config.json does not say
@@ -95,8 +96,13 @@ def _t5_shape(c: dict) -> tuple[dict, float]:
     gated = str(c.get("feed_forward_proj", "relu")).startswith("gated")
     attn, mlp = 4 * d * inner, (3 if gated else 2) * d * ff
     bias = c.get("relative_attention_num_buckets", 32) * heads  # first layer of each stack's self-attention
-    n = vocab * d * (1 if c.get("tie_word_embeddings", True) else 2) + enc * (attn + mlp + 2 * d) \
-        + dec * (2 * attn + mlp + 3 * d) + 2 * bias + 2 * d
+    n = (
+        vocab * d * (1 if c.get("tie_word_embeddings", True) else 2)
+        + enc * (attn + mlp + 2 * d)
+        + dec * (2 * attn + mlp + 3 * d)
+        + 2 * bias
+        + 2 * d
+    )
     # The estimate has one layer count for both stacks: their mean.
     return dict(d_model=d, num_layers=math.ceil((enc + dec) / 2), num_heads=heads, vocab_size=vocab), n
 
@@ -175,14 +181,20 @@ def check_folder(subject: str, preset: StudentPreset, model_path: str | os.PathL
         raise ConfigError(
             f"{subject}: train.model_path: {folder.path} holds a {folder.model_type or folder.architecture} model, "
             f"of the {_family(folder.architecture)} family, and model {preset.name} is a "
-            f"{_family(preset.architecture)} preset; set model to a preset of the folder's family ({fitting})")
+            f"{_family(preset.architecture)} preset; set model to a preset of the folder's family ({fitting})"
+        )
     if folder.params_m and max(folder.params_m / preset.params_m, preset.params_m / folder.params_m) > SIZE_FACTOR:
-        lora = (f"LoRA on {preset.quantization} weights" if preset.quantization != "none" else "LoRA") \
-            if preset.lora else "full finetuning"
-        return (f"{subject}: train.model_path: {folder.path} holds {folder.params_m:,.1f}M parameters and model "
-                f"{preset.name} {preset.params_m:,.0f}M: its batch size {preset.batch_size}, {lora} and "
-                f"{preset.optimizer} were chosen for its own size; set train.batch_size, train.lora, "
-                "train.quantization, train.optimizer for the folder's")
+        lora = (
+            (f"LoRA on {preset.quantization} weights" if preset.quantization != "none" else "LoRA")
+            if preset.lora
+            else "full finetuning"
+        )
+        return (
+            f"{subject}: train.model_path: {folder.path} holds {folder.params_m:,.1f}M parameters and model "
+            f"{preset.name} {preset.params_m:,.0f}M: its batch size {preset.batch_size}, {lora} and "
+            f"{preset.optimizer} were chosen for its own size; set train.batch_size, train.lora, "
+            "train.quantization, train.optimizer for the folder's"
+        )
     return None
 
 

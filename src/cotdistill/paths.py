@@ -21,7 +21,9 @@ def repo_root() -> Path:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         if out:
             return Path(out).resolve()
@@ -52,8 +54,6 @@ def timings_path(path: str | os.PathLike) -> Path:
 def git_commit() -> str:
     """The commit of the working copy being run (a queued experiment has its own)."""
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -45,8 +45,7 @@ def stages_to_run(raw: dict, dvc_yaml: dict | None, lock: dict | None) -> set[st
         spec = dvc_yaml.get("stages", {}).get(name.split("@")[0], {})
         keys = (spec.get("do") or spec).get("params") or []
         recorded = ((lock.get("stages") or {}).get(name) or {}).get("params", {}).get("params.yaml")
-        if recorded is None or any(isinstance(k, str) and recorded.get(k, KeyError) != _lookup(raw, k)
-                                   for k in keys):
+        if recorded is None or any(isinstance(k, str) and recorded.get(k, KeyError) != _lookup(raw, k) for k in keys):
             out.add(name)
     return out
 
@@ -90,8 +89,10 @@ def preflight(params, online: bool = True, run: set[str] | None = None) -> list[
         if not params.train.memory_check:
             pass
         elif params.train.launch.strip() not in ("python", "python3"):
-            note(f"{subject}: memory check skipped under train.launch '{params.train.launch}' (the launcher's "
-                 "sharding decides the memory per GPU)")
+            note(
+                f"{subject}: memory check skipped under train.launch '{params.train.launch}' (the launcher's "
+                "sharding decides the memory per GPU)"
+            )
         else:
             note(memory.check_fits(subject, student, params.train))
     return notes
@@ -116,14 +117,18 @@ def synthetic_fits(prepare) -> None:
     free_gb = memory.host_free_gb()
     need_gb = rows * SYNTHETIC_ROW_MEMORY / 2**30
     if free_gb is not None and need_gb > free_gb:
-        raise ResourceError(f"{sizes}: generating them needs about {need_gb:,.1f} GB of RAM "
-                            f"({SYNTHETIC_ROW_MEMORY // 1024} KB a row) and {free_gb:,.1f} GB is free; "
-                            f"at most {int(free_gb * 2**30 / SYNTHETIC_ROW_MEMORY):,} rows fit")
+        raise ResourceError(
+            f"{sizes}: generating them needs about {need_gb:,.1f} GB of RAM "
+            f"({SYNTHETIC_ROW_MEMORY // 1024} KB a row) and {free_gb:,.1f} GB is free; "
+            f"at most {int(free_gb * 2**30 / SYNTHETIC_ROW_MEMORY):,} rows fit"
+        )
     free_disk = shutil.disk_usage(Path.cwd()).free
     if rows * SYNTHETIC_ROW_DISK > free_disk:
-        raise ResourceError(f"{sizes}: writing them needs about {rows * SYNTHETIC_ROW_DISK / 2**30:,.1f} GB "
-                            f"({SYNTHETIC_ROW_DISK // 1024} KB a row) and {Path.cwd()} has "
-                            f"{free_disk / 2**30:,.1f} GB free; at most {free_disk // SYNTHETIC_ROW_DISK:,} rows fit")
+        raise ResourceError(
+            f"{sizes}: writing them needs about {rows * SYNTHETIC_ROW_DISK / 2**30:,.1f} GB "
+            f"({SYNTHETIC_ROW_DISK // 1024} KB a row) and {Path.cwd()} has "
+            f"{free_disk / 2**30:,.1f} GB free; at most {free_disk // SYNTHETIC_ROW_DISK:,} rows fit"
+        )
 
 
 def read_pipeline(folder: str | Path) -> tuple[dict | None, dict | None]:

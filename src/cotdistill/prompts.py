@@ -42,9 +42,7 @@ def _exemplars(path: Path, items: list, where: str) -> tuple[Exemplar, ...]:
             raise DataError(f"{path}: {where}[{i}]: missing {', '.join(sorted(missing))}")
         ex = {k: str(v).strip() for k, v in ex.items()}
         if not ex["rationale"].endswith(answer_sentence(ex["answer"])):
-            raise DataError(
-                f"{path}: {where}[{i}]: rationale must end with '{answer_sentence(ex['answer'])}'"
-            )
+            raise DataError(f"{path}: {where}[{i}]: rationale must end with '{answer_sentence(ex['answer'])}'")
         exemplars.append(Exemplar(ex["question"], ex["answer"], ex["rationale"]))
     return tuple(exemplars)
 
@@ -91,8 +89,7 @@ def few_shot_prefix(prompt: PromptFile, shots: int, answer_hint: bool) -> str:
     """The part shared by every question (its KV cache can be reused)."""
     if shots > len(prompt.exemplars):
         raise DataError(
-            f"{prompt.path}: generate.shots is {shots} but the file has only "
-            f"{len(prompt.exemplars)} exemplars"
+            f"{prompt.path}: generate.shots is {shots} but the file has only {len(prompt.exemplars)} exemplars"
         )
     parts = [prompt.instruction] if prompt.instruction else []
     for ex in prompt.exemplars[:shots]:

@@ -38,9 +38,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise UnknownNameError(
-                f"unknown {self.kind} '{name}'{suggest(name, list(self._items))}"
-            ) from None
+            raise UnknownNameError(f"unknown {self.kind} '{name}'{suggest(name, list(self._items))}") from None
 
     def names(self) -> list[str]:
         return list(self._items)

@@ -46,9 +46,13 @@ def _fmt_p(p: float) -> str:
 def paired_tests(predictions: dict[str, list[dict]]) -> list[dict]:
     """Exact McNemar tests: every pair of variants on every split (and decoding mode),
     and each variant with against without the calculator. Items are paired by id."""
+
     def outcomes(rows, split, calc):
-        return {r["id"]: bool(r["correct"]) for r in rows
-                if r.get("split") == split and bool(r.get("calculator", False)) == calc}
+        return {
+            r["id"]: bool(r["correct"])
+            for r in rows
+            if r.get("split") == split and bool(r.get("calculator", False)) == calc
+        }
 
     tests = []
     modes = [(split, calc) for split in TEST_SPLITS for calc in (False, True)]
@@ -79,8 +83,9 @@ def load_predictions(eval_root: str | Path, variants: list[str]) -> dict[str, li
     return out
 
 
-def render_report(params, evaluations: list[dict], filter_metrics: dict,
-                  predictions: dict[str, list[dict]] | None = None) -> str:
+def render_report(
+    params, evaluations: list[dict], filter_metrics: dict, predictions: dict[str, list[dict]] | None = None
+) -> str:
     """The Markdown report (metrics/report.md)."""
     cols = _columns(evaluations)
     head = [f"{PREFIX_LABELS[s]}{' +calculator' if c else ''}" for s, c in cols]
@@ -92,8 +97,11 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
         "ID: in-distribution test split; OOD: out-of-distribution (longer) test split. "
         "+calculator: decoded with the external calculator forcing every 'a op b =' result.",
         "",
-        "| dataset | variant | n | " + " | ".join(head) + " | "
-        + " | ".join(f"invalid {PREFIX_LABELS[s]}" for s in inv_splits) + " |",
+        "| dataset | variant | n | "
+        + " | ".join(head)
+        + " | "
+        + " | ".join(f"invalid {PREFIX_LABELS[s]}" for s in inv_splits)
+        + " |",
         "|---|---|---|" + "---|" * (len(head) + len(inv_splits)),
     ]
     for e in evaluations:
@@ -117,8 +125,10 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
             ]
             for t in tests:
                 mode = {None: "-", False: "plain", True: "+calculator"}[t["calculator"]]
-                lines.append(f"| {t['a']} | {t['b']} | {t['split']} | {mode} | {t['n']} | "
-                             f"{t['only_a']} | {t['only_b']} | {_fmt_p(t['p_value'])} |")
+                lines.append(
+                    f"| {t['a']} | {t['b']} | {t['split']} | {mode} | {t['n']} | "
+                    f"{t['only_a']} | {t['only_b']} | {_fmt_p(t['p_value'])} |"
+                )
     drops = filter_metrics.get("dropped_by_reason", {})
     lines += [
         "",
@@ -128,9 +138,11 @@ def render_report(params, evaluations: list[dict], filter_metrics: dict,
     ]
     steps = filter_metrics.get("steps")
     if steps:
-        lines.append(f"Kept CoTs right in every step (the dataset's step checker): {steps['kept_step_correct']} "
-                     f"of {filter_metrics['kept']}; questions with at least one step-correct CoT: "
-                     f"{100 * steps['yield']:.1f}%.")
+        lines.append(
+            f"Kept CoTs right in every step (the dataset's step checker): {steps['kept_step_correct']} "
+            f"of {filter_metrics['kept']}; questions with at least one step-correct CoT: "
+            f"{100 * steps['yield']:.1f}%."
+        )
     labels = filter_metrics.get("labels")
     if labels:
         lines.append(f"Answer labels: train split {_shares(labels['split'])}; kept CoTs {_shares(labels['kept'])}.")
@@ -149,15 +161,24 @@ def _rationale_table(params, evaluations: list[dict]) -> list[str]:
     if not rationale:
         return []
     cols = _columns([m for _, m in rationale])
-    lines = ["", "## The multitask student's rationale task", "",
-             "Accuracy of the answer extracted from the rationale the multitask student writes when asked for "
-             "one ([rationale] prefix); its test-time answers (label task) are in the table above.", "",
-             "| dataset | variant | task | " + " | ".join(f"{PREFIX_LABELS[s]}{' +calculator' if c else ''}"
-                                                    for s, c in cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
+    lines = [
+        "",
+        "## The multitask student's rationale task",
+        "",
+        "Accuracy of the answer extracted from the rationale the multitask student writes when asked for "
+        "one ([rationale] prefix); its test-time answers (label task) are in the table above.",
+        "",
+        "| dataset | variant | task | "
+        + " | ".join(f"{PREFIX_LABELS[s]}{' +calculator' if c else ''}" for s, c in cols)
+        + " |",
+        "|---|---|---|" + "---|" * len(cols),
+    ]
     for variant, m in rationale:
-        lines.append(f"| {params.dataset} | {variant} | rationale | "
-                     + " | ".join(_cell(_metrics(m, s, c)) for s, c in cols) + " |")
+        lines.append(
+            f"| {params.dataset} | {variant} | rationale | "
+            + " | ".join(_cell(_metrics(m, s, c)) for s, c in cols)
+            + " |"
+        )
     return lines
 
 
@@ -173,7 +194,15 @@ def accuracy_table(evaluations: list[dict]) -> list[dict]:
         for s, c in _columns(evaluations):
             m = _metrics(e, s, c)
             if m and m.get("n") != 0:
-                rows.append({"run": f"{e['variant']} {PREFIX_LABELS[s]}{' +calc' if c else ''}",
-                             "variant": e["variant"], "split": s, "calculator": c,
-                             "accuracy": m["accuracy"], "ci95_low": m["ci95_low"], "ci95_high": m["ci95_high"]})
+                rows.append(
+                    {
+                        "run": f"{e['variant']} {PREFIX_LABELS[s]}{' +calc' if c else ''}",
+                        "variant": e["variant"],
+                        "split": s,
+                        "calculator": c,
+                        "accuracy": m["accuracy"],
+                        "ci95_low": m["ci95_low"],
+                        "ci95_high": m["ci95_high"],
+                    }
+                )
     return rows

@@ -7,5 +7,4 @@ TEACHER_SPLITS = ("train", "validation")  # what the teacher writes CoTs for, an
 TEST_SPLITS = {"test": "id", "test_ood": "ood"}  # test split -> its metric prefix
 PREFIX_LABELS = {"id": "ID", "ood": "OOD"}  # metric prefix -> its column in the report
 # A local file's split column: the spellings read as each of our splits.
-SPLIT_ALIASES = {"train": "train", "validation": "validation", "dev": "validation", "val": "validation",
-                 "test": "test"}
+SPLIT_ALIASES = {"train": "train", "validation": "validation", "dev": "validation", "val": "validation", "test": "test"}

@@ -35,8 +35,10 @@ def _terminate(signum, frame):
 def disk_full(exc: BaseException) -> bool:
     """Did `exc` (or what caused it) come from a full disk or quota? torch and safetensors
     report it as their own errors, with the OS message inside."""
-    return any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
-               or "No space left on device" in str(e) for e in _chain(exc))
+    return any(
+        (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e)
+        for e in _chain(exc)
+    )
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
@@ -53,8 +55,10 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         # Before anything loads torch: the math libraries read their code-path settings once.
         late = machine.apply()
         if late:
-            logging.getLogger(name).warning("torch was loaded before the stage set %s: the float code paths are "
-                                            "this CPU's own (see machine.py)", ", ".join(late))
+            logging.getLogger(name).warning(
+                "torch was loaded before the stage set %s: the float code paths are this CPU's own (see machine.py)",
+                ", ".join(late),
+            )
         main(argv)
     except UserError as exc:  # bad params, bad data, missing inputs: one line; a bug shows its traceback
         _close_progress_bars()  # a bar left open would carry the message on its own line
@@ -65,17 +69,22 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     except KeyboardInterrupt as exc:
         _close_progress_bars()
         signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"interrupted ({signal.Signals(signum).name}): the {name} stage stopped and left no half-written "
-              "output; rerun it to resume (finished work is kept: checkpoints, cached teacher requests)",
-              file=sys.stderr)
+        print(
+            f"interrupted ({signal.Signals(signum).name}): the {name} stage stopped and left no half-written "
+            "output; rerun it to resume (finished work is kept: checkpoints, cached teacher requests)",
+            file=sys.stderr,
+        )
         sys.exit(128 + signum)
     except Exception as exc:
         if not disk_full(exc):
             raise
         _close_progress_bars()
         where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
-        print(f"error: no space left on the device{f' writing {where}' if where else ''} ({type(exc).__name__}); "
-              "nothing half-written was kept: free space and rerun", file=sys.stderr)
+        print(
+            f"error: no space left on the device{f' writing {where}' if where else ''} ({type(exc).__name__}); "
+            "nothing half-written was kept: free space and rerun",
+            file=sys.stderr,
+        )
         sys.exit(1)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -121,9 +130,13 @@ def write_timings(path: str | None, timings: dict) -> None:
     from .io import write_json
     from .paths import git_commit, timings_path
 
-    record = {"stage": Path(sys.argv[0]).stem, **timings, "git_commit": git_commit(),
-              "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "cpu": machine.cpu_name()}
+    record = {
+        "stage": Path(sys.argv[0]).stem,
+        **timings,
+        "git_commit": git_commit(),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": machine.cpu_name(),
+    }
     write_json(timings_path(path), record)
 
 

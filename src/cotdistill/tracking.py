@@ -92,11 +92,13 @@ def _client():
         except Exception as exc:
             if not uri.startswith("sqlite:///") or "DatabaseError" not in f"{type(exc).__name__} {exc}":
                 raise
-            db = uri[len("sqlite:///"):]
+            db = uri[len("sqlite:///") :]
             cause = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
-            raise DataError(f"{db}: the MLflow store cannot be read ({cause}); move it aside (mv {db} "
-                            f"{db}.damaged) and rerun: a new store is made, and the runs in the old one are "
-                            "not in it") from None
+            raise DataError(
+                f"{db}: the MLflow store cannot be read ({cause}); move it aside (mv {db} "
+                f"{db}.damaged) and rerun: a new store is made, and the runs in the old one are "
+                "not in it"
+            ) from None
     _READY.add(uri)
     return mlflow, client
 
@@ -113,7 +115,7 @@ def _store_lock(uri: str):
     if not uri.startswith("sqlite:///"):
         yield
         return
-    db = Path(uri[len("sqlite:///"):])
+    db = Path(uri[len("sqlite:///") :])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + "-lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -136,8 +138,14 @@ def start_run(variant: str, params: dict[str, Any], tags: dict[str, str], datase
     child of its DVC experiment's parent run."""
     mlflow, client = _client()
     exp_id = experiment_id(mlflow, client)
-    all_tags = {"git_commit": git_commit(), "dvc_experiment": experiment_name(), "variant": variant, **tags,
-                ROLE_TAG: "variant", **source_tags()}
+    all_tags = {
+        "git_commit": git_commit(),
+        "dvc_experiment": experiment_name(),
+        "variant": variant,
+        **tags,
+        ROLE_TAG: "variant",
+        **source_tags(),
+    }
     parent = group_run(client, exp_id, {k: v for k, v in params.items() if k != "variant"}, tags)
     if parent:
         all_tags[PARENT_TAG] = parent
@@ -175,8 +183,9 @@ def find_run(model_key: str) -> str | None:
         return None
     query = f"tags.{MODEL_KEY_TAG} = '{model_key}' AND tags.{ROLE_TAG} = 'variant'"  # not its experiment's parent
     for where in (f" AND tags.dvc_experiment = '{experiment_name()}'", ""):
-        found = client.search_runs([exp.experiment_id], filter_string=query + where, max_results=1,
-                                   order_by=["attributes.start_time DESC"])
+        found = client.search_runs(
+            [exp.experiment_id], filter_string=query + where, max_results=1, order_by=["attributes.start_time DESC"]
+        )
         if found:
             return found[0].info.run_id
     return None
@@ -213,8 +222,11 @@ def loss_callback(run_id: str):
             self.live = False  # after training: log at once (a final evaluation)
 
         def _add(self, logs: dict, step: int) -> None:
-            self.pending += [(f"train/{k}", float(v), step) for k, v in logs.items()
-                             if k in CURVE_KEYS and (f"train/{k}", step) not in self.logged]
+            self.pending += [
+                (f"train/{k}", float(v), step)
+                for k, v in logs.items()
+                if k in CURVE_KEYS and (f"train/{k}", step) not in self.logged
+            ]
 
         def _flush(self) -> None:
             by_step: dict[int, dict[str, float]] = {}
@@ -273,8 +285,7 @@ def system_metrics(run_id: str):
     caller ends it with `stop_system_metrics`."""
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    monitor = SystemMetricsMonitor(run_id, sampling_interval=5, resume_logging=True,
-                                   tracking_uri=tracking_uri())
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=5, resume_logging=True, tracking_uri=tracking_uri())
     monitor.start()
     return monitor
 
@@ -395,15 +406,23 @@ def group_run(client, exp_id: str, params: dict[str, Any], tags: dict[str, str])
     if not name:
         return None
     baseline = os.environ.get("DVC_EXP_BASELINE_REV") or git_commit()
-    query = (f"tags.dvc_experiment = '{name}' AND tags.dvc_baseline = '{baseline}' "
-             f"AND tags.{ROLE_TAG} = 'experiment'")
+    query = f"tags.dvc_experiment = '{name}' AND tags.dvc_baseline = '{baseline}' AND tags.{ROLE_TAG} = 'experiment'"
     found = client.search_runs([exp_id], filter_string=query, max_results=1)
     if found:
         return found[0].info.run_id
-    run = client.create_run(exp_id, run_name=name, tags={
-        "dvc_experiment": name, "dvc_baseline": baseline, ROLE_TAG: "experiment", "git_commit": git_commit(),
-        **tags, **source_tags(),
-        "mlflow.note.content": f"DVC experiment {name}: one child run per variant (train.variants)."})
+    run = client.create_run(
+        exp_id,
+        run_name=name,
+        tags={
+            "dvc_experiment": name,
+            "dvc_baseline": baseline,
+            ROLE_TAG: "experiment",
+            "git_commit": git_commit(),
+            **tags,
+            **source_tags(),
+            "mlflow.note.content": f"DVC experiment {name}: one child run per variant (train.variants).",
+        },
+    )
     _log_params(client, run.info.run_id, params)
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
@@ -437,9 +456,19 @@ def log_inputs(run_id: str, datasets) -> None:
     from .io import dvc_md5
 
     _, client = _client()
-    inputs = [DatasetInput(Dataset(name=d.name, digest=dvc_md5(d.path), source_type="local",
-                                   source=json.dumps({"uri": d.path}), profile=json.dumps(d.profile) or None),
-                           tags=[InputTag("mlflow.data.context", d.context)]) for d in datasets]
+    inputs = [
+        DatasetInput(
+            Dataset(
+                name=d.name,
+                digest=dvc_md5(d.path),
+                source_type="local",
+                source=json.dumps({"uri": d.path}),
+                profile=json.dumps(d.profile) or None,
+            ),
+            tags=[InputTag("mlflow.data.context", d.context)],
+        )
+        for d in datasets
+    ]
     client.log_inputs(run_id, datasets=inputs)
 
 
@@ -457,8 +486,12 @@ def _process_record(pid: int) -> dict:
 
     import psutil
 
-    return {"host": socket.gethostname(), "boot": round(psutil.boot_time()), "pid": pid,
-            "started": round(psutil.Process(pid).create_time(), 2)}
+    return {
+        "host": socket.gethostname(),
+        "boot": round(psutil.boot_time()),
+        "pid": pid,
+        "started": round(psutil.Process(pid).create_time(), 2),
+    }
 
 
 def claim_run(run_id: str) -> None:
@@ -509,6 +542,10 @@ def close_orphans() -> list[str]:
             continue
         client.set_terminated(run.info.run_id, status="KILLED")
         closed.append(run.info.run_id)
-        logging.getLogger(__name__).warning("MLflow run %s (%s) was left RUNNING by process %s, which is gone: "
-                                            "marked KILLED", run.info.run_id, run.info.run_name, owner.get("pid"))
+        logging.getLogger(__name__).warning(
+            "MLflow run %s (%s) was left RUNNING by process %s, which is gone: marked KILLED",
+            run.info.run_id,
+            run.info.run_name,
+            owner.get("pid"),
+        )
     return closed

@@ -28,8 +28,8 @@ from typing import Callable
 
 from .errors import DataError
 from .io import read_json
-from .registry import Registry
 from .rationale import close_rationale
+from .registry import Registry
 
 SETTINGS_FILE = "tasks.json"  # in a variant's data folder, when it has settings
 BASELINE = "answer"  # the paper's baseline: every comparison is against it
@@ -70,8 +70,10 @@ class Variant:
         """What the filter writes beside the rows (nothing for a variant without settings)."""
         if not self.setting_keys:
             return {}
-        return {**{k: getattr(train_cfg, k) for k in self.setting_keys},
-                "prefixes": {t.name: t.prefix for t in self.tasks}}
+        return {
+            **{k: getattr(train_cfg, k) for k in self.setting_keys},
+            "prefixes": {t.name: t.prefix for t in self.tasks},
+        }
 
     def read_settings(self, folder: str | Path) -> dict:
         """The settings the filter wrote beside the rows in `folder` (setting_keys only)."""
@@ -96,8 +98,10 @@ def answer_rows(records: list[dict], kept: list[dict]) -> list[dict]:
 def gold_rows(records: list[dict], kept: list[dict]) -> list[dict]:
     rows = [_row(r, close_rationale(r["gold_rationale"], r["answer"])) for r in records if r.get("gold_rationale")]
     if records and not rows:
-        raise DataError("variant 'gold' needs records with a gold_rationale; this dataset has none "
-                        "(remove gold from train.variants)")
+        raise DataError(
+            "variant 'gold' needs records with a gold_rationale; this dataset has none "
+            "(remove gold from train.variants)"
+        )
     return rows
 
 
@@ -121,8 +125,14 @@ for _variant in (
     Variant("answer", answer_rows, from_teacher=False),
     Variant("cot", cot_rows, from_teacher=True),
     Variant("gold", gold_rows, from_teacher=False),
-    Variant("multitask", multitask_rows, from_teacher=True, tasks=(LABEL, RATIONALE),
-            setting_keys=("multitask_alpha",), weights=_label_and_rationale),
+    Variant(
+        "multitask",
+        multitask_rows,
+        from_teacher=True,
+        tasks=(LABEL, RATIONALE),
+        setting_keys=("multitask_alpha",),
+        weights=_label_and_rationale,
+    ),
 ):
     VARIANTS.register(_variant.name, _variant)
 

@@ -74,8 +74,11 @@ def _diff_text(path: str, old: str, new: str) -> list[tuple[str, object, object]
         except ValueError:
             pass
         else:
-            return [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b))
-                    if a.get(k, "<absent>") != b.get(k, "<absent>")]
+            return [
+                (k, a.get(k, "<absent>"), b.get(k, "<absent>"))
+                for k in sorted(set(a) | set(b))
+                if a.get(k, "<absent>") != b.get(k, "<absent>")
+            ]
     if path.endswith(".csv"):
         a, b = list(csv.reader(io.StringIO(old))), list(csv.reader(io.StringIO(new)))
         header = a[0] if a else []
@@ -88,8 +91,11 @@ def _diff_text(path: str, old: str, new: str) -> list[tuple[str, object, object]
                     diffs.append((f"row {i} {header[j] if j < len(header) else j}", va, vb))
         return diffs
     la, lb = old.splitlines(), new.splitlines()
-    return [(f"line {i + 1}", la[i] if i < len(la) else "<absent>", lb[i] if i < len(lb) else "<absent>")
-            for i in range(max(len(la), len(lb))) if (la[i:i + 1] or [None]) != (lb[i:i + 1] or [None])]
+    return [
+        (f"line {i + 1}", la[i] if i < len(la) else "<absent>", lb[i] if i < len(lb) else "<absent>")
+        for i in range(max(len(la), len(lb)))
+        if (la[i : i + 1] or [None]) != (lb[i : i + 1] or [None])
+    ]
 
 
 def _machine(text: str | None) -> dict | None:
@@ -121,8 +127,12 @@ def compare(committed_lock: dict, made_lock: dict, read_committed, read_made, gi
         if committed.get("params") != made.get("params"):
             res.code_changed.append(Finding(name, "params.yaml", "params", committed.get("params"), made.get("params")))
         # the stages whose outputs this one reads: an output, a folder of outputs, or a file in one
-        upstream = {owner[p] for d in made.get("deps", []) for p in owner
-                    if p == d["path"] or p.startswith(d["path"] + "/") or d["path"].startswith(p + "/")}
+        upstream = {
+            owner[p]
+            for d in made.get("deps", [])
+            for p in owner
+            if p == d["path"] or p.startswith(d["path"] + "/") or d["path"].startswith(p + "/")
+        }
         for path in _outs(made):
             if not (git_tracked(path) and path.endswith(".json")):
                 continue  # the float signature is recorded in the stage's metrics
@@ -154,33 +164,53 @@ def report(res: Comparison, rev: str, limit: int = 12) -> str:
     lines = []
     if res.code_changed:
         lines.append(f"FAIL: the commit's dvc.lock was not made by its own code and params ({len(res.code_changed)}):")
-        lines += [f"  {f.stage}: {f.path} committed {f.committed} / this code {f.made}"
-                  for f in res.code_changed[:limit]]
+        lines += [
+            f"  {f.stage}: {f.path} committed {f.committed} / this code {f.made}" for f in res.code_changed[:limit]
+        ]
         lines.append("  rerun the pipeline (not `dvc commit`) and commit dvc.lock and metrics/ from that run")
     if res.differ:
-        lines.append(f"FAIL: {len(res.differ)} outcome(s) differ from what {rev} commits, made with the same float "
-                     "signature:")
-        lines += [f"  {f.stage}: {f.path} [{f.key}] committed {f.committed!r} / made {f.made!r}"
-                  for f in res.differ[:limit]]
+        lines.append(
+            f"FAIL: {len(res.differ)} outcome(s) differ from what {rev} commits, made with the same float signature:"
+        )
+        lines += [
+            f"  {f.stage}: {f.path} [{f.key}] committed {f.committed!r} / made {f.made!r}" for f in res.differ[:limit]
+        ]
         if len(res.differ) > limit:
             lines.append(f"  ... and {len(res.differ) - limit} more")
     if res.other_machine:
-        lines.append("NOT COMPARED: these stages' floats were made with another signature, so they and the "
-                     "stages downstream cannot be expected to match here:")
+        lines.append(
+            "NOT COMPARED: these stages' floats were made with another signature, so they and the "
+            "stages downstream cannot be expected to match here:"
+        )
         for stage, (c, m) in res.other_machine.items():
             lines.append(f"  {stage}: committed {json.dumps(float_key(c), sort_keys=True) if c else 'no signature'}")
-            lines.append(f"  {' ' * len(stage)}  here      "
-                         f"{json.dumps(float_key(m), sort_keys=True) if m else 'no signature'}")
+            lines.append(
+                f"  {' ' * len(stage)}  here      {json.dumps(float_key(m), sort_keys=True) if m else 'no signature'}"
+            )
         lines.append(f"  {len(res.not_comparable)} difference(s) among them, e.g.:")
-        lines += [f"    {f.stage}: {f.path} [{f.key}] committed {f.committed!r} / made {f.made!r}"
-                  for f in res.not_comparable[:limit]]
+        lines += [
+            f"    {f.stage}: {f.path} [{f.key}] committed {f.committed!r} / made {f.made!r}"
+            for f in res.not_comparable[:limit]
+        ]
     for f in res.provenance[:limit]:
-        lines.append(f"note: {f.path} was committed from {f.committed}, made here on {f.made} "
-                     "(the same float signature: compared)")
-    lines.append(f"{len(res.identical)} outcome file(s) identical to {rev}; {len(res.differ)} differ; "
-                 f"{len(res.not_comparable)} not comparable (other float signature)")
-    lines.append("verify: " + ("FAILED" if not res.ok else "passed" if not res.other_machine
-                                else "passed for the comparable outcomes only (see NOT COMPARED)"))
+        lines.append(
+            f"note: {f.path} was committed from {f.committed}, made here on {f.made} "
+            "(the same float signature: compared)"
+        )
+    lines.append(
+        f"{len(res.identical)} outcome file(s) identical to {rev}; {len(res.differ)} differ; "
+        f"{len(res.not_comparable)} not comparable (other float signature)"
+    )
+    lines.append(
+        "verify: "
+        + (
+            "FAILED"
+            if not res.ok
+            else "passed"
+            if not res.other_machine
+            else "passed for the comparable outcomes only (see NOT COMPARED)"
+        )
+    )
     return "\n".join(lines)
 
 
@@ -188,8 +218,13 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
-def run(repo: Path, rev: str = "HEAD", workdir: Path | None = None, repro_cmd: tuple[str, ...] = ("dvc", "repro"),
-        echo=print) -> Comparison:
+def run(
+    repo: Path,
+    rev: str = "HEAD",
+    workdir: Path | None = None,
+    repro_cmd: tuple[str, ...] = ("dvc", "repro"),
+    echo=print,
+) -> Comparison:
     """Clone `rev` of `repo` into `workdir` (a temporary folder by default), reproduce its
     pipeline there from nothing, and compare. The stages run with this Python's venv on
     the PATH and the clone's own package first on the path."""
@@ -218,5 +253,10 @@ def run(repo: Path, rev: str = "HEAD", workdir: Path | None = None, repro_cmd: t
         p = clone / path
         return p.read_text(encoding="utf-8") if p.is_file() else None
 
-    return compare(yaml.safe_load(committed("dvc.lock") or "{}"), yaml.safe_load(made("dvc.lock") or "{}"),
-                   committed, made, lambda p: p in tracked)
+    return compare(
+        yaml.safe_load(committed("dvc.lock") or "{}"),
+        yaml.safe_load(made("dvc.lock") or "{}"),
+        committed,
+        made,
+        lambda p: p in tracked,
+    )

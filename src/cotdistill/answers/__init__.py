@@ -17,18 +17,38 @@ from typing import Callable, Optional, Sequence
 
 from ..registry import Registry
 from .labels import (
-    NO, YES, NotAnOption, bare_text, choice_answer, choice_fallback, last_yes_no, normalise_text, text_answer,
+    NO,
+    YES,
+    NotAnOption,
+    bare_text,
+    choice_answer,
+    choice_fallback,
+    last_yes_no,
+    normalise_text,
+    text_answer,
     yes_no_answer,
 )
 from .markers import find_statements, has_marker, reasoning_before_answer, through_first_answer
 from .numbers import (
-    bare_number, first_number, format_number, number_matches, parse_number,
-    read_gold_number, snap_float,
+    bare_number,
+    first_number,
+    format_number,
+    number_matches,
+    parse_number,
+    read_gold_number,
+    snap_float,
 )
 
 __all__ = [
-    "EXTRACTORS", "extract", "format_number", "matches",
-    "normalise_gold", "normalise_text", "parse_gold", "parse_number", "reasoning_before_answer",
+    "EXTRACTORS",
+    "extract",
+    "format_number",
+    "matches",
+    "normalise_gold",
+    "normalise_text",
+    "parse_gold",
+    "parse_number",
+    "reasoning_before_answer",
     "through_first_answer",
 ]
 
@@ -93,8 +113,9 @@ EXTRACTORS.register("text", extract_text)
 EXTRACTORS.register("choice", extract_choice)
 
 
-def extract(text: str, answer_type: str, mode: str = "strict", *,
-            choices: Optional[Sequence[str]] = None) -> Optional[str]:
+def extract(
+    text: str, answer_type: str, mode: str = "strict", *, choices: Optional[Sequence[str]] = None
+) -> Optional[str]:
     """The canonical answer in `text`, or None when there is none to read.
 
     `choices` (a choice record's option texts) lets an answer name an option by its text.

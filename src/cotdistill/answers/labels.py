@@ -18,7 +18,7 @@ NO = frozenset({"no", "false", "incorrect"})
 _YES_NO = re.compile(r"(?<![\w/-])(yes|no|true|false)(?![\w/'\u2019-])(?!\s+one\b)", re.IGNORECASE)
 _NEGATED_BEFORE = re.compile(r"\b(?:not|never|n['\u2019]t)\s*$", re.IGNORECASE)
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
-_CLOSING = {'"': '"\u201d', "'": "'\u2019", "`": "`", "\u201c": "\u201d\"", "\u2018": "\u2019'"}
+_CLOSING = {'"': '"\u201d', "'": "'\u2019", "`": "`", "\u201c": '\u201d"', "\u2018": "\u2019'"}
 # Where a text answer ends: clause punctuation, a dash, or a word that starts a reason
 # ("The answer is nk, since ...", "The answer is nk because ...").
 _CLAUSE_END = re.compile(
@@ -117,8 +117,11 @@ def _option_text(text: str, choices: Optional[Sequence[str]], letters: str) -> O
     if not choices:
         return None
     wanted = normalise_text(_ARTICLE.sub("", text.strip(), count=1))
-    hits = [letters[i] for i, c in enumerate(choices[: len(letters)])
-            if normalise_text(_ARTICLE.sub("", c.strip(), count=1)) == wanted]
+    hits = [
+        letters[i]
+        for i, c in enumerate(choices[: len(letters)])
+        if normalise_text(_ARTICLE.sub("", c.strip(), count=1)) == wanted
+    ]
     return hits[0] if wanted and len(hits) == 1 else None
 
 

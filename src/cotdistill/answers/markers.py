@@ -58,8 +58,9 @@ class Statement:
 
 # "28 is the answer.", "... = 120, which is the answer.": the answer comes first, as a
 # short clause right before the marker in the same sentence (not in a question).
-_POSTFIX = re.compile(r"\b(?:is|was)\s+(?:the\s+)?(?:final\s+|correct\s+)?answer\b(?!\s+(?:is|was|to|of|for)\b)",
-                      re.IGNORECASE)
+_POSTFIX = re.compile(
+    r"\b(?:is|was)\s+(?:the\s+)?(?:final\s+|correct\s+)?answer\b(?!\s+(?:is|was|to|of|for)\b)", re.IGNORECASE
+)
 _WHICH = re.compile(r"(?:,\s*which|\s+that)\s*$", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r"[.!?;:\n]\s|[!?;:\n]|,\s")
 _CONNECTIVE = re.compile(r"^(?:so|thus|therefore|hence|and)\b[\s,]*", re.IGNORECASE)
@@ -103,14 +104,14 @@ def _postfix_statements(text: str) -> list[Statement]:
     """Statements that name their answer before the marker ("28 is the answer.")."""
     out = []
     for m in _POSTFIX.finditer(text):
-        if text[m.end():m.end() + 1] not in ("", ".", "!", ";", ",", "\n", " "):
+        if text[m.end() : m.end() + 1] not in ("", ".", "!", ";", ",", "\n", " "):
             continue  # "What is the answer?" asks; it states nothing
         window_start = max(0, m.start() - _POSTFIX_WINDOW)
-        before = text[window_start:m.start()]
+        before = text[window_start : m.start()]
         which = _WHICH.search(before)
         before = before[: which.start()] if which else before
         breaks = list(_CLAUSE_BREAK.finditer(before))
-        clause = before[breaks[-1].end():] if breaks else before
+        clause = before[breaks[-1].end() :] if breaks else before
         clause = _CONNECTIVE.sub("", clause.strip())
         if clause and len(clause.split()) <= 12:
             out.append(Statement(window_start + before.find(clause), clause))

@@ -141,7 +141,7 @@ def bare_number(text: str) -> Optional[str]:
     token = _NUM.search(line)
     if token is None or "=" in line or re.search(r"[,;:!?](?!\d)|\.\s", line):
         return None
-    rest = line[: token.start()] + " " + line[token.end():]
+    rest = line[: token.start()] + " " + line[token.end() :]
     if len(rest.split()) > 2 or _NUM.search(rest):
         return None
     return first_number(line)

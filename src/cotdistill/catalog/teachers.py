@@ -65,15 +65,21 @@ TEACHERS.register(
 TEACHERS.register(
     "llama-3.1-8b-8bit",
     TeacherPreset(
-        name="llama-3.1-8b-8bit", backend="hf", model="meta-llama/Llama-3.1-8B-Instruct",
-        params_b=8.0, quantization="8bit",
+        name="llama-3.1-8b-8bit",
+        backend="hf",
+        model="meta-llama/Llama-3.1-8B-Instruct",
+        params_b=8.0,
+        quantization="8bit",
     ),
 )
 TEACHERS.register(
     "llama-3.1-70b-4bit",
     TeacherPreset(
-        name="llama-3.1-70b-4bit", backend="hf", model="meta-llama/Llama-3.1-70B-Instruct",
-        params_b=70.6, quantization="4bit",
+        name="llama-3.1-70b-4bit",
+        backend="hf",
+        model="meta-llama/Llama-3.1-70B-Instruct",
+        params_b=70.6,
+        quantization="4bit",
     ),
 )
 
@@ -83,15 +89,23 @@ TEACHERS.register(
 TEACHERS.register(
     "vllm-local",
     TeacherPreset(
-        name="vllm-local", backend="openai", model="Qwen/Qwen2.5-7B-Instruct", params_b=7.6,
-        base_url="http://127.0.0.1:8000/v1", api_key_env="VLLM_API_KEY",
+        name="vllm-local",
+        backend="openai",
+        model="Qwen/Qwen2.5-7B-Instruct",
+        params_b=7.6,
+        base_url="http://127.0.0.1:8000/v1",
+        api_key_env="VLLM_API_KEY",
     ),
 )
 TEACHERS.register(
     "vllm-llama-3.1-70b",
     TeacherPreset(
-        name="vllm-llama-3.1-70b", backend="openai", model="meta-llama/Llama-3.1-70B-Instruct",
-        params_b=70.6, base_url="http://127.0.0.1:8000/v1", api_key_env="VLLM_API_KEY",
+        name="vllm-llama-3.1-70b",
+        backend="openai",
+        model="meta-llama/Llama-3.1-70B-Instruct",
+        params_b=70.6,
+        base_url="http://127.0.0.1:8000/v1",
+        api_key_env="VLLM_API_KEY",
     ),
 )
 TEACHERS.register(
@@ -99,14 +113,23 @@ TEACHERS.register(
     TeacherPreset(
         # `cotdistill export-teacher smollm2-135m DIR` then `transformers serve DIR`; the
         # server knows the model by its folder, so set generate.served_model: DIR.
-        name="transformers-serve", backend="openai", model="SmolLM2-135M-Instruct", params_b=0.135,
+        name="transformers-serve",
+        backend="openai",
+        model="SmolLM2-135M-Instruct",
+        params_b=0.135,
         base_url="http://127.0.0.1:8000/v1",
     ),
 )
 TEACHERS.register(
     "openai-gpt-4o-mini",
     TeacherPreset(
-        name="openai-gpt-4o-mini", backend="openai", model="gpt-4o-mini", params_b=0.0, chat=True,
-        base_url="https://api.openai.com/v1", api_key_env="OPENAI_API_KEY", api_key_required=True,
+        name="openai-gpt-4o-mini",
+        backend="openai",
+        model="gpt-4o-mini",
+        params_b=0.0,
+        chat=True,
+        base_url="https://api.openai.com/v1",
+        api_key_env="OPENAI_API_KEY",
+        api_key_required=True,
     ),
 )

@@ -27,9 +27,26 @@ from ..sentence import answer_sentence
 
 # Given names with the pronoun their sentences use.
 PEOPLE = {
-    "Ana": "She", "Mia": "She", "Eva": "She", "Ivy": "She", "Kim": "She", "Uma": "She", "Zoe": "She",
-    "Pam": "She", "Fay": "She", "Liv": "She", "Ben": "He", "Dan": "He", "Gus": "He", "Hal": "He",
-    "Ned": "He", "Raj": "He", "Sam": "He", "Tom": "He", "Wes": "He", "Leo": "He",
+    "Ana": "She",
+    "Mia": "She",
+    "Eva": "She",
+    "Ivy": "She",
+    "Kim": "She",
+    "Uma": "She",
+    "Zoe": "She",
+    "Pam": "She",
+    "Fay": "She",
+    "Liv": "She",
+    "Ben": "He",
+    "Dan": "He",
+    "Gus": "He",
+    "Hal": "He",
+    "Ned": "He",
+    "Raj": "He",
+    "Sam": "He",
+    "Tom": "He",
+    "Wes": "He",
+    "Leo": "He",
 }
 ITEMS = ("apples", "marbles", "stickers", "coins", "cards", "books", "pens", "shells", "stamps", "beads")
 
@@ -42,9 +59,22 @@ TEMPLATES = {
 }
 FACTORS = (2, 3, 4)
 _START = re.compile(r"^([A-Z][a-z]+) has (\d+) ([a-z]+)\.")
-_SENTENCES = [(op, re.compile("^" + re.escape(t).replace(r"\{p\}", r"(?:She|He)").replace(r"\{pl\}", r"(?:she|he)")
-                              .replace(r"\{q\}", r"[A-Z][a-z]+").replace(r"\{n\}", r"(\d+)") + "$"))
-              for op, ts in TEMPLATES.items() for t in ts]
+_SENTENCES = [
+    (
+        op,
+        re.compile(
+            "^"
+            + re.escape(t)
+            .replace(r"\{p\}", r"(?:She|He)")
+            .replace(r"\{pl\}", r"(?:she|he)")
+            .replace(r"\{q\}", r"[A-Z][a-z]+")
+            .replace(r"\{n\}", r"(\d+)")
+            + "$"
+        ),
+    )
+    for op, ts in TEMPLATES.items()
+    for t in ts
+]
 
 
 def apply(value: int, op: str, n: int) -> int:
@@ -100,7 +130,7 @@ def parse_question(question: str) -> Optional[tuple[int, list[tuple[str, int]]]]
     m = _START.match(question)
     if not m:
         return None
-    body = question[m.end():].rsplit(" How many ", 1)[0].strip()
+    body = question[m.end() :].rsplit(" How many ", 1)[0].strip()
     ops: list[tuple[str, int]] = []
     for sentence in re.split(r"(?<=\.)\s+", body) if body else []:
         for op, pattern in _SENTENCES:

@@ -34,8 +34,7 @@ class Hit:
     kind: str  # exact | ngram
 
     def as_dict(self) -> dict:
-        return {"test_id": self.test_id, "other_id": self.other_id, "other_split": self.other_split,
-                "kind": self.kind}
+        return {"test_id": self.test_id, "other_id": self.other_id, "other_split": self.other_split, "kind": self.kind}
 
 
 def find_hits(tests: list[dict], others: list[dict], other_split: str, use_ngrams: bool) -> list[Hit]:
@@ -58,8 +57,9 @@ def find_hits(tests: list[dict], others: list[dict], other_split: str, use_ngram
     return hits
 
 
-def decontaminate(splits: dict[str, list[dict]], exemplars: list[str], use_ngrams: bool,
-                  action: str) -> tuple[dict[str, list[dict]], dict, list[Hit]]:
+def decontaminate(
+    splits: dict[str, list[dict]], exemplars: list[str], use_ngrams: bool, action: str
+) -> tuple[dict[str, list[dict]], dict, list[Hit]]:
     """Remove contamination: a train or validation row that matches a test row is dropped,
     and so is a test row that matches an exemplar (the exemplars are fixed).
 
@@ -72,13 +72,18 @@ def decontaminate(splits: dict[str, list[dict]], exemplars: list[str], use_ngram
         hits += find_hits(tests, splits.get(split, []), split, use_ngrams)
     hits += find_hits(tests, ex_rows, "exemplars", use_ngrams)
 
-    counts = {f"{kind}_{where}": sum(1 for h in hits if h.kind == kind and h.other_split == where)
-              for kind in ("exact", "ngram") for where in ("train", "validation", "exemplars")}
+    counts = {
+        f"{kind}_{where}": sum(1 for h in hits if h.kind == kind and h.other_split == where)
+        for kind in ("exact", "ngram")
+        for where in ("train", "validation", "exemplars")
+    }
     counts["ngram_check"] = int(use_ngrams)
     if hits and action == "fail":
         shown = ", ".join(f"{h.test_id}~{h.other_id} ({h.kind})" for h in hits[:5])
-        raise DataError(f"prepare: {len(hits)} contamination hits between test and "
-                         f"train/validation/exemplars, e.g. {shown} (prepare.decontaminate: fail)")
+        raise DataError(
+            f"prepare: {len(hits)} contamination hits between test and "
+            f"train/validation/exemplars, e.g. {shown} (prepare.decontaminate: fail)"
+        )
     drop_other = {(h.other_split, h.other_id) for h in hits if h.other_split != "exemplars"}
     drop_test = {h.test_id for h in hits if h.other_split == "exemplars"}
     out = {}

@@ -39,22 +39,27 @@ def split_templates(ids: list[int], ood_fraction: float, seed: int, want_ood: bo
     random.Random(f"gsm_symbolic-{seed}-templates").shuffle(order)
     n_ood = round(len(order) * ood_fraction) if want_ood else 0
     if want_ood and not 1 <= n_ood < len(order):
-        raise DataError(f"gsm_symbolic: prepare.gsm_symbolic.ood_template_fraction {ood_fraction} holds out "
-                         f"{n_ood} of {len(order)} templates; it must hold out at least one and keep one")
+        raise DataError(
+            f"gsm_symbolic: prepare.gsm_symbolic.ood_template_fraction {ood_fraction} holds out "
+            f"{n_ood} of {len(order)} templates; it must hold out at least one and keep one"
+        )
     return sorted(order[n_ood:]), sorted(order[:n_ood])
 
 
 def load_gsm_symbolic(params) -> dict[str, list[dict]]:
     cfg = params.prepare
     gens = template_generators()
-    in_dist, held_out = split_templates(list(gens), cfg.gsm_symbolic.ood_template_fraction, params.seed,
-                                        cfg.n_test_ood > 0)
+    in_dist, held_out = split_templates(
+        list(gens), cfg.gsm_symbolic.ood_template_fraction, params.seed, cfg.n_test_ood > 0
+    )
     seen: set[str] = set()
     out: dict[str, list[dict]] = {}
-    for split, n, templates, prefix in (("test", cfg.n_test, in_dist, "gsmsym-test"),
-                                        ("test_ood", cfg.n_test_ood, held_out, "gsmsym-ood"),
-                                        ("validation", cfg.n_validation, in_dist, "gsmsym-val"),
-                                        ("train", cfg.n_train, in_dist, "gsmsym-train")):
+    for split, n, templates, prefix in (
+        ("test", cfg.n_test, in_dist, "gsmsym-test"),
+        ("test_ood", cfg.n_test_ood, held_out, "gsmsym-ood"),
+        ("validation", cfg.n_validation, in_dist, "gsmsym-val"),
+        ("train", cfg.n_train, in_dist, "gsmsym-train"),
+    ):
         rng = random.Random(f"gsm_symbolic-{params.seed}-{split}")
         rows: list[dict] = []
         attempts = 0
@@ -70,8 +75,14 @@ def load_gsm_symbolic(params) -> dict[str, list[dict]]:
             if answer is None:
                 raise DataError(f"gsm_symbolic: reasoning-gym gave an unreadable answer {item['answer']!r}")
             seen.add(question)
-            rows.append({"id": f"{prefix}-{len(rows):05d}", "question": question, "answer": answer,
-                         "answer_type": "number",
-                         "gold_rationale": close_rationale(gsm_reasoning(item["metadata"]["answer_cot"]), answer)})
+            rows.append(
+                {
+                    "id": f"{prefix}-{len(rows):05d}",
+                    "question": question,
+                    "answer": answer,
+                    "answer_type": "number",
+                    "gold_rationale": close_rationale(gsm_reasoning(item["metadata"]["answer_cot"]), answer),
+                }
+            )
         out[split] = rows
     return {name: out[name] for name in ("train", "validation", "test", "test_ood")}

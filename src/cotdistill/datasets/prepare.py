@@ -62,8 +62,9 @@ def _loaded(rows_of: Callable) -> Callable:
         for b in bad:
             log.warning("malformed row %s:%d: %s", b.where, b.line, b.reason)
         if skipped:
-            log.info("%d rows skipped as outside the answer type %s (listed in report.json)",
-                     len(skipped), spec.answer_type)
+            log.info(
+                "%d rows skipped as outside the answer type %s (listed in report.json)", len(skipped), spec.answer_type
+            )
         check_malformed(bad, n_rows - len(skipped), cfg.max_malformed, spec.name)
         splits = make_splits(pools, cfg.n_train, cfg.n_validation, cfg.n_test, params.seed, spec.name)
         return splits, {"source": params.prepare.source or spec.default_source, "rows_loaded": n_rows}, bad, skipped
@@ -99,16 +100,20 @@ def prepare_dataset(params, exemplars: list[str], data_files: Optional[dict] = N
     ids = Counter(r["id"] for rows in splits.values() for r in rows)
     dup = sorted(i for i, c in ids.items() if c > 1)
     if dup:
-        raise DataError(f"{spec.name}: {len(dup)} ids occur more than once, e.g. {dup[:5]} "
-                         "(set prepare.local.id to a unique column, or null for row numbers)")
+        raise DataError(
+            f"{spec.name}: {len(dup)} ids occur more than once, e.g. {dup[:5]} "
+            "(set prepare.local.id to a unique column, or null for row numbers)"
+        )
 
     splits, decon, hits = decontaminate(splits, exemplars, spec.ngram_check, cfg.decontaminate)
     source = cfg.local.path if load_counts["source"] == "local" else f"source {load_counts['source']}"
     for name in ("train", "test"):
         if not splits.get(name):
-            raise DataError(f"{spec.name}: the {name} split is empty after splitting and decontamination "
-                            f"({load_counts['rows_loaded']} rows read from {source}, {len(bad)} malformed, "
-                            f"{len(skipped)} of another answer type); lower prepare.n_test or check the source")
+            raise DataError(
+                f"{spec.name}: the {name} split is empty after splitting and decontamination "
+                f"({load_counts['rows_loaded']} rows read from {source}, {len(bad)} malformed, "
+                f"{len(skipped)} of another answer type); lower prepare.n_test or check the source"
+            )
     for h in hits:
         log.warning("contamination: test %s matches %s %s (%s)", h.test_id, h.other_split, h.other_id, h.kind)
     test_in_train = len({h.test_id for h in hits if h.other_split == "train"})
@@ -163,5 +168,7 @@ def example_question(params, prompt) -> tuple[dict, str]:
         except (ValueError, OSError) as exc:
             log.warning("cannot load %s (%s); showing an exemplar question", params.dataset, exc)
     last = prompt.exemplars[-1]
-    return ({"question": last.question, "answer": last.answer},
-            f"the last exemplar of {prompt.path.name} (the {params.dataset} data is not available offline)")
+    return (
+        {"question": last.question, "answer": last.answer},
+        f"the last exemplar of {prompt.path.name} (the {params.dataset} data is not available offline)",
+    )

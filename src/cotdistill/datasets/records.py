@@ -49,16 +49,26 @@ class BadRow:
 Mapper = Callable[[dict, str], dict]  # (raw mapping, fallback id) -> record
 
 
-def make_record(rid: str, question: object, gold: object, answer_type: str,
-                choices: Optional[list[str]] = None, rationale: Optional[str] = None) -> dict:
+def make_record(
+    rid: str,
+    question: object,
+    gold: object,
+    answer_type: str,
+    choices: Optional[list[str]] = None,
+    rationale: Optional[str] = None,
+) -> dict:
     """The common record; a missing question or an unreadable gold raises RowError."""
     if not isinstance(question, str) or not question.strip():
         raise RowError("missing question")
     answer = parse_gold(gold, answer_type)
     if answer is None:
         raise RowError(f"unparseable {answer_type} gold {str(gold)[:40]!r}")
-    rec = {"id": str(rid), "question": re.sub(r"[ \t]+", " ", question.strip()),
-           "answer": answer, "answer_type": answer_type}
+    rec = {
+        "id": str(rid),
+        "question": re.sub(r"[ \t]+", " ", question.strip()),
+        "answer": answer,
+        "answer_type": answer_type,
+    }
     if choices is not None:
         rec["choices"] = [str(c) for c in choices]
     if rationale:
@@ -75,8 +85,9 @@ def gsm_reasoning(solution: str) -> str:
     return _CALC.sub("", solution.split("####", 1)[0])
 
 
-def map_rows(rows: Iterable[RawRow], mapper: Mapper, prefix: str
-             ) -> tuple[dict[str, list[dict]], list[BadRow], list[BadRow]]:
+def map_rows(
+    rows: Iterable[RawRow], mapper: Mapper, prefix: str
+) -> tuple[dict[str, list[dict]], list[BadRow], list[BadRow]]:
     """Records grouped by source split ("all": no split of its own), malformed rows, and
     rows skipped as outside the answer type."""
     out: dict[str, list[dict]] = {}
@@ -102,7 +113,7 @@ def map_rows(rows: Iterable[RawRow], mapper: Mapper, prefix: str
 
 def malformed_summary(bad: list[BadRow]) -> dict[str, int]:
     """Counts by reason kind (the part before any quoted value)."""
-    kinds = Counter(b.reason.split(" '")[0].split(" (")[0].split(" \"")[0] for b in bad)
+    kinds = Counter(b.reason.split(" '")[0].split(" (")[0].split(' "')[0] for b in bad)
     return dict(sorted(kinds.items()))
 
 

@@ -16,8 +16,9 @@ from .records import BadRow, RawRow
 _BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
 
 
-def hub_rows(hub_id: str, config: Optional[str], splits: dict[str, str],
-             data_files: Optional[dict[str, str]] = None) -> Iterator[RawRow]:
+def hub_rows(
+    hub_id: str, config: Optional[str], splits: dict[str, str], data_files: Optional[dict[str, str]] = None
+) -> Iterator[RawRow]:
     """Rows of the Hub dataset `hub_id` (config `config`), its splits renamed by `splits`.
 
     `data_files` ({hub split: local file}) loads the same columns from files through the
@@ -36,8 +37,10 @@ def hub_rows(hub_id: str, config: Optional[str], splits: dict[str, str],
             ds = load_dataset(hub_id, config)
         except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, ...
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"{hub_id}: cannot load from the Hugging Face Hub ({first}); without the "
-                             "Hub use prepare.source: local (or packaged where the dataset has it)") from None
+            raise DataError(
+                f"{hub_id}: cannot load from the Hugging Face Hub ({first}); without the "
+                "Hub use prepare.source: local (or packaged where the dataset has it)"
+            ) from None
     for hub_split, ours in splits.items():
         if hub_split not in ds:
             raise DataError(f"{hub_id}: no split '{hub_split}' (it has {', '.join(ds)})")
@@ -50,8 +53,10 @@ def format_of(path: str | Path, fmt: Optional[str]) -> str:
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in LOCAL_FORMATS:
-        raise DataError(f"{path}: cannot tell the format from the suffix; set prepare.local.format "
-                         f"to one of {', '.join(sorted(set(LOCAL_FORMATS.values())))}")
+        raise DataError(
+            f"{path}: cannot tell the format from the suffix; set prepare.local.format "
+            f"to one of {', '.join(sorted(set(LOCAL_FORMATS.values())))}"
+        )
     return LOCAL_FORMATS[suffix]
 
 

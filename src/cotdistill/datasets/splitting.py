@@ -17,8 +17,9 @@ def _sample(rows: list[dict], n: int, rng: random.Random) -> list[dict]:
     return [rows[i] for i in keep]
 
 
-def make_splits(pools: dict[str, list[dict]], n_train: int, n_validation: int, n_test: int,
-                seed: int, name: str) -> dict[str, list[dict]]:
+def make_splits(
+    pools: dict[str, list[dict]], n_train: int, n_validation: int, n_test: int, seed: int, name: str
+) -> dict[str, list[dict]]:
     """Splits from the source's own splits where it has them, else carved by the seed.
 
     `pools` holds rows by source split: "train", "validation", "test", and "all" for rows

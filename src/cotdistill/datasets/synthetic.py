@@ -14,8 +14,8 @@ from ..errors import DataError
 from ..registry import Registry
 from ..sentence import answer_sentence
 from .arithmetic import multistep_example
-from .names import NAMES
 from .gsm_symbolic import load_gsm_symbolic
+from .names import NAMES
 
 Generator = Callable[..., dict[str, list[dict]]]
 GENERATORS: Registry[Generator] = Registry("generated dataset")
@@ -42,8 +42,16 @@ def coin_flip_example(rng: random.Random, n_people: int) -> dict:
     return {"question": question, "answer": answer, "answer_type": "yes_no", "gold_rationale": rationale}
 
 
-def _draw(rng: random.Random, n: int, lo: int, hi: int, seen: set[str], prefix: str,
-          make: Callable[[random.Random, int], dict], what: str) -> list[dict]:
+def _draw(
+    rng: random.Random,
+    n: int,
+    lo: int,
+    hi: int,
+    seen: set[str],
+    prefix: str,
+    make: Callable[[random.Random, int], dict],
+    what: str,
+) -> list[dict]:
     """`n` examples of length lo..hi whose questions are not in `seen` (which grows)."""
     rows: list[dict] = []
     attempts = 0
@@ -62,8 +70,14 @@ def _draw(rng: random.Random, n: int, lo: int, hi: int, seen: set[str], prefix: 
     return rows
 
 
-def generated_splits(params, name: str, prefix: str, make: Callable[[random.Random, int], dict],
-                     lengths: tuple[int, int], ood_lengths: tuple[int, int]) -> dict[str, list[dict]]:
+def generated_splits(
+    params,
+    name: str,
+    prefix: str,
+    make: Callable[[random.Random, int], dict],
+    lengths: tuple[int, int],
+    ood_lengths: tuple[int, int],
+) -> dict[str, list[dict]]:
     """The four splits of a generated task, all questions distinct: the test splits are
     drawn first (test in `lengths`, test_ood in `ood_lengths`), then validation and train,
     so that train never repeats a test question. `make(rng, length)` draws one example."""
@@ -83,8 +97,14 @@ def generated_splits(params, name: str, prefix: str, make: Callable[[random.Rand
 
 def load_coin_flip(params) -> dict[str, list[dict]]:
     o = params.prepare.coin_flip
-    return generated_splits(params, "coin_flip", "coin", coin_flip_example, (o.min_people, o.max_people),
-                            (o.ood_min_people, o.ood_max_people))
+    return generated_splits(
+        params,
+        "coin_flip",
+        "coin",
+        coin_flip_example,
+        (o.min_people, o.max_people),
+        (o.ood_min_people, o.ood_max_people),
+    )
 
 
 # ------------------------------------------------------------------ last-letter concatenation
@@ -134,15 +154,26 @@ def last_letters_example(rng: random.Random, n_words: int, first: list[str], las
 def load_last_letters(params) -> dict[str, list[dict]]:
     o = params.prepare.last_letters
     first, last = load_name_lists(o.names, params.prepare.package_cache)
-    return generated_splits(params, "last_letters", "letters", lambda r, k: last_letters_example(r, k, first, last),
-                            (o.min_words, o.max_words), (o.ood_min_words, o.ood_max_words))
+    return generated_splits(
+        params,
+        "last_letters",
+        "letters",
+        lambda r, k: last_letters_example(r, k, first, last),
+        (o.min_words, o.max_words),
+        (o.ood_min_words, o.ood_max_words),
+    )
 
 
 def load_multistep_arith(params) -> dict[str, list[dict]]:
     o = params.prepare.multistep_arith
-    return generated_splits(params, "multistep_arith", "arith",
-                            lambda r, k: multistep_example(r, k, o.max_value, o.max_operand),
-                            (o.min_ops, o.max_ops), (o.ood_min_ops, o.ood_max_ops))
+    return generated_splits(
+        params,
+        "multistep_arith",
+        "arith",
+        lambda r, k: multistep_example(r, k, o.max_value, o.max_operand),
+        (o.min_ops, o.max_ops),
+        (o.ood_min_ops, o.ood_max_ops),
+    )
 
 
 GENERATORS.register("coin_flip", load_coin_flip)

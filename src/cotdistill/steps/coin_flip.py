@@ -17,21 +17,42 @@ from .reading import Unread, claim_sentences
 
 _PERSON_Q = re.compile(r"([A-Z][\w'-]*) (does not flip|flips) the coin\.")
 
-_NUM_WORDS = {"no": 0, "zero": 0, "none": 0, "one": 1, "a single": 1, "only one": 1, "two": 2, "three": 3,
-              "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+_NUM_WORDS = {
+    "no": 0,
+    "zero": 0,
+    "none": 0,
+    "one": 1,
+    "a single": 1,
+    "only one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+}
 _TIMES_WORDS = {"once": 1, "twice": 2, "thrice": 3}
 _NUM = r"(?:\d+|zero|one|two|three|four|five|six|seven|eight|nine|ten|a\s+single|only\s+one)"
-_NEG = (r"(?:does\s*n[o']t|doesn't|did\s*n[o']t|didn't|do\s*n[o']t|don't|will\s+not|won't|never|"
-        r"chooses\s+not\s+to|chose\s+not\s+to|decides\s+not\s+to|decided\s+not\s+to|is\s+not\s+going\s+to)\b")
+_NEG = (
+    r"(?:does\s*n[o']t|doesn't|did\s*n[o']t|didn't|do\s*n[o']t|don't|will\s+not|won't|never|"
+    r"chooses\s+not\s+to|chose\s+not\s+to|decides\s+not\s+to|decided\s+not\s+to|is\s+not\s+going\s+to)\b"
+)
 _OBJ = r"(?:\s+(?:it|the\s+coin|that\s+coin|this\s+coin))?(?:\s+(?:over|again|too|as\s+well|either|also|once))*"
 # (each alternation ends at a word boundary, so that "flip" cannot match the start of "flips")
 _VERB = r"(?:flip|flips|flipped|flipping|toss|tosses|tossed|turn\w*\s+(?:it|the\s+coin)\s+over|turn\w*\s+over)\b"
 _VERB_BASE = r"(?:flip|toss|turn\s+(?:it|the\s+coin)\s+over|touch(?:\s+it|\s+the\s+coin)?)\b"
-_SKIP = (r"(?:skips|skipped|passes|passed|misses|missed|sits\s+out|sat\s+out)(?:\s+(?:his|her|their|a|the)\s+turn)?"
-         r"|(?:leaves|left)\s+(?:it|the\s+coin)(?:\s+(?:alone|as\s+it\s+(?:is|was)|untouched))?"
-         r"|(?:does|did)\s+nothing(?:\s+to\s+(?:it|the\s+coin))?|no\s+(?:flip|toss)")
-_ADV = (r"(?:\s*,?\s*(?:then|also|now|next|too|again|finally|first|last|lastly|in\s+turn)\s*,?)?"
-        r"(?:\s*[:\-\u2013\u2014]\s*)?")
+_SKIP = (
+    r"(?:skips|skipped|passes|passed|misses|missed|sits\s+out|sat\s+out)(?:\s+(?:his|her|their|a|the)\s+turn)?"
+    r"|(?:leaves|left)\s+(?:it|the\s+coin)(?:\s+(?:alone|as\s+it\s+(?:is|was)|untouched))?"
+    r"|(?:does|did)\s+nothing(?:\s+to\s+(?:it|the\s+coin))?|no\s+(?:flip|toss)"
+)
+_ADV = (
+    r"(?:\s*,?\s*(?:then|also|now|next|too|again|finally|first|last|lastly|in\s+turn)\s*,?)?"
+    r"(?:\s*[:\-\u2013\u2014]\s*)?"
+)
 _ACTION = rf"(?P<neg>{_NEG}(?:\s+{_VERB_BASE}{_OBJ})?)|(?P<skip>{_SKIP})|(?P<pos>{_VERB}{_OBJ})"
 _STATE_WORD = r"(?P<s>heads|tails|head|tail)"
 _STATE = re.compile(
@@ -51,10 +72,12 @@ _SAME = re.compile(
     re.IGNORECASE,
 )
 _CHANGE = re.compile(r"\b(?:changes|changed|is\s+reversed|is\s+turned\s+over)\b", re.IGNORECASE)
-_ANSWER = re.compile(r"\b(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*[\"']?(?P<a>yes|no)\b",
-                     re.IGNORECASE)
-_BARE_ANSWER = re.compile(r"^\W*(?:(?:so|thus|therefore|hence)\s*,?\s*)?(?P<a>yes|no)\b(?=\s*(?:[,.!]|$))",
-                          re.IGNORECASE)
+_ANSWER = re.compile(
+    r"\b(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*[\"']?(?P<a>yes|no)\b", re.IGNORECASE
+)
+_BARE_ANSWER = re.compile(
+    r"^\W*(?:(?:so|thus|therefore|hence)\s*,?\s*)?(?P<a>yes|no)\b(?=\s*(?:[,.!]|$))", re.IGNORECASE
+)
 _VACUOUS = re.compile(
     r"\bwhether\b[^.;]*?\bor\s+not\b|\bregardless\b|\bno\s+matter\b|\beither\s+way\b|\bin\s+any\s+case\b"
     r"|\banyway\b|\birrespective\b|\bin\s+either\s+case\b|\bboth\s+ways\b",
@@ -78,10 +101,16 @@ _PARITY = re.compile(
     r"(?:\s+number)?(?:\s+of\s+(?:times|flips|people|persons))?(?:\s+times)?",
     re.IGNORECASE,
 )
-_INITIAL = re.compile(r"\b(?:starts?|started|starting|begins?|began|initially|at\s+first|originally"
-                      r"|at\s+the\s+(?:start|beginning)|in\s+the\s+beginning)\b", re.IGNORECASE)
-_FINAL = re.compile(r"\b(?:ends?|ended|ending|finally|in\s+the\s+end|at\s+the\s+end|final|end\s+up"
-                    r"|after\s+(?:all|everyone))\b", re.IGNORECASE)
+_INITIAL = re.compile(
+    r"\b(?:starts?|started|starting|begins?|began|initially|at\s+first|originally"
+    r"|at\s+the\s+(?:start|beginning)|in\s+the\s+beginning)\b",
+    re.IGNORECASE,
+)
+_FINAL = re.compile(
+    r"\b(?:ends?|ended|ending|finally|in\s+the\s+end|at\s+the\s+end|final|end\s+up"
+    r"|after\s+(?:all|everyone))\b",
+    re.IGNORECASE,
+)
 _AFTER = re.compile(r"\b(?:after|once|when|since|because)\s*$", re.IGNORECASE)
 _PRONOUN = re.compile(rf"\b(?:he|she|they){_ADV}\s+(?:{_ACTION})", re.IGNORECASE)
 # What a sentence may still contain once its claims are taken out.
@@ -92,9 +121,36 @@ _COIN_LEFTOVER = re.compile(
     re.IGNORECASE,
 )
 _CAPITAL_ACTOR = re.compile(r"\b([A-Z][a-z]+)\s+(?:" + _ACTION + r")")
-_NOT_NAMES = {"it", "coin", "he", "she", "they", "nobody", "everyone", "everybody", "each", "all", "both",
-              "someone", "somebody", "neither", "then", "also", "next", "now", "finally", "first", "who", "that",
-              "this", "person", "which", "one", "no", "none"}
+_NOT_NAMES = {
+    "it",
+    "coin",
+    "he",
+    "she",
+    "they",
+    "nobody",
+    "everyone",
+    "everybody",
+    "each",
+    "all",
+    "both",
+    "someone",
+    "somebody",
+    "neither",
+    "then",
+    "also",
+    "next",
+    "now",
+    "finally",
+    "first",
+    "who",
+    "that",
+    "this",
+    "person",
+    "which",
+    "one",
+    "no",
+    "none",
+}
 
 
 _CAP = r"\b[A-Z][a-z]+\b"
@@ -186,16 +242,18 @@ def _find_actors(sentence: str, known: frozenset[str], claims: _Claims) -> None:
         members = re.findall(_CAP, m.group("names"))
         if all(x in known for x in members) and claims.unread.take(*m.span()):
             for k, member in enumerate(members):
-                claims.found.append(_Claim(m.start() + k, m.start() + k + 1, "person", name=member,
-                                           flips=_action_flips(m)))
+                claims.found.append(
+                    _Claim(m.start() + k, m.start() + k + 1, "person", name=member, flips=_action_flips(m))
+                )
     for m in _PASSIVE.finditer(sentence):
         if m.group("name") in known:
             claims.add(m, _Claim(0, 0, "person", name=m.group("name"), flips=not m.group("pneg")))
     for m in _NAME_TOKEN.finditer(sentence):
         if m.group(0) in known:
             tail = _PERSON_TAIL.match(sentence, m.end())
-            claims.add(tail, _Claim(0, 0, "person", name=m.group(0), flips=_action_flips(tail)),
-                       span=(m.start(), tail.end()))
+            claims.add(
+                tail, _Claim(0, 0, "person", name=m.group(0), flips=_action_flips(tail)), span=(m.start(), tail.end())
+            )
     for m in _PRONOUN.finditer(sentence):
         claims.add(m, _Claim(0, 0, "pronoun", flips=_action_flips(m)))
     for m in _CAPITAL_ACTOR.finditer(sentence):
@@ -221,11 +279,11 @@ def _find_coin_facts(sentence: str, claims: _Claims) -> None:
 
 
 def _mark_initial_and_final(sentence: str, claims: list[_Claim]) -> None:
-    """"starts heads up" / "ends tails up": the marker applies to the next state claim."""
+    """ "starts heads up" / "ends tails up": the marker applies to the next state claim."""
     for c in claims:
         if c.kind == "state" and not c.when:
             last_claim_end = max((d.end for d in claims if d.end <= c.start and d is not c), default=0)
-            window = sentence[last_claim_end: c.start]
+            window = sentence[last_claim_end : c.start]
             if _INITIAL.search(window):
                 c.when = "initial"
             elif _FINAL.search(window):
@@ -233,10 +291,10 @@ def _mark_initial_and_final(sentence: str, claims: list[_Claim]) -> None:
 
 
 def _put_states_after_persons(sentence: str, claims: list[_Claim]) -> None:
-    """"it is tails up after Mia flips it": the state belongs after the person."""
+    """ "it is tails up after Mia flips it": the state belongs after the person."""
     for i in range(len(claims) - 1):
         a, b = claims[i], claims[i + 1]
-        if a.kind == "state" and b.kind == "person" and _AFTER.search(sentence[a.end: b.start]):
+        if a.kind == "state" and b.kind == "person" and _AFTER.search(sentence[a.end : b.start]):
             claims[i], claims[i + 1] = b, a
 
 
@@ -323,7 +381,7 @@ class _Walk:
             return f"says nothing about {self.names[self.k - 1]}'s action or the coin after it"
         expected = self.names[self.k] if self.k < len(self.names) else "no one"
         if name != expected:
-            if name in self.names[:self.k]:
+            if name in self.names[: self.k]:
                 return f"repeats {name}"
             return f"names {name} where {expected} comes next"
         self.k += 1
@@ -344,7 +402,7 @@ class _Walk:
         """The flips a count or a parity is about: everyone's in a summary (one that starts
         before any person lasts until the next person), else those walked through so far."""
         self.summary = self.summary or self.k == 0
-        return self.flips if self.summary else self.flips[:self.k]
+        return self.flips if self.summary else self.flips[: self.k]
 
     def take_count(self, c: _Claim) -> Optional[str]:
         pool = self.counted_flips()
@@ -410,10 +468,13 @@ class _Walk:
 
 
 def _restates_task(sentence: str, known: frozenset[str]) -> bool:
-    """"we need to find whether the coin is still heads up": a "whether" that names no person
+    """ "we need to find whether the coin is still heads up": a "whether" that names no person
     and is not a vacuous claim restates the task."""
-    return bool(re.search(r"\bwhether\b", sentence, re.IGNORECASE)) and not _VACUOUS.search(sentence) \
+    return (
+        bool(re.search(r"\bwhether\b", sentence, re.IGNORECASE))
+        and not _VACUOUS.search(sentence)
         and not any(t in known for t in _NAME_TOKEN.findall(sentence))
+    )
 
 
 def check_coin_flip(question: str, cot: str) -> Optional[str]:

@@ -14,22 +14,33 @@ _L = r"(?P<l>[A-Za-z]+)"
 _END = r"(?![\w'’])"
 _LETTER_CLAIMS = [
     # The last letter of "Elon" is "n". / The last letter in Elon: n / The last letters of "Elon" are "n".
-    re.compile(rf"\bthe\s+last\s+letters?\s+(?:of|in)\s+(?:the\s+(?:word|name)\s+)?{_Q}{_W}{_Q}"
-               rf"(?:\s+is|\s+are|\s*[=:,])\s*"
-               rf"(?:the\s+letter\s+|an?\s+)?{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
+    re.compile(
+        rf"\bthe\s+last\s+letters?\s+(?:of|in)\s+(?:the\s+(?:word|name)\s+)?{_Q}{_W}{_Q}"
+        rf"(?:\s+is|\s+are|\s*[=:,])\s*"
+        rf"(?:the\s+letter\s+|an?\s+)?{_Q}{_L}{_Q}{_END}",
+        re.IGNORECASE,
+    ),
     # Elon's last letter is n.
-    re.compile(rf"(?<![\w'’]){_Q}{_W}{_Q}(?:'s|’s)\s+last\s+letter\s+is\s*:?\s*(?:the\s+letter\s+|an?\s+)?"
-               rf"{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
+    re.compile(
+        rf"(?<![\w'’]){_Q}{_W}{_Q}(?:'s|’s)\s+last\s+letter\s+is\s*:?\s*(?:the\s+letter\s+|an?\s+)?"
+        rf"{_Q}{_L}{_Q}{_END}",
+        re.IGNORECASE,
+    ),
     # Elon ends with n. / Elon ends in the letter n.
-    re.compile(rf"(?<![\w'’]){_Q}{_W}{_Q}\s+(?:ends|ended)\s+(?:with|in)\s+(?:the\s+letter\s+|an?\s+)?"
-               rf"{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
+    re.compile(
+        rf"(?<![\w'’]){_Q}{_W}{_Q}\s+(?:ends|ended)\s+(?:with|in)\s+(?:the\s+letter\s+|an?\s+)?"
+        rf"{_Q}{_L}{_Q}{_END}",
+        re.IGNORECASE,
+    ),
     # n is the last letter of Elon.
-    re.compile(rf"(?<![\w'’]){_Q}{_L}{_Q}\s+is\s+the\s+last\s+letter\s+(?:of|in)\s+{_Q}{_W}{_Q}{_END}",
-               re.IGNORECASE),
+    re.compile(rf"(?<![\w'’]){_Q}{_L}{_Q}\s+is\s+the\s+last\s+letter\s+(?:of|in)\s+{_Q}{_W}{_Q}{_END}", re.IGNORECASE),
     # Elon -> n / Elon: n / Elon = n
-    re.compile(rf"(?<![\w'’])"
-               rf"(?!(?:answer|final|result|concatenation|concatenated|joined|combined|together|letters|so)\b)"
-               rf"{_Q}{_W}{_Q}\s*(?:->|→|=>|:|=)\s*{_Q}{_L}{_Q}{_END}", re.IGNORECASE),
+    re.compile(
+        rf"(?<![\w'’])"
+        rf"(?!(?:answer|final|result|concatenation|concatenated|joined|combined|together|letters|so)\b)"
+        rf"{_Q}{_W}{_Q}\s*(?:->|→|=>|:|=)\s*{_Q}{_L}{_Q}{_END}",
+        re.IGNORECASE,
+    ),
 ]
 # 'Concatenating them is "nk"', 'Putting them together gives nk', 'together they make nk'
 _JOINED = re.compile(
@@ -45,12 +56,14 @@ _LETTER_LIST = re.compile(
     rf"|\s+and\s+{_Q}[A-Za-z]{_Q})*){_END}",
     re.IGNORECASE,
 )
-_LETTERS_ANSWER = re.compile(rf"\b(?:the\s+)?(?:final\s+)?answer(?:\s+is\s*:?|\s*:)\s*{_Q}(?P<a>[A-Za-z]+){_Q}{_END}",
-                             re.IGNORECASE)
+_LETTERS_ANSWER = re.compile(
+    rf"\b(?:the\s+)?(?:final\s+)?answer(?:\s+is\s*:?|\s*:)\s*{_Q}(?P<a>[A-Za-z]+){_Q}{_END}", re.IGNORECASE
+)
 _QUOTED = re.compile(r"[\"“]([^\"”]+)[\"”]")
 _RESTATED = re.compile(r"\b(?:each|every)\s+(?:word|name)\b|\bthe\s+words\s+(?:in|of)\b", re.IGNORECASE)
-_LETTERS_LEFTOVER = re.compile(r"[\"“'‘][A-Za-z][\"”'’]|\bletters?\b|\b(?:concatenat|join|combin)\w*|\bends?\b",
-                               re.IGNORECASE)
+_LETTERS_LEFTOVER = re.compile(
+    r"[\"“'‘][A-Za-z][\"”'’]|\bletters?\b|\b(?:concatenat|join|combin)\w*|\bends?\b", re.IGNORECASE
+)
 
 
 def _word(w: str) -> str:

@@ -59,9 +59,35 @@ def _aligned(logits, labels):
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("student architecture")
-ARCHITECTURES.register("t5", Architecture("t5", t5.load_student, t5.apply_lora, t5.save_trained,
-                                          t5.load_trained, _t5_tokenizer, _same, (), seq2seq_encode, _t5_collator,
-                                          _aligned))
-ARCHITECTURES.register("causal", Architecture("causal", causal.load_student, causal.apply_lora, causal.save_trained,
-                                              causal.load_trained, causal.load_tokenizer, causal.prompt_text,
-                                              causal.STOP_STRINGS, causal.encode, causal.collator, causal.align))
+ARCHITECTURES.register(
+    "t5",
+    Architecture(
+        "t5",
+        t5.load_student,
+        t5.apply_lora,
+        t5.save_trained,
+        t5.load_trained,
+        _t5_tokenizer,
+        _same,
+        (),
+        seq2seq_encode,
+        _t5_collator,
+        _aligned,
+    ),
+)
+ARCHITECTURES.register(
+    "causal",
+    Architecture(
+        "causal",
+        causal.load_student,
+        causal.apply_lora,
+        causal.save_trained,
+        causal.load_trained,
+        causal.load_tokenizer,
+        causal.prompt_text,
+        causal.STOP_STRINGS,
+        causal.encode,
+        causal.collator,
+        causal.align,
+    ),
+)

@@ -112,16 +112,29 @@ def _dataset(rows: list[dict]):
     return Dataset.from_list(rows)
 
 
-def training_data(tokenizer, model, train_examples: list[tuple], val_examples: list[tuple], cfg, arch,
-                  tasks: Sequence, weights: Sequence[float]) -> TrainingData:
+def training_data(
+    tokenizer,
+    model,
+    train_examples: list[tuple],
+    val_examples: list[tuple],
+    cfg,
+    arch,
+    tasks: Sequence,
+    weights: Sequence[float],
+) -> TrainingData:
     """The datasets and collator of (question, target of each task) examples for a student
     of architecture `arch` (architectures.Architecture); `tasks` and `weights` are the
     variant's (variants.Variant)."""
 
     def encode(task_index: int, examples: list[tuple]) -> list[dict]:
         task = tasks[task_index]
-        return arch.encode(tokenizer, [task.source(e[0]) for e in examples], [e[task_index + 1] for e in examples],
-                           cfg.max_source_length, cfg.max_target_length)
+        return arch.encode(
+            tokenizer,
+            [task.source(e[0]) for e in examples],
+            [e[task_index + 1] for e in examples],
+            cfg.max_source_length,
+            cfg.max_target_length,
+        )
 
     def build(examples):
         rows = encode(0, examples)
@@ -134,5 +147,10 @@ def training_data(tokenizer, model, train_examples: list[tuple], val_examples: l
     if len(tasks) == 1:
         collator, remove_unused_columns = arch.collator(tokenizer, model)
         return TrainingData(train, validation, collator, remove_unused_columns, None)
-    return TrainingData(train, validation, MultitaskCollator(tokenizer.pad_token_id, tuple(t.name for t in tasks[1:])),
-                        False, tuple(weights))
+    return TrainingData(
+        train,
+        validation,
+        MultitaskCollator(tokenizer.pad_token_id, tuple(t.name for t in tasks[1:])),
+        False,
+        tuple(weights),
+    )

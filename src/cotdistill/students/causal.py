@@ -91,27 +91,41 @@ def causal_tokenizer(texts: Iterable[str], vocab_size: int, kind: str = "bpe"):
     tok = train_tokenizer(texts, vocab_size, kind)
     tok.add_special_tokens({"bos_token": BOS})
     tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.bos_token_id)])
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.bos_token_id)]
+    )
     return prepare_tokenizer(tok)
 
 
 def build_from_config(preset, tokenizer, seed: int) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **preset.config)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **preset.config,
+    )
     return LlamaForCausalLM(config)
 
 
-def _pretrained(path: str, quantization: str | None = None, dtype: torch.dtype | None = None,
-                gguf_file: str | None = None):
+def _pretrained(
+    path: str, quantization: str | None = None, dtype: torch.dtype | None = None, gguf_file: str | None = None
+):
     """weights.load_pretrained for a causal LM, with its tokenizer prepared as training and decoding use it."""
     model, tokenizer = weights.load_pretrained(path, AutoModelForCausalLM, quantization, dtype, gguf_file)
     return model, prepare_tokenizer(tokenizer)
 
 
-def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "none",
-                 dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None,
-                 model_path: str | None = None):
+def load_student(
+    preset,
+    texts: Iterable[str],
+    seed: int,
+    quantization: str = "none",
+    dtype: torch.dtype | None = None,
+    base_dir: Path | None = None,
+    tokenizer: str | None = None,
+    model_path: str | None = None,
+):
     """(model, tokenizer) for a causal student preset, as t5.load_student does for T5.
 
     A from-config or GGUF student that is to be quantized or to carry adapters is first
@@ -129,8 +143,9 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
         tok = causal_tokenizer(texts, preset.tokenizer_vocab_size, tokenizer or preset.tokenizer)
         return build_from_config(preset, tok, seed), tok
 
-    return weights.through_base_dir(build, base_dir, quantization,
-                                    lambda folder: _pretrained(folder, quantization, dtype))
+    return weights.through_base_dir(
+        build, base_dir, quantization, lambda folder: _pretrained(folder, quantization, dtype)
+    )
 
 
 def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool):
@@ -139,8 +154,9 @@ def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing
     return weights.apply_lora(model, r, alpha, dropout, gradient_checkpointing, None, "CAUSAL_LM")
 
 
-def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | None,
-                 dtype: torch.dtype | None = None) -> str:
+def save_trained(
+    model, tokenizer, folder: Path, lora_save: str, base: str | None, dtype: torch.dtype | None = None
+) -> str:
     return weights.save_trained(model, tokenizer, folder, lora_save, base, dtype, model_class=AutoModelForCausalLM)
 
 
@@ -151,4 +167,3 @@ def load_trained(folder: str | Path):
 
 def load_tokenizer(folder: str | Path):
     return prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
-

@@ -46,10 +46,15 @@ class Job:
     settings: dict = field(default_factory=dict)  # the variant's, from its data folder (Variant.read_settings)
 
 
-def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str, ...]],
-                  val_pairs: list[tuple[str, ...]], checkpoints: Path, out: Path,
-                  on_saved: Callable[[dict, list[dict], dict], None] | None = None,
-                  ) -> tuple[dict, list[dict], dict] | None:
+def train_student(
+    job: Job,
+    train_rows: list[dict],
+    train_pairs: list[tuple[str, ...]],
+    val_pairs: list[tuple[str, ...]],
+    checkpoints: Path,
+    out: Path,
+    on_saved: Callable[[dict, list[dict], dict], None] | None = None,
+) -> tuple[dict, list[dict], dict] | None:
     """Train `job` on its variant's examples, (question, the target of each task), and save
     the student to `out`; returns its metrics, training curve and timings (rank 0; None on
     the other ranks).
@@ -67,9 +72,19 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     variant = VARIANTS.get(job.variant)
     # the float signature too: a checkpoint made with other threads or float code paths must
     # not be resumed into this run, whose weights would then depend on that history
-    key = run_key({"variant": job.variant, "model": params.model, "seed": params.seed, "threads": params.threads,
-                   "floats": machine.float_key(machine.signature(job.threads)),
-                   "train": to_dict(cfg), "data": train_pairs, "val": val_pairs, **job.settings})
+    key = run_key(
+        {
+            "variant": job.variant,
+            "model": params.model,
+            "seed": params.seed,
+            "threads": params.threads,
+            "floats": machine.float_key(machine.signature(job.threads)),
+            "train": to_dict(cfg),
+            "data": train_pairs,
+            "val": val_pairs,
+            **job.settings,
+        }
+    )
     checkpoint_dir = checkpoints / key
     # Full finetuning keeps fp32 weights under bf16 autocast (the Trainer's mixed precision);
     # a frozen LoRA base is loaded in bf16 to halve its memory.
@@ -92,8 +107,16 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
         if note:
             log.warning(note)
     quantization.quiet_bitsandbytes(bool(memory.bitsandbytes_settings(cfg.quantization, cfg.optimizer)))
-    model, tokenizer = arch.load_student(preset, tokenizer_corpus(train_rows), params.seed, cfg.quantization, dtype,
-                                         base_dir, cfg.tokenizer, cfg.model_path)
+    model, tokenizer = arch.load_student(
+        preset,
+        tokenizer_corpus(train_rows),
+        params.seed,
+        cfg.quantization,
+        dtype,
+        base_dir,
+        cfg.tokenizer,
+        cfg.model_path,
+    )
     if cfg.tokenizer == CHECKPOINT_TOKENIZER:  # run.json and MLflow name the tokenizer it brought
         cfg = dataclasses.replace(cfg, tokenizer=f"{CHECKPOINT_TOKENIZER}: {describe_tokenizer(tokenizer)}")
         job = dataclasses.replace(job, cfg=cfg)
@@ -110,8 +133,19 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
         callbacks = [tracking.loss_callback(run_id)]
     start = time.perf_counter()
     try:
-        metrics, history = train(model, tokenizer, train_pairs, val_pairs, cfg, checkpoint_dir, params.seed, arch,
-                                 callbacks, variant.tasks, variant.weights(job.settings))
+        metrics, history = train(
+            model,
+            tokenizer,
+            train_pairs,
+            val_pairs,
+            cfg,
+            checkpoint_dir,
+            params.seed,
+            arch,
+            callbacks,
+            variant.tasks,
+            variant.weights(job.settings),
+        )
         if not main_process:
             return None
         if monitor:
@@ -125,8 +159,9 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
         if on_saved:
             on_saved(metrics, curve, timings)
         # Last, so that a rerun after a failure above does not log the summary twice.
-        tracking.log_metrics(run_id, {f"train/{k}": v for k, v in {**metrics, **timings}.items()
-                                      if isinstance(v, (int, float))})
+        tracking.log_metrics(
+            run_id, {f"train/{k}": v for k, v in {**metrics, **timings}.items() if isinstance(v, (int, float))}
+        )
     except BaseException as exc:
         if main_process:
             if monitor:
@@ -141,8 +176,9 @@ def train_student(job: Job, train_rows: list[dict], train_pairs: list[tuple[str,
     return metrics, curve, timings
 
 
-def _save(job: Job, model, tokenizer, metrics: dict, key: str, run_id: str, base_dir: Path | None, dtype,
-          out: Path) -> None:
+def _save(
+    job: Job, model, tokenizer, metrics: dict, key: str, run_id: str, base_dir: Path | None, dtype, out: Path
+) -> None:
     """Write the model folder (atomically) and, with train.log_model, copy it into MLflow.
 
     The folder is an outcome: run.json names the run by its key (what determines it), not
@@ -157,13 +193,20 @@ def _save(job: Job, model, tokenizer, metrics: dict, key: str, run_id: str, base
         else:
             base = str(base_dir) if base_dir else str(shared_path(cfg.model_path)) if cfg.model_path else preset.hub_id
             metrics["saved_as"] = arch.save_trained(model, tokenizer, tmp, cfg.lora_save, base, dtype)
-        write_json(tmp / "run.json", {"run_key": key, "variant": job.variant, "model": params.model,
-                                      "architecture": preset.architecture,
-                                      **{k: job.settings.get(k) for k in SETTING_KEYS},
-                                      "resolved_train": to_dict(cfg),
-                                      # the processor is named in the stage's metrics: weights made
-                                      # alike on two CPUs (machine.PORTABLE) make the same folder
-                                      "metrics": {k: v for k, v in metrics.items() if k != "machine"}})
+        write_json(
+            tmp / "run.json",
+            {
+                "run_key": key,
+                "variant": job.variant,
+                "model": params.model,
+                "architecture": preset.architecture,
+                **{k: job.settings.get(k) for k in SETTING_KEYS},
+                "resolved_train": to_dict(cfg),
+                # the processor is named in the stage's metrics: weights made
+                # alike on two CPUs (machine.PORTABLE) make the same folder
+                "metrics": {k: v for k, v in metrics.items() if k != "machine"},
+            },
+        )
     if params.train.log_model:
         tracking.log_folder(run_id, str(out))
 
@@ -177,11 +220,18 @@ def _open_run(checkpoint_dir: Path, job: Job) -> str:
     run_params = {"variant": job.variant, **flatten(to_dict(params))}
     run_params.update({f"train_resolved.{k}": v for k, v in to_dict(job.cfg).items()})
     made_with = {k: str(v) for k, v in flatten({"machine": machine.signature(job.threads)}).items()}
-    run_id = tracking.start_run(job.variant, run_params,
-                                {"dataset": params.dataset, "teacher": params.teacher, "student": params.model,
-                                 tracking.MODEL_KEY_TAG: checkpoint_dir.name,
-                                 **made_with},
-                                datasets=job.inputs)
+    run_id = tracking.start_run(
+        job.variant,
+        run_params,
+        {
+            "dataset": params.dataset,
+            "teacher": params.teacher,
+            "student": params.model,
+            tracking.MODEL_KEY_TAG: checkpoint_dir.name,
+            **made_with,
+        },
+        datasets=job.inputs,
+    )
     tracking.claim_run(run_id)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_text(id_file, run_id)

@@ -33,9 +33,16 @@ def build_from_config(preset, tokenizer: PreTrainedTokenizerFast, seed: int) -> 
     return T5ForConditionalGeneration(config)
 
 
-def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "none",
-                 dtype: torch.dtype | None = None, base_dir: Path | None = None, tokenizer: str | None = None,
-                 model_path: str | None = None):
+def load_student(
+    preset,
+    texts: Iterable[str],
+    seed: int,
+    quantization: str = "none",
+    dtype: torch.dtype | None = None,
+    base_dir: Path | None = None,
+    tokenizer: str | None = None,
+    model_path: str | None = None,
+):
     """(model, tokenizer) for a student preset; `texts` train the tokenizer if needed.
 
     A Hub student loads from `model_path` (train.model_path: a local folder) when given,
@@ -48,12 +55,17 @@ def load_student(preset, texts: Iterable[str], seed: int, quantization: str = "n
     """
     quantization = quantization or "none"
     if preset.offline:
+
         def build():
             tok = train_tokenizer(texts, preset.tokenizer_vocab_size, tokenizer or preset.tokenizer)
             return build_from_config(preset, tok, seed), tok
 
-        return weights.through_base_dir(build, base_dir, quantization, lambda folder: weights.load_pretrained(
-            folder, T5ForConditionalGeneration, quantization, dtype))
+        return weights.through_base_dir(
+            build,
+            base_dir,
+            quantization,
+            lambda folder: weights.load_pretrained(folder, T5ForConditionalGeneration, quantization, dtype),
+        )
     path, _ = weights.find_pretrained(preset, model_path)
     return weights.load_pretrained(path, T5ForConditionalGeneration, quantization, dtype)
 
@@ -63,10 +75,12 @@ def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing
     return weights.apply_lora(model, r, alpha, dropout, gradient_checkpointing, LORA_TARGETS, "SEQ_2_SEQ_LM")
 
 
-def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | None,
-                 dtype: torch.dtype | None = None) -> str:
-    return weights.save_trained(model, tokenizer, folder, lora_save, base, dtype,
-                                model_class=T5ForConditionalGeneration)
+def save_trained(
+    model, tokenizer, folder: Path, lora_save: str, base: str | None, dtype: torch.dtype | None = None
+) -> str:
+    return weights.save_trained(
+        model, tokenizer, folder, lora_save, base, dtype, model_class=T5ForConditionalGeneration
+    )
 
 
 def load_trained(folder: str | Path):

@@ -51,8 +51,9 @@ def toy_pairs(rng: random.Random, n: int = 64) -> list[tuple[str, str]]:
     return pairs
 
 
-def train_to_target(model, batch_loss: Callable, pairs: list, rng: random.Random, target_loss: float,
-                    max_steps: int, name: str) -> int:
+def train_to_target(
+    model, batch_loss: Callable, pairs: list, rng: random.Random, target_loss: float, max_steps: int, name: str
+) -> int:
     """AdamW steps on random batches of `pairs` until the mean loss of the last WINDOW
     steps is below `target_loss`; returns the steps taken, leaves the model in eval mode.
     Raises ToyTrainingError after `max_steps` steps without reaching it."""
@@ -73,12 +74,19 @@ def train_to_target(model, batch_loss: Callable, pairs: list, rng: random.Random
         mean = sum(losses[-WINDOW:]) / len(losses[-WINDOW:])
         if step >= WINDOW and mean < target_loss:
             model.eval()
-            log.info("toy %s: mean loss %.3f of the last %d steps after %d steps (target %.2f)",
-                     name, mean, WINDOW, step, target_loss)
+            log.info(
+                "toy %s: mean loss %.3f of the last %d steps after %d steps (target %.2f)",
+                name,
+                mean,
+                WINDOW,
+                step,
+                target_loss,
+            )
             return step
     raise ToyTrainingError(
         f"toy {name}: the mean loss of the last {WINDOW} steps is {mean:.3f} after {max_steps} steps, "
-        f"above the target {target_loss}: it has not learnt the format its tests rely on")
+        f"above the target {target_loss}: it has not learnt the format its tests rely on"
+    )
 
 
 def toy_arithmetic_student(seed: int = 0, target_loss: float = 0.6, max_steps: int = 300):

@@ -42,9 +42,11 @@ def check_finite(logs: dict, step: int, learning_rate: float) -> None:
     for key in ("loss", "eval_loss", "grad_norm"):
         value = logs.get(key)
         if isinstance(value, (int, float)) and not math.isfinite(value):
-            raise TrainingDiverged(f"train: the {key.replace('_', ' ')} became {value} at step {step} "
-                                   f"(train.learning_rate = {learning_rate:g}): the student diverged, so no "
-                                   "model is saved and nothing is evaluated; lower train.learning_rate")
+            raise TrainingDiverged(
+                f"train: the {key.replace('_', ' ')} became {value} at step {step} "
+                f"(train.learning_rate = {learning_rate:g}): the student diverged, so no "
+                "model is saved and nothing is evaluated; lower train.learning_rate"
+            )
 
 
 class EpochSeededSampler(LengthGroupedSampler):
@@ -108,8 +110,11 @@ class ResumableTrainer(Seq2SeqTrainer):
         # Written before the Trainer's own files: trainer_state.json, written last, marks
         # a complete checkpoint (last_complete_checkpoint), so a complete one has this too.
         folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        state = {"total_loss": self._total_loss_scalar, "pending_loss": float(self._tr_loss.item()),
-                 "last_logged_step": self._globalstep_last_logged}
+        state = {
+            "total_loss": self._total_loss_scalar,
+            "pending_loss": float(self._tr_loss.item()),
+            "last_logged_step": self._globalstep_last_logged,
+        }
         try:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / LOSS_STATE.format(rank=self.args.process_index)).write_text(json.dumps(state))
@@ -127,8 +132,11 @@ class ResumableTrainer(Seq2SeqTrainer):
             return
         path = Path(self._resumed_from) / LOSS_STATE.format(rank=self.args.process_index)
         if not path.exists():
-            log.warning("%s: no loss sums in this checkpoint (written by an older version); the losses "
-                        "logged right after the resume and train_loss cover the resumed steps only", path.parent)
+            log.warning(
+                "%s: no loss sums in this checkpoint (written by an older version); the losses "
+                "logged right after the resume and train_loss cover the resumed steps only",
+                path.parent,
+            )
             return
         state = json.loads(path.read_text())
         self._total_loss_scalar = state["total_loss"]

@@ -36,8 +36,10 @@ NOT_TRAINING = ("variants", "launch", "log_model", "system_metrics", "memory_che
 # The settings of one training run: params.train without NOT_TRAINING, after the student
 # preset's defaults fill its `None`s (`resolve`).
 ResolvedTrain = dataclasses.make_dataclass(
-    "ResolvedTrain", [(f.name, f.type) for f in dataclasses.fields(TrainConfig) if f.name not in NOT_TRAINING],
-    frozen=True)
+    "ResolvedTrain",
+    [(f.name, f.type) for f in dataclasses.fields(TrainConfig) if f.name not in NOT_TRAINING],
+    frozen=True,
+)
 # The resolved `tokenizer` of a student that brings its own (Hub, local folder, GGUF file):
 # train.tokenizer names the kind a from-config student trains, which such a student does
 # not; job.py adds the loaded tokenizer's class and kind (tokenizer.describe_tokenizer).
@@ -56,8 +58,10 @@ def resolve(train_cfg: TrainConfig, preset) -> ResolvedTrain:
         values["tokenizer"] = CHECKPOINT_TOKENIZER
     cuda = torch.cuda.is_available()
     if values["precision"] == "bf16" and not (cuda and torch.cuda.is_bf16_supported()):
-        log.warning("train.precision: bf16 is not supported on %s; training in fp32",
-                    torch.cuda.get_device_name() if cuda else "this CPU-only machine")
+        log.warning(
+            "train.precision: bf16 is not supported on %s; training in fp32",
+            torch.cuda.get_device_name() if cuda else "this CPU-only machine",
+        )
         values["precision"] = "fp32"
     if values["precision"] == "fp16" and not cuda:
         log.warning("train.precision: fp16 needs a GPU; training in fp32 on this CPU-only machine")
@@ -97,9 +101,15 @@ def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
     during a save leaves a folder without trainer_state.json, which the Trainer writes
     last; a file damaged afterwards (a full disk, a bad copy) is found by reading the
     headers, and the next older checkpoint is taken, with a warning that names the file."""
-    done = sorted((p for p in Path(checkpoint_dir).glob("checkpoint-*")
-                   if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()),
-                  key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    done = sorted(
+        (
+            p
+            for p in Path(checkpoint_dir).glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+        ),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
     for folder in done:
         damage = checkpoint_damage(folder)
         if damage is None:
@@ -143,7 +153,6 @@ def train(
     from transformers import Seq2SeqTrainingArguments
 
     from .trainer import MultitaskTrainer, ResumableTrainer, check_finite
-
 
     if not train_pairs:
         raise DataError("no training examples: the filter kept nothing (see metrics/filter.json)")
@@ -212,8 +221,9 @@ def train(
     if val_ds is not None:
         # The evaluation at the last step when the schedule ran one (eval_steps divides
         # max_steps); evaluating again would log a second eval_loss row for that step.
-        at_end = [h for h in trainer.state.log_history
-                  if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+        at_end = [
+            h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == trainer.state.global_step
+        ]
         ev = at_end[-1] if at_end else trainer.evaluate()
         metrics["eval_loss"] = round(float(ev["eval_loss"]), 5)
     metrics["world_size"] = int(args.world_size)

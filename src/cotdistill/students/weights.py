@@ -48,15 +48,25 @@ def find_pretrained(preset, model_path: str | None = None) -> tuple[str | None, 
     return None, None
 
 
-def load_pretrained(path: str, model_class: type, quantization: str | None = None, dtype: torch.dtype | None = None,
-                    gguf_file: str | None = None) -> tuple:
+def load_pretrained(
+    path: str,
+    model_class: type,
+    quantization: str | None = None,
+    dtype: torch.dtype | None = None,
+    gguf_file: str | None = None,
+) -> tuple:
     """(model, tokenizer) from a Hub id, a local folder, or the GGUF file `gguf_file` in folder
     `path`; a GGUF model is dequantized by transformers and marked as the plain model it is."""
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     qc = quantization_config(quantization)
-    model = model_class.from_pretrained(path, dtype=dtype or torch.float32, quantization_config=qc,
-                                        device_map=quantized_device_map() if qc is not None else None, **kwargs)
+    model = model_class.from_pretrained(
+        path,
+        dtype=dtype or torch.float32,
+        quantization_config=qc,
+        device_map=quantized_device_map() if qc is not None else None,
+        **kwargs,
+    )
     if gguf_file:
         dequantized(model)
     return model, tokenizer
@@ -74,8 +84,9 @@ def quantized_device_map():
     return "auto"
 
 
-def through_base_dir(build: Callable[[], tuple], base_dir: Path | None, quantization: str,
-                     load: Callable[[str], tuple]) -> tuple:
+def through_base_dir(
+    build: Callable[[], tuple], base_dir: Path | None, quantization: str, load: Callable[[str], tuple]
+) -> tuple:
     """(model, tokenizer) of a student built here (from a config, or from a GGUF file) as
     training takes it. bitsandbytes quantizes while loading, so one that is to be quantized,
     or to carry adapters, is first saved to `base_dir` (that folder is also the base the
@@ -96,8 +107,9 @@ def through_base_dir(build: Callable[[], tuple], base_dir: Path | None, quantiza
     return load(str(base_dir))
 
 
-def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool,
-               targets: list[str] | None, task_type: str):
+def apply_lora(
+    model, r: int, alpha: int, dropout: float, gradient_checkpointing: bool, targets: list[str] | None, task_type: str
+):
     """Wrap `model` with trainable LoRA adapters (peft); base weights stay frozen.
     `targets` None: peft's default modules for the model's architecture."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -107,13 +119,20 @@ def apply_lora(model, r: int, alpha: int, dropout: float, gradient_checkpointing
     elif gradient_checkpointing:
         # Checkpointed blocks need an input that requires grad when the embeddings are frozen.
         model.enable_input_require_grads()
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                        task_type=task_type)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type)
     return get_peft_model(model, config)
 
 
-def save_trained(model, tokenizer, folder: Path, lora_save: str, base: str | None,
-                 dtype: torch.dtype | None = None, *, model_class: type) -> str:
+def save_trained(
+    model,
+    tokenizer,
+    folder: Path,
+    lora_save: str,
+    base: str | None,
+    dtype: torch.dtype | None = None,
+    *,
+    model_class: type,
+) -> str:
     """Write the trained student to `folder`; returns "full", "adapter" or "merged".
 
     `base` is the base model's folder or Hub id (for LoRA). A quantized base cannot take

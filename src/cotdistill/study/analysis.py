@@ -109,11 +109,17 @@ def summarise(runs: list[StudentRun]) -> list[Summary]:
         rs = sorted(rs, key=lambda r: r.seed)
         per = {s: [r.accuracy[s] for r in rs if s in r.accuracy] for s in SPLITS}
         per = {s: v for s, v in per.items() if v}
-        out.append(Summary(
-            task, label, [r.seed for r in rs],
-            mean={s: statistics.fmean(v) for s, v in per.items()},
-            sd={s: statistics.stdev(v) if len(v) > 1 else math.nan for s, v in per.items()},
-            per_seed=per, train_examples=[r.train_examples for r in rs if r.train_examples is not None]))
+        out.append(
+            Summary(
+                task,
+                label,
+                [r.seed for r in rs],
+                mean={s: statistics.fmean(v) for s, v in per.items()},
+                sd={s: statistics.stdev(v) if len(v) > 1 else math.nan for s, v in per.items()},
+                per_seed=per,
+                train_examples=[r.train_examples for r in rs if r.train_examples is not None],
+            )
+        )
     return out
 
 
@@ -135,9 +141,14 @@ def pooled_test(a: list[StudentRun], b: list[StudentRun], split: str) -> Optiona
     if not seeds:
         return None
     res = mcnemar_exact(xs, ys)
-    return {"seeds": seeds, "n": res["n"], "only_a": res["only_a"], "only_b": res["only_b"],
-            "p_value": res["p_value"],
-            "diff": (sum(xs) - sum(ys)) / len(xs) if xs else 0.0}
+    return {
+        "seeds": seeds,
+        "n": res["n"],
+        "only_a": res["only_a"],
+        "only_b": res["only_b"],
+        "p_value": res["p_value"],
+        "diff": (sum(xs) - sum(ys)) / len(xs) if xs else 0.0,
+    }
 
 
 def comparisons(runs: list[StudentRun], baseline: str = BASELINE) -> list[dict]:
@@ -165,12 +176,17 @@ def teacher_row(task: str, mode: str, filter_metrics: dict, split: str = "train"
     asked = m.get("questions_asked") or m.get("questions") or 0
     gens = m.get("generations") or 0
     return {
-        "task": task, "mode": mode, "questions": asked,
+        "task": task,
+        "mode": mode,
+        "questions": asked,
         "samples_per_question": round(gens / asked, 2) if asked else None,
         "answer_correct": m.get("answer_correct_rate"),
-        "kept": m.get("kept"), "keep_rate": m.get("keep_rate"),
-        "step_yield": steps.get("yield"), "step_precision": steps.get("precision"),
+        "kept": m.get("kept"),
+        "keep_rate": m.get("keep_rate"),
+        "step_yield": steps.get("yield"),
+        "step_precision": steps.get("precision"),
         "kept_step_correct": steps.get("kept_step_correct_rate"),
-        "labels_split": labels.get("split"), "labels_kept": labels.get("kept"),
+        "labels_split": labels.get("split"),
+        "labels_kept": labels.get("kept"),
         "dropped": m.get("dropped_by_reason") or {},
     }

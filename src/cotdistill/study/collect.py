@@ -30,8 +30,9 @@ def _threads(metrics: dict[str, dict], machine: dict[str, dict]) -> list[int]:
     """The torch thread counts the cell ran with: from the signatures, or from the
     `torch_threads` key of experiments made before signatures were recorded."""
     seen = {sig.get("threads") for sig in machine.values()}
-    seen |= {m.get("torch_threads") for p, m in metrics.items()
-             if p.startswith(("metrics/train/", "metrics/evaluate/"))}
+    seen |= {
+        m.get("torch_threads") for p, m in metrics.items() if p.startswith(("metrics/train/", "metrics/evaluate/"))
+    }
     return sorted(t for t in seen if isinstance(t, int))
 
 
@@ -47,9 +48,11 @@ def _wall(cell: Cell, metrics: dict[str, dict], first_mode: str) -> dict | None:
     # later modes restore the students not built from the teacher (answer, gold) from the run
     # cache: their seconds count once
     counted = [i for i, v in enumerate(variants) if VARIANTS.get(v).from_teacher or cell.mode == first_mode]
-    return {"teacher_s": gen.get("generations", {}).get("teacher_s", gen.get("wall_s")),
-            "train_s": sum(trains[i].get("wall_s") or 0.0 for i in counted),
-            "evaluate_s": sum(evals[i].get("wall_s") or 0.0 for i in counted)}
+    return {
+        "teacher_s": gen.get("generations", {}).get("teacher_s", gen.get("wall_s")),
+        "train_s": sum(trains[i].get("wall_s") or 0.0 for i in counted),
+        "evaluate_s": sum(evals[i].get("wall_s") or 0.0 for i in counted),
+    }
 
 
 def cell_record(cell: Cell, exp: dict, first_mode: str) -> dict:
@@ -58,11 +61,20 @@ def cell_record(cell: Cell, exp: dict, first_mode: str) -> dict:
     variants = cell.overrides["train.variants"] if cell.kind == "student" else []
     machine = machine_blocks(m, variants)
     split = "validation" if cell.kind == "lever" else "train"
-    teacher = {k: v for k, v in teacher_row(cell.task, cell.mode, m.get("metrics/filter.json", {}), split).items()
-               if k not in ("task", "mode")}
-    rec = {"experiment": cell.name, "commit": str(exp["baseline"]), "exp_rev": str(exp["rev"]),
-           "timestamp": str(exp.get("timestamp") or ""), "machine": machine, "threads": _threads(m, machine),
-           "teacher": teacher}
+    teacher = {
+        k: v
+        for k, v in teacher_row(cell.task, cell.mode, m.get("metrics/filter.json", {}), split).items()
+        if k not in ("task", "mode")
+    }
+    rec = {
+        "experiment": cell.name,
+        "commit": str(exp["baseline"]),
+        "exp_rev": str(exp["rev"]),
+        "timestamp": str(exp.get("timestamp") or ""),
+        "machine": machine,
+        "threads": _threads(m, machine),
+        "teacher": teacher,
+    }
     if cell.kind == "student":
         rec["train_examples"] = {v: m.get(f"metrics/train/{v}.json", {}).get("train_examples") for v in variants}
         wall = _wall(cell, m, first_mode)
@@ -85,7 +97,8 @@ def collect(grid: Grid, repo: Path) -> tuple[dict[str, dict], dict[str, Table]]:
         cells[cell.name] = cell_record(cell, exp, first_mode)
         if cell.kind == "student":
             tables[cell.name] = table_from_predictions(
-                {v: read_predictions(repo, exp["rev"], v) for v in cell.overrides["train.variants"]})
+                {v: read_predictions(repo, exp["rev"], v) for v in cell.overrides["train.variants"]}
+            )
     return cells, tables
 
 

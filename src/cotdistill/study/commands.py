@@ -60,8 +60,12 @@ def _committed(root: Path, out_dir: str, grid):
 
 
 REPO = click.option("--repo", default=".", show_default=True, help="the repository (git + DVC)")
-OUT_DIR = click.option("--out-dir", default="metrics/study", show_default=True,
-                       help="the page's folder, with the committed outcomes.jsonl and cells.json")
+OUT_DIR = click.option(
+    "--out-dir",
+    default="metrics/study",
+    show_default=True,
+    help="the page's folder, with the committed outcomes.jsonl and cells.json",
+)
 
 
 @click.group(cls=_RunByDefault)
@@ -79,8 +83,16 @@ def study() -> None:
 @click.option("--jobs", type=int, default=None, help="experiments at once (default: the grid's `jobs`)")
 @click.option("--cells", "pattern", default=None, help="run only the cells whose name matches this glob")
 @click.option("--fresh", is_flag=True, help="rerun cells that finished on an earlier commit")
-def run(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jobs: int | None,
-        pattern: str | None, fresh: bool) -> None:
+def run(
+    grid_file: str,
+    repo: str,
+    out_dir: str,
+    no_run: bool,
+    dry_run: bool,
+    jobs: int | None,
+    pattern: str | None,
+    fresh: bool,
+) -> None:
     """Run a pre-declared study (GRID_FILE) as queued DVC experiments and write its page.
 
     Cells already finished (on any commit, unless --fresh) or still in the queue are not
@@ -113,8 +125,9 @@ def run(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jo
     start = time.time()
     if not no_run:
         try:
-            statuses = run_cells(cells, root, jobs or grid.jobs, on_progress=lambda m: click.echo(m, err=True),
-                                 fresh=fresh)
+            statuses = run_cells(
+                cells, root, jobs or grid.jobs, on_progress=lambda m: click.echo(m, err=True), fresh=fresh
+            )
         except RuntimeError as exc:
             exit_with(str(exc))
         for name in sorted(n for n, s in statuses.items() if s != "Success"):
@@ -132,8 +145,9 @@ def run(grid_file: str, repo: str, out_dir: str, no_run: bool, dry_run: bool, jo
 @click.argument("grid_file")
 @REPO
 @OUT_DIR
-@click.option("--check", is_flag=True, help="write nothing: exit 1 if OUT_DIR/README.md is not what the "
-                                            "committed outcomes make")
+@click.option(
+    "--check", is_flag=True, help="write nothing: exit 1 if OUT_DIR/README.md is not what the committed outcomes make"
+)
 def page(grid_file: str, repo: str, out_dir: str, check: bool) -> None:
     """Re-render a study's page (and plots) from the outcomes committed beside it, with no
     DVC experiment or cache: every table and test is recomputed from the per-question
@@ -144,8 +158,9 @@ def page(grid_file: str, repo: str, out_dir: str, check: bool) -> None:
     root, grid = load(repo, grid_file, check_cells=False)
     cells, tables = _committed(root, out_dir, grid)
     if not cells:
-        exit_with(f"{root / out_dir / CELLS}: no committed cells "
-                  f"(run `cotdistill study {grid_file} --out-dir {out_dir}`)")
+        exit_with(
+            f"{root / out_dir / CELLS}: no committed cells (run `cotdistill study {grid_file} --out-dir {out_dir}`)"
+        )
     res = results(grid, cells, tables)
     if not check:
         click.echo(render(grid, res, root, out_dir))
@@ -178,7 +193,8 @@ def rerun_cell(grid_file: str, cell_name: str, repo: str, out_dir: str, rev: str
     import difflib
     import subprocess
 
-    from .rerun import report, rerun_cell as rerunning
+    from .rerun import report
+    from .rerun import rerun_cell as rerunning
 
     root, grid = load(repo, grid_file)
     names = {c.name: c for c in grid.cells()}
@@ -188,13 +204,21 @@ def rerun_cell(grid_file: str, cell_name: str, repo: str, out_dir: str, rev: str
     cells, tables = _committed(root, out_dir, grid)
     if cell_name not in cells:
         exit_with(f"{root / out_dir}: no committed outcomes of {cell_name} to compare with")
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", out_dir],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--", out_dir], capture_output=True, text=True
+    ).stdout.strip()
     if dirty:
         click.echo(f"rerun-cell: {out_dir} has uncommitted changes: comparing with the files as they are", err=True)
     try:
-        res = rerunning(root.resolve(), names[cell_name], cells[cell_name], tables.get(cell_name, {}), rev,
-                        Path(workdir) if workdir else None, echo=lambda m: click.echo(m, err=True))
+        res = rerunning(
+            root.resolve(),
+            names[cell_name],
+            cells[cell_name],
+            tables.get(cell_name, {}),
+            rev,
+            Path(workdir) if workdir else None,
+            echo=lambda m: click.echo(m, err=True),
+        )
     except (RuntimeError, UserError, subprocess.CalledProcessError) as exc:
         exit_with(str(exc))
     click.echo(report(res))

@@ -78,8 +78,16 @@ def outcome_lines(cell: str, table: Table) -> list[dict]:
     order = {split: sorted(v) for split, v in ids.items()}
     lines = [{"cell": cell, "split": split, "ids": order[split]} for split in sorted(order)]
     for (variant, split, decoding), per in sorted(table.items()):
-        lines.append({"cell": cell, "variant": variant, "split": split, "decoding": decoding,
-                      "correct": _chars(per, order[split], 0), "invalid": _chars(per, order[split], 1)})
+        lines.append(
+            {
+                "cell": cell,
+                "variant": variant,
+                "split": split,
+                "decoding": decoding,
+                "correct": _chars(per, order[split], 0),
+                "invalid": _chars(per, order[split], 1),
+            }
+        )
     return lines
 
 
@@ -97,8 +105,10 @@ def parse_outcomes(lines: list[dict], where: str = OUTCOMES) -> dict[str, Table]
             raise DataError(f"{where}:{n}: cell {cell} split {split}: outcomes before the split's ids line")
         correct, invalid = line.get("correct", ""), line.get("invalid", "")
         if len(correct) != len(order) or len(invalid) != len(order) or set(correct + invalid) - set("01-"):
-            raise DataError(f"{where}:{n}: `correct` and `invalid` must hold one of 0, 1, - per id "
-                            f"({len(order)} ids), got {len(correct)} and {len(invalid)} characters")
+            raise DataError(
+                f"{where}:{n}: `correct` and `invalid` must hold one of 0, 1, - per id "
+                f"({len(order)} ids), got {len(correct)} and {len(invalid)} characters"
+            )
         per = {i: (c == "1", None if v == "-" else v == "1") for i, c, v in zip(order, correct, invalid) if c != "-"}
         out.setdefault(cell, {})[(line["variant"], split, line["decoding"])] = per
     return out
@@ -116,8 +126,11 @@ def machine_blocks(metrics: dict[str, dict], variants: list[str]) -> dict[str, d
     paths = {"generate": "metrics/generate.json"}
     for v in variants:
         paths |= {f"train/{v}": f"metrics/train/{v}.json", f"evaluate/{v}": f"metrics/evaluate/{v}.json"}
-    return {stage: metrics[p]["machine"] for stage, p in paths.items()
-            if isinstance((metrics.get(p) or {}).get("machine"), dict)}
+    return {
+        stage: metrics[p]["machine"]
+        for stage, p in paths.items()
+        if isinstance((metrics.get(p) or {}).get("machine"), dict)
+    }
 
 
 def read(out_dir: str | Path) -> tuple[dict[str, dict], dict[str, Table]]:
@@ -132,8 +145,9 @@ def read(out_dir: str | Path) -> tuple[dict[str, dict], dict[str, Table]]:
     for name, rec in data.get("cells", {}).items():
         missing = sorted(set(rec.get("machine", {}).values()) - set(sigs))
         if missing:
-            raise DataError(f"{out_dir / CELLS}: cell {name} names signature {missing[0]}, "
-                            "which is not in `signatures`")
+            raise DataError(
+                f"{out_dir / CELLS}: cell {name} names signature {missing[0]}, which is not in `signatures`"
+            )
         cells[name] = {**rec, "machine": {stage: sigs[i] for stage, i in rec.get("machine", {}).items()}}
     path = out_dir / OUTCOMES
     return cells, parse_outcomes(read_jsonl(path), str(path)) if path.exists() else {}
@@ -150,10 +164,10 @@ def write(out_dir: str | Path, grid: Grid, cells: dict[str, dict], tables: dict[
         ids = {stage: signature_id(sig) for stage, sig in rec.get("machine", {}).items()}
         sigs |= {signature_id(sig): sig for sig in rec.get("machine", {}).values()}
         stored[name] = {**rec, "machine": ids}
-    write_json(out_dir / CELLS, {"study": grid.name, "grid": grid.path.as_posix(), "signatures": sigs,
-                                 "cells": stored})
-    write_jsonl(out_dir / OUTCOMES,
-                [line for name in sorted(stored) for line in outcome_lines(name, tables.get(name, {}))])
+    write_json(out_dir / CELLS, {"study": grid.name, "grid": grid.path.as_posix(), "signatures": sigs, "cells": stored})
+    write_jsonl(
+        out_dir / OUTCOMES, [line for name in sorted(stored) for line in outcome_lines(name, tables.get(name, {}))]
+    )
 
 
 def check_study(out_dir: str | Path, grid: Grid) -> None:
@@ -162,8 +176,9 @@ def check_study(out_dir: str | Path, grid: Grid) -> None:
     if path.exists():
         study = read_json(path).get("study")
         if study != grid.name:
-            raise DataError(f"{path} holds study '{study}', not '{grid.name}' ({grid.path}): "
-                            "pick the grid's own --out-dir")
+            raise DataError(
+                f"{path} holds study '{study}', not '{grid.name}' ({grid.path}): pick the grid's own --out-dir"
+            )
 
 
 def accuracy(outcomes: dict[str, bool]) -> float:
@@ -192,8 +207,16 @@ def results(grid: Grid, cells: dict[str, dict], tables: dict[str, Table]) -> Res
             by_variant.setdefault(variant, {})[key] = {i: ok for i, (ok, _) in per.items()}
         for variant in cell.overrides["train.variants"]:
             outcomes = by_variant.get(variant, {})
-            res.runs.append(StudentRun(
-                task=cell.task, mode=cell.mode, seed=cell.seed, variant=variant,
-                accuracy={s: accuracy(o) for s, o in outcomes.items()}, outcomes=outcomes,
-                train_examples=(rec.get("train_examples") or {}).get(variant), cell=cell.name))
+            res.runs.append(
+                StudentRun(
+                    task=cell.task,
+                    mode=cell.mode,
+                    seed=cell.seed,
+                    variant=variant,
+                    accuracy={s: accuracy(o) for s, o in outcomes.items()},
+                    outcomes=outcomes,
+                    train_examples=(rec.get("train_examples") or {}).get(variant),
+                    cell=cell.name,
+                )
+            )
     return res

@@ -23,8 +23,19 @@ from ..config import ConfigError, parse_params
 from ..errors import yaml_error
 from ..variants import BASELINE
 
-TOP_KEYS = ("name", "description", "threads", "jobs", "seeds", "params", "tasks", "variants", "teachers",
-            "levers", "lever_questions")
+TOP_KEYS = (
+    "name",
+    "description",
+    "threads",
+    "jobs",
+    "seeds",
+    "params",
+    "tasks",
+    "variants",
+    "teachers",
+    "levers",
+    "lever_questions",
+)
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,25 @@ class Grid:
             for mode in self.modes(task):
                 mode_params = self.teachers[mode]
                 for seed in self.seeds:
-                    over = {**self.params, **task_params, **mode_params, "seed": seed, "threads": self.threads,
-                            "train.variants": list(self.variants)}
-                    out.append(Cell(f"{self.name}-{task}-{mode}-s{seed}", "student", task, mode, seed,
-                                    1 if mode == first else 2, over))
+                    over = {
+                        **self.params,
+                        **task_params,
+                        **mode_params,
+                        "seed": seed,
+                        "threads": self.threads,
+                        "train.variants": list(self.variants),
+                    }
+                    out.append(
+                        Cell(
+                            f"{self.name}-{task}-{mode}-s{seed}",
+                            "student",
+                            task,
+                            mode,
+                            seed,
+                            1 if mode == first else 2,
+                            over,
+                        )
+                    )
         return out
 
     def lever_cells(self) -> list[Cell]:
@@ -75,8 +101,15 @@ class Grid:
         seed = self.seeds[0]
         for task, task_params in self.tasks.items():
             for lever, lever_params in self.levers.items():
-                over = {**self.params, **task_params, **lever_params, "seed": seed, "threads": self.threads,
-                        "generate.max_questions": self.lever_questions, "train.variants": [BASELINE]}
+                over = {
+                    **self.params,
+                    **task_params,
+                    **lever_params,
+                    "seed": seed,
+                    "threads": self.threads,
+                    "generate.max_questions": self.lever_questions,
+                    "train.variants": [BASELINE],
+                }
                 # (the variants list is what the filter writes targets for; a lever cell
                 # runs the DAG up to the filter and trains nothing)
                 out.append(Cell(f"{self.name}-{task}-lever-{lever}", "lever", task, lever, seed, 2, over))
@@ -122,8 +155,10 @@ def check_cell(base_params: dict, cell: Cell, where: str) -> None:
         try:
             set_dotted(data, key, value)
         except KeyError as exc:
-            raise ConfigError(f"{where}: cell {cell.name}: key '{exc.args[0]}' is not in params.yaml "
-                              "(`dvc exp run -S` only sets existing keys)") from None
+            raise ConfigError(
+                f"{where}: cell {cell.name}: key '{exc.args[0]}' is not in params.yaml "
+                "(`dvc exp run -S` only sets existing keys)"
+            ) from None
     parse_params(data, f"{where}: cell {cell.name}")
 
 
@@ -138,11 +173,17 @@ def _task_teachers(path: Path, data: dict) -> dict[str, list[str]]:
         if modes is None:
             continue
         if not isinstance(modes, list) or not modes or any(m not in data["teachers"] for m in modes):
-            raise _fail(path, f"tasks.{task}.teachers: expected a list of teacher modes "
-                              f"({', '.join(data['teachers'])}), got {modes!r}")
+            raise _fail(
+                path,
+                f"tasks.{task}.teachers: expected a list of teacher modes "
+                f"({', '.join(data['teachers'])}), got {modes!r}",
+            )
         if first not in modes:
-            raise _fail(path, f"tasks.{task}.teachers: must include '{first}', the first mode "
-                              "(its cells train the answer and gold students)")
+            raise _fail(
+                path,
+                f"tasks.{task}.teachers: must include '{first}', the first mode "
+                "(its cells train the answer and gold students)",
+            )
         out[task] = modes
     return out
 
@@ -167,8 +208,12 @@ def load_grid(path: str | Path, base_params: dict, check_cells: bool = True) -> 
         if key not in data:
             raise _fail(path, f"missing key '{key}'")
     seeds = data["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds) \
-            or len(set(seeds)) != len(seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise _fail(path, f"seeds: expected a list of distinct integers, got {seeds!r}")
     variants = data["variants"]
     if not isinstance(variants, list) or BASELINE not in variants:
@@ -177,14 +222,21 @@ def load_grid(path: str | Path, base_params: dict, check_cells: bool = True) -> 
         if key in data and (not isinstance(data[key], int) or data[key] < 1):
             raise _fail(path, f"{key}: expected an integer >= 1, got {data[key]!r}")
     grid = Grid(
-        path=path, name=_name(path, "name", data["name"]), description=str(data.get("description", "")).strip(),
-        threads=data.get("threads", 1), jobs=data.get("jobs", 1), seeds=seeds,
+        path=path,
+        name=_name(path, "name", data["name"]),
+        description=str(data.get("description", "")).strip(),
+        threads=data.get("threads", 1),
+        jobs=data.get("jobs", 1),
+        seeds=seeds,
         params=dict(data.get("params") or {}),
-        tasks={_name(path, "tasks", k): {p: x for p, x in (v or {}).items() if p != "teachers"}
-               for k, v in _mapping(path, "tasks", data["tasks"]).items()},
+        tasks={
+            _name(path, "tasks", k): {p: x for p, x in (v or {}).items() if p != "teachers"}
+            for k, v in _mapping(path, "tasks", data["tasks"]).items()
+        },
         variants=variants,
-        teachers={_name(path, "teachers", k): dict(v or {})
-                  for k, v in _mapping(path, "teachers", data["teachers"]).items()},
+        teachers={
+            _name(path, "teachers", k): dict(v or {}) for k, v in _mapping(path, "teachers", data["teachers"]).items()
+        },
         levers={_name(path, "levers", k): dict(v or {}) for k, v in (data.get("levers") or {}).items()},
         lever_questions=data.get("lever_questions", 32),
         task_teachers=_task_teachers(path, data),

@@ -43,16 +43,22 @@ def _order(label: str, grid: Grid) -> tuple:
 
 def accuracy_table(summaries: list[Summary], grid: Grid, ran_on: dict[tuple[str, str], str]) -> list[str]:
     splits = [s for s in SPLITS if any(s in x.mean for x in summaries)]
-    lines = ["| task | student | seeds | train examples | " + " | ".join(SPLIT_NAMES[s] for s in splits)
-             + " | ran on (commit; signature) |",
-             "|---|---|---|---|" + "---|" * len(splits) + "---|"]
+    lines = [
+        "| task | student | seeds | train examples | "
+        + " | ".join(SPLIT_NAMES[s] for s in splits)
+        + " | ran on (commit; signature) |",
+        "|---|---|---|---|" + "---|" * len(splits) + "---|",
+    ]
     for x in sorted(summaries, key=lambda x: (x.task, _order(x.label, grid))):
         ex = f"{min(x.train_examples)}-{max(x.train_examples)}" if x.train_examples else ""
         if x.train_examples and min(x.train_examples) == max(x.train_examples):
             ex = str(x.train_examples[0])
         cells = [f"{_pct(x.mean[s])} ± {_pct(x.sd.get(s))}" if s in x.mean else "" for s in splits]
-        lines.append(f"| {x.task} | {x.label} | {len(x.seeds)} | {ex} | " + " | ".join(cells)
-                     + f" | {ran_on.get((x.task, x.label), '')} |")
+        lines.append(
+            f"| {x.task} | {x.label} | {len(x.seeds)} | {ex} | "
+            + " | ".join(cells)
+            + f" | {ran_on.get((x.task, x.label), '')} |"
+        )
     return lines
 
 
@@ -83,18 +89,23 @@ def provenance_lines(res: Results, labels: dict[str, str]) -> list[str]:
     commits: dict[str, int] = {}
     for rec in res.cells.values():
         commits[rec["commit"][:10]] = commits.get(rec["commit"][:10], 0) + 1
-    lines = ["- cells ran from commit(s): " + (", ".join(f"{c} ({_cells(n)})" for c, n in sorted(commits.items()))
-                                               or "none")]
+    lines = [
+        "- cells ran from commit(s): " + (", ".join(f"{c} ({_cells(n)})" for c, n in sorted(commits.items())) or "none")
+    ]
     if not res.cells:
         return lines
-    lines.append("- machine signatures (what the floats depend on besides code, params and data; "
-                 "one label per group that makes the same floats):")
+    lines.append(
+        "- machine signatures (what the floats depend on besides code, params and data; "
+        "one label per group that makes the same floats):"
+    )
     for key, label in sorted(labels.items(), key=lambda kv: int(kv[1][1:])):
         names = [n for n, rec in res.cells.items() if label in cell_signatures(rec, labels)]
         sigs = [s for n in names for s in res.cells[n]["machine"].values() if _key(s) == key]
         cpus = sorted({s.get("cpu") for s in sigs if s.get("cpu")})
-        lines.append(f"  - {label} ({_cells(len(names))}): {describe(sigs[0])}"
-                     + (f"; processors: {', '.join(cpus)}" if "cpu" not in float_key(sigs[0]) and cpus else ""))
+        lines.append(
+            f"  - {label} ({_cells(len(names))}): {describe(sigs[0])}"
+            + (f"; processors: {', '.join(cpus)}" if "cpu" not in float_key(sigs[0]) and cpus else "")
+        )
     old = [n for n, rec in res.cells.items() if not rec["machine"]]
     if old:
         lines.append(f"  - {NOT_RECORDED} ({_cells(len(old))}): made before the cells recorded their signatures")
@@ -110,19 +121,26 @@ def ran_on(runs: list[StudentRun], res: Results, labels: dict[str, str]) -> dict
     for key, names in cells.items():
         commits = sorted({res.cells[n]["commit"][:10] for n in names})
         sigs = sorted(set().union(*(cell_signatures(res.cells[n], labels) for n in names)))
-        out[key] = ((commits[0] if len(commits) == 1 else f"mixed: {len(commits)} commits") + "; "
-                    + (sigs[0] if len(sigs) == 1 else "mixed: " + ", ".join(sigs)))
+        out[key] = (
+            (commits[0] if len(commits) == 1 else f"mixed: {len(commits)} commits")
+            + "; "
+            + (sigs[0] if len(sigs) == 1 else "mixed: " + ", ".join(sigs))
+        )
     return out
 
 
 def tests_table(tests: list[dict], grid: Grid) -> list[str]:
-    lines = ["| task | student | vs | split | seeds | questions | only student right | only baseline right "
-             "| difference (points) | p (exact McNemar, pooled) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | student | vs | split | seeds | questions | only student right | only baseline right "
+        "| difference (points) | p (exact McNemar, pooled) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for t in sorted(tests, key=lambda t: (t["task"], _order(t["student"], grid), SPLITS.index(t["split"]))):
-        lines.append(f"| {t['task']} | {t['student']} | {t['baseline']} | {SPLIT_NAMES[t['split']]} | "
-                     f"{len(t['seeds'])} | {t['n']} | {t['only_a']} | {t['only_b']} | "
-                     f"{100 * t['diff']:+.1f} | {_p(t['p_value'])} |")
+        lines.append(
+            f"| {t['task']} | {t['student']} | {t['baseline']} | {SPLIT_NAMES[t['split']]} | "
+            f"{len(t['seeds'])} | {t['n']} | {t['only_a']} | {t['only_b']} | "
+            f"{100 * t['diff']:+.1f} | {_p(t['p_value'])} |"
+        )
     return lines
 
 
@@ -134,15 +152,19 @@ def _labels(d: dict | None) -> str:
 
 
 def teacher_table(rows: list[dict], title_split: str) -> list[str]:
-    lines = [f"| task | teacher mode | {title_split} questions | samples per question | answer right "
-             "| kept | step-correct yield (questions) | step-correct precision (samples) | kept CoTs step-correct "
-             "| labels: split | labels: kept |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| task | teacher mode | {title_split} questions | samples per question | answer right "
+        "| kept | step-correct yield (questions) | step-correct precision (samples) | kept CoTs step-correct "
+        "| labels: split | labels: kept |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['mode']} | {r['questions']} | {r['samples_per_question'] or ''} | "
-                     f"{_pct(r['answer_correct'])} | {r['kept'] if r['kept'] is not None else ''} | "
-                     f"{_pct(r['step_yield'])} | {_pct(r['step_precision'])} | {_pct(r['kept_step_correct'])} | "
-                     f"{_labels(r['labels_split'])} | {_labels(r['labels_kept'])} |")
+        lines.append(
+            f"| {r['task']} | {r['mode']} | {r['questions']} | {r['samples_per_question'] or ''} | "
+            f"{_pct(r['answer_correct'])} | {r['kept'] if r['kept'] is not None else ''} | "
+            f"{_pct(r['step_yield'])} | {_pct(r['step_precision'])} | {_pct(r['kept_step_correct'])} | "
+            f"{_labels(r['labels_split'])} | {_labels(r['labels_kept'])} |"
+        )
     return lines
 
 
@@ -202,76 +224,112 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
     tests = comparisons(runs)
     labels = signature_labels(res)
     grid_file = grid.path.as_posix()
-    lines = [f"# Study: {grid.name}", "", "Made by `cotdistill study` from the committed grid "
-             f"`{grid_file}`; every declared cell is reported.", ""]
+    lines = [
+        f"# Study: {grid.name}",
+        "",
+        f"Made by `cotdistill study` from the committed grid `{grid_file}`; every declared cell is reported.",
+        "",
+    ]
     if grid.description:
         lines += [grid.description, ""]
     if tests:
         lines += [f"## What it shows (pooled exact McNemar, significance level {ALPHA})", ""]
         lines += findings(tests, grid) + [""]
     threads = ", ".join(str(t) for t in sorted({t for rec in res.cells.values() for t in rec.get("threads", [])}))
-    lines += ["## Set-up", "",
-              f"- seeds: {', '.join(map(str, grid.seeds))} (each seed draws its own data, initialisation and order)",
-              f"- torch threads: {threads or NOT_RECORDED} (float results depend on the thread count; "
-              "fixed for every cell)",
-              *provenance_lines(res, labels),
-              f"- students: {', '.join(grid.variants)}; teacher modes: "
-              + "; ".join(f"`{m}` " + ", ".join(f"{k}={v}" for k, v in p.items()) for m, p in grid.teachers.items()),
-              "- shared params: " + ", ".join(f"{k}={v}" for k, v in grid.params.items()),
-              *[f"- task `{t}`: " + ", ".join(f"{k}={v}" for k, v in p.items()) for t, p in grid.tasks.items()],
-              ""]
+    lines += [
+        "## Set-up",
+        "",
+        f"- seeds: {', '.join(map(str, grid.seeds))} (each seed draws its own data, initialisation and order)",
+        f"- torch threads: {threads or NOT_RECORDED} (float results depend on the thread count; fixed for every cell)",
+        *provenance_lines(res, labels),
+        f"- students: {', '.join(grid.variants)}; teacher modes: "
+        + "; ".join(f"`{m}` " + ", ".join(f"{k}={v}" for k, v in p.items()) for m, p in grid.teachers.items()),
+        "- shared params: " + ", ".join(f"{k}={v}" for k, v in grid.params.items()),
+        *[f"- task `{t}`: " + ", ".join(f"{k}={v}" for k, v in p.items()) for t, p in grid.tasks.items()],
+        "",
+    ]
     if res.missing:
         lines += [f"**Missing cells ({len(res.missing)})**: " + ", ".join(res.missing), ""]
-    lines += ["## Test accuracy", "",
-              "Mean ± sd over seeds, in %. `answer`: answer-only baseline; `gold`: the dataset's own "
-              "rationales; `cot[mode]`: the teacher's kept CoTs under that teacher mode. All students of a "
-              "task train for the same number of steps. +calc: decoded with the external calculator. Ran on: "
-              "the commit and machine signature (Set-up) of the row's cells, `mixed` where its seeds ran on "
-              "more than one.", ""]
+    lines += [
+        "## Test accuracy",
+        "",
+        "Mean ± sd over seeds, in %. `answer`: answer-only baseline; `gold`: the dataset's own "
+        "rationales; `cot[mode]`: the teacher's kept CoTs under that teacher mode. All students of a "
+        "task train for the same number of steps. +calc: decoded with the external calculator. Ran on: "
+        "the commit and machine signature (Set-up) of the row's cells, `mixed` where its seeds ran on "
+        "more than one.",
+        "",
+    ]
     lines += accuracy_table(summaries, grid, ran_on(runs, res, labels)) + [""]
     for task in grid.tasks:
         if any(x.task == task for x in summaries):
             lines += [f"![{task}](accuracy_{task}.png)", ""]
     if stable:
-        lines += ["Controlled comparison: the answer-only and gold students of every later teacher mode were "
-                  + ("identical, example for example, to the first mode's (the tokenizer and their data do not "
-                     "depend on the teacher)." if all(stable.values()) else
-                     "NOT identical to the first mode's for: " + ", ".join(t for t, ok in stable.items() if not ok)),
-                  ""]
-    lines += ["## Paired tests against the answer-only baseline", "",
-              "Each student against `answer` on the same test questions, the discordant pairs of all seeds "
-              "pooled into one exact McNemar test (two-sided).", ""]
+        lines += [
+            "Controlled comparison: the answer-only and gold students of every later teacher mode were "
+            + (
+                "identical, example for example, to the first mode's (the tokenizer and their data do not "
+                "depend on the teacher)."
+                if all(stable.values())
+                else "NOT identical to the first mode's for: " + ", ".join(t for t, ok in stable.items() if not ok)
+            ),
+            "",
+        ]
+    lines += [
+        "## Paired tests against the answer-only baseline",
+        "",
+        "Each student against `answer` on the same test questions, the discordant pairs of all seeds "
+        "pooled into one exact McNemar test (two-sided).",
+        "",
+    ]
     lines += tests_table(tests, grid) + [""]
-    lines += ["## The teacher", "", "On the train split of the student cells (what the cot students learn from). "
-              "Yield: share of questions with at least one CoT right in every step (the dataset's step checker); "
-              "precision: share of all samples right in every step.", ""]
-    lines += teacher_table(sorted(res.teacher, key=lambda r: (r["task"], list(grid.teachers).index(r["mode"]),
-                                                              r["questions"])), "train") + [""]
+    lines += [
+        "## The teacher",
+        "",
+        "On the train split of the student cells (what the cot students learn from). "
+        "Yield: share of questions with at least one CoT right in every step (the dataset's step checker); "
+        "precision: share of all samples right in every step.",
+        "",
+    ]
+    lines += teacher_table(
+        sorted(res.teacher, key=lambda r: (r["task"], list(grid.teachers).index(r["mode"]), r["questions"])), "train"
+    ) + [""]
     if res.levers:
         lines += ["### Teacher levers, on validation questions (no student trained)", ""]
         lines += ["| lever | settings |", "|---|---|"]
-        lines += [f"| {name} | " + ", ".join(f"{k}={v}" for k, v in p.items()) + " |"
-                  for name, p in grid.levers.items()]
+        lines += [
+            f"| {name} | " + ", ".join(f"{k}={v}" for k, v in p.items()) + " |" for name, p in grid.levers.items()
+        ]
         lines += [""] + teacher_table(res.levers, "validation") + [""]
     lines += ["## Wall time", ""]
     if res.walls:
         lines += ["| cell | teacher (s) | training (s) | evaluation (s) |", "|---|---|---|---|"]
-        lines += [f"| {w['cell']} | {w['teacher_s'] if w['teacher_s'] is not None else ''} | "
-                  f"{w['train_s']:.0f} | {w['evaluate_s']:.0f} |" for w in res.walls] + [""]
+        lines += [
+            f"| {w['cell']} | {w['teacher_s'] if w['teacher_s'] is not None else ''} | "
+            f"{w['train_s']:.0f} | {w['evaluate_s']:.0f} |"
+            for w in res.walls
+        ] + [""]
     if len(res.walls) < len(res.teacher):
-        lines += [("Cells not listed: n" if res.walls else "N") + "ot recorded in the experiments (wall seconds are "
-                  "no outcome: they go to `timings/`, outside git and DVC, on the machine that ran the cell).", ""]
-    lines += ["## Checking this page", "",
-              f"Every table and test above is computed from two files committed beside this page, not from the "
-              f"experiments. `{OUTCOMES}`: for each cell, each test split's question ids (sorted), then for each "
-              "student, split and decoding one character per question in that order (`correct`: 1 right, 0 wrong; "
-              "`invalid`: 1 when no answer could be extracted; `-`: not recorded). "
-              f"`{CELLS}`: for each cell its experiment, the commit it ran from, the experiment's commit, the "
-              "machine signature of each stage, the teacher's counts and the students' training-set sizes.", "",
-              f"- re-render the page from them: `cotdistill study page {grid_file} --out-dir {out_dir}` "
-              "(`--check`: compare with the committed page)",
-              f"- rerun one cell from a clean clone and compare its predictions question by question: "
-              f"`cotdistill study rerun-cell {grid_file} CELL --out-dir {out_dir}`"]
+        lines += [
+            ("Cells not listed: n" if res.walls else "N") + "ot recorded in the experiments (wall seconds are "
+            "no outcome: they go to `timings/`, outside git and DVC, on the machine that ran the cell).",
+            "",
+        ]
+    lines += [
+        "## Checking this page",
+        "",
+        f"Every table and test above is computed from two files committed beside this page, not from the "
+        f"experiments. `{OUTCOMES}`: for each cell, each test split's question ids (sorted), then for each "
+        "student, split and decoding one character per question in that order (`correct`: 1 right, 0 wrong; "
+        "`invalid`: 1 when no answer could be extracted; `-`: not recorded). "
+        f"`{CELLS}`: for each cell its experiment, the commit it ran from, the experiment's commit, the "
+        "machine signature of each stage, the teacher's counts and the students' training-set sizes.",
+        "",
+        f"- re-render the page from them: `cotdistill study page {grid_file} --out-dir {out_dir}` "
+        "(`--check`: compare with the committed page)",
+        f"- rerun one cell from a clean clone and compare its predictions question by question: "
+        f"`cotdistill study rerun-cell {grid_file} CELL --out-dir {out_dir}`",
+    ]
     return "\n".join(lines) + "\n"
 
 

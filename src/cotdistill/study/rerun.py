@@ -24,11 +24,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..dvcexp import dvc_bin
 from ..io import read_json, read_jsonl
 from ..machine import float_key
 from .committed import Table, machine_blocks, table_from_predictions
 from .grid import Cell
-from ..dvcexp import dvc_bin
 from .run import queue_args
 
 CODE = ("src", "stages", "dvc.yaml", "params.yaml")  # what a cell's outcomes are made by, besides its overrides
@@ -62,13 +62,17 @@ class Rerun:
     def other_signature(self) -> list[str]:
         """Stages whose float signature differs (or is missing on one side)."""
         stages = sorted(set(self.committed_machine) | set(self.new_machine))
-        return [s for s in stages if s not in self.committed_machine or s not in self.new_machine
-                or float_key(self.committed_machine[s]) != float_key(self.new_machine[s])]
+        return [
+            s
+            for s in stages
+            if s not in self.committed_machine
+            or s not in self.new_machine
+            or float_key(self.committed_machine[s]) != float_key(self.new_machine[s])
+        ]
 
     @property
     def failed(self) -> bool:
-        return (self.differs and bool(self.committed_machine) and not self.other_signature
-                and self.code_changed == [])
+        return self.differs and bool(self.committed_machine) and not self.other_signature and self.code_changed == []
 
 
 def _same(a: tuple, b: tuple) -> bool:
@@ -115,20 +119,21 @@ def _share_caches(root: Path, clone: Path) -> list[str]:
 def made_by(clone: Path, cell: Cell) -> tuple[Table, dict[str, dict]]:
     """The clone's predictions and machine signatures of the cell's variants."""
     variants = cell.overrides["train.variants"]
-    table = table_from_predictions({v: read_jsonl(clone / "data" / "eval" / v / "predictions.jsonl")
-                                    for v in variants})
+    table = table_from_predictions({v: read_jsonl(clone / "data" / "eval" / v / "predictions.jsonl") for v in variants})
     paths = ["metrics/generate.json"] + [f"metrics/{s}/{v}.json" for v in variants for s in ("train", "evaluate")]
     metrics = {p: read_json(clone / p) for p in paths if (clone / p).exists()}
     return table, machine_blocks(metrics, variants)
 
 
-def rerun_cell(root: Path, cell: Cell, record: dict, committed: Table, rev: str = "HEAD",
-               workdir: Path | None = None, echo=print) -> Rerun:
+def rerun_cell(
+    root: Path, cell: Cell, record: dict, committed: Table, rev: str = "HEAD", workdir: Path | None = None, echo=print
+) -> Rerun:
     """Clone `rev` of `root`, run the cell there, compare with its committed record and
     outcomes. The temporary clone is removed unless the run failed or `workdir` was given."""
     if cell.kind != "student":
-        raise RuntimeError(f"{cell.name} is a lever cell: it trains no student, so it has no per-question "
-                           "predictions to compare")
+        raise RuntimeError(
+            f"{cell.name} is a lever cell: it trains no student, so it has no per-question predictions to compare"
+        )
     commit = _git(root, "rev-parse", rev).strip()
     own = None if workdir else Path(tempfile.mkdtemp(prefix="cotdistill-rerun-"))
     base = Path(workdir or own)
@@ -140,20 +145,31 @@ def rerun_cell(root: Path, cell: Cell, record: dict, committed: Table, rev: str 
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(clone / "src")
     log = base / "rerun.log"
-    echo(f"rerun-cell: {cell.name} from {commit[:10]} in {clone} (shared from {root / '.cache'}: "
-         f"{', '.join(shared) or 'nothing'}; log: {log})")
+    echo(
+        f"rerun-cell: {cell.name} from {commit[:10]} in {clone} (shared from {root / '.cache'}: "
+        f"{', '.join(shared) or 'nothing'}; log: {log})"
+    )
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.run([dvc_bin(), *queue_args(cell, queue=False)], cwd=clone, env=env, stdout=fh,
-                              stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [dvc_bin(), *queue_args(cell, queue=False)], cwd=clone, env=env, stdout=fh, stderr=subprocess.STDOUT
+        )
     if proc.returncode:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-        raise RuntimeError(f"`dvc exp run` of {cell.name} failed in {clone} (exit {proc.returncode}; log {log}):\n"
-                           + "\n".join(tail))
+        raise RuntimeError(
+            f"`dvc exp run` of {cell.name} failed in {clone} (exit {proc.returncode}; log {log}):\n" + "\n".join(tail)
+        )
     table, machine = made_by(clone, cell)
     if own:
         shutil.rmtree(own, ignore_errors=True)
-    return Rerun(cell.name, record["commit"], commit, compare(committed, table), record.get("machine", {}),
-                 machine, code_changes(root, record["commit"], commit))
+    return Rerun(
+        cell.name,
+        record["commit"],
+        commit,
+        compare(committed, table),
+        record.get("machine", {}),
+        machine,
+        code_changes(root, record["commit"], commit),
+    )
 
 
 def _sig(sig: dict | None) -> str:
@@ -167,25 +183,36 @@ def _sig(sig: dict | None) -> str:
 def report(r: Rerun, limit: int = 8) -> str:
     lines = [f"cell {r.cell}: ran from {r.commit[:10]}, rerun from {r.rerun_commit[:10]}"]
     if r.code_changed is None:
-        lines.append(f"  the cell's commit {r.commit[:10]} is not in this repository: "
-                     "whether the code changed is unknown")
+        lines.append(
+            f"  the cell's commit {r.commit[:10]} is not in this repository: whether the code changed is unknown"
+        )
     elif r.code_changed:
-        lines.append(f"  the pipeline's code changed since the cell ran ({len(r.code_changed)} files: "
-                     + ", ".join(r.code_changed[:limit]) + (", ..." if len(r.code_changed) > limit else "") + ")")
+        lines.append(
+            f"  the pipeline's code changed since the cell ran ({len(r.code_changed)} files: "
+            + ", ".join(r.code_changed[:limit])
+            + (", ..." if len(r.code_changed) > limit else "")
+            + ")"
+        )
     lines.append("| variant | split | decoding | identical | different | only committed | only rerun |")
     lines.append("|---|---|---|---|---|---|---|")
     for c in r.counts:
-        lines.append(f"| {' | '.join(c.key)} | {c.identical} | {len(c.different)} | {c.only_committed} "
-                     f"| {c.only_new} |")
+        lines.append(
+            f"| {' | '.join(c.key)} | {c.identical} | {len(c.different)} | {c.only_committed} | {c.only_new} |"
+        )
     for c in r.counts:
         if c.different:
-            lines.append(f"  {'/'.join(c.key)} differs on: " + ", ".join(c.different[:limit])
-                         + (" ..." if len(c.different) > limit else ""))
+            lines.append(
+                f"  {'/'.join(c.key)} differs on: "
+                + ", ".join(c.different[:limit])
+                + (" ..." if len(c.different) > limit else "")
+            )
     for stage in sorted(set(r.committed_machine) | set(r.new_machine)):
         old, new = r.committed_machine.get(stage), r.new_machine.get(stage)
         same = stage not in r.other_signature
-        lines.append(f"  signature {stage}: " + (f"same float signature ({_sig(new)})" if same else
-                                                 f"committed {_sig(old)} / rerun {_sig(new)}"))
+        lines.append(
+            f"  signature {stage}: "
+            + (f"same float signature ({_sig(new)})" if same else f"committed {_sig(old)} / rerun {_sig(new)}")
+        )
     if not r.committed_machine:
         lines.append("  the committed cell recorded no machine signature (it ran before signatures were recorded)")
     if not r.differs:
@@ -193,9 +220,15 @@ def report(r: Rerun, limit: int = 8) -> str:
     elif r.failed:
         verdict = "FAILED: outcomes differ although the code and the float signature are the same"
     else:
-        why = ("the committed cell has no signature" if not r.committed_machine else
-               "made with another float signature (" + ", ".join(r.other_signature) + ")" if r.other_signature else
-               "the code changed since the cell ran" if r.code_changed else "the cell's commit is unknown here")
+        why = (
+            "the committed cell has no signature"
+            if not r.committed_machine
+            else "made with another float signature (" + ", ".join(r.other_signature) + ")"
+            if r.other_signature
+            else "the code changed since the cell ran"
+            if r.code_changed
+            else "the cell's commit is unknown here"
+        )
         verdict = f"outcomes differ, not a failure: {why}; the differences above are not comparable as a check"
     lines.append("rerun-cell: " + verdict)
     return "\n".join(lines)

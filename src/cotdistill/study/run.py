@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..dvcexp import dvc_bin, dvc_env, experiments, run_dvc as _dvc
+from ..dvcexp import dvc_bin, dvc_env, experiments
+from ..dvcexp import run_dvc as _dvc
 from .grid import Cell
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,14 @@ def queue_status(repo: Path) -> tuple[dict[str, str], int | None]:
     return out, workers
 
 
-def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0,
-              on_progress: Callable[[str], None] = print, fresh: bool = False) -> dict[str, str]:
+def run_cells(
+    cells: Iterable[Cell],
+    repo: Path,
+    jobs: int,
+    poll_s: float = 10.0,
+    on_progress: Callable[[str], None] = print,
+    fresh: bool = False,
+) -> dict[str, str]:
     """Queue the cells not yet finished (on any commit; with `fresh`, on the current
     commit), run them, and wait.
 
@@ -93,8 +100,10 @@ def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0
     # a cell still in the queue (from an interrupted `cotdistill study`) is waited for, not queued again
     queue = [c for c in todo if c.name not in waiting]
     for phase in sorted({c.phase for c in cells}):
-        on_progress(f"phase {phase}: {sum(c.phase == phase for c in todo)} of "
-                    f"{sum(c.phase == phase for c in cells)} cells to run")
+        on_progress(
+            f"phase {phase}: {sum(c.phase == phase for c in todo)} of "
+            f"{sum(c.phase == phase for c in cells)} cells to run"
+        )
     if not todo:
         return {}
     _dvc(["queue", "remove", "--failed"], repo, check=False)
@@ -102,8 +111,14 @@ def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0
         _dvc(queue_args(cell), repo)
     # The workers are daemons that outlive the call: their output goes to `dvc queue
     # logs`, not to a pipe this process would wait on until they end.
-    subprocess.run([dvc_bin(), "queue", "start", "-j", str(jobs)], cwd=repo, env=dvc_env(), check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [dvc_bin(), "queue", "start", "-j", str(jobs)],
+        cwd=repo,
+        env=dvc_env(),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     names = {c.name for c in todo}
     start, idle_polls = time.time(), 0
     while True:
@@ -119,10 +134,13 @@ def run_cells(cells: Iterable[Cell], repo: Path, jobs: int, poll_s: float = 10.0
         running = any(s == "Running" for s in current.values())
         idle_polls = idle_polls + 1 if stuck and not running and workers == 0 else 0
         if idle_polls >= 3:
-            raise RuntimeError(f"no DVC queue worker is running but {len(stuck)} cell(s) wait in the queue: "
-                               f"`dvc queue start -v` in {repo} shows why the workers stop")
+            raise RuntimeError(
+                f"no DVC queue worker is running but {len(stuck)} cell(s) wait in the queue: "
+                f"`dvc queue start -v` in {repo} shows why the workers stop"
+            )
         ended = [n for n, s in current.items() if s in ("Success", "Failed")]
-        on_progress(f"{len(ended)}/{len(names)} cells done, {len(active)} queued or running, "
-                    f"{time.time() - start:.0f} s")
+        on_progress(
+            f"{len(ended)}/{len(names)} cells done, {len(active)} queued or running, {time.time() - start:.0f} s"
+        )
         if not active:
             return current

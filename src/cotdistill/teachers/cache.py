@@ -88,24 +88,30 @@ class RequestCache:
             self._db.commit()
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise CacheWriteError(f"{self.path}: the teacher's request cache stayed locked for "
-                                      f"{busy_timeout_s:g} s by another process; rerun when it is done") from None
+                raise CacheWriteError(
+                    f"{self.path}: the teacher's request cache stayed locked for "
+                    f"{busy_timeout_s:g} s by another process; rerun when it is done"
+                ) from None
             raise self._damaged(exc) from None
         self._spilled = self._read_spills()
         if self._spilled:
             self._merge_spills()
 
     def _damaged(self, exc: BaseException) -> DataError:
-        return DataError(f"{self.path}: the teacher's request cache cannot be read ({exc}); move it aside "
-                         f"(mv {self.path} {self.path}.damaged) and rerun: what it held is requested again")
+        return DataError(
+            f"{self.path}: the teacher's request cache cannot be read ({exc}); move it aside "
+            f"(mv {self.path} {self.path}.damaged) and rerun: what it held is requested again"
+        )
 
     # ------------------------------------------------------------------ spill files
 
     def spill_paths(self) -> list[Path]:
         """Where answers go when the database takes them not: beside it, else in $TMPDIR."""
         tag = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
-        return [self.path.with_name(self.path.name + ".pending.jsonl"),
-                Path(tempfile.gettempdir()) / f"cotdistill-pending-{tag}.jsonl"]
+        return [
+            self.path.with_name(self.path.name + ".pending.jsonl"),
+            Path(tempfile.gettempdir()) / f"cotdistill-pending-{tag}.jsonl",
+        ]
 
     def _read_spills(self) -> dict[str, tuple]:
         rows: dict[str, tuple] = {}
@@ -146,8 +152,9 @@ class RequestCache:
                 return path
             except OSError as exc:
                 causes.append(f"{path}: {exc.strerror or exc}")
-        raise CacheWriteError(f"{self.path}: cannot store {len(rows)} teacher answers anywhere "
-                              f"({'; '.join(causes)}); they are lost")
+        raise CacheWriteError(
+            f"{self.path}: cannot store {len(rows)} teacher answers anywhere ({'; '.join(causes)}); they are lost"
+        )
 
     # ------------------------------------------------------------------ reads and writes
 
@@ -194,8 +201,9 @@ class RequestCache:
         """Commit (key, completion, its seconds, backend) rows in one transaction; when the
         database will not take them, keep them in a spill file and raise CacheWriteError."""
         now = time.time()
-        rows = [(k, json.dumps(asdict(c), ensure_ascii=False), now, seconds, backend)
-                for k, c, seconds, backend in items]
+        rows = [
+            (k, json.dumps(asdict(c), ensure_ascii=False), now, seconds, backend) for k, c, seconds, backend in items
+        ]
         if not rows:
             return
         for attempt in range(self.attempts if self.unwritable is None else 0):
@@ -210,7 +218,8 @@ class RequestCache:
         raise CacheWriteError(
             f"{self.path}: cannot store teacher answers ({self.unwritable}; {self.attempts} attempts); the "
             f"{len(self._spilled)} answers received are kept in {spill}, which a rerun reads: fix the cause "
-            "and rerun")
+            "and rerun"
+        )
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]

@@ -70,8 +70,9 @@ class GenerationStats:
             "cache_hits": self.cache_hits,
             "requests_sent": self.sent,
             "retries": self.retries,
-            "failures": {k: self.failures.get(k, 0)
-                         for k in ("429", "5xx", "timeout", "connection", "malformed", "fatal")},
+            "failures": {
+                k: self.failures.get(k, 0) for k in ("429", "5xx", "timeout", "connection", "malformed", "fatal")
+            },
             "redacted": self.redacted,
             "prefix_cache_batches": self.prefix_cache_batches,
             # what the returned generations cost when they were made (this run or an earlier
@@ -100,8 +101,9 @@ class _Progress:
         s = self.stats
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         failed = getattr(self.backend, "failed_attempts", 0)
-        self.bar.set_postfix(cached=s.cache_hits, failed=failed, tok_s=f"{s.completion_tokens / elapsed:.1f}",
-                             refresh=False)
+        self.bar.set_postfix(
+            cached=s.cache_hits, failed=failed, tok_s=f"{s.completion_tokens / elapsed:.1f}", refresh=False
+        )
         self.bar.update(n)
 
     def close(self) -> None:
@@ -217,8 +219,12 @@ def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
             if hasattr(backend, "complete_samples"):
                 fut = pool.submit(_timed, backend.complete_samples, prompts[i], sampling, samples)
             else:
-                fut = pool.submit(_timed, lambda p, ss: [backend.complete([p], for_sample(sampling, s))[0] for s in ss],
-                                  prompts[i], samples)
+                fut = pool.submit(
+                    _timed,
+                    lambda p, ss: [backend.complete([p], for_sample(sampling, s))[0] for s in ss],
+                    prompts[i],
+                    samples,
+                )
             futures[fut] = items
         error: BaseException | None = None
         remaining = set(futures)

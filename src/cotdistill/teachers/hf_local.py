@@ -102,10 +102,12 @@ class RowSampler(LogitsProcessor):
             cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
             drop = cum - sorted_scores.softmax(dim=-1) > self.top_p  # keep the token that crosses top_p
             scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
-        noise = torch.stack([
-            -torch.log(-torch.log(torch.rand(scores.shape[-1], generator=g).clamp_(1e-20, 1.0)))
-            for g in self.generators
-        ]).to(scores.device)
+        noise = torch.stack(
+            [
+                -torch.log(-torch.log(torch.rand(scores.shape[-1], generator=g).clamp_(1e-20, 1.0)))
+                for g in self.generators
+            ]
+        ).to(scores.device)
         return scores + noise
 
 
@@ -151,8 +153,11 @@ class HFBackend:
             # and what its floats depend on: a greedy answer made with other threads or float
             # code paths (machine.py) can differ, and a warm cache must not make other outcomes
             # than a cold one
-            "floats": ({"device": torch.cuda.get_device_name(), "cuda": torch.version.cuda} if cuda
-                       else machine.float_key(machine.signature(torch.get_num_threads()))),
+            "floats": (
+                {"device": torch.cuda.get_device_name(), "cuda": torch.version.cuda}
+                if cuda
+                else machine.float_key(machine.signature(torch.get_num_threads()))
+            ),
         }
         if cfg.model_path:  # a local copy may differ from the preset's weights (only when set: old keys stay)
             self.identity["model_path"] = cfg.model_path
@@ -236,8 +241,14 @@ class HFBackend:
         alive = list(range(len(input_ids)))  # the prompt index of each batch row
         step_ids, step_pos = ids[:, n_prefix:], pos[:, n_prefix:]
         for _ in range(sampling.max_new_tokens):
-            res = self.model(input_ids=step_ids, attention_mask=att, position_ids=step_pos, cache=cache,
-                             use_cache=True, logits_to_keep=1)
+            res = self.model(
+                input_ids=step_ids,
+                attention_mask=att,
+                position_ids=step_pos,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             cache = res.cache
             scores = res.logits[:, -1, :].float()
             if sampler is not None:
@@ -276,7 +287,10 @@ class HFBackend:
             max_new_tokens=sampling.max_new_tokens,
             pad_token_id=pad,
             tokenizer=self.tokenizer,
-            do_sample=False, temperature=None, top_p=None, top_k=None,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
         )
         if cache is not None:
             gen_kwargs["cache"] = cache
@@ -284,9 +298,10 @@ class HFBackend:
             gen_kwargs["stop_strings"] = list(sampling.stop)
         if seeds:
             gen_kwargs["logits_processor"] = LogitsProcessorList(
-                [RowSampler(seeds, sampling.temperature, sampling.top_p)])
+                [RowSampler(seeds, sampling.temperature, sampling.top_p)]
+            )
         out = self.model.generate(**gen_kwargs)
-        return out[:, len(input_ids[0]):].tolist()
+        return out[:, len(input_ids[0]) :].tolist()
 
 
 def _has_stop(tokenizer, ids: list[int], stop: tuple[str, ...]) -> bool:

@@ -50,24 +50,56 @@ def engine_version(dist: str) -> str:
     return importlib.metadata.version(dist)
 
 
-def server_command(dist: str, gguf: Path, port: int, parallel: int, ctx_per_slot: int,
-                   threads: int | None) -> list[str]:
+def server_command(
+    dist: str, gguf: Path, port: int, parallel: int, ctx_per_slot: int, threads: int | None
+) -> list[str]:
     """The command that serves `gguf` on 127.0.0.1:`port` with `dist`."""
     if dist == "xllamacpp":
-        cmd = [sys.executable, "-m", "cotdistill.teachers.llamacpp_serve", "--model", str(gguf),
-               "--port", str(port), "--alias", gguf.name, "--parallel", str(parallel),
-               "--ctx-per-slot", str(ctx_per_slot)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cotdistill.teachers.llamacpp_serve",
+            "--model",
+            str(gguf),
+            "--port",
+            str(port),
+            "--alias",
+            gguf.name,
+            "--parallel",
+            str(parallel),
+            "--ctx-per-slot",
+            str(ctx_per_slot),
+        ]
         return cmd + (["--threads", str(threads)] if threads else [])
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", gguf.name,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(ctx_per_slot)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        gguf.name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(ctx_per_slot),
+    ]
     return cmd + (["--n_threads", str(threads)] if threads else [])
 
 
 class LlamaCppBackend(OpenAIBackend):
     """An `openai` backend whose server is a llama.cpp process this object owns."""
 
-    def __init__(self, preset, cfg, shared_prefix: str | None = None, log_path: str | Path | None = None,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        preset,
+        cfg,
+        shared_prefix: str | None = None,
+        log_path: str | Path | None = None,
+        threads: int | None = None,
+    ):
         if not preset.gguf_file:
             raise ValueError(f"teacher '{preset.name}': backend 'llamacpp' needs a gguf_file")
         folder, _ = resolve_model(preset)
@@ -86,8 +118,11 @@ class LlamaCppBackend(OpenAIBackend):
         # The engine and its version are part of the cache key: another engine's (or
         # version's) greedy answers differ slightly, and must not be reused as this one's.
         self.identity = {
-            "backend": "llamacpp", "model": preset.model, "gguf_file": preset.gguf_file,
-            "engine": "llama.cpp", "engine_version": f"{self.engine} {engine_version(self.engine)}",
+            "backend": "llamacpp",
+            "model": preset.model,
+            "gguf_file": preset.gguf_file,
+            "engine": "llama.cpp",
+            "engine_version": f"{self.engine} {engine_version(self.engine)}",
             "api": "chat" if preset.chat else "completions",
         }
 
@@ -96,5 +131,3 @@ class LlamaCppBackend(OpenAIBackend):
             super().close()
         finally:
             self.server.close()
-
-

@@ -60,14 +60,21 @@ class LocalServer:
     if the owner forgets (so an exception between start and close leaves no server).
     """
 
-    def __init__(self, cmd: Sequence[str], port: int, health_path: str = "/health",
-                 env: dict[str, str] | None = None, log_path: str | Path | None = None,
-                 startup_timeout_s: float = 180.0):
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        port: int,
+        health_path: str = "/health",
+        env: dict[str, str] | None = None,
+        log_path: str | Path | None = None,
+        startup_timeout_s: float = 180.0,
+    ):
         self.cmd, self.port = list(cmd), port
         self.base_url = f"http://127.0.0.1:{port}/v1"
         log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.cmd, env={**os.environ, **(env or {})}, stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.cmd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         self._finalizer = weakref.finalize(self, _stop, self.proc, log)
         try:
             wait_healthy(f"http://127.0.0.1:{port}{health_path}", startup_timeout_s, self.proc)
@@ -92,8 +99,12 @@ class LocalServer:
 
 @contextlib.contextmanager
 def transformers_serve(
-    model_dir: str | Path, port: int | None = None, continuous_batching: bool = False,
-    log_path: str | Path | None = None, startup_timeout_s: float = 180.0, extra_args: tuple[str, ...] = (),
+    model_dir: str | Path,
+    port: int | None = None,
+    continuous_batching: bool = False,
+    log_path: str | Path | None = None,
+    startup_timeout_s: float = 180.0,
+    extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Run `transformers serve MODEL_DIR` on 127.0.0.1; yield its base URL (…/v1).
@@ -103,9 +114,18 @@ def transformers_serve(
     """
     port = port or free_port()
     exe = Path(sys.executable).parent / "transformers"
-    cmd = [str(exe) if exe.exists() else "transformers", "serve", str(model_dir), "--host", "127.0.0.1",
-           "--port", str(port), "--continuous-batching" if continuous_batching else "--no-continuous-batching",
-           *extra_args]
-    with LocalServer(cmd, port, env={"HF_HUB_OFFLINE": "1", **(env or {})}, log_path=log_path,
-                     startup_timeout_s=startup_timeout_s) as server:
+    cmd = [
+        str(exe) if exe.exists() else "transformers",
+        "serve",
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--continuous-batching" if continuous_batching else "--no-continuous-batching",
+        *extra_args,
+    ]
+    with LocalServer(
+        cmd, port, env={"HF_HUB_OFFLINE": "1", **(env or {})}, log_path=log_path, startup_timeout_s=startup_timeout_s
+    ) as server:
         yield server.base_url

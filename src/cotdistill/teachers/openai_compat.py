@@ -100,12 +100,16 @@ def resolve_api_key(env_name: str | None, required: bool, named_in_params: bool 
     if key:
         return key
     if named_in_params:
-        raise ConfigError(f"generate.api_key_env: the environment variable {env_name} is not set (or empty); "
-                          "export it with the server's key, or set generate.api_key_env: null for a server "
-                          "that needs none")
+        raise ConfigError(
+            f"generate.api_key_env: the environment variable {env_name} is not set (or empty); "
+            "export it with the server's key, or set generate.api_key_env: null for a server "
+            "that needs none"
+        )
     if required:
-        raise ConfigError(f"teacher: the API key environment variable {env_name or '(none set)'} is empty or unset; "
-                         "export it (generate.api_key_env names the variable)")
+        raise ConfigError(
+            f"teacher: the API key environment variable {env_name or '(none set)'} is empty or unset; "
+            "export it (generate.api_key_env names the variable)"
+        )
     return NO_KEY
 
 
@@ -173,8 +177,9 @@ def parse_reply(body: bytes, chat: bool) -> tuple[list[tuple[str, str | None]], 
             content = (choice.get("message") or {}).get("content") if chat else choice.get("text")
         finish = choice.get("finish_reason") if isinstance(choice, dict) else None
         if not isinstance(content, str) or (not content.strip() and finish != "stop"):
-            raise MalformedReply(f"a choice has {'no' if not isinstance(content, str) else 'an empty'} text: "
-                                 f"{_quote(text)}")
+            raise MalformedReply(
+                f"a choice has {'no' if not isinstance(content, str) else 'an empty'} text: {_quote(text)}"
+            )
         out.append((content, finish if isinstance(finish, str) else None))
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
 
@@ -196,8 +201,9 @@ def read_within(response, deadline: float, timeout_s: float) -> bytes:
         for chunk in response.iter_bytes():
             body += chunk
             if time.monotonic() > deadline:
-                raise ReplyDeadline(f"the server was still sending after request_timeout_s = {timeout_s:g} s "
-                                    f"({len(body)} bytes so far)")
+                raise ReplyDeadline(
+                    f"the server was still sending after request_timeout_s = {timeout_s:g} s ({len(body)} bytes so far)"
+                )
     except http.DecodingError as exc:
         raise MalformedReply(f"the reply's body cannot be decoded: {exc}") from None
     except http.TransportError as exc:
@@ -238,8 +244,12 @@ class OpenAIBackend:
 
     def _request(self, prompt: str, sampling: Sampling, n: int) -> list[Completion]:
         common = dict(
-            model=self.model, max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-            top_p=sampling.top_p, seed=sampling.seed, timeout=self.timeout_s,
+            model=self.model,
+            max_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            timeout=self.timeout_s,
         )
         if sampling.stop:
             common["stop"] = list(sampling.stop[:MAX_STOP])
@@ -296,9 +306,11 @@ class OpenAIBackend:
         # redacted: a server (or a proxy) may echo the request headers, the key among them.
         status = getattr(exc, "status_code", None)
         if status in (401, 403) and not self._key_sent:
-            return (f"HTTP {status}: the server wants an API key and none was sent "
-                    f"(${self._key_env} is not set)" if self._key_env else
-                    f"HTTP {status}: the server wants an API key; name its variable in generate.api_key_env")
+            return (
+                f"HTTP {status}: the server wants an API key and none was sent (${self._key_env} is not set)"
+                if self._key_env
+                else f"HTTP {status}: the server wants an API key; name its variable in generate.api_key_env"
+            )
         if status in (401, 403):
             return f"HTTP {status}: the server refused the key in ${self._key_env or '(no variable)'}"
         return redact(str(exc), self._secrets)
@@ -317,7 +329,7 @@ class OpenAIBackend:
             if len(got) < len(todo):
                 self._n_supported = False
             out += got[: len(todo)]
-            todo = todo[len(got):]
+            todo = todo[len(got) :]
         for s in todo:
             out += self._with_retries(prompt, for_sample(sampling, s), 1)[:1]
         return out
@@ -328,4 +340,3 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self._client.close()
-
