@@ -518,7 +518,7 @@ def test_causal_student_and_multitask_run_through_repro(tiny_repo):
     ran = _ran(proc.stdout)
     students = {f"{s}@{v}" for s in ("train", "evaluate") for v in ("answer", "cot", "multitask")}
     assert students | {"check", "filter", "report"} <= ran and "generate" not in ran
-    assert json.loads((root / "data/filtered/multitask/tasks.json").read_text())["alpha"] == 0.5
+    assert json.loads((root / "data/filtered/multitask/tasks.json").read_text())["multitask_alpha"] == 0.5
     for variant in ("answer", "cot", "multitask"):
         run = json.loads((root / f"models/{variant}/run.json").read_text())
         assert run["architecture"] == "causal" and run["model"] == "llama-tiny"
