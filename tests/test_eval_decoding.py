@@ -137,7 +137,7 @@ def test_processor_forces_value_then_closes_the_number(student):
     from cotdistill.decoding import calculator_processor
 
     _, tok = student
-    proc = calculator_processor(tok)
+    proc = calculator_processor(tok, forcing="ids")
     start = [tok.pad_token_id]  # T5's decoder start token
     ids = torch.tensor([start + tok.encode("12 + 30 =", add_special_tokens=False)])
     forced = tok.encode(" 42", add_special_tokens=False)
@@ -161,7 +161,7 @@ def test_generate_goes_on_where_the_calculator_cannot_help(student):
     from cotdistill.decoding import calculator_processor
 
     model, tok = student
-    procs = LogitsProcessorList([calculator_processor(tok)])
+    procs = LogitsProcessorList([calculator_processor(tok, forcing="ids")])
     enc = tok(["What is 12 plus 30?"], return_tensors="pt")
     for text in ["(2^64)^17/3 =", "Monday - 12 + 30 ="]:
         prefix = torch.tensor([[tok.pad_token_id] + tok.encode(text, add_special_tokens=False)])
