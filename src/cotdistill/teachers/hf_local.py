@@ -28,7 +28,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from .. import hub, machine
-from ..errors import DataError
 from ..paths import shared_path
 from ..quantization import dequantized, quantization_config
 from . import Completion, Sampling, cut_at_stop
@@ -47,10 +46,8 @@ def resolve_model(preset, model_path: str | None = None) -> tuple[str, dict]:
         hub.local_folder(f"teacher {preset.name}", "generate.model_path", path)
         return (str(path.parent), {"gguf_file": path.name}) if path.suffix == ".gguf" else (str(path), {})
     if preset.package:
-        folder = hub.package_folder(preset.package, "teacher weights")
+        folder = hub.package_folder(preset.package, "teacher weights", preset.gguf_file)
         kwargs = {"gguf_file": preset.gguf_file} if preset.gguf_file else {}
-        if preset.gguf_file and not (folder / preset.gguf_file).exists():
-            raise DataError(f"teacher weights: {folder / preset.gguf_file} is missing")
         return str(folder), kwargs
     kwargs = {"gguf_file": preset.gguf_file} if preset.gguf_file else {}
     if hub.is_hub_id(preset.model):
