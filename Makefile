@@ -54,7 +54,7 @@ study: install
 # Prints the address that opens the experiment on its runs (MLflow 3.17's UI otherwise
 # starts on its GenAI pages; tracking.ui_url says why).
 ui: install
-	@$(RUN) $(PY) -c "from cotdistill.tracking import ui_url; print('open', ui_url())" 2>/dev/null
+	@$(RUN) $(PY) -c "from cotdistill.core.tracking import ui_url; print('open', ui_url())" 2>/dev/null
 	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --port 5000
 
 clean-venv:

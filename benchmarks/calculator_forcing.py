@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 
 
 def load_splits(n_train: int, n_test: int, seed: int):
-    from cotdistill.config import parse_params, read_yaml
-    from cotdistill.datasets.synthetic import load_multistep_arith
+    from cotdistill.core.config import parse_params, read_yaml
+    from cotdistill.prepare.datasets.synthetic import load_multistep_arith
 
     raw = read_yaml(REPO / "params.yaml")
     raw["dataset"] = "multistep_arith"
@@ -71,7 +71,7 @@ def sentencepiece_tokenizer(folder: Path, texts: list[str], vocab_size: int):
 def forced_mismatch(tok, targets: list[str]) -> dict:
     """For every 'expression = value' in the gold targets: do the ids the calculator forces
     (`ids` mode: ' ' + value encoded alone) equal the target's own tokens there?"""
-    from cotdistill.calculator import result_text, trailing_expression
+    from cotdistill.text.calculator import result_text, trailing_expression
 
     counts = {"equations": 0, "differ": 0}
     examples: dict[tuple, int] = {}
@@ -118,21 +118,21 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the report (markdown) here")
     args = ap.parse_args()
 
-    from cotdistill import machine
+    from cotdistill.core import machine
 
     machine.apply()  # the project's float code paths (portable unless COTDISTILL_FLOAT_PATHS=native), before torch
     import torch
 
     torch.set_num_threads(args.threads)
-    from cotdistill.catalog.students import STUDENTS
-    from cotdistill.decoding import DecodeOptions, decode
-    from cotdistill.evaluation import score
-    from cotdistill.stats import mcnemar_exact, wilson_interval
-    from cotdistill.students.architectures import ARCHITECTURES
-    from cotdistill.students.t5 import build_from_config
-    from cotdistill.students.tokenizer import tokenizer_corpus
-    from cotdistill.students.training import resolve, train
-    from cotdistill.variants import gold_rows
+    from cotdistill.core.catalog.students import STUDENTS
+    from cotdistill.evaluate.decoding import DecodeOptions, decode
+    from cotdistill.evaluate.evaluation import score
+    from cotdistill.report.stats import mcnemar_exact, wilson_interval
+    from cotdistill.train.students.architectures import ARCHITECTURES
+    from cotdistill.train.students.t5 import build_from_config
+    from cotdistill.train.students.tokenizer import tokenizer_corpus
+    from cotdistill.train.students.training import resolve, train
+    from cotdistill.train.variants import gold_rows
 
     lines: list[str] = []
 
@@ -152,7 +152,7 @@ def main() -> None:
         model = T5ForConditionalGeneration.from_pretrained(model_dir)
     else:
         if args.tokenizer == "project":
-            from cotdistill.students.tokenizer import train_tokenizer
+            from cotdistill.train.students.tokenizer import train_tokenizer
 
             tok = train_tokenizer(tokenizer_corpus(train_rows), preset.tokenizer_vocab_size, preset.tokenizer)
         else:

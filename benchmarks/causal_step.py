@@ -34,10 +34,10 @@ def main() -> None:
 
     import torch
 
-    from cotdistill.catalog.students import STUDENTS
-    from cotdistill.students.batches import pad_rows
-    from cotdistill.students.causal import apply_lora, load_student
-    from cotdistill.students.causal import encode as causal_encode
+    from cotdistill.core.catalog.students import STUDENTS
+    from cotdistill.train.students.batches import pad_rows
+    from cotdistill.train.students.causal import apply_lora, load_student
+    from cotdistill.train.students.causal import encode as causal_encode
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

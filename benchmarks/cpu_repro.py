@@ -55,16 +55,16 @@ def worker(steps: int, n_decode: int, threads: int) -> dict:
         torch.use_deterministic_algorithms(True)
     import torch
 
-    from cotdistill import machine
-    from cotdistill.catalog.students import STUDENTS
-    from cotdistill.config import load_params
-    from cotdistill.datasets.synthetic import load_coin_flip
-    from cotdistill.decoding import DecodeOptions, decode
-    from cotdistill.students.architectures import ARCHITECTURES
-    from cotdistill.students.t5 import load_student
-    from cotdistill.students.tokenizer import tokenizer_corpus
-    from cotdistill.students.training import resolve, train
-    from cotdistill.variants import gold_rows
+    from cotdistill.core import machine
+    from cotdistill.core.catalog.students import STUDENTS
+    from cotdistill.core.config import load_params
+    from cotdistill.evaluate.decoding import DecodeOptions, decode
+    from cotdistill.prepare.datasets.synthetic import load_coin_flip
+    from cotdistill.train.students.architectures import ARCHITECTURES
+    from cotdistill.train.students.t5 import load_student
+    from cotdistill.train.students.tokenizer import tokenizer_corpus
+    from cotdistill.train.students.training import resolve, train
+    from cotdistill.train.variants import gold_rows
 
     torch.set_num_threads(threads)
     params = load_params(REPO / "params.yaml")
@@ -157,7 +157,7 @@ def ops_worker(threads: int) -> dict:
 
 
 def run_arm(arm: str, args, qemu: str | None = None) -> dict:
-    from cotdistill import machine
+    from cotdistill.core import machine
 
     env = {k: v for k, v in os.environ.items() if k not in machine.PORTABLE and k != machine.MODE_ENV}
     env.update(machine.PORTABLE if ARMS[arm] is None else ARMS[arm])

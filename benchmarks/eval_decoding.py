@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from cotdistill.calculator import find_equations
-from cotdistill.decoding import DecodeOptions, decode
-from cotdistill.students.toy import addition_pair, toy_arithmetic_student
+from cotdistill.evaluate.decoding import DecodeOptions, decode
+from cotdistill.text.calculator import find_equations
+from cotdistill.train.students.toy import addition_pair, toy_arithmetic_student
 
 
 def side_by_side(repeats: int, fa, fb):

@@ -102,8 +102,8 @@ def texts(n: int, seed: int) -> list[str]:
 
 def build_folder(folder: Path, family: str, config: dict, corpus: list[str]) -> None:
     """A random-weight model of `config` and its tokenizer, as save_pretrained writes them."""
-    from cotdistill.catalog.students import STUDENTS
-    from cotdistill.students import causal, t5
+    from cotdistill.core.catalog.students import STUDENTS
+    from cotdistill.train.students import causal, t5
 
     base = STUDENTS.get("t5-tiny" if family == "t5" else "llama-tiny")
     preset = dataclasses.replace(base, config={**base.config, **config}, tokenizer_vocab_size=VOCAB)
@@ -157,9 +157,9 @@ def peak_rss_gb(cmd: list[str], cwd: Path, env: dict) -> tuple[float, int, str]:
 
 def estimates(params_path: Path) -> tuple[float, float, float]:
     """(folder's params M, the check's estimate for the folder, the preset-based estimate)."""
-    from cotdistill import memory, model_folder
-    from cotdistill.catalog.students import STUDENTS
-    from cotdistill.config import load_params
+    from cotdistill.core import memory, model_folder
+    from cotdistill.core.catalog.students import STUDENTS
+    from cotdistill.core.config import load_params
 
     params = load_params(params_path)
     preset = STUDENTS.get(params.model)
@@ -192,8 +192,8 @@ def main() -> None:
         "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
     }
     imports = (
-        "import torch, transformers, mlflow, peft; import cotdistill.students.job, "
-        "cotdistill.students.training, cotdistill.students.causal"
+        "import torch, transformers, mlflow, peft; import cotdistill.train.students.job, "
+        "cotdistill.train.students.training, cotdistill.train.students.causal"
     )
     baseline, _, _ = peak_rss_gb([sys.executable, "-c", imports], work, env)
     rows = []

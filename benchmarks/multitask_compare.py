@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cotdistill.machine import describe  # noqa: E402
+from cotdistill.core.machine import describe  # noqa: E402
 from cotdistill.study.analysis import (  # noqa: E402
     StudentRun,
     accuracy_from_metrics,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from cotdistill.catalog.teachers import TEACHERS
-from cotdistill.config import load_params
-from cotdistill.datasets.synthetic import coin_flip_example
-from cotdistill.paths import repo_root
-from cotdistill.prompts import few_shot_prefix, load_prompt_file, prompt_path, render
-from cotdistill.teachers.hf_local import export_folder
+from cotdistill.core.catalog.teachers import TEACHERS
+from cotdistill.core.config import load_params
+from cotdistill.core.paths import repo_root
+from cotdistill.generate.prompts import few_shot_prefix, load_prompt_file, prompt_path, render
+from cotdistill.generate.teachers.hf_local import export_folder
+from cotdistill.prepare.datasets.synthetic import coin_flip_example
 
 
 def model_folder(path: str | None) -> Path:

@@ -36,16 +36,16 @@ from pathlib import Path
 
 from teacher_common import generate_config
 
-from cotdistill.catalog.teachers import TEACHERS
-from cotdistill.config import load_params
-from cotdistill.datasets.prepare import prepare_dataset
-from cotdistill.evaluation import wilson_interval
-from cotdistill.filtering import filter_generations
-from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Sampling
-from cotdistill.teachers.backends import close_backend, make_backend
-from cotdistill.teachers.cache import RequestCache
-from cotdistill.teachers.generation import generate_all
+from cotdistill.core.catalog.teachers import TEACHERS
+from cotdistill.core.config import load_params
+from cotdistill.evaluate.evaluation import wilson_interval
+from cotdistill.filter.filtering import filter_generations
+from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
+from cotdistill.generate.teachers import Sampling
+from cotdistill.generate.teachers.backends import close_backend, make_backend
+from cotdistill.generate.teachers.cache import RequestCache
+from cotdistill.generate.teachers.generation import generate_all
+from cotdistill.prepare.datasets.prepare import prepare_dataset
 
 DEFAULT_ENGINES = ("hf-generate", "hf-loop", "hf-loop-32", "llamacpp-8", "llamacpp-16")
 
@@ -86,7 +86,7 @@ def make_engines(names, params, prefix, lcp_python: str | None, logdir: Path) ->
             batch = 32 if name.endswith("-32") else cfg.batch_size
         elif name.startswith("llamacpp-"):
             slots = int(name.split("-")[1])
-            from cotdistill.teachers.llamacpp import LlamaCppBackend
+            from cotdistill.generate.teachers.llamacpp import LlamaCppBackend
 
             backend = LlamaCppBackend(
                 TEACHERS.get("smollm2-135m-llamacpp"),
@@ -120,9 +120,9 @@ def _llama_cpp_python(python: str | None, log_path: Path):
     """llama-cpp-python's own server (compiled on install) behind the openai backend."""
     if not python:
         raise SystemExit("engine llama-cpp-python: pass --llama-cpp-python PYTHON (an interpreter that has it)")
-    from cotdistill.teachers.hf_local import resolve_model
-    from cotdistill.teachers.local_server import LocalServer, free_port
-    from cotdistill.teachers.openai_compat import OpenAIBackend
+    from cotdistill.generate.teachers.hf_local import resolve_model
+    from cotdistill.generate.teachers.local_server import LocalServer, free_port
+    from cotdistill.generate.teachers.openai_compat import OpenAIBackend
 
     preset = TEACHERS.get("smollm2-135m-llamacpp")
     gguf = Path(resolve_model(preset)[0]) / preset.gguf_file
@@ -257,7 +257,7 @@ def main() -> None:
     )
     from transformers import AutoTokenizer
 
-    from cotdistill.teachers.hf_local import resolve_model
+    from cotdistill.generate.teachers.hf_local import resolve_model
 
     path, kwargs = resolve_model(TEACHERS.get("smollm2-135m"))
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)

@@ -17,12 +17,12 @@ import torch
 from teacher_common import coin_flip_prompts, generate_config, model_folder
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cotdistill.catalog.teachers import TeacherPreset
-from cotdistill.prompts import STOP_STRINGS
-from cotdistill.teachers import Sampling, cut_at_stop
-from cotdistill.teachers.backends import make_backend
-from cotdistill.teachers.cache import RequestCache
-from cotdistill.teachers.generation import generate_all
+from cotdistill.core.catalog.teachers import TeacherPreset
+from cotdistill.generate.prompts import STOP_STRINGS
+from cotdistill.generate.teachers import Sampling, cut_at_stop
+from cotdistill.generate.teachers.backends import make_backend
+from cotdistill.generate.teachers.cache import RequestCache
+from cotdistill.generate.teachers.generation import generate_all
 
 
 def useful_tokens(tokenizer, texts: list[str]) -> int:

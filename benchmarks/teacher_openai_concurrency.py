@@ -17,13 +17,13 @@ import time
 
 from teacher_common import coin_flip_prompts, generate_config, model_folder
 
-from cotdistill.catalog.teachers import TEACHERS
-from cotdistill.prompts import STOP_STRINGS
-from cotdistill.teachers import Sampling
-from cotdistill.teachers.cache import RequestCache
-from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.local_server import transformers_serve
-from cotdistill.teachers.openai_compat import OpenAIBackend
+from cotdistill.core.catalog.teachers import TEACHERS
+from cotdistill.generate.prompts import STOP_STRINGS
+from cotdistill.generate.teachers import Sampling
+from cotdistill.generate.teachers.cache import RequestCache
+from cotdistill.generate.teachers.generation import generate_all
+from cotdistill.generate.teachers.local_server import transformers_serve
+from cotdistill.generate.teachers.openai_compat import OpenAIBackend
 
 
 def run(base_url, folder, prompts, concurrency, max_new_tokens) -> tuple[dict, float]:

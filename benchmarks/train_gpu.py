@@ -210,8 +210,8 @@ def free(device) -> None:
 def bench_model(name, args, device, bf16, peak_rate) -> list[dict]:
     import torch
 
-    from cotdistill.students.t5 import LORA_TARGETS
-    from cotdistill.students.weights import apply_lora
+    from cotdistill.train.students.t5 import LORA_TARGETS
+    from cotdistill.train.students.weights import apply_lora
 
     config, model, flops_fn, task_type, auto_cls = build(name, args.cpu_smoke)
     causal = task_type == "CAUSAL_LM"
@@ -266,7 +266,7 @@ def bench_model(name, args, device, bf16, peak_rate) -> list[dict]:
         if device.type != "cuda":
             print("  8-bit and 4-bit + LoRA: skipped (bitsandbytes quantization needs CUDA)", flush=True)
             return rows
-        from cotdistill.quantization import quantization_config
+        from cotdistill.core.quantization import quantization_config
 
         for quant in ("8bit", "4bit"):
             qmodel = auto_cls.from_pretrained(

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def pairs(n: int, seed: int) -> list[tuple[str, str]]:
-    from cotdistill.datasets.synthetic import coin_flip_example
-    from cotdistill.rationale import close_rationale
+    from cotdistill.prepare.datasets.synthetic import coin_flip_example
+    from cotdistill.text.rationale import close_rationale
 
     rng = random.Random(seed)
     rows = [coin_flip_example(rng, rng.randint(2, 6)) for _ in range(n)]
@@ -107,13 +107,13 @@ def main() -> None:
     import torch
     from transformers import DataCollatorForSeq2Seq
 
-    from cotdistill.catalog.students import STUDENTS
-    from cotdistill.config import load_params
-    from cotdistill.students.architectures import ARCHITECTURES
-    from cotdistill.students.batches import training_data
-    from cotdistill.students.t5 import build_from_config
-    from cotdistill.students.tokenizer import train_tokenizer
-    from cotdistill.variants import ONE_TASK
+    from cotdistill.core.catalog.students import STUDENTS
+    from cotdistill.core.config import load_params
+    from cotdistill.train.students.architectures import ARCHITECTURES
+    from cotdistill.train.students.batches import training_data
+    from cotdistill.train.students.t5 import build_from_config
+    from cotdistill.train.students.tokenizer import train_tokenizer
+    from cotdistill.train.variants import ONE_TASK
 
     preset = STUDENTS.get(args.model)
     data = pairs(args.n, args.seed)

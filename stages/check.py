@@ -15,11 +15,11 @@ from pathlib import Path
 
 import _checkout  # noqa: F401
 
-from cotdistill import stage
-from cotdistill.config import load_params, read_yaml
-from cotdistill.io import file_digest, write_json
-from cotdistill.paths import shared_path
-from cotdistill.preflight import preflight, read_pipeline, stages_to_run
+from cotdistill.core import stage
+from cotdistill.core.config import load_params, read_yaml
+from cotdistill.core.io import file_digest, write_json
+from cotdistill.core.paths import shared_path
+from cotdistill.core.preflight import preflight, read_pipeline, stages_to_run
 
 
 def main(argv=None):

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import _checkout  # noqa: F401
 
-from cotdistill import machine, stage, tracking
-from cotdistill.config import flatten, load_params, to_dict
-from cotdistill.evaluation import tracked_metrics
-from cotdistill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
-from cotdistill.splits import TEST_SPLITS
-from cotdistill.variants import VARIANTS, Task
+from cotdistill.core import machine, stage, tracking
+from cotdistill.core.config import flatten, load_params, to_dict
+from cotdistill.core.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
+from cotdistill.core.splits import TEST_SPLITS
+from cotdistill.evaluate.evaluation import tracked_metrics
+from cotdistill.train.variants import VARIANTS, Task
 
 
 def main(argv=None):
@@ -39,7 +39,7 @@ def main(argv=None):
         rows = read_jsonl(path) if path.exists() else []
         if rows:
             splits[stem] = rows[: cfg.max_examples] if cfg.max_examples else rows
-    from cotdistill.students.weights import check_model_folder
+    from cotdistill.train.students.weights import check_model_folder
 
     check_model_folder(args.model)  # one line naming a missing or damaged file, not a traceback
     run = read_json(Path(args.model) / "run.json")
@@ -47,8 +47,8 @@ def main(argv=None):
     # params validation refused calculator: true on a dataset of other answers
     calculator = cfg.calculator is not False and answer_types == {"number"}
 
-    from cotdistill.evaluation import DecodeOptions, evaluate_splits
-    from cotdistill.students.architectures import ARCHITECTURES
+    from cotdistill.evaluate.evaluation import DecodeOptions, evaluate_splits
+    from cotdistill.train.students.architectures import ARCHITECTURES
 
     threads = stage.set_threads(params.threads)
     arch = ARCHITECTURES.get(run.get("architecture", "t5"))  # T5 students saved before causal ones had none

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import _checkout  # noqa: F401
 
-from cotdistill import stage
-from cotdistill.config import load_params, to_dict
-from cotdistill.filtering import add_missing_cot, filter_generations, require_kept
-from cotdistill.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from cotdistill.splits import TEACHER_SPLITS
-from cotdistill.steps import STEP_CHECKERS
-from cotdistill.variants import SETTINGS_FILE, VARIANTS
+from cotdistill.core import stage
+from cotdistill.core.config import load_params, to_dict
+from cotdistill.core.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from cotdistill.core.splits import TEACHER_SPLITS
+from cotdistill.filter.filtering import add_missing_cot, filter_generations, require_kept
+from cotdistill.filter.steps import STEP_CHECKERS
+from cotdistill.train.variants import SETTINGS_FILE, VARIANTS
 
 
 def main(argv=None):

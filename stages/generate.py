@@ -6,16 +6,16 @@ run or another experiment with the same teacher settings pays for nothing twice.
 
 import _checkout  # noqa: F401
 
-from cotdistill import machine, stage
-from cotdistill.catalog.teachers import TEACHERS
-from cotdistill.config import load_params, to_dict
-from cotdistill.io import read_jsonl, write_json, write_jsonl
-from cotdistill.paths import shared_path
-from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
-from cotdistill.teachers import Sampling
-from cotdistill.teachers.backends import close_backend, make_backend
-from cotdistill.teachers.cache import RequestCache
-from cotdistill.teachers.generation import generate_all
+from cotdistill.core import machine, stage
+from cotdistill.core.catalog.teachers import TEACHERS
+from cotdistill.core.config import load_params, to_dict
+from cotdistill.core.io import read_jsonl, write_json, write_jsonl
+from cotdistill.core.paths import shared_path
+from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
+from cotdistill.generate.teachers import Sampling
+from cotdistill.generate.teachers.backends import close_backend, make_backend
+from cotdistill.generate.teachers.cache import RequestCache
+from cotdistill.generate.teachers.generation import generate_all
 
 
 def main(argv=None):

@@ -6,12 +6,12 @@ location of every malformed row counted in the metrics.
 
 import _checkout  # noqa: F401
 
-from cotdistill import stage
-from cotdistill.config import load_params, to_dict
-from cotdistill.datasets.prepare import prepare_dataset
-from cotdistill.io import atomic_dir, write_json, write_jsonl
-from cotdistill.prompts import exemplar_questions, prompt_path
-from cotdistill.splits import SPLITS
+from cotdistill.core import stage
+from cotdistill.core.config import load_params, to_dict
+from cotdistill.core.io import atomic_dir, write_json, write_jsonl
+from cotdistill.core.splits import SPLITS
+from cotdistill.generate.prompts import exemplar_questions, prompt_path
+from cotdistill.prepare.datasets.prepare import prepare_dataset
 
 
 def main(argv=None):

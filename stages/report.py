@@ -5,11 +5,11 @@ from pathlib import Path
 
 import _checkout  # noqa: F401
 
-from cotdistill import stage
-from cotdistill.config import load_params
-from cotdistill.errors import DataError
-from cotdistill.io import read_json, write_csv, write_text
-from cotdistill.reporting import ACCURACY_FIELDS, accuracy_table, load_predictions, render_report
+from cotdistill.core import stage
+from cotdistill.core.config import load_params
+from cotdistill.core.errors import DataError
+from cotdistill.core.io import read_json, write_csv, write_text
+from cotdistill.report.reporting import ACCURACY_FIELDS, accuracy_table, load_predictions, render_report
 
 
 def main(argv=None):

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import _checkout  # noqa: F401
 
-from cotdistill import stage, tracking
-from cotdistill.catalog.students import STUDENTS
-from cotdistill.config import load_params, to_dict
-from cotdistill.errors import DataError
-from cotdistill.io import read_jsonl, write_csv, write_json
-from cotdistill.paths import shared_path
-from cotdistill.variants import VARIANTS
+from cotdistill.core import stage, tracking
+from cotdistill.core.catalog.students import STUDENTS
+from cotdistill.core.config import load_params, to_dict
+from cotdistill.core.errors import DataError
+from cotdistill.core.io import read_jsonl, write_csv, write_json
+from cotdistill.core.paths import shared_path
+from cotdistill.train.variants import VARIANTS
 
 
 def main(argv=None):
@@ -43,8 +43,8 @@ def main(argv=None):
         )
 
     # Heavy imports only after the inputs are known to be good.
-    from cotdistill.students.job import CURVE_FIELDS, Job, train_student
-    from cotdistill.students.training import resolve
+    from cotdistill.train.students.job import CURVE_FIELDS, Job, train_student
+    from cotdistill.train.students.training import resolve
 
     preset = STUDENTS.get(params.model)
     cfg = resolve(params.train, preset)

@@ -46,7 +46,7 @@ def venv_bin(name: str) -> str:
 def section(name: str, **overrides):
     """A section of the committed params.yaml (generate, train, ...) with `overrides`:
     params.yaml is where every value is set, so tests build stage configs from it."""
-    from cotdistill.config import load_params
+    from cotdistill.core.config import load_params
 
     return dataclasses.replace(getattr(load_params(REPO / "params.yaml"), name), **overrides)
 
@@ -62,7 +62,7 @@ def make_params(overrides: dict, where: str = "params.yaml"):
     """Params of the committed params.yaml with `overrides` merged in key by key, validated."""
     import yaml
 
-    from cotdistill.config import parse_params
+    from cotdistill.core.config import parse_params
 
     return parse_params(_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides), where)
 

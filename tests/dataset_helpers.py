@@ -26,7 +26,7 @@ def offline_hf(monkeypatch, tmp_path):
     def no_download(args):
         raise AssertionError(f"a test tried to run pip {' '.join(args)}")
 
-    monkeypatch.setattr("cotdistill.datasets.packaged._run_pip", no_download)
+    monkeypatch.setattr("cotdistill.prepare.datasets.packaged._run_pip", no_download)
 
 
 def params(dataset, **prepare):

@@ -158,12 +158,12 @@ class StubTeacher:
         self.httpd.server_close()
 
 
-# Runs a stage script with every atomic write of cotdistill.io wrapped: once the first one
+# Runs a stage script with every atomic write of cotdistill.core.io wrapped: once the first one
 # has written its temporary file, the process sends itself SIGINT (what Ctrl-C does), so
 # the interrupt lands at the worst moment, before the rename that publishes the output.
 _INTERRUPT_AT_FIRST_WRITE = """
 import contextlib, os, runpy, signal, sys, time
-import cotdistill.io as io
+import cotdistill.core.io as io
 
 def interrupting(real):
     @contextlib.contextmanager
@@ -219,5 +219,5 @@ def interrupt_when(proc: subprocess.Popen, ready, timeout_s: float = 600.0, sig:
 
 
 def temp_leftovers(root: Path) -> list[Path]:
-    """Temporary files or folders of cotdistill.io's atomic writes (a half-written output)."""
+    """Temporary files or folders of cotdistill.core.io's atomic writes (a half-written output)."""
     return [p for p in root.rglob(".*.tmp")]

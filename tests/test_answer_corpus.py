@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cotdistill.answers import extract
+from cotdistill.text.answers import extract
 
 CORPUS = Path(__file__).parent / "data" / "answer_corpus.jsonl"
 MIN_AGREEMENT = 0.99

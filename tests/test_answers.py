@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from cotdistill.answers import (
+from cotdistill.text.answers import (
     EXTRACTORS,
     extract,
     format_number,
@@ -14,7 +14,7 @@ from cotdistill.answers import (
     parse_number,
     reasoning_before_answer,
 )
-from cotdistill.sentence import answer_sentence
+from cotdistill.text.sentence import answer_sentence
 
 NUMBER_CASES = [  # (text, strict, flexible)
     ("#### 1,234", "1234", "1234"),

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cotdistill.answers import extract, format_number, matches, parse_gold
-from cotdistill.evaluation import score
-from cotdistill.filtering import ANSWER_DROPS, classify, cot_text
-from cotdistill.sentence import answer_sentence
+from cotdistill.evaluate.evaluation import score
+from cotdistill.filter.filtering import ANSWER_DROPS, classify, cot_text
+from cotdistill.text.answers import extract, format_number, matches, parse_gold
+from cotdistill.text.sentence import answer_sentence
 
 MARKERS = [
     "The answer is {}.",

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from cotdistill.datasets.arithmetic import apply, multistep_example, parse_question
-from cotdistill.prompts import load_prompt_file, prompt_path
-from cotdistill.steps import STEP_CHECKERS, check_multistep_arith
+from cotdistill.filter.steps import STEP_CHECKERS, check_multistep_arith
+from cotdistill.generate.prompts import load_prompt_file, prompt_path
+from cotdistill.prepare.datasets.arithmetic import apply, multistep_example, parse_question
 
 
 def examples(n=300, seed=3, lo=2, hi=6, **kw):
@@ -67,8 +67,8 @@ def test_unreadable_question_is_reported():
 
 
 def test_splits_are_distinct_and_ood_has_more_operations(base_params):
-    from cotdistill.config import parse_params
-    from cotdistill.datasets.synthetic import load_multistep_arith
+    from cotdistill.core.config import parse_params
+    from cotdistill.prepare.datasets.synthetic import load_multistep_arith
 
     base_params["dataset"] = "multistep_arith"
     base_params["prepare"].update(n_train=50, n_validation=10, n_test=20, n_test_ood=20)

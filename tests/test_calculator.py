@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cotdistill.calculator import (
+from cotdistill.text.calculator import (
     CalcError,
     calculate,
     evaluate,
@@ -287,8 +287,8 @@ def test_no_eval_or_exec(monkeypatch, tmp_path):
 def test_arithmetic_prompt_exemplars_have_true_equations():
     """The calculator reads the equations of every number dataset's exemplars, and they hold
     (so `filter.verify_equations` keeps CoTs written in the exemplars' style)."""
-    from cotdistill.catalog.datasets import DATASETS
-    from cotdistill.prompts import load_prompt_file, prompt_path
+    from cotdistill.core.catalog.datasets import DATASETS
+    from cotdistill.generate.prompts import load_prompt_file, prompt_path
 
     checked = 0
     for name, spec in DATASETS.items():

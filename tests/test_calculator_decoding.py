@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from cotdistill.calculator import calculate
-from cotdistill.decoding import calculator_processor
+from cotdistill.evaluate.decoding import calculator_processor
+from cotdistill.text.calculator import calculate
 
 from .standins import MISSING, standin, t5_tokenizer
 
@@ -43,7 +43,7 @@ def _metaspace_tokenizer(texts: list[str]):
 
 @pytest.fixture(scope="module", params=["byte-level", "metaspace"])
 def tok(request):
-    from cotdistill.students.tokenizer import train_tokenizer
+    from cotdistill.train.students.tokenizer import train_tokenizer
 
     return train_tokenizer(_texts(), 500) if request.param == "byte-level" else _metaspace_tokenizer(_texts())
 
@@ -336,7 +336,7 @@ def _scripted(model, tok, anchor: int) -> str:
 
 def _check_values(text: str) -> int:
     """Every 'expression = number' in `text` carries the calculator's value; how many there are."""
-    from cotdistill.calculator import trailing_expression
+    from cotdistill.text.calculator import trailing_expression
 
     seen = 0
     for m in re.finditer(r"=\s*(-?\d[\d.]*)", text):
@@ -356,8 +356,8 @@ def test_decode_with_calculator_on_standin_models(tmp_path_factory, name, forcin
     ones; without the calculator it does not."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from cotdistill.decoding import DecodeOptions, decode
-    from cotdistill.students.causal import STOP_STRINGS, prompt_text
+    from cotdistill.evaluate.decoding import DecodeOptions, decode
+    from cotdistill.train.students.causal import STOP_STRINGS, prompt_text
 
     folder = standin(name, tmp_path_factory)
     tok = AutoTokenizer.from_pretrained(folder)

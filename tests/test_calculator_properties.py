@@ -17,15 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cotdistill.calculator import (
-    MAX_BITS,
-    MAX_CHARS,
-    MAX_DEPTH,
-    MAX_EXPONENT,
-    CalcError,
-    calculate,
-    evaluate,
-)
+from cotdistill.text.calculator import MAX_BITS, MAX_CHARS, MAX_DEPTH, MAX_EXPONENT, CalcError, calculate, evaluate
 
 # Precedence levels of the calculator's grammar: what a child needs to be written bare.
 LEVEL = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3, "pos": 3, "^": 4, "pct": 5, "num": 6, "paren": 6}

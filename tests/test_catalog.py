@@ -2,10 +2,10 @@
 
 import ast
 
-from cotdistill import catalog
-from cotdistill.catalog.datasets import DATASETS, SOURCES
-from cotdistill.catalog.students import STUDENTS
-from cotdistill.catalog.teachers import TEACHERS
+from cotdistill.core import catalog
+from cotdistill.core.catalog.datasets import DATASETS, SOURCES
+from cotdistill.core.catalog.students import STUDENTS
+from cotdistill.core.catalog.teachers import TEACHERS
 
 
 def _with(source):
@@ -13,9 +13,9 @@ def _with(source):
 
 
 def test_every_dataset_source_has_its_loader():
-    from cotdistill.datasets import real
-    from cotdistill.datasets.prepare import SOURCES as LOADERS
-    from cotdistill.datasets.synthetic import GENERATORS
+    from cotdistill.prepare.datasets import real
+    from cotdistill.prepare.datasets.prepare import SOURCES as LOADERS
+    from cotdistill.prepare.datasets.synthetic import GENERATORS
 
     assert set(LOADERS.names()) == set(SOURCES)
     assert set(GENERATORS.names()) == _with("synthetic")
@@ -26,10 +26,10 @@ def test_every_dataset_source_has_its_loader():
 
 
 def test_step_checkers_variants_architectures_and_backends_match_their_names():
-    from cotdistill.steps import STEP_CHECKERS
-    from cotdistill.students.architectures import ARCHITECTURES
-    from cotdistill.teachers.backends import BACKENDS
-    from cotdistill.variants import VARIANTS
+    from cotdistill.filter.steps import STEP_CHECKERS
+    from cotdistill.generate.teachers.backends import BACKENDS
+    from cotdistill.train.students.architectures import ARCHITECTURES
+    from cotdistill.train.variants import VARIANTS
 
     assert set(STEP_CHECKERS.names()) == {n for n, d in DATASETS.items() if d.step_checker}
     assert tuple(VARIANTS.names()) == catalog.VARIANTS
@@ -44,7 +44,7 @@ def test_params_validation_loads_no_implementation():
     import sys
 
     code = (
-        "import sys; from cotdistill.config import load_params; load_params('params.yaml'); "
+        "import sys; from cotdistill.core.config import load_params; load_params('params.yaml'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cotdistill', 'torch', 'transformers')))"
     )
     from .conftest import REPO
@@ -53,14 +53,14 @@ def test_params_validation_loads_no_implementation():
     loaded = ast.literal_eval(out)
     assert loaded == [
         "cotdistill",
-        "cotdistill.catalog",
-        "cotdistill.catalog.datasets",
-        "cotdistill.catalog.prompts",
-        "cotdistill.catalog.students",
-        "cotdistill.catalog.teachers",
-        "cotdistill.checks",
-        "cotdistill.config",
-        "cotdistill.errors",
-        "cotdistill.io",  # the one file reader
-        "cotdistill.registry",
+        "cotdistill.core.catalog",
+        "cotdistill.core.catalog.datasets",
+        "cotdistill.core.catalog.prompts",
+        "cotdistill.core.catalog.students",
+        "cotdistill.core.catalog.teachers",
+        "cotdistill.core.checks",
+        "cotdistill.core.config",
+        "cotdistill.core.errors",
+        "cotdistill.core.io",  # the one file reader
+        "cotdistill.core.registry",
     ]  # and no torch

@@ -8,14 +8,14 @@ import re
 import pytest
 import torch
 
-from cotdistill.catalog.students import STUDENTS
-from cotdistill.decoding import DecodeOptions, decode
-from cotdistill.memory import defaults_gb
-from cotdistill.students.architectures import ARCHITECTURES
-from cotdistill.students.batches import IGNORE, PadCollator, pad_rows
-from cotdistill.students.causal import STOP_STRINGS, causal_tokenizer, load_student, prompt_text
-from cotdistill.students.causal import encode as causal_encode
-from cotdistill.students.training import resolve
+from cotdistill.core.catalog.students import STUDENTS
+from cotdistill.core.memory import defaults_gb
+from cotdistill.evaluate.decoding import DecodeOptions, decode
+from cotdistill.train.students.architectures import ARCHITECTURES
+from cotdistill.train.students.batches import IGNORE, PadCollator, pad_rows
+from cotdistill.train.students.causal import STOP_STRINGS, causal_tokenizer, load_student, prompt_text
+from cotdistill.train.students.causal import encode as causal_encode
+from cotdistill.train.students.training import resolve
 
 from .conftest import section
 
@@ -81,7 +81,7 @@ def test_causal_tokenizer_has_bos_eos_pad_and_survives_a_reload(tmp_path):
     assert tok.decode(ids, skip_special_tokens=True) == "Is the coin still heads up?"
     assert tok.padding_side == tok.truncation_side == "left"
     tok.save_pretrained(tmp_path)
-    from cotdistill.students.causal import load_tokenizer
+    from cotdistill.train.students.causal import load_tokenizer
 
     again = load_tokenizer(tmp_path)
     assert again("Is the coin still heads up?")["input_ids"] == ids and again.padding_side == "left"
@@ -158,7 +158,7 @@ def test_left_padded_batches_decode_as_one_at_a_time(tiny):
 
 
 def test_decoding_stops_at_a_stop_string(tiny):
-    from cotdistill.decoding import cut_at_stop
+    from cotdistill.evaluate.decoding import cut_at_stop
 
     assert cut_at_stop("The answer is no.\nQuestion: more", STOP_STRINGS) == "The answer is no."
     assert cut_at_stop("no stop here", STOP_STRINGS) == "no stop here"
@@ -173,7 +173,7 @@ def test_decoding_stops_at_a_stop_string(tiny):
 def arithmetic():
     """The toy causal student, trained to a stated loss (toy.py), not for a fixed number of
     steps: a fixed count left it short of the format on some CPUs ("The answer answer ...")."""
-    from cotdistill.students.toy import toy_causal_arithmetic_student
+    from cotdistill.train.students.toy import toy_causal_arithmetic_student
 
     torch.set_num_threads(1)
     return toy_causal_arithmetic_student()
@@ -181,8 +181,8 @@ def arithmetic():
 
 @pytest.mark.slow
 def test_trained_causal_student_batches_like_single_and_takes_the_calculator(arithmetic):
-    from cotdistill.calculator import find_equations
-    from cotdistill.students.toy import addition_pair
+    from cotdistill.text.calculator import find_equations
+    from cotdistill.train.students.toy import addition_pair
 
     from .test_eval_decoding import closed, same_before_first_eq
 
@@ -215,8 +215,8 @@ def test_trained_causal_student_batches_like_single_and_takes_the_calculator(ari
 @pytest.mark.slow
 @pytest.mark.parametrize("quantization,lora_save", [("8bit", "adapter"), ("4bit", "merged")])
 def test_causal_lora_on_quantized_weights_trains_saves_and_loads_back(tmp_path, quantization, lora_save):
-    from cotdistill.students.causal import apply_lora, load_trained, save_trained
-    from cotdistill.students.training import train
+    from cotdistill.train.students.causal import apply_lora, load_trained, save_trained
+    from cotdistill.train.students.training import train
 
     preset = STUDENTS.get("llama-tiny")
     cfg = resolve(

@@ -7,7 +7,7 @@ import typing
 import pytest
 import yaml
 
-from cotdistill.config import ConfigError, Params, flatten, load_params, parse_params, to_dict
+from cotdistill.core.config import ConfigError, Params, flatten, load_params, parse_params, to_dict
 
 from .conftest import REPO, run_cmd, venv_bin
 
@@ -290,8 +290,8 @@ def test_stages_and_check_params_refuse_alike(tmp_path, base_params, python):
 
 
 def test_user_mistakes_are_one_line_and_bugs_show_their_traceback(capsys):
-    from cotdistill import stage
-    from cotdistill.errors import DataError
+    from cotdistill.core import stage
+    from cotdistill.core.errors import DataError
 
     def mistake(argv):
         raise DataError("x.jsonl:3: not valid JSON (Expecting value)")

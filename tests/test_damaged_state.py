@@ -13,10 +13,10 @@ import tempfile
 
 import pytest
 
-from cotdistill.errors import DataError
-from cotdistill.teachers import Sampling
-from cotdistill.teachers.cache import CacheWriteError, RequestCache
-from cotdistill.teachers.generation import generate_all
+from cotdistill.core.errors import DataError
+from cotdistill.generate.teachers import Sampling
+from cotdistill.generate.teachers.cache import CacheWriteError, RequestCache
+from cotdistill.generate.teachers.generation import generate_all
 
 from .fault_helpers import OK_TEXT, StubTeacher
 from .test_hostile_server import backend_for
@@ -149,7 +149,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_whole_one(tmp_path
     import torch
     from safetensors.torch import save_file
 
-    from cotdistill.students.training import last_complete_checkpoint
+    from cotdistill.train.students.training import last_complete_checkpoint
 
     for step in (5, 10, 15):
         folder = tmp_path / f"checkpoint-{step}"
@@ -196,7 +196,7 @@ def test_a_student_whose_loss_is_not_finite_stops_in_one_line_and_saves_nothing(
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_mlflow_store_is_one_line_that_says_what_to_do(tmp_path, monkeypatch, damage):
-    from cotdistill import tracking
+    from cotdistill.core import tracking
 
     db = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
@@ -204,7 +204,7 @@ def test_a_damaged_mlflow_store_is_one_line_that_says_what_to_do(tmp_path, monke
     if damage == "garbage":
         db.write_bytes(b"not a database\n" * 500)
     else:  # a real store, made by another process (MLflow caches the stores it opened), cut in half
-        subprocess.run([sys.executable, "-c", "from cotdistill import tracking; tracking._client()"], check=True)
+        subprocess.run([sys.executable, "-c", "from cotdistill.core import tracking; tracking._client()"], check=True)
         data = db.read_bytes()
         db.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError) as err:

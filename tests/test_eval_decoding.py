@@ -10,10 +10,10 @@ import re
 import pytest
 import torch
 
-from cotdistill.calculator import find_equations
-from cotdistill.decoding import DecodeOptions, decode
-from cotdistill.evaluation import evaluate_splits
-from cotdistill.students.toy import ToyTrainingError, addition_pair, toy_arithmetic_student
+from cotdistill.evaluate.decoding import DecodeOptions, decode
+from cotdistill.evaluate.evaluation import evaluate_splits
+from cotdistill.text.calculator import find_equations
+from cotdistill.train.students.toy import ToyTrainingError, addition_pair, toy_arithmetic_student
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +134,7 @@ def test_evaluate_splits_scores_both_modes(student):
 def test_processor_forces_value_then_closes_the_number(student):
     """The mechanism under controlled scores: after '2 + 3 =' the only allowed token is the
     value's; once it is written, digits that would extend it are banned."""
-    from cotdistill.decoding import calculator_processor
+    from cotdistill.evaluate.decoding import calculator_processor
 
     _, tok = student
     proc = calculator_processor(tok, forcing="ids")
@@ -158,7 +158,7 @@ def test_generate_goes_on_where_the_calculator_cannot_help(student):
     value is forced and stays closed."""
     from transformers import LogitsProcessorList
 
-    from cotdistill.decoding import calculator_processor
+    from cotdistill.evaluate.decoding import calculator_processor
 
     model, tok = student
     procs = LogitsProcessorList([calculator_processor(tok, forcing="ids")])

@@ -7,9 +7,9 @@ import re
 import pytest
 import yaml
 
-from cotdistill.datasets.synthetic import coin_flip_example
-from cotdistill.filtering import DROP_REASONS, filter_generations
-from cotdistill.steps import STEP_CHECKERS, check_coin_flip, check_last_letters
+from cotdistill.filter.filtering import DROP_REASONS, filter_generations
+from cotdistill.filter.steps import STEP_CHECKERS, check_coin_flip, check_last_letters
+from cotdistill.prepare.datasets.synthetic import coin_flip_example
 
 from .conftest import REPO, run_cmd
 
@@ -250,7 +250,7 @@ def test_filter_that_keeps_nothing_fails_in_the_filter_stage(tmp_path, python):
 
 
 def test_last_letters_gold_rationales_pass_and_corruptions_fail():
-    from cotdistill.datasets.synthetic import last_letters_example
+    from cotdistill.prepare.datasets.synthetic import last_letters_example
 
     rng = random.Random(4)
     first, last = ["Elon", "Ada", "Grace", "Alan", "Kurt"], ["Musk", "Lovelace", "Hopper", "Turing", "Godel"]
@@ -267,7 +267,7 @@ def test_last_letters_gold_rationales_pass_and_corruptions_fail():
 
 @pytest.mark.parametrize("dataset", ["coin_flip", "last_letters", "multistep_arith"])
 def test_prompt_exemplars_pass_their_step_checker(dataset):
-    from cotdistill.prompts import format_names, load_prompt_file, prompt_path
+    from cotdistill.generate.prompts import format_names, load_prompt_file, prompt_path
 
     for fmt in format_names(prompt_path(dataset)):
         for ex in load_prompt_file(prompt_path(dataset), fmt).exemplars:
@@ -275,7 +275,7 @@ def test_prompt_exemplars_pass_their_step_checker(dataset):
 
 
 def test_prompt_formats_share_questions_and_unknown_format_is_named():
-    from cotdistill.prompts import exemplar_questions, load_prompt_file, prompt_path
+    from cotdistill.generate.prompts import exemplar_questions, load_prompt_file, prompt_path
 
     path = prompt_path("multistep_arith")
     default, echo = load_prompt_file(path), load_prompt_file(path, "echo")

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from cotdistill.experiments import records_from_dvc, render_table, write_experiment_report
-from cotdistill.io import write_csv
-from cotdistill.reporting import ACCURACY_FIELDS, accuracy_table, paired_tests, render_report
-from cotdistill.stats import mcnemar_exact
+from cotdistill.core.io import write_csv
+from cotdistill.report.experiments import records_from_dvc, render_table, write_experiment_report
+from cotdistill.report.reporting import ACCURACY_FIELDS, accuracy_table, paired_tests, render_report
+from cotdistill.report.stats import mcnemar_exact
 
 from .conftest import REPO
 
@@ -119,7 +119,7 @@ def test_experiments_from_dvc_exp_show(tmp_path):
 
 
 def test_evaluate_config_checks(base_params):
-    from cotdistill.config import ConfigError, parse_params
+    from cotdistill.core.config import ConfigError, parse_params
 
     p = parse_params(base_params)
     assert p.evaluate.calculator is None and p.evaluate.do_sample is False and p.filter.verify_steps is False

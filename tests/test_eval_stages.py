@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from cotdistill.students.toy import addition_pair, toy_arithmetic_student
+from cotdistill.train.students.toy import addition_pair, toy_arithmetic_student
 
 from .conftest import REPO, run_cmd, venv_bin
 
@@ -26,7 +26,7 @@ def test_evaluate_and_report_stages(tmp_path, python):
         torch.set_num_threads(threads)
     import os
 
-    from cotdistill import tracking
+    from cotdistill.core import tracking
 
     os.environ.update(env)
     try:

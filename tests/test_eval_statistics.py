@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from cotdistill.evaluation import score
-from cotdistill.reporting import accuracy_table, render_report
-from cotdistill.stats import binomial_half_cdf, mcnemar_exact, wilson_interval
+from cotdistill.evaluate.evaluation import score
+from cotdistill.report.reporting import accuracy_table, render_report
+from cotdistill.report.stats import binomial_half_cdf, mcnemar_exact, wilson_interval
 
 
 def _exact_cdf(k: int, n: int) -> Fraction:

@@ -13,8 +13,8 @@ import time
 import pytest
 import yaml
 
-from cotdistill import stage
-from cotdistill.errors import ConfigError, DataError
+from cotdistill.core import stage
+from cotdistill.core.errors import ConfigError, DataError
 
 from .conftest import REPO, make_params, run_cmd
 from .fault_helpers import StubTeacher, error_lines, stage_cmd, stage_env, temp_leftovers
@@ -44,7 +44,7 @@ PLANTED_KEY = "sk-planted-failure-records-0123456789"
     ],
 )
 def test_redact_hides_keys_and_tokens(text, secrets, expected):
-    from cotdistill.teachers.openai_compat import redact
+    from cotdistill.generate.teachers.openai_compat import redact
 
     assert redact(text, secrets) == expected
 
@@ -80,7 +80,7 @@ def _generate_stage(tmp_path, url: str, **generate) -> list[str]:
         "--inputs",
         "prepared/train.jsonl",
         "--prompt",
-        str(REPO / "src/cotdistill/prompts/coin_flip.yaml"),
+        str(REPO / "src/cotdistill/generate/prompts/coin_flip.yaml"),
         "--cache",
         str(tmp_path / "cache/requests.sqlite"),
         "--out",
@@ -158,9 +158,9 @@ def test_an_unset_api_key_env_fails_before_the_first_request(tmp_path):
 
 
 def test_a_401_without_a_key_says_none_was_sent(monkeypatch):
-    from cotdistill.catalog.teachers import TeacherPreset
-    from cotdistill.teachers import Sampling, TeacherRequestError
-    from cotdistill.teachers.openai_compat import OpenAIBackend
+    from cotdistill.core.catalog.teachers import TeacherPreset
+    from cotdistill.generate.teachers import Sampling, TeacherRequestError
+    from cotdistill.generate.teachers.openai_compat import OpenAIBackend
 
     from .conftest import section
 
@@ -191,10 +191,10 @@ def test_a_401_without_a_key_says_none_was_sent(monkeypatch):
 
 
 def test_text_that_is_not_utf8_names_the_file_and_line(tmp_path):
-    from cotdistill.catalog.prompts import read_formats
-    from cotdistill.config import load_params
-    from cotdistill.datasets.sources import file_rows
-    from cotdistill.io import read_json, read_jsonl
+    from cotdistill.core.catalog.prompts import read_formats
+    from cotdistill.core.config import load_params
+    from cotdistill.core.io import read_json, read_jsonl
+    from cotdistill.prepare.datasets.sources import file_rows
 
     latin1 = "café costs 3".encode("latin-1")
     cases = {
@@ -233,7 +233,7 @@ def test_text_that_is_not_utf8_names_the_file_and_line(tmp_path):
     "name, text", [("e.jsonl", ""), ("e.jsonl", "\n\n"), ("e.csv", "question,answer\n"), ("e.json", "[]")]
 )
 def test_an_empty_data_file_is_named_not_the_split_sizes(tmp_path, name, text):
-    from cotdistill.datasets.prepare import prepare_dataset
+    from cotdistill.prepare.datasets.prepare import prepare_dataset
 
     path = tmp_path / name
     path.write_text(text)
@@ -243,7 +243,7 @@ def test_an_empty_data_file_is_named_not_the_split_sizes(tmp_path, name, text):
 
 
 def test_rows_of_no_use_say_what_was_read(tmp_path):
-    from cotdistill.datasets.prepare import prepare_dataset
+    from cotdistill.prepare.datasets.prepare import prepare_dataset
 
     path = tmp_path / "d.jsonl"  # every gold unreadable as a number: the pools are empty
     path.write_text("".join(json.dumps({"question": f"q{i}?", "answer": "many"}) + "\n" for i in range(5)))
@@ -289,7 +289,7 @@ def _saved_student(folder):
     ],
 )
 def test_a_damaged_model_folder_is_named(tmp_path, damage, expected):
-    from cotdistill.students.weights import check_model_folder
+    from cotdistill.train.students.weights import check_model_folder
 
     folder = tmp_path / "cot"
     _saved_student(folder)
@@ -363,7 +363,7 @@ def test_refusals_decided_by_params_alone_are_made_by_validation(patch, expected
 
 
 def test_an_openai_teacher_without_an_endpoint_is_refused_by_validation(monkeypatch):
-    from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
+    from cotdistill.core.catalog.teachers import TEACHERS, TeacherPreset
 
     monkeypatch.setitem(
         TEACHERS._items, "no-endpoint", TeacherPreset(name="no-endpoint", backend="openai", model="m", params_b=1.0)
@@ -394,7 +394,7 @@ def test_ctrl_c_and_sigterm_are_one_line_with_the_signal_exit_code(capsys):
 
 
 def test_a_full_disk_is_one_line_naming_the_output(tmp_path, capsys, monkeypatch):
-    from cotdistill import io
+    from cotdistill.core import io
 
     target = tmp_path / "out" / "rows.jsonl"
     target.parent.mkdir()
@@ -436,7 +436,7 @@ def test_a_full_disk_is_one_line_naming_the_output(tmp_path, capsys, monkeypatch
 
 def test_an_interrupt_waits_for_the_store_write_to_end():
     """Ctrl-C in the middle of an MLflow write would leave SQLite locked; it is acted on after."""
-    from cotdistill import tracking
+    from cotdistill.core import tracking
 
     done = []
 
@@ -452,7 +452,7 @@ def test_an_interrupt_waits_for_the_store_write_to_end():
 
 
 def _dead_process_record():
-    from cotdistill import tracking
+    from cotdistill.core import tracking
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
     record = tracking._process_record(proc.pid)
@@ -461,7 +461,7 @@ def _dead_process_record():
 
 
 def test_owner_alive():
-    from cotdistill import tracking
+    from cotdistill.core import tracking
 
     me = tracking._process_record(os.getpid())
     assert tracking.owner_alive(me) is True
@@ -474,7 +474,7 @@ def test_owner_alive():
 def test_runs_left_running_by_dead_processes_are_marked_killed(tmp_path, monkeypatch):
     import mlflow
 
-    from cotdistill import tracking
+    from cotdistill.core import tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     ids = {name: tracking.start_run(name, {}, {}) for name in ("dead", "alive", "elsewhere", "unowned")}

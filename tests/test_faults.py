@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from cotdistill.datasets.synthetic import coin_flip_example
+from cotdistill.prepare.datasets.synthetic import coin_flip_example
 
 from .conftest import REPO, run_cmd
 from .fault_helpers import StubTeacher, error_lines, interrupt_when, stage_cmd, stage_env, temp_leftovers
@@ -225,7 +225,7 @@ def _setup_report(root):
 
 
 def _setup_evaluate(root):
-    from cotdistill import tracking
+    from cotdistill.core import tracking
 
     from .test_failures import _saved_student
 
@@ -321,7 +321,7 @@ def test_sigint_in_generate_keeps_the_answered_requests(tmp_path):
             "--inputs",
             "data/prepared/train.jsonl",
             "--prompt",
-            str(REPO / "src/cotdistill/prompts/coin_flip.yaml"),
+            str(REPO / "src/cotdistill/generate/prompts/coin_flip.yaml"),
             "--cache",
             str(cache),
             "--out",

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from cotdistill.catalog.teachers import TEACHERS
-from cotdistill.teachers import Sampling, TeacherRequestError
-from cotdistill.teachers.cache import RequestCache
-from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.openai_compat import MalformedReply, OpenAIBackend, parse_reply, scrub
+from cotdistill.core.catalog.teachers import TEACHERS
+from cotdistill.generate.teachers import Sampling, TeacherRequestError
+from cotdistill.generate.teachers.cache import RequestCache
+from cotdistill.generate.teachers.generation import generate_all
+from cotdistill.generate.teachers.openai_compat import MalformedReply, OpenAIBackend, parse_reply, scrub
 
 from .conftest import section
 from .fault_helpers import OK_TEXT, StubTeacher

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cotdistill import memory, model_folder
-from cotdistill.catalog.students import STUDENTS
-from cotdistill.errors import ConfigError
-from cotdistill.preflight import preflight
+from cotdistill.core import memory, model_folder
+from cotdistill.core.catalog.students import STUDENTS
+from cotdistill.core.errors import ConfigError
+from cotdistill.core.preflight import preflight
 
 from .conftest import make_params
 

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cotdistill.catalog.students import STUDENTS
-from cotdistill.students.architectures import ARCHITECTURES
-from cotdistill.students.batches import pad_rows, task_losses, training_data, weighted_loss
-from cotdistill.students.causal import load_student as load_causal
-from cotdistill.students.t5 import load_student as load_t5
-from cotdistill.students.training import NOT_TRAINING, resolve
-from cotdistill.variants import SETTINGS_FILE, VARIANTS, variant_rows
+from cotdistill.core.catalog.students import STUDENTS
+from cotdistill.train.students.architectures import ARCHITECTURES
+from cotdistill.train.students.batches import pad_rows, task_losses, training_data, weighted_loss
+from cotdistill.train.students.causal import load_student as load_causal
+from cotdistill.train.students.t5 import load_student as load_t5
+from cotdistill.train.students.training import NOT_TRAINING, resolve
+from cotdistill.train.variants import SETTINGS_FILE, VARIANTS, variant_rows
 
 from .conftest import section
 
@@ -146,7 +146,7 @@ def test_task_losses_count_each_task_over_its_own_tokens():
 
 
 def test_report_shows_the_rationale_task():
-    from cotdistill.reporting import render_report
+    from cotdistill.report.reporting import render_report
 
     from .conftest import make_params
 

@@ -4,17 +4,17 @@ import json
 
 import pytest
 
-from cotdistill.answers import extract
-from cotdistill.datasets.synthetic import GENERATORS, coin_flip_example
-from cotdistill.evaluation import score
-from cotdistill.filtering import filter_generations
-from cotdistill.io import atomic_path, read_jsonl, write_jsonl
-from cotdistill.prompts import load_prompt_file, prompt_path, render
-from cotdistill.rationale import close_rationale
-from cotdistill.stats import wilson_interval
-from cotdistill.teachers import Completion, Sampling, cut_at_stop
-from cotdistill.teachers.cache import RequestCache, request_key
-from cotdistill.teachers.generation import generate_all
+from cotdistill.core.io import atomic_path, read_jsonl, write_jsonl
+from cotdistill.evaluate.evaluation import score
+from cotdistill.filter.filtering import filter_generations
+from cotdistill.generate.prompts import load_prompt_file, prompt_path, render
+from cotdistill.generate.teachers import Completion, Sampling, cut_at_stop
+from cotdistill.generate.teachers.cache import RequestCache, request_key
+from cotdistill.generate.teachers.generation import generate_all
+from cotdistill.prepare.datasets.synthetic import GENERATORS, coin_flip_example
+from cotdistill.report.stats import wilson_interval
+from cotdistill.text.answers import extract
+from cotdistill.text.rationale import close_rationale
 
 from .conftest import make_params
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cotdistill import hub, memory
-from cotdistill.catalog.students import STUDENTS
-from cotdistill.errors import ConfigError, ResourceError
-from cotdistill.preflight import preflight, stages_to_run
+from cotdistill.core import hub, memory
+from cotdistill.core.catalog.students import STUDENTS
+from cotdistill.core.errors import ConfigError, ResourceError
+from cotdistill.core.preflight import preflight, stages_to_run
 
 from .conftest import REPO, make_params, run_cmd, venv_bin
 
@@ -52,7 +52,7 @@ def hf_env(monkeypatch, tmp_path):
 def save_checkpoint(folder: Path, preset: str = "t5-mini") -> Path:
     """A config-built student (T5, or causal: llama-tiny) with its tokenizer, as
     save_pretrained writes it."""
-    from cotdistill.students.architectures import ARCHITECTURES
+    from cotdistill.train.students.architectures import ARCHITECTURES
 
     student = STUDENTS.get(preset)
     model, tok = ARCHITECTURES.get(student.architecture).load_student(student, TEXTS, 0)
@@ -79,7 +79,7 @@ def test_cache_folders_are_huggingface_hub_s(tmp_path):
         env.pop(var, None)
     code = (
         "import huggingface_hub.constants as c, datasets.config as d; "
-        "from cotdistill import hub; assert str(hub.hub_cache()) == c.HF_HUB_CACHE, hub.hub_cache(); "
+        "from cotdistill.core import hub; assert str(hub.hub_cache()) == c.HF_HUB_CACHE, hub.hub_cache(); "
         "assert hub.datasets_cache() == d.HF_DATASETS_CACHE, (hub.datasets_cache(), d.HF_DATASETS_CACHE)"
     )
     subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO / "src")}, check=True)
@@ -183,8 +183,8 @@ def test_a_hub_student_loads_from_train_model_path(tmp_path):
     import torch
     from transformers import T5ForConditionalGeneration
 
-    from cotdistill.students.t5 import load_student
-    from cotdistill.students.weights import load_pretrained
+    from cotdistill.train.students.t5 import load_student
+    from cotdistill.train.students.weights import load_pretrained
 
     folder = save_checkpoint(tmp_path / "t5")
     model, tok = load_student(STUDENTS.get("t5-small"), [], seed=0, model_path=str(folder))
@@ -206,8 +206,8 @@ def test_a_cached_checkpoint_loads_at_once_when_the_hub_is_unreachable(tmp_path,
     fake_cache(tmp_path / "hf", repo_id, built)
     code = (
         "import time; t = time.perf_counter(); "
-        "from cotdistill.catalog.students import STUDENTS; "
-        "from cotdistill.students.architectures import ARCHITECTURES; "
+        "from cotdistill.core.catalog.students import STUDENTS; "
+        "from cotdistill.train.students.architectures import ARCHITECTURES; "
         f"s = STUDENTS.get('{preset}'); m, tok = ARCHITECTURES.get(s.architecture).load_student(s, [], 0); "
         "print(type(m).__name__, round(time.perf_counter() - t))"
     )

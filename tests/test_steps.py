@@ -13,8 +13,14 @@ import re
 
 import pytest
 
-from cotdistill.datasets.synthetic import FIRST_NAMES, LAST_NAMES, NAMES, coin_flip_example, last_letters_example
-from cotdistill.steps import check_coin_flip, check_last_letters
+from cotdistill.filter.steps import check_coin_flip, check_last_letters
+from cotdistill.prepare.datasets.synthetic import (
+    FIRST_NAMES,
+    LAST_NAMES,
+    NAMES,
+    coin_flip_example,
+    last_letters_example,
+)
 
 # ------------------------------------------------------------------ coin flip: review cases
 

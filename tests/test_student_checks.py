@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from cotdistill import memory, quantization
-from cotdistill.catalog.students import STUDENTS
-from cotdistill.errors import ResourceError
-from cotdistill.preflight import preflight
+from cotdistill.core import memory, quantization
+from cotdistill.core.catalog.students import STUDENTS
+from cotdistill.core.errors import ResourceError
+from cotdistill.core.preflight import preflight
 
 from .conftest import REPO, make_params
 
@@ -122,9 +122,9 @@ def test_presets_without_bitsandbytes_pass_on_a_cpu(cpu_only, model):
 def test_the_train_stage_refuses_the_same_way_before_loading_anything(cpu_only, checkpoint, tmp_path, monkeypatch):
     """A train stage run alone (dvc repro train@cot, python stages/train.py) stops with the
     check stage's line, through the same function, before the model loads."""
-    from cotdistill.students import job as job_module
-    from cotdistill.students.job import Job, train_student
-    from cotdistill.students.training import resolve
+    from cotdistill.train.students import job as job_module
+    from cotdistill.train.students.job import Job, train_student
+    from cotdistill.train.students.training import resolve
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
@@ -163,7 +163,7 @@ def test_bitsandbytes_settings_name_what_runs_on_it():
     ],
 )
 def test_resolve_records_a_trained_tokenizer_s_kind_and_a_checkpoint_s_as_such(model, train, recorded):
-    from cotdistill.students.training import resolve
+    from cotdistill.train.students.training import resolve
 
     assert resolve(make_params({"model": model, "train": train}).train, STUDENTS.get(model)).tokenizer == recorded
 
@@ -171,8 +171,8 @@ def test_resolve_records_a_trained_tokenizer_s_kind_and_a_checkpoint_s_as_such(m
 def test_a_loaded_tokenizer_is_described_by_its_class_and_kind():
     from transformers import LlamaTokenizer, T5Tokenizer
 
-    from cotdistill.students.causal import causal_tokenizer
-    from cotdistill.students.tokenizer import describe_tokenizer, train_tokenizer
+    from cotdistill.train.students.causal import causal_tokenizer
+    from cotdistill.train.students.tokenizer import describe_tokenizer, train_tokenizer
 
     texts = ["A coin is heads up. 12 flips."] * 5
     t5 = T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581a", -1.0), ("b", -2.0)], extra_ids=3)
@@ -206,10 +206,10 @@ def test_a_run_without_bitsandbytes_does_not_print_its_import_warning():
     warns about a missing optional 4-bit kernel (on CPUs with avx512_bf16, as here); the
     train stage quiets that one logger when its run uses no bitsandbytes, and only it."""
     code = (
-        "import logging; logging.basicConfig(level='INFO'); from cotdistill import memory, quantization; "
+        "import logging; logging.basicConfig(level='INFO'); from cotdistill.core import memory, quantization; "
         "quantization.quiet_bitsandbytes(bool(memory.bitsandbytes_settings({q!r}, 'adamw_torch_fused'))); "
         "from transformers import Seq2SeqTrainer; "
-        "logging.getLogger('cotdistill.students.job').warning('our own warning'); "
+        "logging.getLogger('cotdistill.train.students.job').warning('our own warning'); "
         "logging.getLogger('bitsandbytes').warning('bitsandbytes elsewhere')"
     )
     quiet = run_python(code.format(q="none"))

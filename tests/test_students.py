@@ -6,14 +6,14 @@ import pytest
 import torch
 from transformers import T5ForConditionalGeneration
 
-from cotdistill.catalog.students import STUDENTS
-from cotdistill.memory import defaults_gb, lora_params_m
-from cotdistill.students.architectures import ARCHITECTURES
-from cotdistill.students.t5 import build_from_config, load_student
-from cotdistill.students.tokenizer import tokenizer_corpus, train_tokenizer
-from cotdistill.students.training import resolve, train
-from cotdistill.students.weights import load_pretrained
-from cotdistill.variants import variant_rows
+from cotdistill.core.catalog.students import STUDENTS
+from cotdistill.core.memory import defaults_gb, lora_params_m
+from cotdistill.train.students.architectures import ARCHITECTURES
+from cotdistill.train.students.t5 import build_from_config, load_student
+from cotdistill.train.students.tokenizer import tokenizer_corpus, train_tokenizer
+from cotdistill.train.students.training import resolve, train
+from cotdistill.train.students.weights import load_pretrained
+from cotdistill.train.variants import variant_rows
 
 from .conftest import section
 
@@ -124,8 +124,8 @@ def test_resolve_takes_lora_from_preset():
 
 
 def test_resolved_train_is_params_train_without_the_run_choices():
-    from cotdistill.config import TrainConfig
-    from cotdistill.students.training import NOT_TRAINING, ResolvedTrain
+    from cotdistill.core.config import TrainConfig
+    from cotdistill.train.students.training import NOT_TRAINING, ResolvedTrain
 
     names = [f.name for f in dataclasses.fields(ResolvedTrain)]
     assert names == [f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_TRAINING]
@@ -135,7 +135,7 @@ def test_resolved_train_is_params_train_without_the_run_choices():
 def test_bf16_falls_back_to_fp32_with_a_log_line(caplog):
     if torch.cuda.is_available():
         pytest.skip("this machine trains in bf16 or fp16")
-    with caplog.at_level("WARNING", logger="cotdistill.students.training"):
+    with caplog.at_level("WARNING", logger="cotdistill.train.students.training"):
         assert resolve(section("train", precision="bf16"), STUDENTS.get("t5-mini")).precision == "fp32"
         assert resolve(section("train", precision="fp16"), STUDENTS.get("t5-mini")).precision == "fp32"
     assert [r.getMessage() for r in caplog.records] == [
@@ -145,7 +145,7 @@ def test_bf16_falls_back_to_fp32_with_a_log_line(caplog):
 
 
 def test_variants_are_validated_params(base_params):
-    from cotdistill.config import ConfigError, parse_params
+    from cotdistill.core.config import ConfigError, parse_params
 
     base_params["train"]["variants"] = ["answer", "cot", "gold"]
     assert parse_params(base_params).train.variants == ["answer", "cot", "gold"]
@@ -173,7 +173,7 @@ def test_gold_variant_targets_end_with_the_answer_sentence():
 
 
 def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
-    from cotdistill.students.training import last_complete_checkpoint
+    from cotdistill.train.students.training import last_complete_checkpoint
 
     assert last_complete_checkpoint(tmp_path) is None
     for step, complete in ((4, True), (8, True), (12, False)):
@@ -188,7 +188,7 @@ def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
     "quantization,lora_save,optimizer", [("8bit", "adapter", "adamw_bnb_8bit"), ("4bit", "merged", "paged_adamw_8bit")]
 )
 def test_quantized_lora_trains_saves_and_loads_back(tmp_path, quantization, lora_save, optimizer):
-    from cotdistill.students.t5 import apply_lora, load_trained, save_trained
+    from cotdistill.train.students.t5 import apply_lora, load_trained, save_trained
 
     preset = STUDENTS.get("t5-mini")  # d_model 128: bitsandbytes' CPU NF4 needs >= 64
     cfg = resolve(

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from cotdistill.datasets.synthetic import coin_flip_example
-from cotdistill.variants import SETTINGS_FILE, VARIANTS, variant_rows
+from cotdistill.prepare.datasets.synthetic import coin_flip_example
+from cotdistill.train.variants import SETTINGS_FILE, VARIANTS, variant_rows
 
 from .conftest import REPO, run_cmd, venv_bin
 
@@ -189,7 +189,7 @@ def test_stage_trains_gold_variant_with_4bit_lora_adapters(tmp_path):
     m = json.loads((tmp_path / "metrics" / "gold.json").read_text())
     assert m["saved_as"] == "adapter" and m["trainable_params_m"] < 0.1 < 0.8 < m["params_m"]
     assert (out / "adapter_config.json").exists() and (out / "base" / "config.json").exists()
-    from cotdistill.students.t5 import load_trained
+    from cotdistill.train.students.t5 import load_trained
 
     model = load_trained(out)
     assert type(model).__name__ == "PeftModelForSeq2SeqLM"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cotdistill.config import ConfigError
-from cotdistill.dvcexp import dvc_bin, dvc_env
-from cotdistill.stats import mcnemar_exact
+from cotdistill.core.config import ConfigError
+from cotdistill.core.dvcexp import dvc_bin, dvc_env
+from cotdistill.report.stats import mcnemar_exact
 from cotdistill.study import run as study_run
 from cotdistill.study.analysis import (
     StudentRun,

@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from cotdistill.cli import main
-from cotdistill.errors import DataError
+from cotdistill.core.errors import DataError
 from cotdistill.study import committed
 from cotdistill.study.analysis import teacher_row
 from cotdistill.study.collect import cell_record, merge

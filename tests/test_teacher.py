@@ -2,12 +2,12 @@
 
 import pytest
 
-from cotdistill.catalog.teachers import TEACHERS
-from cotdistill.errors import DataError
-from cotdistill.hub import package_folder
-from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Sampling
-from cotdistill.teachers.backends import make_backend
+from cotdistill.core.catalog.teachers import TEACHERS
+from cotdistill.core.errors import DataError
+from cotdistill.core.hub import package_folder
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
+from cotdistill.generate.teachers import Sampling
+from cotdistill.generate.teachers.backends import make_backend
 
 from .conftest import section
 

@@ -3,12 +3,12 @@ sampling per row."""
 
 import pytest
 
-from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
-from cotdistill.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Sampling
-from cotdistill.teachers.backends import make_backend
-from cotdistill.teachers.cache import RequestCache
-from cotdistill.teachers.generation import generate_all
+from cotdistill.core.catalog.teachers import TEACHERS, TeacherPreset
+from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
+from cotdistill.generate.teachers import Sampling
+from cotdistill.generate.teachers.backends import make_backend
+from cotdistill.generate.teachers.cache import RequestCache
+from cotdistill.generate.teachers.generation import generate_all
 
 from .conftest import section
 
@@ -29,7 +29,7 @@ QUESTIONS = [
 def backends(request):
     import torch
 
-    from cotdistill.teachers.hf_local import export_folder
+    from cotdistill.generate.teachers.hf_local import export_folder
 
     # Two threads on two cores that other jobs share run tiny matmuls ~8x slower.
     threads = torch.get_num_threads()
@@ -88,7 +88,7 @@ def test_decoding_loop_gives_the_outputs_of_generate(backends):
             if sampling.temperature == 0:  # rows stopped at different steps: some left the batch early
                 assert "stop" in {c.finish_reason for c in reference}
                 assert len({c.completion_tokens for c in reference}) > 1
-    from cotdistill.teachers.hf_local import HFBackend
+    from cotdistill.generate.teachers.hf_local import HFBackend
 
     with pytest.raises(ValueError, match="decode must be"):
         HFBackend(TeacherPreset(name="x", backend="hf", model="unused", params_b=0), section("generate"), decode="beam")
@@ -97,7 +97,7 @@ def test_decoding_loop_gives_the_outputs_of_generate(backends):
 @pytest.mark.parametrize("quantization, layer", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
 def test_bitsandbytes_loading(backends, request, quantization, layer):
     """generate.quantization overrides the preset; the identity (cache key) records it."""
-    from cotdistill.teachers.hf_local import export_folder
+    from cotdistill.generate.teachers.hf_local import export_folder
 
     folder = export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
     preset = TeacherPreset(name="local", backend="hf", model=str(folder), params_b=0.135)

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from cotdistill.catalog.teachers import TEACHERS
-from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Completion, Sampling, TeacherRequestError
-from cotdistill.teachers.backends import close_backend, make_backend
-from cotdistill.teachers.cache import RequestCache, request_key
-from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.local_server import LocalServer, free_port
+from cotdistill.core.catalog.teachers import TEACHERS
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
+from cotdistill.generate.teachers import Completion, Sampling, TeacherRequestError
+from cotdistill.generate.teachers.backends import close_backend, make_backend
+from cotdistill.generate.teachers.cache import RequestCache, request_key
+from cotdistill.generate.teachers.generation import generate_all
+from cotdistill.generate.teachers.local_server import LocalServer, free_port
 
 from .conftest import REPO, run_cmd, section
 
@@ -90,7 +90,7 @@ def test_local_server_that_dies_at_start_is_reported_with_its_log(tmp_path):
 
 
 def test_missing_engine_names_the_install_command(monkeypatch):
-    from cotdistill.teachers import llamacpp
+    from cotdistill.generate.teachers import llamacpp
 
     monkeypatch.setattr(llamacpp.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="make install-llamacpp"):
@@ -121,11 +121,11 @@ def test_engines_never_share_cache_entries():
 
 
 def test_server_command_per_engine(tmp_path):
-    from cotdistill.teachers.llamacpp import server_command
+    from cotdistill.generate.teachers.llamacpp import server_command
 
     gguf = tmp_path / "m.gguf"
     xl = server_command("xllamacpp", gguf, 8123, parallel=8, ctx_per_slot=2048, threads=None)
-    assert xl[1:3] == ["-m", "cotdistill.teachers.llamacpp_serve"] and "--parallel" in xl and "8123" in xl
+    assert xl[1:3] == ["-m", "cotdistill.generate.teachers.llamacpp_serve"] and "--parallel" in xl and "8123" in xl
     lcp = server_command("llama-cpp-python", gguf, 8123, parallel=8, ctx_per_slot=2048, threads=2)
     assert lcp[1:3] == ["-m", "llama_cpp.server"] and lcp[lcp.index("--host") + 1] == "127.0.0.1"
 
@@ -185,8 +185,8 @@ def test_server_exits_when_its_parent_is_killed(tmp_path):
     """kill -9 of the pipeline cannot leave a llama.cpp server running on the cores."""
     script = textwrap.dedent("""
         import sys, time
-                from cotdistill.teachers.backends import make_backend
-        from cotdistill.teachers.presets import TEACHERS
+                from cotdistill.generate.teachers.backends import make_backend
+        from cotdistill.generate.teachers.presets import TEACHERS
         b = make_backend(TEACHERS.get("smollm2-135m-llamacpp"), GenerateConfig(concurrency=1))
         print(b.server.proc.pid, flush=True)
         time.sleep(600)
@@ -212,7 +212,7 @@ def test_server_exits_when_its_parent_is_killed(tmp_path):
 def test_generate_stage_records_the_engine(tmp_path, base_params, python):
     import yaml
 
-    from cotdistill.io import read_jsonl, write_jsonl
+    from cotdistill.core.io import read_jsonl, write_jsonl
 
     params = {**base_params, "teacher": "smollm2-135m-llamacpp"}
     params["generate"] = {**params["generate"], "max_questions": 2, "concurrency": 2, "shots": 2}

@@ -6,11 +6,11 @@ import threading
 import openai
 import pytest
 
-from cotdistill.config import ConfigError, parse_params
-from cotdistill.teachers import Completion, Sampling, TeacherRequestError, for_sample, sample_seed
-from cotdistill.teachers.cache import RequestCache, request_key
-from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.openai_compat import backoff_delay, failure_kind, resolve_api_key
+from cotdistill.core.config import ConfigError, parse_params
+from cotdistill.generate.teachers import Completion, Sampling, TeacherRequestError, for_sample, sample_seed
+from cotdistill.generate.teachers.cache import RequestCache, request_key
+from cotdistill.generate.teachers.generation import generate_all
+from cotdistill.generate.teachers.openai_compat import backoff_delay, failure_kind, resolve_api_key
 
 
 class ThreadedBackend:
@@ -219,8 +219,8 @@ def test_openai_presets_listed(repo_root):
 
 
 def test_refused_key_is_not_echoed(monkeypatch):
-    from cotdistill.catalog.teachers import TEACHERS
-    from cotdistill.teachers.openai_compat import OpenAIBackend
+    from cotdistill.core.catalog.teachers import TEACHERS
+    from cotdistill.generate.teachers.openai_compat import OpenAIBackend
 
     from .conftest import section
 
@@ -236,7 +236,7 @@ def test_stage_gives_up_with_one_line_when_the_server_is_down(tmp_path, python, 
 
     import yaml
 
-    from cotdistill.teachers.local_server import free_port
+    from cotdistill.generate.teachers.local_server import free_port
 
     from .conftest import run_cmd
 
@@ -256,7 +256,7 @@ def test_stage_gives_up_with_one_line_when_the_server_is_down(tmp_path, python, 
             "--inputs",
             "train.jsonl",
             "--prompt",
-            str(repo_root / "src/cotdistill/prompts/coin_flip.yaml"),
+            str(repo_root / "src/cotdistill/generate/prompts/coin_flip.yaml"),
             "--cache",
             str(tmp_path / "c.db"),
             "--out",

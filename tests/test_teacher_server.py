@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cotdistill.catalog.teachers import TEACHERS, TeacherPreset
-from cotdistill.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
-from cotdistill.teachers import Sampling
-from cotdistill.teachers.cache import RequestCache
-from cotdistill.teachers.generation import generate_all
-from cotdistill.teachers.local_server import free_port, transformers_serve
-from cotdistill.teachers.openai_compat import OpenAIBackend
+from cotdistill.core.catalog.teachers import TEACHERS, TeacherPreset
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
+from cotdistill.generate.teachers import Sampling
+from cotdistill.generate.teachers.cache import RequestCache
+from cotdistill.generate.teachers.generation import generate_all
+from cotdistill.generate.teachers.local_server import free_port, transformers_serve
+from cotdistill.generate.teachers.openai_compat import OpenAIBackend
 
 from .conftest import REPO, section
 
@@ -51,7 +51,7 @@ PLANTED_KEY = "sk-planted-" + hashlib.sha256(b"cotdistill").hexdigest()[:24]
 @pytest.fixture(scope="module")
 def model_dir(request):
     """SmolLM2-135M as a plain folder (dequantized once, kept in pytest's cache)."""
-    from cotdistill.teachers.hf_local import export_folder
+    from cotdistill.generate.teachers.hf_local import export_folder
 
     return export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
 
@@ -228,7 +228,7 @@ def _stage_env(tmp: Path, proxy_url: str, model_dir: Path, extra: dict) -> tuple
 
 
 def _prompts_of(cmd, cwd) -> list[str]:
-    from cotdistill.config import load_params
+    from cotdistill.core.config import load_params
 
     g = load_params(cwd / "params.yaml").generate
     pf = load_prompt_file(prompt_path("coin_flip"))

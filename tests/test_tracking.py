@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from cotdistill import tracking
-from cotdistill.io import dvc_md5
+from cotdistill.core import tracking
+from cotdistill.core.io import dvc_md5
 
 from .conftest import run_cmd, venv_bin
 
@@ -153,7 +153,7 @@ from pathlib import Path
 go = Path(sys.argv[1])
 while not go.exists():
     time.sleep(0.001)
-from cotdistill import tracking
+from cotdistill.core import tracking
 _, client = tracking._client()
 print(len(client.search_experiments()))
 """

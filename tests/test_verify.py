@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cotdistill import machine
-from cotdistill.verify import compare, report
+from cotdistill.core import machine
+from cotdistill.core.verify import compare, report
 
 SIG = {
     "torch": "2.13.0+cpu",
@@ -132,7 +132,7 @@ def test_a_lock_that_this_code_did_not_make_fails():
 
 
 def test_a_csv_differs_by_row_and_column():
-    from cotdistill.verify import _diff_text
+    from cotdistill.core.verify import _diff_text
 
     old = "step,loss\n1,2.0\n10,1.5\n"
     assert _diff_text("c.csv", old, "step,loss\n1,2.0\n10,1.4\n") == [("row 2 loss", "1.5", "1.4")]
@@ -152,7 +152,7 @@ def test_signature_names_what_the_floats_depend_on():
 
 def test_a_stage_process_takes_the_portable_float_paths_and_the_users_choice_wins(tmp_path):
     code = (
-        "from cotdistill import machine, stage\n"
+        "from cotdistill.core import machine, stage\n"
         "import json, torch\n"
         "stage.run(lambda argv: print(json.dumps(machine.signature(1))))\n"
     )
@@ -182,7 +182,7 @@ def test_a_stage_process_takes_the_portable_float_paths_and_the_users_choice_win
 
 
 def test_timings_of_a_queued_experiment_go_to_the_real_root(tmp_path, monkeypatch):
-    from cotdistill.paths import timings_path
+    from cotdistill.core.paths import timings_path
 
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     assert str(timings_path("timings/train/answer.json")) == "timings/train/answer.json"

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from .config import load_params
-from .errors import ConfigError, UserError, exit_with
+from .core.config import load_params
+from .core.errors import ConfigError, UserError, exit_with
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,9 +19,9 @@ def main() -> None:
 @main.command()
 def presets() -> None:
     """List the student and teacher presets."""
-    from .catalog.students import STUDENTS
-    from .catalog.teachers import TEACHERS
-    from .memory import defaults_gb
+    from .core.catalog.students import STUDENTS
+    from .core.catalog.teachers import TEACHERS
+    from .core.memory import defaults_gb
 
     click.echo(
         "Student presets (model=...); arch: t5 = encoder-decoder, causal = decoder-only; "
@@ -63,13 +63,13 @@ def presets() -> None:
 def export_teacher(preset: str, dest: str) -> None:
     """Save an `hf` teacher preset as a plain model folder, to serve with
     `transformers serve DEST` or vLLM (the offline GGUF teacher is dequantized)."""
-    from .catalog.teachers import TEACHERS
+    from .core.catalog.teachers import TEACHERS
 
     try:
         t = TEACHERS.get(preset)
         if t.backend != "hf":
             exit_with(f"teacher preset '{preset}' is served elsewhere (backend {t.backend}); nothing to export")
-        from .teachers.hf_local import export_folder
+        from .generate.teachers.hf_local import export_folder
 
         click.echo(export_folder(t, dest))
     except UserError as exc:
@@ -88,8 +88,8 @@ def datasets(params_path: str) -> None:
     """List the datasets: answer type, sources, splits, sizes, offline availability."""
     from pathlib import Path
 
-    from .catalog.datasets import DATASETS
-    from .datasets.prepare import SOURCES, offline_status
+    from .core.catalog.datasets import DATASETS
+    from .prepare.datasets.prepare import SOURCES, offline_status
 
     try:
         cache = load_params(params_path).prepare.package_cache if Path(params_path).exists() else None
@@ -126,9 +126,9 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
     import dataclasses
     import logging
 
-    from .catalog.datasets import DATASETS
-    from .datasets.prepare import example_question
-    from .prompts import load_prompt_file, prompt_path, render
+    from .core.catalog.datasets import DATASETS
+    from .generate.prompts import load_prompt_file, prompt_path, render
+    from .prepare.datasets.prepare import example_question
 
     try:
         params = load_params(params_path)
@@ -138,7 +138,7 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
         prompt = load_prompt_file(prompt_path(name), params.generate.prompt_format)
         n = params.generate.shots if shots is None else shots
         # a loaded dataset logs each malformed row; here only the prompt matters
-        logging.getLogger("cotdistill.datasets").setLevel(logging.ERROR)
+        logging.getLogger("cotdistill.prepare.datasets").setLevel(logging.ERROR)
         example, where = example_question(params, prompt)
         click.echo(f"# question: {where}", err=True)
         click.echo("=== answer-conditioned prompt (generate.answer_hint: true) ===")
@@ -158,7 +158,7 @@ def check_params(path: str, online: bool) -> None:
     """Validate a params file without running anything: the same check every stage runs,
     then this machine's resources (the check stage's): Hub checkpoints and datasets cached
     or local (reachable, with --online), local model folders present, training memory."""
-    from .preflight import preflight
+    from .core.preflight import preflight
 
     try:
         p = load_params(path)
@@ -178,7 +178,7 @@ def calc(expression: str) -> None:
     ASCII numbers, + - * / ( ), % (percent: "25% of 80") and whole powers (^ or **);
     e.g. "3 * (4 + 1)". Anything else, or a value too large, is one line on stderr, exit 2.
     """
-    from .calculator import CalcError, calculate
+    from .text.calculator import CalcError, calculate
 
     try:
         click.echo(calculate(expression))
@@ -203,8 +203,8 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
     """Accuracy across experiments: a table and accuracy-vs-student-size and
     accuracy-vs-training-set-size plots (PNG). The single-run report is the pipeline's
     `report` stage (metrics/report.md)."""
-    from .dvcexp import exp_show
-    from .experiments import records_from_dvc, records_from_mlflow, write_experiment_report
+    from .core.dvcexp import exp_show
+    from .report.experiments import records_from_dvc, records_from_mlflow, write_experiment_report
 
     if not experiments:
         exit_with("nothing to do: pass --experiments (the single-run report is `dvc repro report`)")
@@ -212,7 +212,7 @@ def report(experiments: bool, source: str, repo: str, tracking_uri: str | None, 
         if source == "dvc":
             records = records_from_dvc(exp_show(repo, all_commits=True))
         else:
-            from .tracking import tracking_uri as default_uri
+            from .core.tracking import tracking_uri as default_uri
 
             records = records_from_mlflow(tracking_uri or default_uri())
         paths = write_experiment_report(records, out_dir)
@@ -234,8 +234,8 @@ def verify(rev: str, workdir: str | None) -> None:
     import subprocess
     from pathlib import Path
 
-    from . import verify as verifying
-    from .paths import repo_root
+    from .core import verify as verifying
+    from .core.paths import repo_root
 
     root = repo_root()
     dirty = subprocess.run(

@@ -15,9 +15,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..splits import PREFIX_LABELS, TEST_SPLITS
-from ..stats import mcnemar_exact
-from ..variants import BASELINE, VARIANTS
+from cotdistill.core.splits import PREFIX_LABELS, TEST_SPLITS
+from cotdistill.report.stats import mcnemar_exact
+from cotdistill.train.variants import BASELINE, VARIANTS
 
 # metric prefix, and with the calculator: "id", "ood", "id_calc", "ood_calc"
 SPLITS = tuple(PREFIX_LABELS) + tuple(f"{p}_calc" for p in PREFIX_LABELS)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..dvcexp import experiments
-from ..variants import VARIANTS
+from cotdistill.core.dvcexp import experiments
+from cotdistill.train.variants import VARIANTS
+
 from .analysis import teacher_row
 from .committed import Table, machine_blocks, table_from_predictions
 from .grid import Cell, Grid

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import UserError, exit_with
+from cotdistill.core.errors import UserError, exit_with
 
 
 class _RunByDefault(click.Group):

@@ -30,8 +30,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
-from ..io import read_json, read_jsonl, write_json, write_jsonl
+from cotdistill.core.errors import DataError
+from cotdistill.core.io import read_json, read_jsonl, write_json, write_jsonl
+
 from .analysis import StudentRun, split_key
 from .grid import Grid
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, parse_params
-from ..errors import yaml_error
-from ..variants import BASELINE
+from cotdistill.core.config import ConfigError, parse_params
+from cotdistill.core.errors import yaml_error
+from cotdistill.train.variants import BASELINE
 
 TOP_KEYS = (
     "name",

@@ -13,9 +13,10 @@ import json
 import math
 from pathlib import Path
 
-from ..io import atomic_path, write_text
-from ..machine import describe, float_key
-from ..variants import BASELINE
+from cotdistill.core.io import atomic_path, write_text
+from cotdistill.core.machine import describe, float_key
+from cotdistill.train.variants import BASELINE
+
 from .analysis import SPLIT_NAMES, SPLITS, StudentRun, Summary, comparisons, select_runs, summarise
 from .committed import CELLS, OUTCOMES, Results
 from .grid import Grid

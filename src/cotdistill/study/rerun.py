@@ -24,9 +24,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..dvcexp import dvc_bin
-from ..io import read_json, read_jsonl
-from ..machine import float_key
+from cotdistill.core.dvcexp import dvc_bin
+from cotdistill.core.io import read_json, read_jsonl
+from cotdistill.core.machine import float_key
+
 from .committed import Table, machine_blocks, table_from_predictions
 from .grid import Cell
 from .run import queue_args

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..dvcexp import dvc_bin, dvc_env, experiments
-from ..dvcexp import run_dvc as _dvc
+from cotdistill.core.dvcexp import dvc_bin, dvc_env, experiments
+from cotdistill.core.dvcexp import run_dvc as _dvc
+
 from .grid import Cell
 
 log = logging.getLogger(__name__)

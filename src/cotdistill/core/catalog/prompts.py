@@ -1,0 +1,40 @@
+"""Where the prompt files are (src/cotdistill/generate/prompts/<dataset>.yaml) and the exemplar
+formats each offers, read as plain YAML: enough for validating params. prompts.py builds
+the teacher's prompts from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import DataError, yaml_error
+from ..io import read_text
+
+PROMPT_DIR = Path(__file__).resolve().parents[2] / "generate" / "prompts"
+DEFAULT_FORMAT = "default"
+
+
+def prompt_path(dataset: str) -> Path:
+    return PROMPT_DIR / f"{dataset}.yaml"
+
+
+def read_formats(path: str | Path) -> dict[str, dict]:
+    """{format: {"instruction": ..., "exemplars": [...]}}: `default` (the file's top-level
+    exemplars) and each entry of its optional `formats:` key. A file that is missing or
+    not of that shape is a DataError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: prompt file not found")
+    try:
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
+        raise DataError(yaml_error(path, exc)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("exemplars"), list):
+        raise DataError(f"{path}: expected keys 'instruction' and 'exemplars' (a list)")
+    formats = {DEFAULT_FORMAT: data}
+    for name, body in (data.get("formats") or {}).items():
+        if not isinstance(body, dict) or not isinstance(body.get("exemplars"), list):
+            raise DataError(f"{path}: formats.{name}: expected keys 'instruction' and 'exemplars' (a list)")
+        formats[name] = body
+    return formats

@@ -1,0 +1,69 @@
+"""Teachers: backends that complete prompts, and the cached generation loop.
+
+A backend turns a batch of prompts into completions (this module: what they share;
+backends.py: the registry that builds one). `generate_all` (generation.py)
+puts the request cache in front of it, so a rerun or a resumed run never sends a
+request twice. Two kinds of backend share the interface:
+- batched (`hf`): `complete` takes many prompts and runs them as one padded batch;
+- concurrent (`openai`): `concurrency > 1`; the loop calls `complete_samples` for one
+  question at a time from that many threads, and the server does the batching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from cotdistill.core.errors import Outage
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # stop | length
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class TeacherRequestError(Outage):
+    """A request that still failed after every retry (or failed for good, e.g. 400/401)."""
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """Cut `text` at the earliest stop string; report whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def sample_seed(seed: int, sample_index: int) -> int:
+    """The seed of sample `sample_index`: different per index, the same on every rerun.
+
+    (Sample 0 keeps the run's seed, so num_samples=1 behaves as before.)
+    """
+    if sample_index == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def for_sample(sampling: Sampling, sample_index: int) -> Sampling:
+    """`sampling` with the seed of one sample index (what a backend is called with)."""
+    return dataclasses.replace(sampling, seed=sample_seed(sampling.seed, sample_index))
+
+
+class Backend(Protocol):
+    identity: dict  # what makes two backends answer alike: part of every cache key
+    concurrency: int  # 1: batched, called from one thread; >1: calls in flight at once
+
+    def complete(self, prompts: list[str], sampling: Sampling) -> list[Completion]: ...
