@@ -164,7 +164,8 @@ def test_an_unlisted_import_is_caught(tmp_path):
     patched = tmp_path / "report.py"
     patched.write_text(
         script.read_text().replace(
-            "from cotdistill.core import stage\n", "from cotdistill.core import stage\nimport cotdistill.text.calculator\n"
+            "from cotdistill.core import stage\n",
+            "from cotdistill.core import stage\nimport cotdistill.text.calculator\n",
         )
     )
     ((name, cmd, deps),) = [s for s in STAGES if s[0] == "report"]

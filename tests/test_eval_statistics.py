@@ -12,6 +12,8 @@ from cotdistill.evaluate.evaluation import score
 from cotdistill.report.reporting import accuracy_table, render_report
 from cotdistill.report.stats import binomial_half_cdf, mcnemar_exact, wilson_interval
 
+from .test_filter import YES_NO_RECS
+
 
 def _exact_cdf(k: int, n: int) -> Fraction:
     return Fraction(sum(math.comb(n, j) for j in range(k + 1)), 2**n)
@@ -73,3 +75,12 @@ def test_report_shows_an_empty_split_as_not_available():
     )
     assert "| d | cot | 10/0 | 50.0 [24.0, 76.0] | n/a (n=0) |" in md
     assert [r["split"] for r in accuracy_table(evals)] == ["id"]
+
+
+def test_wilson_and_score():
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # nothing known: the whole range
+    preds, m = score(YES_NO_RECS, ["The answer is yes.", "yes", "maybe"], "flexible")
+    assert m["correct"] == 1 and m["n"] == 3 and m["invalid_rate"] == pytest.approx(0.3333)
+    assert [p["correct"] for p in preds] == [True, False, False]

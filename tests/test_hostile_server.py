@@ -1,7 +1,7 @@
 """A server is untrusted input (issue 22): replies that are no completion, a server that
 drips, and one that echoes the key inside a completion. The backend against the stub
 server of fault_helpers, in this process; the stage-level case (nothing written holds
-the key) is in test_failures.py."""
+the key) is in test_error_lines.py."""
 
 import time
 

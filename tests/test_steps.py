@@ -1,4 +1,5 @@
-"""Step checkers: the reviewer's cases, then seeded property tests.
+"""Step checkers, every dataset's in this file: the reviewer's cases, then seeded property
+tests; multistep_arith's checker against a table of cases and its gold rationales.
 
 The property tests render the synthetic tasks' gold reasoning through several paraphrase
 templates (every one must pass) and through single-step corruptions (every one must
@@ -13,7 +14,8 @@ import re
 
 import pytest
 
-from cotdistill.filter.steps import check_coin_flip, check_last_letters
+from cotdistill.filter.steps import STEP_CHECKERS, check_coin_flip, check_last_letters, check_multistep_arith
+from cotdistill.generate.prompts import load_prompt_file, prompt_path
 from cotdistill.prepare.datasets.synthetic import (
     FIRST_NAMES,
     LAST_NAMES,
@@ -21,6 +23,8 @@ from cotdistill.prepare.datasets.synthetic import (
     coin_flip_example,
     last_letters_example,
 )
+
+from .test_dataset_synthetic import examples
 
 # ------------------------------------------------------------------ coin flip: review cases
 
@@ -452,3 +456,147 @@ def test_last_letters_single_step_corruptions_fail():
                 counted[what] = counted.get(what, 0) + 1
                 assert check_last_letters(ex["question"], cot) is not None, (template, what, cot)
     assert min(counted.values()) >= 150 * len(LETTER_TEMPLATES)
+
+
+COIN = [
+    (
+        "The coin starts heads up. Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up. "
+        "The answer is no.",
+        None,
+    ),
+    (
+        "Mia flipped the coin, so it is now tails up. Tom didn't flip it, so it is still tails up. The answer is no.",
+        None,
+    ),
+    (
+        "The coin starts heads up. Mia flips it, so it is tails up. Tom does not flip it, so it stays heads up. "
+        "The answer is no.",
+        "says heads after Tom",
+    ),
+    (
+        "The coin starts tails up. Mia flips it, so it is heads up. Tom does not flip it, so it stays heads up. "
+        "The answer is no.",
+        "says the coin is tails before Mia",
+    ),
+    (
+        "The coin starts heads up. Mia does not flip it, so it stays heads up. Tom does not flip it, so it stays "
+        "tails up. The answer is no.",
+        "says Mia does not flip",
+    ),
+    (
+        "The coin starts heads up. Tom does not flip it, so it stays heads up. The answer is no.",
+        "names Tom where Mia comes next",
+    ),
+    ("The coin starts heads up. Mia flips it, so it is tails up. The answer is no.", "skips Tom"),
+    (
+        "The coin starts heads up. Mia flips it. Tom does not flip it. The answer is no.",
+        "states no coin state after Tom",
+    ),
+    (
+        "The coin starts heads up. Mia flips it, so it is tails up. Tom flips it, so it is tails up. The answer is no.",
+        "says Tom flips",
+    ),
+    (
+        "Is the coin still heads up? Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up. "
+        "So the coin is tails up. The answer is no.",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize("cot,error", COIN)
+def test_coin_flip_steps(cot, error):
+    got = check_coin_flip(Q2, cot)
+    assert (got is None) if error is None else (got is not None and got.startswith(error)), got
+
+
+def test_coin_flip_gold_rationales_pass_and_corruptions_fail():
+    rng = random.Random(5)
+    for _ in range(300):
+        ex = coin_flip_example(rng, rng.randint(1, 6))
+        assert check_coin_flip(ex["question"], ex["gold_rationale"]) is None
+        flipped = ex["gold_rationale"].replace("heads", "TMP").replace("tails", "heads").replace("TMP", "tails")
+        assert check_coin_flip(ex["question"], flipped) is not None
+
+
+LQ_THE_WORDS = 'Take the last letters of the words in "Elon Musk" and concatenate them.'
+
+LETTERS = [
+    (
+        'The last letter of "Elon" is "n". The last letter of "Musk" is "k". Concatenating them is "nk". '
+        "The answer is nk.",
+        None,
+    ),
+    ("The last letter of Elon is n. The last letter of Musk is k. The answer is nk.", None),
+    (
+        'The last letter of "Elon" is "o". The last letter of "Musk" is "k". The answer is ok.',
+        "says the last letter of 'elon' is 'o'",
+    ),
+    ('The last letter of "Elon" is "n". The answer is n.', "claims letters for ['elon']"),
+    ('The last letter of "Musk" is "k". The last letter of "Elon" is "n". The answer is kn.', "claims letters for"),
+    (
+        'The last letter of "Elon" is "n". The last letter of "Musk" is "k". Concatenating them is "kn". '
+        "The answer is kn.",
+        "concatenates to 'kn'",
+    ),
+    ("The answer is nk.", "states no last letter"),
+    ('The last letter of "Elon" is "on". The last letter of "Musk" is "k".', "states 'on' as the last letter"),
+]
+
+
+@pytest.mark.parametrize("cot,error", LETTERS)
+def test_last_letters_steps(cot, error):
+    got = check_last_letters(LQ_THE_WORDS, cot)
+    assert (got is None) if error is None else (got is not None and got.startswith(error)), got
+
+
+def test_last_letters_gold_rationales_pass_and_corruptions_fail():
+    from cotdistill.prepare.datasets.synthetic import last_letters_example
+
+    rng = random.Random(4)
+    first, last = ["Elon", "Ada", "Grace", "Alan", "Kurt"], ["Musk", "Lovelace", "Hopper", "Turing", "Godel"]
+    for _ in range(100):
+        ex = last_letters_example(rng, rng.randint(2, 4), first, last)
+        assert check_last_letters(ex["question"], ex["gold_rationale"]) is None
+        wrong = re.sub(
+            r'is "([a-z])"', lambda m: 'is "z"' if m.group(1) != "z" else 'is "y"', ex["gold_rationale"], count=1
+        )
+        assert check_last_letters(ex["question"], wrong) is not None
+        skipped = ex["gold_rationale"].split(". ", 1)[1]  # drop the first word's step
+        assert check_last_letters(ex["question"], skipped) is not None
+
+
+def test_gold_rationales_and_exemplars_pass_the_step_checker():
+    for ex in examples():
+        assert check_multistep_arith(ex["question"], ex["gold_rationale"]) is None
+    for ex in load_prompt_file(prompt_path("multistep_arith")).exemplars:
+        assert STEP_CHECKERS.get("multistep_arith")(ex.question, ex.rationale) is None, ex.question
+
+
+ARITH_Q = (
+    "Mia has 7 apples. She buys 5 more. She gives 3 to Tom. Then she has 2 times as many. "
+    "How many apples does Mia have now?"
+)
+
+
+@pytest.mark.parametrize(
+    "cot, verdict",
+    [
+        ("7 + 5 = 12. 12 - 3 = 9. 9 * 2 = 18. The answer is 18.", None),
+        ("She has 7. 5 + 7 = 12 apples, then 12 - 3 = 9, and 9 × 2 = 18. The answer is 18.", None),
+        ("7+5=12. 12-3=9. 9*2=18.", None),
+        # equations as the calculator reads them: '12 − 3 = 9 * 2 = 18' runs on, '7 + 5 - 3' is two operations in one
+        ("7 + 5 = 12. 12 − 3 = 9 * 2 = 18. The answer is 18.", None),
+        ("7 + 5 - 3 = 9. 9 * 2 = 18.", "step 1 computes 7 + 5 - 3, not one operation"),
+        ("7 + 5 = 12. 12 - 3 = 9. The answer is 18.", "stops after 2 of 3 operations"),
+        ("7 + 5 = 13. 13 - 3 = 10. 10 * 2 = 20.", "step 1 says 7 + 5 = 13; it is 12"),
+        ("7 + 5 = 12. 12 - 2 = 10. 10 * 2 = 20.", "step 2 computes 12 - 2; the question gives 12 - 3"),
+        ("7 + 5 = 12. 12 + 3 = 15. 15 * 2 = 30.", "step 2 uses + where the question asks for -"),
+        ("7 + 5 = 12. 3 - 12 = -9. -9 * 2 = -18.", "step 2 computes 3 - 12"),
+        ("7 + 5 = 12. 12 - 3 = 9. 9 * 2 = 18. 18 + 0 = 18.", "writes 4 equations for 3 operations"),
+        ("The answer is 18.", "stops after 0 of 3 operations"),
+    ],
+)
+def test_step_checker_table(cot, verdict):
+    got = check_multistep_arith(ARITH_Q, cot)
+    assert (got is None) if verdict is None else got.startswith(verdict), got

@@ -1,5 +1,6 @@
 """The teacher machinery without a model: cache, concurrent loop, retries, keys, config."""
 
+import json
 import multiprocessing
 import threading
 
@@ -7,7 +8,7 @@ import openai
 import pytest
 
 from cotdistill.core.config import ConfigError, parse_params
-from cotdistill.generate.teachers import Completion, Sampling, TeacherRequestError, for_sample, sample_seed
+from cotdistill.generate.teachers import Completion, Sampling, TeacherRequestError, cut_at_stop, for_sample, sample_seed
 from cotdistill.generate.teachers.cache import RequestCache, request_key
 from cotdistill.generate.teachers.generation import generate_all
 from cotdistill.generate.teachers.openai_compat import backoff_delay, failure_kind, resolve_api_key
@@ -271,3 +272,37 @@ def test_stage_gives_up_with_one_line_when_the_server_is_down(tmp_path, python, 
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: teacher request failed (connection) after 2 attempt")
     assert "Traceback" not in proc.stderr and not (tmp_path / "gen.jsonl").exists()
+
+
+class CountingBackend:
+    """A deterministic stand-in for a teacher, to test the cache loop without a model."""
+
+    identity = {"backend": "counting", "model": "m"}
+
+    def __init__(self):
+        self.calls = []
+
+    def complete(self, prompts, sampling):
+        self.calls += prompts
+        return [Completion(f"{p[::-1]} The answer is yes.", "stop", len(p), 5) for p in prompts]
+
+
+def test_generate_all_pays_once(tmp_path):
+    prompts = [f"prompt {i}" for i in range(7)]
+    sampling = Sampling(16, stop=("\n",))
+    cache = RequestCache(tmp_path / "c.sqlite")
+    backend = CountingBackend()
+    first, stats = generate_all(backend, prompts, sampling, cache, batch_size=3, num_samples=2, progress=False)
+    assert stats.sent == 14 and stats.cache_hits == 0 and len(backend.calls) == 14
+    again, stats2 = generate_all(backend, prompts, sampling, RequestCache(tmp_path / "c.sqlite"), 3, 2, False)
+    assert stats2.sent == 0 and stats2.cache_hits == 14 and again == first
+    # a different sampling setting is a different request
+    _, stats3 = generate_all(backend, prompts[:1], Sampling(32), cache, 3, 1, False)
+    assert stats3.sent == 1
+    assert request_key({"m": 1}, "p", sampling, 0) != request_key({"m": 1}, "p", sampling, 1)
+    assert json.dumps(stats.outcome()) and json.dumps(stats.costs())
+
+
+def test_cut_at_stop():
+    assert cut_at_stop("abc\n\nQuestion: x", ("\nQuestion:", "\n\n")) == ("abc", True)
+    assert cut_at_stop("abc", ("\n\n",)) == ("abc", False)

@@ -227,7 +227,7 @@ def _setup_report(root):
 def _setup_evaluate(root):
     from cotdistill.core import tracking
 
-    from .test_failures import _saved_student
+    from .test_error_lines import _saved_student
 
     _params(root, evaluate={"max_new_tokens": 4})
     _write_jsonl(root / "data/prepared/test.jsonl", _coin_rows("test", 4))
@@ -411,7 +411,7 @@ def small_disk(tmp_path):
         ).returncode
         != 0
     ):
-        pytest.skip("cannot mount a tmpfs here (needs root); test_failures.py injects ENOSPC instead")
+        pytest.skip("cannot mount a tmpfs here (needs root); test_error_lines.py injects ENOSPC instead")
     try:
         yield mnt
     finally:

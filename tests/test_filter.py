@@ -1,108 +1,19 @@
-"""The filter's equation check and the step checkers of the synthetic tasks."""
+"""The filter: which CoTs are kept and why each drop is counted (answers, false equations,
+wrong steps), and the filter stage with step checks."""
 
 import json
-import random
-import re
 
 import pytest
 import yaml
 
 from cotdistill.filter.filtering import DROP_REASONS, filter_generations
-from cotdistill.filter.steps import STEP_CHECKERS, check_coin_flip, check_last_letters
-from cotdistill.prepare.datasets.synthetic import coin_flip_example
+from cotdistill.filter.steps import STEP_CHECKERS
+from cotdistill.text.rationale import close_rationale
 
 from .conftest import REPO, run_cmd
+from .test_steps import COIN
 
 Q2 = "A coin is heads up. Mia flips the coin. Tom does not flip the coin. Is the coin still heads up?"
-COIN = [
-    (
-        "The coin starts heads up. Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up. "
-        "The answer is no.",
-        None,
-    ),
-    (
-        "Mia flipped the coin, so it is now tails up. Tom didn't flip it, so it is still tails up. The answer is no.",
-        None,
-    ),
-    (
-        "The coin starts heads up. Mia flips it, so it is tails up. Tom does not flip it, so it stays heads up. "
-        "The answer is no.",
-        "says heads after Tom",
-    ),
-    (
-        "The coin starts tails up. Mia flips it, so it is heads up. Tom does not flip it, so it stays heads up. "
-        "The answer is no.",
-        "says the coin is tails before Mia",
-    ),
-    (
-        "The coin starts heads up. Mia does not flip it, so it stays heads up. Tom does not flip it, so it stays "
-        "tails up. The answer is no.",
-        "says Mia does not flip",
-    ),
-    (
-        "The coin starts heads up. Tom does not flip it, so it stays heads up. The answer is no.",
-        "names Tom where Mia comes next",
-    ),
-    ("The coin starts heads up. Mia flips it, so it is tails up. The answer is no.", "skips Tom"),
-    (
-        "The coin starts heads up. Mia flips it. Tom does not flip it. The answer is no.",
-        "states no coin state after Tom",
-    ),
-    (
-        "The coin starts heads up. Mia flips it, so it is tails up. Tom flips it, so it is tails up. The answer is no.",
-        "says Tom flips",
-    ),
-    (
-        "Is the coin still heads up? Mia flips it, so it is tails up. Tom does not flip it, so it stays tails up. "
-        "So the coin is tails up. The answer is no.",
-        None,
-    ),
-]
-
-
-@pytest.mark.parametrize("cot,error", COIN)
-def test_coin_flip_steps(cot, error):
-    got = check_coin_flip(Q2, cot)
-    assert (got is None) if error is None else (got is not None and got.startswith(error)), got
-
-
-def test_coin_flip_gold_rationales_pass_and_corruptions_fail():
-    rng = random.Random(5)
-    for _ in range(300):
-        ex = coin_flip_example(rng, rng.randint(1, 6))
-        assert check_coin_flip(ex["question"], ex["gold_rationale"]) is None
-        flipped = ex["gold_rationale"].replace("heads", "TMP").replace("tails", "heads").replace("TMP", "tails")
-        assert check_coin_flip(ex["question"], flipped) is not None
-
-
-LQ = 'Take the last letters of the words in "Elon Musk" and concatenate them.'
-LETTERS = [
-    (
-        'The last letter of "Elon" is "n". The last letter of "Musk" is "k". Concatenating them is "nk". '
-        "The answer is nk.",
-        None,
-    ),
-    ("The last letter of Elon is n. The last letter of Musk is k. The answer is nk.", None),
-    (
-        'The last letter of "Elon" is "o". The last letter of "Musk" is "k". The answer is ok.',
-        "says the last letter of 'elon' is 'o'",
-    ),
-    ('The last letter of "Elon" is "n". The answer is n.', "claims letters for ['elon']"),
-    ('The last letter of "Musk" is "k". The last letter of "Elon" is "n". The answer is kn.', "claims letters for"),
-    (
-        'The last letter of "Elon" is "n". The last letter of "Musk" is "k". Concatenating them is "kn". '
-        "The answer is kn.",
-        "concatenates to 'kn'",
-    ),
-    ("The answer is nk.", "states no last letter"),
-    ('The last letter of "Elon" is "on". The last letter of "Musk" is "k".', "states 'on' as the last letter"),
-]
-
-
-@pytest.mark.parametrize("cot,error", LETTERS)
-def test_last_letters_steps(cot, error):
-    got = check_last_letters(LQ, cot)
-    assert (got is None) if error is None else (got is not None and got.startswith(error)), got
 
 
 RECS = [{"id": f"q{i}", "question": Q2, "answer": "no", "answer_type": "yes_no"} for i in range(3)]
@@ -249,38 +160,62 @@ def test_filter_that_keeps_nothing_fails_in_the_filter_stage(tmp_path, python):
     assert sorted(p.name for p in (tmp_path / "filtered").iterdir()) == ["answer"]
 
 
-def test_last_letters_gold_rationales_pass_and_corruptions_fail():
-    from cotdistill.prepare.datasets.synthetic import last_letters_example
-
-    rng = random.Random(4)
-    first, last = ["Elon", "Ada", "Grace", "Alan", "Kurt"], ["Musk", "Lovelace", "Hopper", "Turing", "Godel"]
-    for _ in range(100):
-        ex = last_letters_example(rng, rng.randint(2, 4), first, last)
-        assert check_last_letters(ex["question"], ex["gold_rationale"]) is None
-        wrong = re.sub(
-            r'is "([a-z])"', lambda m: 'is "z"' if m.group(1) != "z" else 'is "y"', ex["gold_rationale"], count=1
-        )
-        assert check_last_letters(ex["question"], wrong) is not None
-        skipped = ex["gold_rationale"].split(". ", 1)[1]  # drop the first word's step
-        assert check_last_letters(ex["question"], skipped) is not None
+YES_NO_RECS = [
+    {"id": "a", "question": "qa", "answer": "yes", "answer_type": "yes_no"},
+    {"id": "b", "question": "qb", "answer": "no", "answer_type": "yes_no"},
+    {"id": "c", "question": "qc", "answer": "no", "answer_type": "yes_no"},
+]
 
 
-@pytest.mark.parametrize("dataset", ["coin_flip", "last_letters", "multistep_arith"])
-def test_prompt_exemplars_pass_their_step_checker(dataset):
-    from cotdistill.generate.prompts import format_names, load_prompt_file, prompt_path
+def test_filter_counts_every_drop():
+    gens = [
+        {"id": "a", "sample": 0, "text": "It stays up. The answer is Yes.", "finish_reason": "stop"},
+        {"id": "a", "sample": 1, "text": "Again. The answer is yes.", "finish_reason": "stop"},
+        {"id": "b", "sample": 0, "text": "The answer is yes.", "finish_reason": "stop"},
+        {"id": "c", "sample": 0, "text": "The coin goes round and round", "finish_reason": "length"},
+        {"id": "c", "sample": 1, "text": "", "finish_reason": "stop"},
+        {"id": "c", "sample": 2, "text": "I think so", "finish_reason": "stop"},
+        {
+            "id": "c",
+            "sample": 3,
+            "text": "The answer is no. Next, it stays. The answer is no.",
+            "finish_reason": "length",
+        },
+    ]
+    kept, m = filter_generations(YES_NO_RECS, gens, "strict", max_per_question=1)
+    assert [k["id"] for k in kept] == ["a"]
+    assert kept[0]["target"] == "It stays up. The answer is yes."
+    assert m["dropped_by_reason"] == {
+        "empty": 1,
+        "truncated": 1,
+        "no_answer": 1,
+        "wrong_answer": 1,
+        "no_reasoning": 1,
+        "false_equation": 0,
+        "wrong_step": 0,
+        "over_limit": 1,
+    }
+    assert m["kept"] + m["dropped"] == m["generations"] == 7
 
-    for fmt in format_names(prompt_path(dataset)):
-        for ex in load_prompt_file(prompt_path(dataset), fmt).exemplars:
-            assert STEP_CHECKERS.get(dataset)(ex.question, ex.rationale) is None, (fmt, ex.question)
+
+def test_kept_cot_ends_at_its_first_final_answer():
+    gens = [
+        {
+            "id": "b",
+            "sample": 0,
+            "finish_reason": "length",
+            "text": "It flips. The answer is no. The answer is no.\nQuestion: another one? The answer is yes.",
+        }
+    ]
+    kept, m = filter_generations(YES_NO_RECS, gens, "strict")
+    assert [k["target"] for k in kept] == ["It flips. The answer is no."]
+    # the first stated answer is the one checked: a later correct one does not rescue it
+    wrong_first = [{"id": "b", "sample": 0, "text": "It flips. The answer is yes. Oops, the answer is no."}]
+    assert filter_generations(YES_NO_RECS, wrong_first, "strict")[1]["dropped_by_reason"]["wrong_answer"] == 1
+    with pytest.raises(ValueError, match="ids not in the train split"):
+        filter_generations(YES_NO_RECS, [{"id": "zz", "text": "x"}])
 
 
-def test_prompt_formats_share_questions_and_unknown_format_is_named():
-    from cotdistill.generate.prompts import exemplar_questions, load_prompt_file, prompt_path
-
-    path = prompt_path("multistep_arith")
-    default, echo = load_prompt_file(path), load_prompt_file(path, "echo")
-    assert [e.question for e in default.exemplars] == [e.question for e in echo.exemplars]
-    assert default.exemplars[0].rationale != echo.exemplars[0].rationale
-    assert exemplar_questions(path) == [e.question for e in default.exemplars]
-    with pytest.raises(ValueError, match="no format 'ech'; allowed: default, echo"):
-        load_prompt_file(path, "ech")
+def test_close_rationale_ends_with_canonical_sentence():
+    assert close_rationale("A.\n B.  The answer is YES. extra", "yes") == "A. B. The answer is yes."
+    assert close_rationale("no marker", "7") == "no marker. The answer is 7."

@@ -1,6 +1,6 @@
 """Failures that leave true records, the quick ones: what a stage says (one line naming
 the file, no key), and what stays on disk and in MLflow. The stage-level faults (kill -9,
-SIGINT in each stage, a full disk) are in test_faults.py."""
+SIGINT in each stage, a full disk) are in test_interrupted_stages.py."""
 
 import errno
 import json
