@@ -53,6 +53,7 @@ def test_params_validation_loads_no_implementation():
     loaded = ast.literal_eval(out)
     assert loaded == [
         "cotdistill",
+        "cotdistill.core",
         "cotdistill.core.catalog",
         "cotdistill.core.catalog.datasets",
         "cotdistill.core.catalog.prompts",
