@@ -35,11 +35,17 @@ repro: install
 verify: install
 	$(RUN) cotdistill verify
 
+# Two test processes (pytest-xdist), each given whole test files (a module's shared fixtures
+# stay in one process); tests/conftest.py hands out the end-to-end modules first.
+# TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: install
-	$(RUN) python -m pytest $(PYTEST_ARGS)
+	$(RUN) python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(RUN) python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(RUN) python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # ruff, configured in pyproject.toml: the lint rules, then the formatting; CI runs it first.
 lint: install

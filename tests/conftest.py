@@ -9,6 +9,26 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One torch thread in this process and in every stage it starts, unless the caller chose:
+# `make test` runs two test processes on the two cores (pytest-xdist), and two threads each
+# on cores that another job shares run the tiny models' matmuls several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The end-to-end modules, longest first. `make test` hands whole modules to its two workers
+# in this order (--dist loadfile --no-loadscope-reorder), so that both start on a long one
+# and the short modules fill the gaps; run alone, the order changes nothing.
+LONGEST_FIRST = (
+    "test_study_pipeline.py",
+    "test_pipeline.py",
+    "test_pipeline_students.py",
+    "test_interrupted_stages.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 @pytest.fixture
 def repo_root() -> Path:
@@ -22,6 +42,21 @@ def run_cmd(args, cwd, env=None, check=True, timeout=900):
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(request) -> Path:
+    """SmolLM2-135M as a plain model folder, dequantized once and kept in pytest's cache.
+    Test processes that run side by side take turns: the first writes it, the others wait."""
+    import fcntl
+
+    from cotdistill.core.catalog.teachers import TEACHERS
+    from cotdistill.generate.teachers.hf_local import export_folder
+
+    cache = request.config.cache.mkdir("smollm2-135m-hf")
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return export_folder(TEACHERS.get("smollm2-135m"), cache / "model")
 
 
 @pytest.fixture

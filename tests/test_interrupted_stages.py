@@ -90,8 +90,10 @@ TRIAL_TRAIN = dict(max_steps=24, save_steps=4, logging_steps=3, eval_steps=10)  
 
 
 def test_kill_9_at_a_random_step_resumes_to_the_records_of_an_uninterrupted_run(tmp_path):
-    """5 trials: kill -9 at a random step, rerun; metrics, curve, weights and the MLflow
-    run (status, every curve point once, summary) equal those of a run never killed."""
+    """kill -9 at a random step, rerun; metrics, curve, weights and the MLflow run (status,
+    every curve point once, summary) equal those of a run never killed. Two trials, the
+    step of each drawn at random: one from the steps before the first checkpoint (the rerun
+    starts over), one from those after it (the rerun resumes mid-epoch from a checkpoint)."""
     reference = tmp_path / "reference"
     write_inputs(reference, **TRIAL_TRAIN)
     _train(reference)
@@ -99,10 +101,12 @@ def test_kill_9_at_a_random_step_resumes_to_the_records_of_an_uninterrupted_run(
     assert expected["status"] == "FINISHED" and len(expected["mlflow_curves"]["train/loss"]) == 9
 
     rng = random.Random(20261126)
-    for trial in range(5):
+    first_save = TRIAL_TRAIN["save_steps"]
+    windows = [(2, first_save - 1), (first_save + 1, TRIAL_TRAIN["max_steps"] - 2)]
+    for trial, (lo, hi) in enumerate(windows):
         root = tmp_path / f"trial{trial}"
         write_inputs(root, **TRIAL_TRAIN)
-        kill_at = rng.randint(2, TRIAL_TRAIN["max_steps"] - 2)
+        kill_at = rng.randint(lo, hi)
         proc = _train_popen(root)
         watch = _StepWatch(proc, TRIAL_TRAIN["max_steps"])
         interrupt_when(proc, lambda: watch.step >= kill_at, sig=signal.SIGKILL)  # noqa: B023  called in this iteration

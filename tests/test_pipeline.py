@@ -2,7 +2,9 @@
 
 Runs in a temporary copy of the repository (its own git + DVC repo and MLflow store),
 then checks the no-op rerun, a change that must rerun only evaluate, and a queued
-two-model sweep that lands in `dvc exp show` and in MLflow.
+two-model sweep that lands in `dvc exp show` and in MLflow. The Hub and GGUF students are
+in test_pipeline_students.py and the studies in test_study_pipeline.py, each on a copy of
+its own, so that the three run side by side.
 """
 
 import json
@@ -23,6 +25,8 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "model": "t5-mini",
+    # one torch thread: the stages of tests that run side by side do not fight over the cores
+    "threads": 1,
     "prepare": {"n_train": 12, "n_validation": 4, "n_test": 8, "n_test_ood": 8},
     "generate": {"batch_size": 8, "max_new_tokens": 48, "shots": 2},
     "train": {"max_steps": 6, "eval_steps": 3, "save_steps": 3, "logging_steps": 1},
@@ -460,51 +464,6 @@ def test_mlflow_server_serves_what_the_ui_reads(tiny_repo, tmp_path):
         assert metrics[parent][f"{tags[rid]['variant']}/id/accuracy"] == metrics[rid]["id/accuracy"]
 
 
-STUDY = {
-    "name": "tiny",
-    "description": "A smoke study of the pipeline's own machinery.",
-    "seeds": [0],
-    "threads": 1,
-    "jobs": 1,
-    "params": {"train.max_steps": 4},
-    "tasks": {"coin": {"dataset": "coin_flip"}},
-    "variants": ["answer", "gold", "cot"],
-    "teachers": {"hint": {"generate.answer_hint": True}, "no_hint": {"generate.answer_hint": False}},
-    "levers": {"k2": {"generate.num_samples": 2, "generate.temperature": 0.7}},
-    "lever_questions": 4,
-}
-
-
-def test_study_runs_the_declared_grid_and_writes_its_page(tiny_repo):
-    root, env = tiny_repo
-    (root / "studies").mkdir(exist_ok=True)
-    (root / "studies/tiny.yaml").write_text(yaml.safe_dump(STUDY, sort_keys=False))
-    run_cmd(["git", "add", "-A"], root, env)
-    run_cmd(["git", "commit", "-qm", "tiny study"], root, env)
-    cmd = [venv_bin("cotdistill"), "study", "studies/tiny.yaml", "--out-dir", "metrics/study_tiny"]
-    proc = run_cmd(cmd, root, env, timeout=1500)
-    assert "phase 1: 1 of 1 cells to run" in proc.stderr and "phase 2: 2 of 2 cells to run" in proc.stderr
-    page = (root / "metrics/study_tiny/README.md").read_text()
-    for text in (
-        "## Test accuracy",
-        "| coin | answer | 1 |",
-        "| coin | cot[no_hint] | 1 |",
-        "## Paired tests against the answer-only baseline",
-        "### Teacher levers",
-        "torch threads: 1",
-        "identical, example for example",
-    ):
-        assert text in page, text
-    assert "Missing cells" not in page
-    assert (root / "metrics/study_tiny/accuracy_coin.png").stat().st_size > 1000
-    # the later teacher mode found the answer and gold students in DVC's run cache
-    logs = run_cmd([venv_bin("dvc"), "queue", "logs", "tiny-coin-no_hint-s0"], root, env).stdout
-    assert "Stage 'train@answer' is cached" in logs and "Running stage 'train@cot'" in logs
-    # a rerun finds every cell finished and runs nothing
-    again = run_cmd(cmd, root, env)
-    assert "phase 1: 0 of 1 cells to run" in again.stderr and "phase 2: 0 of 2 cells to run" in again.stderr
-
-
 def test_causal_student_and_multitask_run_through_repro(tiny_repo):
     """The tiny Llama-config student through the real stages, with the multitask variant:
     the teacher's CoTs are reused, every student variant trains and is evaluated."""
@@ -533,77 +492,3 @@ def test_causal_student_and_multitask_run_through_repro(tiny_repo):
     assert sorted(r["variant"] for r in runs) == ["answer", "cot", "multitask"]
     assert all("metric:id/accuracy" in r for r in runs)
     assert any("metric:rationale/id/accuracy" in r for r in runs)
-
-
-def test_offline_gguf_student_trains_full_and_with_lora_through_repro(tiny_repo):
-    """smollm2-135m, the GGUF file the pip package ships, is a student like any other:
-    fully finetuned, then with LoRA adapters, through the real stages. transformers marks
-    a model loaded from GGUF as quantized, and the Trainer refused it (issue 23)."""
-    root, env = tiny_repo
-    saved = (root / "params.yaml").read_text()
-    tiny = {"max_steps": 2, "batch_size": 2, "eval_steps": 2, "save_steps": 2}
-    try:
-        for variant, lora in (("answer", False), ("cot", True)):
-            _set(root, model="smollm2-135m", train={"variants": [variant], "lora": lora, **tiny})
-            ran = _ran(run_cmd([venv_bin("dvc"), "repro"], root, env).stdout)
-            assert {f"train@{variant}", f"evaluate@{variant}", "report"} <= ran
-            trained = json.loads((root / f"metrics/train/{variant}.json").read_text())
-            assert trained["steps"] == 2 and trained["saved_as"] == ("adapter" if lora else "full")
-            assert 130 < trained["params_m"] < 140
-            assert (root / f"models/{variant}/adapter_model.safetensors").exists() == lora
-            scored = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
-            assert scored["id"]["n"] == 8 and scored["ood"]["n"] == 8
-    finally:
-        (root / "params.yaml").write_text(saved)
-
-
-# Hub presets run on a local stand-in of their checkpoint (tests/standins.py): the preset,
-# the train settings a CPU needs (llama-3.2-1b's preset asks for 8-bit weights and a paged
-# 8-bit AdamW), and what run.json records of the tokenizer the checkpoint brings.
-STANDIN_CASES = {
-    "t5-v1_1": ("t5-small", {}, "checkpoint: T5Tokenizer (sentencepiece unigram)"),
-    "llama-3.2": (
-        "llama-3.2-1b",
-        {"quantization": "none", "optimizer": "adamw_torch_fused"},
-        "checkpoint: TokenizersBackend (byte-level BPE)",
-    ),
-}
-
-
-@pytest.mark.parametrize("standin_name", list(STANDIN_CASES))
-def test_hub_preset_trains_on_a_local_standin_through_repro(tiny_repo, tmp_path_factory, standin_name):
-    """A Hub student (T5 v1.1 with sentencepiece, Llama 3 with byte-level BPE, a BOS and no
-    pad token) read from train.model_path, a folder in the Hub's layout: fully finetuned,
-    then with LoRA adapters, through the real stages."""
-    from .standins import standin
-
-    root, env = tiny_repo
-    folder = standin(standin_name, tmp_path_factory)
-    preset, settings, tokenizer = STANDIN_CASES[standin_name]
-    size_m = sum(t.numel() for t in _safetensors(folder / "model.safetensors").values()) / 1e6
-    saved = (root / "params.yaml").read_text()
-    tiny = {"max_steps": 2, "batch_size": 2, "eval_steps": 2, "save_steps": 2, "model_path": str(folder)}
-    try:
-        for variant, lora in (("answer", False), ("cot", True)):
-            _set(root, model=preset, train={"variants": [variant], "lora": lora, **tiny, **settings})
-            ran = _ran(run_cmd([venv_bin("dvc"), "repro"], root, env).stdout)
-            assert {"check", f"train@{variant}", f"evaluate@{variant}", "report"} <= ran
-            trained = json.loads((root / f"metrics/train/{variant}.json").read_text())
-            assert trained["steps"] == 2 and trained["saved_as"] == ("adapter" if lora else "full")
-            # the checkpoint's parameters (plus the adapters' with LoRA), not the preset's
-            adapters = trained["trainable_params_m"] if lora else 0
-            assert abs(trained["params_m"] - adapters - size_m) < 0.01 and (not lora or 0 < adapters < size_m / 10)
-            assert (root / f"models/{variant}/{'base/' if lora else ''}config.json").exists()
-            assert (root / f"models/{variant}/adapter_model.safetensors").exists() == lora
-            run = json.loads((root / f"models/{variant}/run.json").read_text())
-            assert run["model"] == preset and run["resolved_train"]["tokenizer"] == tokenizer
-            scored = json.loads((root / f"metrics/evaluate/{variant}.json").read_text())
-            assert scored["id"]["n"] == 8 and scored["ood"]["n"] == 8
-    finally:
-        (root / "params.yaml").write_text(saved)
-
-
-def _safetensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))

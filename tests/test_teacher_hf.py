@@ -3,7 +3,7 @@ sampling per row."""
 
 import pytest
 
-from cotdistill.core.catalog.teachers import TEACHERS, TeacherPreset
+from cotdistill.core.catalog.teachers import TeacherPreset
 from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import make_backend
@@ -26,17 +26,15 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def backends(request):
+def backends(request, smollm2_folder):
     import torch
-
-    from cotdistill.generate.teachers.hf_local import export_folder
 
     # Two threads on two cores that other jobs share run tiny matmuls ~8x slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     request.addfinalizer(lambda: torch.set_num_threads(threads))
 
-    folder = export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
+    folder = smollm2_folder
     preset = TeacherPreset(name="local", backend="hf", model=str(folder), params_b=0.135)
     pf = load_prompt_file(prompt_path("coin_flip"))
     prefix = few_shot_prefix(pf, 2, True)
@@ -95,11 +93,10 @@ def test_decoding_loop_gives_the_outputs_of_generate(backends):
 
 
 @pytest.mark.parametrize("quantization, layer", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
-def test_bitsandbytes_loading(backends, request, quantization, layer):
+def test_bitsandbytes_loading(backends, smollm2_folder, quantization, layer):
     """generate.quantization overrides the preset; the identity (cache key) records it."""
-    from cotdistill.generate.teachers.hf_local import export_folder
 
-    folder = export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
+    folder = smollm2_folder
     preset = TeacherPreset(name="local", backend="hf", model=str(folder), params_b=0.135)
     _, _, prompts = backends
     backend = make_backend(preset, section("generate", quantization=quantization), shared_prefix=None)

@@ -49,11 +49,8 @@ PLANTED_KEY = "sk-planted-" + hashlib.sha256(b"cotdistill").hexdigest()[:24]
 
 
 @pytest.fixture(scope="module")
-def model_dir(request):
-    """SmolLM2-135M as a plain folder (dequantized once, kept in pytest's cache)."""
-    from cotdistill.generate.teachers.hf_local import export_folder
-
-    return export_folder(TEACHERS.get("smollm2-135m"), request.config.cache.mkdir("smollm2-135m-hf") / "model")
+def model_dir(smollm2_folder):
+    return smollm2_folder
 
 
 @pytest.fixture(scope="module")
