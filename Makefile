@@ -35,10 +35,11 @@ repro: install
 verify: install
 	$(RUN) cotdistill verify
 
-# Two test processes (pytest-xdist), each given whole test files (a module's shared fixtures
-# stay in one process); tests/conftest.py hands out the end-to-end modules first.
-# TEST_WORKERS=0 runs everything in this process.
-TEST_WORKERS ?= 2
+# Test processes (pytest-xdist), each given whole test files (a module's shared fixtures stay
+# in one process); tests/conftest.py hands out the end-to-end modules first. Three on two
+# cores: the end-to-end tests wait on dvc's queue, servers and subprocesses a good part of
+# the time (README, Tests, has the measurements). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 3
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install

@@ -10,12 +10,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # One torch thread in this process and in every stage it starts, unless the caller chose:
-# `make test` runs two test processes on the two cores (pytest-xdist), and two threads each
+# `make test` runs several test processes on the two cores (pytest-xdist), and two threads each
 # on cores that another job shares run the tiny models' matmuls several times slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# The end-to-end modules, longest first. `make test` hands whole modules to its two workers
-# in this order (--dist loadfile --no-loadscope-reorder), so that both start on a long one
+# The end-to-end modules, longest first. `make test` hands whole modules to its workers
+# in this order (--dist loadfile --no-loadscope-reorder), so that each starts on a long one
 # and the short modules fill the gaps; run alone, the order changes nothing.
 LONGEST_FIRST = (
     "test_study_pipeline.py",
