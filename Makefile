@@ -35,11 +35,10 @@ repro: install
 verify: install
 	$(RUN) cotdistill verify
 
-# Test processes (pytest-xdist), each given whole test files (a module's shared fixtures stay
-# in one process); tests/conftest.py hands out the end-to-end modules first. Three on two
-# cores: the end-to-end tests wait on dvc's queue, servers and subprocesses a good part of
-# the time (README, Tests, has the measurements). TEST_WORKERS=0 runs everything in this process.
-TEST_WORKERS ?= 3
+# Test processes (pytest-xdist), one per core, each given whole test files (a module's shared
+# fixtures stay in one process); tests/conftest.py hands out the end-to-end modules first.
+# README, Tests, has the measurements. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install

@@ -10,7 +10,7 @@ import pytest
 
 from cotdistill.evaluate.evaluation import score
 from cotdistill.report.reporting import accuracy_table, render_report
-from cotdistill.report.stats import binomial_half_cdf, mcnemar_exact, wilson_interval
+from cotdistill.report.stats import binomial_half_cdf, incomplete_beta, mcnemar_exact, paired_t_test, wilson_interval
 
 from .test_filter import YES_NO_RECS
 
@@ -84,3 +84,32 @@ def test_wilson_and_score():
     preds, m = score(YES_NO_RECS, ["The answer is yes.", "yes", "maybe"], "flexible")
     assert m["correct"] == 1 and m["n"] == 3 and m["invalid_rate"] == pytest.approx(0.3333)
     assert [p["correct"] for p in preds] == [True, False, False]
+
+
+def test_paired_t_test_matches_known_values():
+    # scipy.stats.ttest_1samp([1, 1, 3], 0).pvalue = 0.12961172022151082 (t = 2.5, df = 2)
+    t = paired_t_test([1, 1, 3])
+    assert (t["n"], t["df"], t["t"]) == (3, 2, pytest.approx(2.5))
+    assert t["p_value"] == pytest.approx(0.12961172022151082, rel=1e-12)
+    # df = 1 is the Cauchy distribution: P(|T| > 1) = 1/2 exactly
+    assert paired_t_test([0.0, 2.0])["p_value"] == pytest.approx(0.5, rel=1e-12)
+    assert incomplete_beta(0.5, 0.5, 0.5) == pytest.approx(0.5, rel=1e-12)  # symmetric
+    # large df: the t distribution becomes the normal one
+    diffs = [1.0, -1.0] * 2000 + [0.1]
+    t = paired_t_test(diffs)
+    assert t["p_value"] == pytest.approx(math.erfc(abs(t["t"]) / math.sqrt(2)), rel=1e-3)
+
+
+def test_paired_t_test_agrees_with_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(0)
+    for _ in range(300):
+        diffs = [rng.gauss(rng.uniform(-1, 1), rng.uniform(0.1, 2)) for _ in range(rng.randint(2, 12))]
+        assert paired_t_test(diffs)["p_value"] == pytest.approx(stats.ttest_1samp(diffs, 0).pvalue, rel=1e-9)
+
+
+def test_paired_t_test_edges():
+    with pytest.raises(ValueError, match="2 or more seeds"):
+        paired_t_test([0.1])
+    # no spread to measure the difference against: no p-value rather than a certain one
+    assert paired_t_test([0.1, 0.1, 0.1])["p_value"] is None and paired_t_test([0.0, 0.0])["t"] is None

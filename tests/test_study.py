@@ -11,7 +11,7 @@ import yaml
 
 from cotdistill.core.config import ConfigError
 from cotdistill.core.dvcexp import dvc_bin, dvc_env
-from cotdistill.report.stats import mcnemar_exact
+from cotdistill.report.stats import mcnemar_exact, paired_t_test
 from cotdistill.study import run as study_run
 from cotdistill.study.analysis import (
     StudentRun,
@@ -22,7 +22,7 @@ from cotdistill.study.analysis import (
     teacher_row,
 )
 from cotdistill.study.grid import load_grid
-from cotdistill.study.page import findings
+from cotdistill.study.page import findings, verdict
 from cotdistill.study.run import finished, format_value, queue_args
 
 GRID = {
@@ -191,6 +191,10 @@ def test_pooled_test_sums_discordant_pairs_over_seeds():
     assert t["p_value"] == pytest.approx(mcnemar_exact([1, 1, 1, 0], [0, 0, 0, 1])["p_value"])
     assert t["diff"] == pytest.approx((5 - 3) / 8)
     assert pooled_test(a, [run(seed=5)], "id") is None
+    # across seeds: seed 0 +2/4, seed 1 0/4; a paired t-test of those two differences
+    assert t["seed_diffs"] == [0.5, 0.0]
+    assert t["seed_p_value"] == pytest.approx(paired_t_test([0.5, 0.0])["p_value"])
+    assert pooled_test(a[:1], b, "id")["seed_p_value"] is None  # one seed: no test across seeds
 
 
 def test_summaries_give_mean_and_sd_over_seeds():
@@ -250,11 +254,27 @@ def test_teacher_row_reads_the_filters_audit():
 
 
 def test_findings_sentence_per_student():
+    base = {"task": "a", "student": "gold", "baseline": "answer"}
     tests = [
-        {"task": "a", "student": "gold", "baseline": "answer", "split": "id", "p_value": 1e-5, "diff": 0.3},
-        {"task": "a", "student": "gold", "baseline": "answer", "split": "ood", "p_value": 0.2, "diff": 0.05},
+        {**base, "split": "id", "p_value": 1e-5, "diff": 0.3, "seed_diffs": [0.2, 0.3, 0.4], "seed_p_value": 0.02},
+        {**base, "split": "ood", "p_value": 0.2, "diff": 0.05},
     ]
     grid = type("G", (), {"teachers": {"hint": {}}})()
     (line,) = findings(tests, grid)
-    assert line.startswith("- **a**, `gold` beats `answer` on ID (+30.0 points, p=1.0e-05)")
-    assert "is within noise of `answer` on OOD (+5.0 points, p=0.200)" in line
+    assert line.startswith(
+        "- **a**, `gold` beats `answer` on ID (+30.0 points, pooled p=1.0e-05; across seeds p=0.020)"
+    )
+    assert "is within noise of `answer` on OOD (+5.0 points, pooled p=0.200)" in line
+
+
+def test_a_pooled_difference_the_seeds_disagree_on_is_no_win():
+    """Below the level pooled, but one seed goes the other way: the page says the students
+    differ, not that one beats the other."""
+    t = {"task": "a", "student": "gold", "baseline": "answer", "split": "id", "p_value": 1e-4, "diff": 0.1}
+    assert verdict({**t, "seed_diffs": [0.2, 0.15, -0.05]}) == "mixed"
+    assert verdict({**t, "seed_diffs": [0.2, 0.15, 0.05]}) == "beats"
+    assert verdict({**t, "diff": -0.1, "seed_diffs": [-0.2, -0.1, -0.01]}) == "loses to"
+    assert verdict({**t, "p_value": 0.02, "seed_diffs": [0.2, 0.15, 0.05]}) == "ties"
+    grid = type("G", (), {"teachers": {"hint": {}}})()
+    (line,) = findings([{**t, "seed_diffs": [0.2, 0.15, -0.05], "seed_p_value": 0.3}], grid)
+    assert "`gold` differs from `answer` on ID" in line

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from cotdistill.core.splits import PREFIX_LABELS, TEST_SPLITS
-from cotdistill.report.stats import mcnemar_exact
+from cotdistill.report.stats import mcnemar_exact, paired_t_test
 from cotdistill.train.variants import BASELINE, VARIANTS
 
 # metric prefix, and with the calculator: "id", "ood", "id_calc", "ood_calc"
@@ -124,20 +124,28 @@ def summarise(runs: list[StudentRun]) -> list[Summary]:
 
 
 def pooled_test(a: list[StudentRun], b: list[StudentRun], split: str) -> Optional[dict]:
-    """Exact McNemar on the discordant pairs of every seed pooled: A and B are paired on
-    the same test questions within a seed (each seed draws its own test set)."""
+    """A against B on one split, two ways. Pooled: exact McNemar on the discordant pairs of
+    every seed together (A and B are paired on the same test questions within a seed; each
+    seed draws its own test set); it treats every question as independent. Across seeds:
+    the per-seed accuracy differences (`seed_diffs`) and a paired t-test of them
+    (`seed_p_value`, None with fewer than 2 seeds), whose noise is how much a difference
+    moves from seed to seed (data, initialisation, order)."""
     by_seed = {r.seed: r for r in b}
     xs: list[bool] = []
     ys: list[bool] = []
     seeds = []
-    for ra in a:
+    seed_diffs = []
+    for ra in sorted(a, key=lambda r: r.seed):
         rb = by_seed.get(ra.seed)
         if rb is None or split not in ra.outcomes or split not in rb.outcomes:
             continue
         ids = sorted(set(ra.outcomes[split]) & set(rb.outcomes[split]))
-        xs += [ra.outcomes[split][i] for i in ids]
-        ys += [rb.outcomes[split][i] for i in ids]
+        x = [ra.outcomes[split][i] for i in ids]
+        y = [rb.outcomes[split][i] for i in ids]
+        xs += x
+        ys += y
         seeds.append(ra.seed)
+        seed_diffs.append((sum(x) - sum(y)) / len(ids) if ids else 0.0)
     if not seeds:
         return None
     res = mcnemar_exact(xs, ys)
@@ -148,6 +156,8 @@ def pooled_test(a: list[StudentRun], b: list[StudentRun], split: str) -> Optiona
         "only_b": res["only_b"],
         "p_value": res["p_value"],
         "diff": (sum(xs) - sum(ys)) / len(xs) if xs else 0.0,
+        "seed_diffs": seed_diffs,
+        "seed_p_value": paired_t_test(seed_diffs)["p_value"] if len(seed_diffs) > 1 else None,
     }
 
 

@@ -130,17 +130,25 @@ def ran_on(runs: list[StudentRun], res: Results, labels: dict[str, str]) -> dict
     return out
 
 
+def _seed_p(t: dict) -> str:
+    return "" if t.get("seed_p_value") is None else _p(t["seed_p_value"])
+
+
+def _seed_diffs(t: dict) -> str:
+    return ", ".join(f"{100 * d:+.1f}" for d in t.get("seed_diffs", []))
+
+
 def tests_table(tests: list[dict], grid: Grid) -> list[str]:
     lines = [
         "| task | student | vs | split | seeds | questions | only student right | only baseline right "
-        "| difference (points) | p (exact McNemar, pooled) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| difference (points) | p (exact McNemar, pooled) | difference per seed (points) | p (paired t, seeds) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in sorted(tests, key=lambda t: (t["task"], _order(t["student"], grid), SPLITS.index(t["split"]))):
         lines.append(
             f"| {t['task']} | {t['student']} | {t['baseline']} | {SPLIT_NAMES[t['split']]} | "
             f"{len(t['seeds'])} | {t['n']} | {t['only_a']} | {t['only_b']} | "
-            f"{100 * t['diff']:+.1f} | {_p(t['p_value'])} |"
+            f"{100 * t['diff']:+.1f} | {_p(t['p_value'])} | {_seed_diffs(t)} | {_seed_p(t)} |"
         )
     return lines
 
@@ -198,7 +206,19 @@ def plot_accuracy(summaries: list[Summary], grid: Grid, task: str, path: Path) -
     plt.close(fig)
 
 
-ALPHA = 0.01  # the pre-declared significance level of the pooled tests
+ALPHA = 0.01  # the pre-declared significance level of every test on the page
+
+
+def verdict(t: dict) -> str:
+    """What the page says of one comparison: `beats` or `loses to` where the pooled McNemar
+    is below ALPHA and every seed's difference has that sign; `ties` where the pooled test
+    is not; `mixed` where it is but the seeds disagree in sign."""
+    if t["p_value"] >= ALPHA:
+        return "ties"
+    sign = 1 if t["diff"] > 0 else -1
+    if any(d * sign <= 0 for d in t.get("seed_diffs", [])):
+        return "mixed"
+    return "beats" if sign > 0 else "loses to"
 
 
 def findings(tests: list[dict], grid: Grid) -> list[str]:
@@ -208,12 +228,15 @@ def findings(tests: list[dict], grid: Grid) -> list[str]:
     for t in tests:
         groups.setdefault((t["task"], t["student"]), []).append(t)
     for (task, student), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1], grid))):
-        parts = {"beats": [], "loses to": [], "ties": []}
+        parts = {"beats": [], "loses to": [], "mixed": [], "ties": []}
         for t in sorted(ts, key=lambda t: SPLITS.index(t["split"])):
-            verdict = "ties" if t["p_value"] >= ALPHA else ("beats" if t["diff"] > 0 else "loses to")
-            parts[verdict].append(f"{SPLIT_NAMES[t['split']]} ({100 * t['diff']:+.1f} points, p={_p(t['p_value'])})")
-        said = [f"{v} `{ts[0]['baseline']}` on " + ", ".join(x) for v, x in parts.items() if x]
-        out.append(f"- **{task}**, `{student}` " + "; ".join(said).replace("ties `", "is within noise of `") + ".")
+            across = f"; across seeds p={_seed_p(t)}" if t.get("seed_p_value") is not None else ""
+            parts[verdict(t)].append(
+                f"{SPLIT_NAMES[t['split']]} ({100 * t['diff']:+.1f} points, pooled p={_p(t['p_value'])}{across})"
+            )
+        names = {"mixed": "differs from", "ties": "is within noise of"}
+        said = [f"{names.get(v, v)} `{ts[0]['baseline']}` on " + ", ".join(x) for v, x in parts.items() if x]
+        out.append(f"- **{task}**, `{student}` " + "; ".join(said) + ".")
     return out
 
 
@@ -234,7 +257,16 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
     if grid.description:
         lines += [grid.description, ""]
     if tests:
-        lines += [f"## What it shows (pooled exact McNemar, significance level {ALPHA})", ""]
+        lines += [f"## What it shows (significance level {ALPHA})", ""]
+        lines += [
+            "A student beats (or loses to) the baseline where the pooled exact McNemar test is below "
+            f'{ALPHA} and the difference has the same sign in every seed; "differs from" where the pooled '
+            "test is below it but the seeds disagree in sign. The pooled test treats every question as "
+            "independent; the paired t-test across seeds (also below) measures the difference against how "
+            "much it moves from seed to seed, and with 3 seeds (2 degrees of freedom) it is the stricter "
+            f"test: a claim it does not hold below {ALPHA} rests on the pooled test alone.",
+            "",
+        ]
         lines += findings(tests, grid) + [""]
     threads = ", ".join(str(t) for t in sorted({t for rec in res.cells.values() for t in rec.get("threads", [])}))
     lines += [
@@ -280,7 +312,8 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
         "## Paired tests against the answer-only baseline",
         "",
         "Each student against `answer` on the same test questions, the discordant pairs of all seeds "
-        "pooled into one exact McNemar test (two-sided).",
+        "pooled into one exact McNemar test (two-sided); and the difference in accuracy per seed, with "
+        "a two-sided paired t-test of those differences across seeds.",
         "",
     ]
     lines += tests_table(tests, grid) + [""]
