@@ -10,7 +10,8 @@ import pytest
 
 from cotdistill.evaluate.evaluation import score
 from cotdistill.report.reporting import accuracy_table, render_report
-from cotdistill.report.stats import binomial_half_cdf, incomplete_beta, mcnemar_exact, paired_t_test, wilson_interval
+from cotdistill.report.stats import binomial_half_cdf, mcnemar_exact, wilson_interval
+from cotdistill.study.seeds import incomplete_beta, paired_t_test
 
 from .test_filter import YES_NO_RECS
 

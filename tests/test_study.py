@@ -11,7 +11,7 @@ import yaml
 
 from cotdistill.core.config import ConfigError
 from cotdistill.core.dvcexp import dvc_bin, dvc_env
-from cotdistill.report.stats import mcnemar_exact, paired_t_test
+from cotdistill.report.stats import mcnemar_exact
 from cotdistill.study import run as study_run
 from cotdistill.study.analysis import (
     StudentRun,
@@ -24,6 +24,7 @@ from cotdistill.study.analysis import (
 from cotdistill.study.grid import load_grid
 from cotdistill.study.page import findings, verdict
 from cotdistill.study.run import finished, format_value, queue_args
+from cotdistill.study.seeds import paired_t_test
 
 GRID = {
     "name": "t",

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from cotdistill.core.splits import PREFIX_LABELS, TEST_SPLITS
-from cotdistill.report.stats import mcnemar_exact, paired_t_test
+from cotdistill.report.stats import mcnemar_exact
 from cotdistill.train.variants import BASELINE, VARIANTS
+
+from .seeds import paired_t_test
 
 # metric prefix, and with the calculator: "id", "ood", "id_calc", "ood_calc"
 SPLITS = tuple(PREFIX_LABELS) + tuple(f"{p}_calc" for p in PREFIX_LABELS)
