@@ -1,6 +1,8 @@
 """filter: keep teacher CoTs whose extracted answer equals the gold answer, and write the
 training targets of every variant in train.variants to <out>/<variant>/{train,validation}.jsonl
 (and a variant's settings, such as the multitask loss weight, to <out>/<variant>/tasks.json).
+The gold variant's rationales are given the quality filter.gold_noise and
+filter.gold_coverage ask for (filter/rationale_quality.py).
 
 A filter that keeps no CoT for a variant built from them (cot, multitask) fails here (after
 writing its metrics, with the drops by reason), not later in train@cot."""
@@ -14,8 +16,9 @@ from cotdistill.core.config import load_params, to_dict
 from cotdistill.core.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from cotdistill.core.splits import TEACHER_SPLITS
 from cotdistill.filter.filtering import add_missing_cot, filter_generations, require_kept
+from cotdistill.filter.rationale_quality import degrade
 from cotdistill.filter.steps import STEP_CHECKERS
-from cotdistill.train.variants import SETTINGS_FILE, VARIANTS
+from cotdistill.train.variants import GOLD, SETTINGS_FILE, VARIANTS
 
 
 def main(argv=None):
@@ -44,6 +47,10 @@ def main(argv=None):
         if cfg.missing_cot == "answer":
             kept = add_missing_cot(records, kept)
         rows[split] = {v.name: v.rows(records, kept) for v in variants}
+        if GOLD in rows[split]:
+            rows[split][GOLD], metrics[split]["gold"] = degrade(
+                rows[split][GOLD], params.dataset, cfg.gold_noise, cfg.gold_coverage, params.seed
+            )
     write_json(args.metrics, {**metrics["train"], "validation": metrics["validation"]})
     if any(v.from_teacher for v in variants):
         require_kept(metrics["train"])

@@ -260,7 +260,7 @@ def test_findings_sentence_per_student():
         {**base, "split": "id", "p_value": 1e-5, "diff": 0.3, "seed_diffs": [0.2, 0.3, 0.4], "seed_p_value": 0.02},
         {**base, "split": "ood", "p_value": 0.2, "diff": 0.05},
     ]
-    grid = type("G", (), {"teachers": {"hint": {}}})()
+    grid = type("G", (), {"teachers": {"hint": {}}, "alpha": 0.01})()
     (line,) = findings(tests, grid)
     assert line.startswith(
         "- **a**, `gold` beats `answer` on ID (+30.0 points, pooled p=1.0e-05; across seeds p=0.020)"
@@ -272,10 +272,10 @@ def test_a_pooled_difference_the_seeds_disagree_on_is_no_win():
     """Below the level pooled, but one seed goes the other way: the page says the students
     differ, not that one beats the other."""
     t = {"task": "a", "student": "gold", "baseline": "answer", "split": "id", "p_value": 1e-4, "diff": 0.1}
-    assert verdict({**t, "seed_diffs": [0.2, 0.15, -0.05]}) == "mixed"
-    assert verdict({**t, "seed_diffs": [0.2, 0.15, 0.05]}) == "beats"
-    assert verdict({**t, "diff": -0.1, "seed_diffs": [-0.2, -0.1, -0.01]}) == "loses to"
-    assert verdict({**t, "p_value": 0.02, "seed_diffs": [0.2, 0.15, 0.05]}) == "ties"
-    grid = type("G", (), {"teachers": {"hint": {}}})()
+    assert verdict({**t, "seed_diffs": [0.2, 0.15, -0.05]}, 0.01) == "mixed"
+    assert verdict({**t, "seed_diffs": [0.2, 0.15, 0.05]}, 0.01) == "beats"
+    assert verdict({**t, "diff": -0.1, "seed_diffs": [-0.2, -0.1, -0.01]}, 0.01) == "loses to"
+    assert verdict({**t, "p_value": 0.02, "seed_diffs": [0.2, 0.15, 0.05]}, 0.01) == "ties"
+    grid = type("G", (), {"teachers": {"hint": {}}, "alpha": 0.01})()
     (line,) = findings([{**t, "seed_diffs": [0.2, 0.15, -0.05], "seed_p_value": 0.3}], grid)
     assert "`gold` differs from `answer` on ID" in line

@@ -174,6 +174,22 @@ def _filter(p, where: str) -> None:
         raise ConfigError(
             f"{where}: filter.verify_steps: no step checker for dataset '{p.dataset}'; datasets with one: {with_one}"
         )
+    f = p.filter
+    if f.gold_coverage <= 0:
+        raise ConfigError(f"{where}: filter.gold_coverage: must be > 0 and <= 1, got {f.gold_coverage!r}")
+    if (f.gold_noise > 0 or f.gold_coverage < 1) and "gold" not in p.train.variants:
+        key = "filter.gold_noise" if f.gold_noise > 0 else "filter.gold_coverage"
+        raise ConfigError(
+            f"{where}: {key}: sets the quality of the gold variant's rationales, and train.variants "
+            f"({', '.join(p.train.variants)}) has no gold; add gold, or set {key} back to "
+            f"{0.0 if f.gold_noise > 0 else 1.0}"
+        )
+    if f.gold_noise > 0 and not info.step_checker:
+        with_one = ", ".join(n for n, d in DATASETS.items() if d.step_checker)
+        raise ConfigError(
+            f"{where}: filter.gold_noise: corrupted rationales are checked by the dataset's step checker, "
+            f"and dataset '{p.dataset}' has none; datasets with one: {with_one}"
+        )
 
 
 def _train(p, where: str) -> None:

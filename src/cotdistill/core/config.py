@@ -147,6 +147,10 @@ class FilterConfig:
     verify_steps: bool  # drop CoTs with a wrong intermediate claim (steps/)
     # questions left with no kept CoT: drop them from the cot variant, or train on "The answer is X."
     missing_cot: Literal["drop", "answer"]
+    # the gold variant's rationale quality (filter/rationale_quality.py): the share of its
+    # rationales made wrong in a step, and the share of questions that keep one
+    gold_noise: float = _range(0.0, 1.0)
+    gold_coverage: float = _range(0.0, 1.0)
 
 
 @dataclass(frozen=True)

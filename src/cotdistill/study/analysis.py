@@ -39,15 +39,18 @@ class StudentRun:
     train_examples: Optional[int] = None
     wall_s: Optional[float] = None
     cell: str = ""  # the study cell (DVC experiment) it was trained in
+    # the mode's own student (grid.per_mode); None: when trained on the teacher's CoTs
+    mode_own: Optional[bool] = None
 
     @property
     def label(self) -> str:
-        return f"{self.variant}[{self.mode}]" if self.from_teacher else self.variant
+        return f"{self.variant}[{self.mode}]" if self.per_mode else self.variant
 
     @property
-    def from_teacher(self) -> bool:
-        """Trained on the teacher's kept CoTs: a student per teacher mode, not one for all."""
-        return VARIANTS.get(self.variant).from_teacher
+    def per_mode(self) -> bool:
+        """A student per teacher mode, not one for all: trained on the teacher's kept CoTs,
+        or on rationales of the quality the mode sets."""
+        return VARIANTS.get(self.variant).from_teacher if self.mode_own is None else self.mode_own
 
 
 @dataclass
@@ -87,14 +90,15 @@ def accuracy_from_metrics(m: dict) -> dict[str, float]:
 
 
 def select_runs(runs: list[StudentRun], first_mode: str) -> tuple[list[StudentRun], dict[str, bool]]:
-    """The runs that define each student: those of variants not built from the teacher
-    (answer, gold) from the first teacher mode, the others (cot, multitask) from every mode.
+    """The runs that define each student: those of variants the mode does not change
+    (answer; gold at the dataset's quality) from the first teacher mode, the others (cot,
+    multitask; gold at a quality the mode sets) from every mode.
     Also task -> whether the former were identical in every mode."""
-    chosen = [r for r in runs if r.from_teacher or r.mode == first_mode]
+    chosen = [r for r in runs if r.per_mode or r.mode == first_mode]
     stable: dict[str, bool] = {}
-    ref = {(r.task, r.variant, r.seed): r for r in runs if r.mode == first_mode and not r.from_teacher}
+    ref = {(r.task, r.variant, r.seed): r for r in runs if r.mode == first_mode and not r.per_mode}
     for r in runs:
-        if r.from_teacher or r.mode == first_mode:
+        if r.per_mode or r.mode == first_mode:
             continue
         base = ref.get((r.task, r.variant, r.seed))
         same = base is not None and base.outcomes == r.outcomes

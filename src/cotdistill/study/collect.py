@@ -12,11 +12,10 @@ import json
 from pathlib import Path
 
 from cotdistill.core.dvcexp import experiments
-from cotdistill.train.variants import VARIANTS
 
 from .analysis import teacher_row
 from .committed import Table, machine_blocks, table_from_predictions
-from .grid import Cell, Grid
+from .grid import Cell, Grid, per_mode
 from .run import finished
 
 
@@ -46,9 +45,9 @@ def _wall(cell: Cell, metrics: dict[str, dict], first_mode: str) -> dict | None:
     evals = [metrics.get(f"metrics/evaluate/{v}.json", {}) for v in variants]
     if not any("wall_s" in m for m in trains + evals):
         return None
-    # later modes restore the students not built from the teacher (answer, gold) from the run
-    # cache: their seconds count once
-    counted = [i for i, v in enumerate(variants) if VARIANTS.get(v).from_teacher or cell.mode == first_mode]
+    # later modes restore the students they do not change (answer, gold) from the run cache:
+    # their seconds count once
+    counted = [i for i, v in enumerate(variants) if per_mode(v, cell.overrides) or cell.mode == first_mode]
     return {
         "teacher_s": gen.get("generations", {}).get("teacher_s", gen.get("wall_s")),
         "train_s": sum(trains[i].get("wall_s") or 0.0 for i in counted),

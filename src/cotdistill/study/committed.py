@@ -34,7 +34,7 @@ from cotdistill.core.errors import DataError
 from cotdistill.core.io import read_json, read_jsonl, write_json, write_jsonl
 
 from .analysis import StudentRun, split_key
-from .grid import Grid
+from .grid import Grid, per_mode
 
 OUTCOMES = "outcomes.jsonl"
 CELLS = "cells.json"
@@ -218,6 +218,7 @@ def results(grid: Grid, cells: dict[str, dict], tables: dict[str, Table]) -> Res
                     outcomes=outcomes,
                     train_examples=(rec.get("train_examples") or {}).get(variant),
                     cell=cell.name,
+                    mode_own=per_mode(variant, cell.overrides),
                 )
             )
     return res

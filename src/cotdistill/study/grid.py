@@ -21,7 +21,7 @@ import yaml
 
 from cotdistill.core.config import ConfigError, parse_params
 from cotdistill.core.errors import yaml_error
-from cotdistill.train.variants import BASELINE
+from cotdistill.train.variants import BASELINE, VARIANTS
 
 TOP_KEYS = (
     "name",
@@ -35,6 +35,7 @@ TOP_KEYS = (
     "teachers",
     "levers",
     "lever_questions",
+    "alpha",
 )
 
 
@@ -64,6 +65,7 @@ class Grid:
     levers: dict[str, dict[str, Any]] = field(default_factory=dict)
     lever_questions: int = 32
     task_teachers: dict[str, list[str]] = field(default_factory=dict)  # task -> its modes (default: all)
+    alpha: float = 0.01  # the one significance level of every verdict on the study's page
 
     def modes(self, task: str) -> list[str]:
         return self.task_teachers.get(task, list(self.teachers))
@@ -117,6 +119,15 @@ class Grid:
 
     def cells(self) -> list[Cell]:
         return sorted(self.student_cells() + self.lever_cells(), key=lambda c: c.phase)
+
+
+def per_mode(variant: str, overrides: dict[str, Any]) -> bool:
+    """Whether a cell's student of `variant` is its teacher mode's own: built from the
+    teacher's CoTs, or from rationales whose quality the mode sets (a mode that sets
+    filter.gold_noise or filter.gold_coverage makes its own gold student). Otherwise the
+    first mode's student stands for every mode (answer; gold at the dataset's quality)."""
+    v = VARIANTS.get(variant)
+    return v.from_teacher or any(f"filter.{k}" in overrides for k in v.filter_keys)
 
 
 def _fail(path: Path, msg: str) -> ConfigError:
@@ -221,6 +232,9 @@ def load_grid(path: str | Path, base_params: dict, check_cells: bool = True) -> 
     for key in ("threads", "jobs", "lever_questions"):
         if key in data and (not isinstance(data[key], int) or data[key] < 1):
             raise _fail(path, f"{key}: expected an integer >= 1, got {data[key]!r}")
+    alpha = data.get("alpha", 0.01)
+    if not isinstance(alpha, float) or not 0 < alpha < 1:
+        raise _fail(path, f"alpha: expected a significance level between 0 and 1, got {alpha!r}")
     grid = Grid(
         path=path,
         name=_name(path, "name", data["name"]),
@@ -240,6 +254,7 @@ def load_grid(path: str | Path, base_params: dict, check_cells: bool = True) -> 
         levers={_name(path, "levers", k): dict(v or {}) for k, v in (data.get("levers") or {}).items()},
         lever_questions=data.get("lever_questions", 32),
         task_teachers=_task_teachers(path, data),
+        alpha=alpha,
     )
     for cell in grid.cells() if check_cells else []:
         check_cell(base_params, cell, str(path))

@@ -206,14 +206,12 @@ def plot_accuracy(summaries: list[Summary], grid: Grid, task: str, path: Path) -
     plt.close(fig)
 
 
-ALPHA = 0.01  # the pre-declared significance level of every test on the page
-
-
-def verdict(t: dict) -> str:
+def verdict(t: dict, alpha: float) -> str:
     """What the page says of one comparison: `beats` or `loses to` where the pooled McNemar
-    is below ALPHA and every seed's difference has that sign; `ties` where the pooled test
-    is not; `mixed` where it is but the seeds disagree in sign."""
-    if t["p_value"] >= ALPHA:
+    is below `alpha` (the grid's one significance level) and every seed's difference has
+    that sign; `ties` where the pooled test is not; `mixed` where it is but the seeds
+    disagree in sign."""
+    if t["p_value"] >= alpha:
         return "ties"
     sign = 1 if t["diff"] > 0 else -1
     if any(d * sign <= 0 for d in t.get("seed_diffs", [])):
@@ -231,7 +229,7 @@ def findings(tests: list[dict], grid: Grid) -> list[str]:
         parts = {"beats": [], "loses to": [], "mixed": [], "ties": []}
         for t in sorted(ts, key=lambda t: SPLITS.index(t["split"])):
             across = f"; across seeds p={_seed_p(t)}" if t.get("seed_p_value") is not None else ""
-            parts[verdict(t)].append(
+            parts[verdict(t, grid.alpha)].append(
                 f"{SPLIT_NAMES[t['split']]} ({100 * t['diff']:+.1f} points, pooled p={_p(t['p_value'])}{across})"
             )
         names = {"mixed": "differs from", "ties": "is within noise of"}
@@ -257,14 +255,14 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
     if grid.description:
         lines += [grid.description, ""]
     if tests:
-        lines += [f"## What it shows (significance level {ALPHA})", ""]
+        lines += [f"## What it shows (significance level {grid.alpha})", ""]
         lines += [
             "A student beats (or loses to) the baseline where the pooled exact McNemar test is below "
-            f'{ALPHA} and the difference has the same sign in every seed; "differs from" where the pooled '
+            f'{grid.alpha} and the difference has the same sign in every seed; "differs from" where the pooled '
             "test is below it but the seeds disagree in sign. The pooled test treats every question as "
             "independent; the paired t-test across seeds (also below) measures the difference against how "
             "much it moves from seed to seed, and with 3 seeds (2 degrees of freedom) it is the stricter "
-            f"test: a claim it does not hold below {ALPHA} rests on the pooled test alone.",
+            f"test: a claim it does not hold below {grid.alpha} rests on the pooled test alone.",
             "",
         ]
         lines += findings(tests, grid) + [""]

@@ -11,8 +11,10 @@
 
 A variant is one registered `Variant`, and the stages and the study ask it instead of
 comparing its name: its rows (`rows`), whether they come from the teacher
-(`from_teacher`), the tasks it trains and evaluation decodes (`tasks`), the params.train
-keys it reads (`setting_keys`) and its loss weights (`weights`).
+(`from_teacher`), the params.filter keys they also read (`filter_keys`), the tasks it
+trains and evaluation decodes (`tasks`), the params.train keys it reads (`setting_keys`)
+and its loss weights (`weights`). The gold variant's rows take the quality that
+filter.gold_noise and filter.gold_coverage ask for (filter/rationale_quality.py).
 
 The filter stage writes every variant's rows to `data/filtered/<variant>/` (and its
 settings to SETTINGS_FILE there), so each train stage depends only on its own variant's
@@ -33,6 +35,7 @@ from cotdistill.text.rationale import close_rationale
 
 SETTINGS_FILE = "tasks.json"  # in a variant's data folder, when it has settings
 BASELINE = "answer"  # the paper's baseline: every comparison is against it
+GOLD = "gold"  # the dataset's own rationales: a perfect teacher, or one of a chosen quality
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class Variant:
     setting_keys: tuple[str, ...] = ()  # params.train keys it reads, kept in its data folder
     # its settings -> the loss weight of each task
     weights: Callable[[dict], tuple[float, ...]] = lambda settings: (1.0,)
+    # params.filter keys its rows read besides the teacher's CoTs: a study's teacher mode that
+    # sets one makes a student of this variant per mode (gold under filter.gold_noise)
+    filter_keys: tuple[str, ...] = ()
 
     def settings(self, train_cfg) -> dict:
         """What the filter writes beside the rows (nothing for a variant without settings)."""
@@ -124,7 +130,7 @@ VARIANTS: Registry[Variant] = Registry("variant")
 for _variant in (
     Variant("answer", answer_rows, from_teacher=False),
     Variant("cot", cot_rows, from_teacher=True),
-    Variant("gold", gold_rows, from_teacher=False),
+    Variant(GOLD, gold_rows, from_teacher=False, filter_keys=("gold_noise", "gold_coverage")),
     Variant(
         "multitask",
         multitask_rows,
