@@ -19,6 +19,7 @@ from cotdistill.train.variants import BASELINE
 
 from .analysis import SPLIT_NAMES, SPLITS, StudentRun, Summary, comparisons, select_runs, summarise
 from .committed import CELLS, OUTCOMES, Results
+from .curve import curve_section, plot_curve
 from .grid import Grid
 
 NOT_RECORDED = "not recorded"
@@ -306,6 +307,7 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
             ),
             "",
         ]
+    lines += curve_section(grid, runs, tests, verdict, out_dir)
     lines += [
         "## Paired tests against the answer-only baseline",
         "",
@@ -368,10 +370,12 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
 def render(grid: Grid, res: Results, root: str | Path, out_dir: str) -> Path:
     """Write root/out_dir/README.md and one accuracy PNG per task; returns the page's path."""
     folder = Path(root) / out_dir
-    summaries = summarise(select_runs(res.runs, next(iter(grid.teachers)))[0])
+    runs = select_runs(res.runs, next(iter(grid.teachers)))[0]
+    summaries = summarise(runs)
     for task in grid.tasks:
         if any(x.task == task for x in summaries):
             plot_accuracy(summaries, grid, task, folder / f"accuracy_{task}.png")
+            plot_curve(grid, runs, task, folder / f"quality_{task}.png")
     page = folder / "README.md"
     write_text(page, page_text(grid, res, out_dir))
     return page

@@ -1,0 +1,216 @@
+"""The rationale-quality curve: for a study whose teacher modes set the gold rationales'
+quality (filter.gold_noise, filter.gold_coverage; filter/rationale_quality.py), accuracy
+against the share of train questions whose rationale is right, the answer-only baseline
+as a band, and the break-even points.
+
+Both axes meet at the share of right rationales: at noise f (full coverage) it is 1 - f
+and the other questions have a rationale that is wrong in a step; at coverage c (no noise)
+it is c and the other questions train on the answer alone. One plot holds both lines, so
+a user who can only get some rationales right sees whether keeping the wrong ones (the
+answer filter alone) or replacing them by the answer (a step checker with
+`filter.missing_cot: answer`) is worth more.
+
+Break-even: along each axis from the all-right end, the last point at which the student
+still beats the baseline by the page's verdict (pooled exact McNemar below the grid's
+alpha and the same sign in every seed), and the first at which it does not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from cotdistill.report.stats import wilson_interval
+from cotdistill.train.variants import BASELINE, GOLD
+
+from .analysis import SPLIT_NAMES, SPLITS, StudentRun
+from .grid import Grid
+
+NOISE, COVERAGE = "filter.gold_noise", "filter.gold_coverage"
+
+
+@dataclass(frozen=True)
+class Point:
+    mode: str
+    noise: float
+    coverage: float
+
+    @property
+    def right(self) -> float:
+        """The share of train questions whose rationale is right in every step."""
+        return self.coverage * (1 - self.noise)
+
+    @property
+    def label(self) -> str:
+        return f"{GOLD}[{self.mode}]"
+
+    def on(self, axis: str) -> bool:
+        return self.coverage == 1.0 if axis == "noise" else self.noise == 0.0
+
+
+def points(grid: Grid) -> list[Point]:
+    """The grid's modes that set the gold rationales' quality, as curve points."""
+    return [
+        Point(mode, float(p.get(NOISE, 0.0)), float(p.get(COVERAGE, 1.0)))
+        for mode, p in grid.teachers.items()
+        if NOISE in p or COVERAGE in p
+    ]
+
+
+def pooled(runs: list[StudentRun], label: str, split: str) -> Optional[tuple[int, int]]:
+    """(right, questions) of one student on one split, all seeds together."""
+    outs = [r.outcomes[split] for r in runs if r.label == label and split in r.outcomes]
+    if not outs:
+        return None
+    return sum(sum(o.values()) for o in outs), sum(len(o) for o in outs)
+
+
+def _rate(kn: Optional[tuple[int, int]]) -> str:
+    if not kn or not kn[1]:
+        return ""
+    lo, hi = wilson_interval(*kn)
+    return f"{100 * kn[0] / kn[1]:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def break_even(pts: list[Point], verdicts: dict[str, str], axis: str) -> tuple[Optional[Point], Optional[Point]]:
+    """Along `axis` from the all-right end: (the last point that beats the baseline, the
+    first that does not); None where there is none (or every measured point beats it)."""
+    line = sorted((p for p in pts if p.on(axis) and p.label in verdicts), key=lambda p: -p.right)
+    last = None
+    for p in line:
+        if verdicts[p.label] != "beats":
+            return last, p
+        last = p
+    return last, None
+
+
+def _axis_sentence(axis: str, task: str, split: str, pts, verdicts) -> str:
+    last, first_not = break_even(pts, verdicts, axis)
+    knob = (lambda p: f"f = {p.noise:g}") if axis == "noise" else (lambda p: f"c = {p.coverage:g}")
+    measured = [p for p in pts if p.on(axis) and p.label in verdicts]
+    if not measured:
+        return ""
+    if last is None:
+        head = f"beats answer-only at no measured {axis} point"
+        head += f" (not even at {knob(first_not)})" if first_not else ""
+    elif first_not is None:
+        head = f"beats answer-only at every measured {axis} point, down to {knob(last)}"
+    else:
+        head = f"beats answer-only up to {knob(last)}, not at {knob(first_not)}"
+    return f"- **{task}, {SPLIT_NAMES[split]}**, {axis}: {head}."
+
+
+def curve_section(grid: Grid, runs: list[StudentRun], tests: list[dict], verdict, out_dir: str) -> list[str]:
+    """The page's Markdown section on the curve (empty for a grid without quality modes)."""
+    pts = points(grid)
+    if not pts:
+        return []
+    lines = [
+        "## The rationale-quality curve",
+        "",
+        "The gold student trained on rationales of a set quality: at noise f a share f of them is wrong "
+        "in a step (a wrong intermediate value that later steps build on, or a skipped step; the right "
+        "answer at the end), at coverage c only a share c of the questions has one and the rest train on "
+        '"The answer is X.". Right rationales: the share of train questions whose rationale is right in '
+        "every step, c x (1 - f). Accuracy pooled over seeds with a 95% Wilson interval (it treats every "
+        "question as independent; the spread over seeds is in the test-accuracy table).",
+        "",
+    ]
+    for task in grid.tasks:
+        task_runs = [r for r in runs if r.task == task]
+        splits = [s for s in SPLITS if pooled(task_runs, BASELINE, s)]
+        if not splits:
+            continue
+        lines += [
+            f"### {task}",
+            "",
+            "| student | noise f | coverage c | right rationales | "
+            + " | ".join(SPLIT_NAMES[s] for s in splits)
+            + " |",
+            "|---|---|---|---|" + "---|" * len(splits),
+            f"| {BASELINE} | | | 0 | " + " | ".join(_rate(pooled(task_runs, BASELINE, s)) for s in splits) + " |",
+        ]
+        for p in sorted(pts, key=lambda p: (-p.coverage, p.noise)):
+            lines.append(
+                f"| {p.label} | {p.noise:g} | {p.coverage:g} | {p.right:.3g} | "
+                + " | ".join(_rate(pooled(task_runs, p.label, s)) for s in splits)
+                + " |"
+            )
+        lines += [
+            "",
+            f"Against `{BASELINE}` (verdicts at the grid's level {grid.alpha}; the numbers behind each are "
+            "in the paired tests below): the difference in points, pooled.",
+            "",
+            "| student | " + " | ".join(SPLIT_NAMES[s] for s in splits) + " |",
+            "|---|" + "---|" * len(splits),
+        ]
+        by = {(t["student"], t["split"]): t for t in tests if t["task"] == task}
+        names = {"mixed": "differs", "ties": "within noise"}
+        for p in sorted(pts, key=lambda p: (-p.coverage, p.noise)):
+            cells = []
+            for s in splits:
+                t = by.get((p.label, s))
+                v = verdict(t, grid.alpha) if t else None
+                cells.append(f"{names.get(v, v)} ({100 * t['diff']:+.1f})" if t else "")
+            lines.append(f"| {p.label} | " + " | ".join(cells) + " |")
+        lines += ["", "Break-even points:", ""]
+        for s in splits:
+            verdicts = {lab: verdict(t, grid.alpha) for (lab, sp), t in by.items() if sp == s}
+            for axis in ("noise", "coverage"):
+                sentence = _axis_sentence(axis, task, s, pts, verdicts)
+                if sentence:
+                    lines.append(sentence)
+        lines += ["", f"![{task}: rationale quality](quality_{task}.png)", ""]
+    return lines
+
+
+def plot_curve(grid: Grid, runs: list[StudentRun], task: str, path: Path) -> bool:
+    """Accuracy against the share of right rationales, a panel per split: the noise line,
+    the coverage line, the baseline's interval as a band. False when there is nothing to plot."""
+    pts = points(grid)
+    task_runs = [r for r in runs if r.task == task]
+    splits = [s for s in SPLITS if pooled(task_runs, BASELINE, s)]
+    if not pts or not splits:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cotdistill.core.io import atomic_path
+
+    cols = min(2, len(splits))
+    rows = math.ceil(len(splits) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    for ax, s in zip(axes.flat, splits):
+        k, n = pooled(task_runs, BASELINE, s)
+        lo, hi = wilson_interval(k, n)
+        ax.axhspan(100 * lo, 100 * hi, color="grey", alpha=0.3, label=f"{BASELINE} (95% interval)")
+        for axis, style in (("noise", "o-"), ("coverage", "s--")):
+            line = sorted((p for p in pts if p.on(axis) and pooled(task_runs, p.label, s)), key=lambda p: p.right)
+            if len(line) < 2 and axis == "coverage" and all(p.coverage == 1.0 for p in line):
+                continue
+            xs, ys, err = [], [], [[], []]
+            for p in line:
+                k, n = pooled(task_runs, p.label, s)
+                lo, hi = wilson_interval(k, n)
+                xs.append(p.right)
+                ys.append(100 * k / n)
+                err[0].append(100 * (k / n - lo))
+                err[1].append(100 * (hi - k / n))
+            what = "the rest wrong in a step (noise)" if axis == "noise" else "the rest answer-only (coverage)"
+            ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=2, label=what)
+        ax.set_title(f"{task}, {SPLIT_NAMES[s]}")
+        ax.set_xlabel("share of train questions with a right rationale")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_xlim(-0.03, 1.03)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(splits) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,104 @@
+"""The rationale-quality study: modes that set the gold rationales' quality make their own
+gold students, and the page's curve section gives each point's accuracy with its interval,
+its verdict against answer-only and the break-even points."""
+
+import random
+import re
+
+import yaml
+
+from cotdistill.study.analysis import StudentRun, comparisons, select_runs
+from cotdistill.study.curve import break_even, curve_section, plot_curve, points
+from cotdistill.study.grid import load_grid, per_mode
+from cotdistill.study.page import verdict
+
+GRID = {
+    "name": "q",
+    "seeds": [0, 1, 2],
+    "alpha": 0.01,
+    "params": {"model": "t5-mini", "train.max_steps": 5, "generate.max_questions": 1},
+    "tasks": {"arith": {"dataset": "multistep_arith"}},
+    "variants": ["answer", "gold"],
+    "teachers": {
+        "f0": {"filter.gold_noise": 0.0},
+        "f50": {"filter.gold_noise": 0.5},
+        "f100": {"filter.gold_noise": 1.0},
+        "c25": {"filter.gold_coverage": 0.25},
+        "c05": {"filter.gold_coverage": 0.05},
+    },
+}
+
+# accuracy per student: f0 and f50 clearly above the baseline, f100 at it; c25 above, c05 at it
+ACCURACY = {"answer": 0.1, "f0": 0.5, "f50": 0.35, "f100": 0.1, "c25": 0.3, "c05": 0.12}
+
+
+def grid(tmp_path, base_params):
+    path = tmp_path / "quality.yaml"
+    path.write_text(yaml.safe_dump(GRID, sort_keys=False))
+    return load_grid(path, base_params)
+
+
+def runs_of(g) -> list[StudentRun]:
+    out = []
+    for cell in g.student_cells():
+        for variant in ("answer", "gold"):
+            key = "answer" if variant == "answer" else cell.mode
+            rng = random.Random(f"{cell.seed}:{key}")
+            right = {f"q{i}": rng.random() < ACCURACY[key] for i in range(300)}
+            out.append(
+                StudentRun(
+                    cell.task,
+                    cell.mode,
+                    cell.seed,
+                    variant,
+                    {"id_calc": sum(right.values()) / 300},
+                    {"id_calc": right},
+                    mode_own=per_mode(variant, cell.overrides),
+                )
+            )
+    return out
+
+
+def test_a_mode_that_sets_the_rationales_quality_has_its_own_gold_student(tmp_path, base_params):
+    g = grid(tmp_path, base_params)
+    runs = runs_of(g)
+    chosen, stable = select_runs(runs, "f0")
+    labels = sorted({r.label for r in chosen})
+    assert labels == ["answer", "gold[c05]", "gold[c25]", "gold[f0]", "gold[f100]", "gold[f50]"]
+    assert stable == {"arith": True}  # the answer students of every mode are the same
+    # a teacher mode leaves gold alone: one gold student for all modes, as before
+    assert not per_mode("gold", {"generate.answer_hint": True}) and per_mode("cot", {})
+    assert [(p.mode, p.right) for p in points(g)] == [
+        ("f0", 1.0),
+        ("f50", 0.5),
+        ("f100", 0.0),
+        ("c25", 0.25),
+        ("c05", 0.05),
+    ]
+
+
+def test_the_curve_states_each_axis_break_even(tmp_path, base_params):
+    g = grid(tmp_path, base_params)
+    runs = select_runs(runs_of(g), "f0")[0]
+    tests = comparisons(runs)
+    verdicts = {t["student"]: verdict(t, g.alpha) for t in tests}
+    assert verdicts["gold[f50]"] == "beats" and verdicts["gold[f100]"] != "beats"
+    pts = points(g)
+    assert [p and p.mode for p in break_even(pts, verdicts, "noise")] == ["f50", "f100"]
+    assert [p and p.mode for p in break_even(pts, verdicts, "coverage")] == ["c25", "c05"]
+    text = "\n".join(curve_section(g, runs, tests, verdict, "out"))
+    assert "- **arith, ID +calc**, noise: beats answer-only up to f = 0.5, not at f = 1." in text
+    assert "- **arith, ID +calc**, coverage: beats answer-only up to c = 0.25, not at c = 0.05." in text
+    # every rate carries its interval
+    row = next(line for line in text.splitlines() if line.startswith("| gold[f50] | 0.5 | 1 | 0.5 |"))
+    assert re.fullmatch(r"\| gold\[f50\] \| 0\.5 \| 1 \| 0\.5 \| \d+\.\d \[\d+\.\d, \d+\.\d\] \|", row)
+    assert plot_curve(g, runs, "arith", tmp_path / "quality_arith.png")
+    assert (tmp_path / "quality_arith.png").stat().st_size > 1000
+
+
+def test_a_grid_without_quality_modes_has_no_curve(tmp_path, base_params):
+    data = {**GRID, "teachers": {"hint": {"generate.answer_hint": True}}}
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    g = load_grid(path, base_params)
+    assert points(g) == [] and curve_section(g, [], [], verdict, "out") == []
