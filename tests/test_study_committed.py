@@ -102,7 +102,7 @@ def test_the_page_is_recomputed_from_the_committed_files_byte_for_byte(study):
     root, grid = study
     page = render(grid, committed.results(grid, *committed.read(root / "study")), root, "study")
     text = page.read_text(encoding="utf-8")
-    assert "| arith | gold | 2 | 4 | 100.0 ± 0.0 |" in text and "| arith | answer | 2 | 4 | 20.0 ± 0.0 |" in text
+    assert "| arith | gold | 2 | 4 | 100.0 ± 0.0 [" in text and "| arith | answer | 2 | 4 | 20.0 ± 0.0 [" in text
     assert "`gold` beats `answer` on ID (+80.0 points" in text and "`cot[hint]` loses to `answer` on ID" in text
     assert "`cot[no_hint]` is within noise of `answer`" in text and "identical, example for example" in text
     assert "**Missing cells (6)**: t-coin_flip-hint-s0" in text and "torch threads: 1" in text
@@ -123,9 +123,9 @@ def test_a_hand_edited_outcome_changes_the_page(study):
     line["correct"] = "0" + line["correct"][1:]  # one question of one seed turned wrong
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     text = _page(root, grid)
-    assert "| arith | gold | 2 | 4 | 98.0 ± 2.8 |" in text and text != (root / "study/README.md").read_text()
+    assert "| arith | gold | 2 | 4 | 98.0 ± 2.8 [" in text and text != (root / "study/README.md").read_text()
     out = _run("study", "page", "studies/t.yaml", "--repo", str(root), "--out-dir", "study", "--check")
-    assert out.exit_code == 1 and "-| arith | gold | 2 | 4 | 100.0 ± 0.0 |" in out.output
+    assert out.exit_code == 1 and "-| arith | gold | 2 | 4 | 100.0 ± 0.0 [" in out.output
 
 
 def test_the_page_names_commits_and_signatures_and_which_rows_mix_them(study):

@@ -62,6 +62,8 @@ class Summary:
     sd: dict[str, float]
     per_seed: dict[str, list[float]]
     train_examples: list[int] = field(default_factory=list)
+    # split -> (right, questions) of every seed's test questions together
+    pooled: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def split_key(split: str, calculator: bool) -> str:
@@ -124,9 +126,19 @@ def summarise(runs: list[StudentRun]) -> list[Summary]:
                 sd={s: statistics.stdev(v) if len(v) > 1 else math.nan for s, v in per.items()},
                 per_seed=per,
                 train_examples=[r.train_examples for r in rs if r.train_examples is not None],
+                pooled={s: kn for s in per if (kn := pooled_counts(rs, s))},
             )
         )
     return out
+
+
+def pooled_counts(runs: list[StudentRun], split: str) -> Optional[tuple[int, int]]:
+    """(right, questions) of `runs` on one split, every seed's questions together; None
+    where none of them has per-question outcomes of it."""
+    outs = [r.outcomes[split] for r in runs if r.outcomes.get(split)]
+    if not outs:
+        return None
+    return sum(sum(o.values()) for o in outs), sum(len(o) for o in outs)
 
 
 def pooled_test(a: list[StudentRun], b: list[StudentRun], split: str) -> Optional[dict]:

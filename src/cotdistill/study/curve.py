@@ -25,7 +25,7 @@ from typing import Optional
 from cotdistill.report.stats import wilson_interval
 from cotdistill.train.variants import BASELINE, GOLD
 
-from .analysis import SPLIT_NAMES, SPLITS, StudentRun
+from .analysis import SPLIT_NAMES, SPLITS, StudentRun, pooled_counts
 from .grid import Grid
 
 NOISE, COVERAGE = "filter.gold_noise", "filter.gold_coverage"
@@ -61,13 +61,11 @@ def points(grid: Grid) -> list[Point]:
 
 def pooled(runs: list[StudentRun], label: str, split: str) -> Optional[tuple[int, int]]:
     """(right, questions) of one student on one split, all seeds together."""
-    outs = [r.outcomes[split] for r in runs if r.label == label and split in r.outcomes]
-    if not outs:
-        return None
-    return sum(sum(o.values()) for o in outs), sum(len(o) for o in outs)
+    return pooled_counts([r for r in runs if r.label == label], split)
 
 
-def _rate(kn: Optional[tuple[int, int]]) -> str:
+def rate(kn: Optional[tuple[int, int]]) -> str:
+    """'12.5 [10.1, 15.3]': a rate in % with its 95% Wilson interval ('' without counts)."""
     if not kn or not kn[1]:
         return ""
     lo, hi = wilson_interval(*kn)
@@ -130,12 +128,12 @@ def curve_section(grid: Grid, runs: list[StudentRun], tests: list[dict], verdict
             + " | ".join(SPLIT_NAMES[s] for s in splits)
             + " |",
             "|---|---|---|---|" + "---|" * len(splits),
-            f"| {BASELINE} | | | 0 | " + " | ".join(_rate(pooled(task_runs, BASELINE, s)) for s in splits) + " |",
+            f"| {BASELINE} | | | 0 | " + " | ".join(rate(pooled(task_runs, BASELINE, s)) for s in splits) + " |",
         ]
         for p in sorted(pts, key=lambda p: (-p.coverage, p.noise)):
             lines.append(
                 f"| {p.label} | {p.noise:g} | {p.coverage:g} | {p.right:.3g} | "
-                + " | ".join(_rate(pooled(task_runs, p.label, s)) for s in splits)
+                + " | ".join(rate(pooled(task_runs, p.label, s)) for s in splits)
                 + " |"
             )
         lines += [

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from cotdistill.core.io import atomic_path, write_text
 from cotdistill.core.machine import describe, float_key
+from cotdistill.report.stats import wilson_interval
 from cotdistill.train.variants import BASELINE
 
 from .analysis import SPLIT_NAMES, SPLITS, StudentRun, Summary, comparisons, select_runs, summarise
 from .committed import CELLS, OUTCOMES, Results
-from .curve import curve_section, plot_curve
+from .curve import curve_section, plot_curve, rate
 from .grid import Grid
 
 NOT_RECORDED = "not recorded"
@@ -55,13 +56,30 @@ def accuracy_table(summaries: list[Summary], grid: Grid, ran_on: dict[tuple[str,
         ex = f"{min(x.train_examples)}-{max(x.train_examples)}" if x.train_examples else ""
         if x.train_examples and min(x.train_examples) == max(x.train_examples):
             ex = str(x.train_examples[0])
-        cells = [f"{_pct(x.mean[s])} ± {_pct(x.sd.get(s))}" if s in x.mean else "" for s in splits]
+        cells = [
+            f"{_pct(x.mean[s])} ± {_pct(x.sd.get(s))}" + (f" [{_interval(x.pooled[s])}]" if s in x.pooled else "")
+            if s in x.mean
+            else ""
+            for s in splits
+        ]
         lines.append(
             f"| {x.task} | {x.label} | {len(x.seeds)} | {ex} | "
             + " | ".join(cells)
             + f" | {ran_on.get((x.task, x.label), '')} |"
         )
     return lines
+
+
+def _interval(kn: tuple[int, int]) -> str:
+    lo, hi = wilson_interval(*kn)
+    return f"{100 * lo:.1f}, {100 * hi:.1f}"
+
+
+def _count_rate(share: float | None, n: int | None) -> str:
+    """A teacher's rate (a share of n, rounded to 4 places) in % with its 95% Wilson interval."""
+    if share is None or not n:
+        return _pct(share)
+    return rate((round(share * n), n))
 
 
 def _cells(n: int) -> str:
@@ -169,10 +187,14 @@ def teacher_table(rows: list[dict], title_split: str) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        gens = (
+            round(r["questions"] * r["samples_per_question"]) if r["questions"] and r["samples_per_question"] else None
+        )
         lines.append(
             f"| {r['task']} | {r['mode']} | {r['questions']} | {r['samples_per_question'] or ''} | "
-            f"{_pct(r['answer_correct'])} | {r['kept'] if r['kept'] is not None else ''} | "
-            f"{_pct(r['step_yield'])} | {_pct(r['step_precision'])} | {_pct(r['kept_step_correct'])} | "
+            f"{_count_rate(r['answer_correct'], gens)} | {r['kept'] if r['kept'] is not None else ''} | "
+            f"{_count_rate(r['step_yield'], r['questions'])} | {_count_rate(r['step_precision'], gens)} | "
+            f"{_count_rate(r['kept_step_correct'], r['kept'])} | "
             f"{_labels(r['labels_split'])} | {_labels(r['labels_kept'])} |"
         )
     return lines
@@ -285,7 +307,8 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
     lines += [
         "## Test accuracy",
         "",
-        "Mean ± sd over seeds, in %. `answer`: answer-only baseline; `gold`: the dataset's own "
+        "Mean ± sd over seeds, in %, and the 95% Wilson interval of every seed's questions pooled. "
+        "`answer`: answer-only baseline; `gold`: the dataset's own "
         "rationales; `cot[mode]`: the teacher's kept CoTs under that teacher mode. All students of a "
         "task train for the same number of steps. +calc: decoded with the external calculator. Ran on: "
         "the commit and machine signature (Set-up) of the row's cells, `mixed` where its seeds ran on "
@@ -322,7 +345,7 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
         "",
         "On the train split of the student cells (what the cot students learn from). "
         "Yield: share of questions with at least one CoT right in every step (the dataset's step checker); "
-        "precision: share of all samples right in every step.",
+        "precision: share of all samples right in every step. Rates in %, with their 95% Wilson intervals.",
         "",
     ]
     lines += teacher_table(
