@@ -1,8 +1,8 @@
 """filter: keep teacher CoTs whose extracted answer equals the gold answer, and write the
 training targets of every variant in train.variants to <out>/<variant>/{train,validation}.jsonl
 (and a variant's settings, such as the multitask loss weight, to <out>/<variant>/tasks.json).
-The gold variant's rationales are given the quality filter.gold_noise and
-filter.gold_coverage ask for (filter/rationale_quality.py).
+The gold variant's rationales are given the quality filter.gold_noise,
+filter.gold_coverage and filter.gold_questions ask for (filter/rationale_quality.py).
 
 A filter that keeps no CoT for a variant built from them (cot, multitask) fails here (after
 writing its metrics, with the drops by reason), not later in train@cot."""
@@ -44,12 +44,19 @@ def main(argv=None):
         kept, metrics[split] = filter_generations(
             records, gens, cfg.extraction, cfg.max_per_question, cfg.verify_equations, checker, cfg.verify_steps
         )
+        teacher_kept = {k["id"] for k in kept} if cfg.gold_questions == "teacher_kept" else None
         if cfg.missing_cot == "answer":
             kept = add_missing_cot(records, kept)
         rows[split] = {v.name: v.rows(records, kept) for v in variants}
         if GOLD in rows[split]:
             rows[split][GOLD], metrics[split]["gold"] = degrade(
-                rows[split][GOLD], params.dataset, cfg.gold_noise, cfg.gold_coverage, params.seed
+                rows[split][GOLD],
+                params.dataset,
+                cfg.gold_noise,
+                cfg.gold_coverage,
+                params.seed,
+                teacher_kept,
+                cfg.missing_cot,
             )
     write_json(args.metrics, {**metrics["train"], "validation": metrics["validation"]})
     if any(v.from_teacher for v in variants):

@@ -92,6 +92,7 @@ def test_draws_are_nested_seeded_and_off_by_default():
     assert stats == {
         "noise": 0.5,
         "coverage": 0.25,
+        "questions": "all",
         "rows": 200,
         "rationales": 50,
         "corrupted": 25,
@@ -100,6 +101,20 @@ def test_draws_are_nested_seeded_and_off_by_default():
     }
     answer_only = [r for r in out if r.get("fallback")]
     assert all(r["target"] == f"The answer is {r['answer']}." and "corrupted" not in r for r in answer_only)
+
+
+def test_gold_on_the_teachers_questions_is_the_cot_students_size_matched_control():
+    rows = gold_rows("coin_flip", 40)
+    kept = {r["id"] for r in rows[::4]}  # the teacher has a kept CoT for 10 of 40 questions
+    dropped, stats = degrade(rows, "coin_flip", 0.0, 1.0, 0, teacher_kept=kept, missing="drop")
+    assert [r["id"] for r in dropped] == [r["id"] for r in rows[::4]] and dropped == rows[::4]
+    assert (stats["questions"], stats["rows"], stats["rationales"], stats["answer_only"]) == ("teacher_kept", 10, 10, 0)
+    answered, stats = degrade(rows, "coin_flip", 0.0, 1.0, 0, teacher_kept=kept, missing="answer")
+    assert len(answered) == 40 and (stats["rationales"], stats["answer_only"]) == (10, 30)
+    assert all(bool(r.get("fallback")) == (r["id"] not in kept) for r in answered)
+    # with noise, only the kept questions' rationales can be corrupted
+    noisy, stats = degrade(rows, "coin_flip", 0.5, 1.0, 0, teacher_kept=kept, missing="answer")
+    assert stats["corrupted"] == 5 and all(r["id"] in kept for r in noisy if "corrupted" in r)
 
 
 def test_a_rationale_in_another_format_is_refused_with_its_text():
@@ -116,6 +131,8 @@ def test_a_rationale_in_another_format_is_refused_with_its_text():
         ({"gold_coverage": 0.0}, ["answer", "gold"], "coin_flip", "filter.gold_coverage: must be > 0 and <= 1"),
         ({"gold_noise": 1.5}, ["answer", "gold"], "coin_flip", "filter.gold_noise"),
         ({"gold_noise": 0.5}, ["answer", "gold"], "gsm_symbolic", "dataset 'gsm_symbolic' has none"),
+        ({"gold_questions": "teacher_kept"}, ["answer", "cot"], "coin_flip", "filter.gold_questions: sets"),
+        ({"gold_questions": "kept"}, ["answer", "gold"], "coin_flip", "filter.gold_questions"),
     ],
 )
 def test_impossible_quality_params_are_refused(filter_, variants, dataset, message):
@@ -171,3 +188,20 @@ def test_the_filter_stage_writes_gold_rows_of_the_asked_quality(tmp_path, python
     assert sum("corrupted" in r for r in written) == 10 and sum(bool(r.get("fallback")) for r in written) == 20
     answer = [json.loads(x) for x in (tmp_path / "out/answer/train.jsonl").read_text().splitlines()]
     assert all(r["target"] == rec["answer"] for r, rec in zip(answer, records))
+    # the size-matched control: the teacher kept no CoT here, so every gold row is the answer
+    params["filter"].update(gold_noise=0.0, gold_coverage=1.0, gold_questions="teacher_kept", missing_cot="answer")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run_cmd(
+        [
+            python,
+            str(REPO / "stages/filter.py"),
+            *argv,
+            "--out",
+            str(tmp_path / "o2"),
+            "--metrics",
+            str(tmp_path / "m2.json"),
+        ],
+        tmp_path,
+    )
+    m = json.loads((tmp_path / "m2.json").read_text())
+    assert (m["gold"]["questions"], m["gold"]["rationales"], m["gold"]["answer_only"]) == ("teacher_kept", 0, 40)

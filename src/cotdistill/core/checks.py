@@ -177,12 +177,20 @@ def _filter(p, where: str) -> None:
     f = p.filter
     if f.gold_coverage <= 0:
         raise ConfigError(f"{where}: filter.gold_coverage: must be > 0 and <= 1, got {f.gold_coverage!r}")
-    if (f.gold_noise > 0 or f.gold_coverage < 1) and "gold" not in p.train.variants:
-        key = "filter.gold_noise" if f.gold_noise > 0 else "filter.gold_coverage"
+    changed = [
+        (key, off)
+        for key, value, off in (
+            ("filter.gold_noise", f.gold_noise, 0.0),
+            ("filter.gold_coverage", f.gold_coverage, 1.0),
+            ("filter.gold_questions", f.gold_questions, "all"),
+        )
+        if value != off
+    ]
+    if changed and "gold" not in p.train.variants:
+        key, off = changed[0]
         raise ConfigError(
             f"{where}: {key}: sets the quality of the gold variant's rationales, and train.variants "
-            f"({', '.join(p.train.variants)}) has no gold; add gold, or set {key} back to "
-            f"{0.0 if f.gold_noise > 0 else 1.0}"
+            f"({', '.join(p.train.variants)}) has no gold; add gold, or set {key} back to {off}"
         )
     if f.gold_noise > 0 and not info.step_checker:
         with_one = ", ".join(n for n, d in DATASETS.items() if d.step_checker)

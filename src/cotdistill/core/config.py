@@ -151,6 +151,8 @@ class FilterConfig:
     # rationales made wrong in a step, and the share of questions that keep one
     gold_noise: float = _range(0.0, 1.0)
     gold_coverage: float = _range(0.0, 1.0)
+    # all, or only the questions the teacher has a kept CoT for (a size-matched control)
+    gold_questions: Literal["all", "teacher_kept"]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """Rationales of a chosen quality, made from right ones: the rationale-quality curve's
-controls (`filter.gold_noise`, `filter.gold_coverage`) on the gold variant's targets.
+controls (`filter.gold_noise`, `filter.gold_coverage`, `filter.gold_questions`) on the gold
+variant's targets.
 
 - coverage c: a share c of the questions keeps its gold rationale; the others get the
   answer target ("The answer is X."), as `filter.missing_cot: answer` gives questions
   the teacher has no kept CoT for;
+- questions: all, or only those the teacher has a kept CoT for (the size-matched control
+  of the teacher-CoT student; the others as filter.missing_cot says);
 - noise f: a share f of those rationales is replaced by one that keeps the right final
   answer and is wrong in at least one step, the way the offline teacher is wrong when it
   is shown the answer: a wrong intermediate value that the following steps build on, or a
@@ -23,7 +26,7 @@ import random
 import re
 import string
 from collections import Counter
-from typing import Callable
+from typing import Callable, Optional
 
 from cotdistill.core.errors import DataError
 from cotdistill.core.registry import Registry
@@ -148,14 +151,31 @@ def _order(ids: list[str], seed: int, purpose: str) -> list[str]:
     return sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{purpose}:{i}".encode()).hexdigest())
 
 
-def degrade(rows: list[dict], dataset: str, noise: float, coverage: float, seed: int) -> tuple[list[dict], dict]:
+def degrade(
+    rows: list[dict],
+    dataset: str,
+    noise: float,
+    coverage: float,
+    seed: int,
+    teacher_kept: Optional[set[str]] = None,
+    missing: str = "answer",
+) -> tuple[list[dict], dict]:
     """The gold variant's target rows of one split at rationale noise `noise` and coverage
     `coverage` (see the module's docstring), and what was done: counts of rationales,
     corrupted ones by kind and answer-only targets. Rows that change are marked: `fallback`
     (answer target) or `corrupted` (its kind). At noise 0 and coverage 1 the rows are
-    returned as they are."""
+    returned as they are.
+
+    `teacher_kept` (filter.gold_questions: teacher_kept): only these questions, those the
+    teacher has a kept CoT for, keep a rationale, and the others are treated as the cot
+    variant treats them (`missing`, filter.missing_cot: `drop` leaves them out, `answer`
+    gives them the answer target): the size-matched control of the teacher-CoT student."""
+    if teacher_kept is not None and missing == "drop":
+        rows = [r for r in rows if r["id"] in teacher_kept]
     ids = [r["id"] for r in rows]
     covered = set(_order(ids, seed, "coverage")[: round(coverage * len(ids))])
+    if teacher_kept is not None:
+        covered &= teacher_kept
     kept = [i for i in ids if i in covered]
     corrupted = set(_order(kept, seed, "noise")[: round(noise * len(kept))])
     corrupt = CORRUPTERS.get(dataset) if corrupted else None
@@ -178,6 +198,7 @@ def degrade(rows: list[dict], dataset: str, noise: float, coverage: float, seed:
     return out, {
         "noise": noise,
         "coverage": coverage,
+        "questions": "all" if teacher_kept is None else "teacher_kept",
         "rows": len(rows),
         "rationales": len(kept),
         "corrupted": len(corrupted),

@@ -124,8 +124,9 @@ class Grid:
 def per_mode(variant: str, overrides: dict[str, Any]) -> bool:
     """Whether a cell's student of `variant` is its teacher mode's own: built from the
     teacher's CoTs, or from rationales whose quality the mode sets (a mode that sets
-    filter.gold_noise or filter.gold_coverage makes its own gold student). Otherwise the
-    first mode's student stands for every mode (answer; gold at the dataset's quality)."""
+    filter.gold_noise, filter.gold_coverage or filter.gold_questions makes its own gold
+    student). Otherwise the first mode's student stands for every mode (answer; gold at
+    the dataset's quality)."""
     v = VARIANTS.get(variant)
     return v.from_teacher or any(f"filter.{k}" in overrides for k in v.filter_keys)
 

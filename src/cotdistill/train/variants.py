@@ -14,7 +14,8 @@ comparing its name: its rows (`rows`), whether they come from the teacher
 (`from_teacher`), the params.filter keys they also read (`filter_keys`), the tasks it
 trains and evaluation decodes (`tasks`), the params.train keys it reads (`setting_keys`)
 and its loss weights (`weights`). The gold variant's rows take the quality that
-filter.gold_noise and filter.gold_coverage ask for (filter/rationale_quality.py).
+filter.gold_noise, filter.gold_coverage and filter.gold_questions ask for
+(filter/rationale_quality.py).
 
 The filter stage writes every variant's rows to `data/filtered/<variant>/` (and its
 settings to SETTINGS_FILE there), so each train stage depends only on its own variant's
@@ -130,7 +131,7 @@ VARIANTS: Registry[Variant] = Registry("variant")
 for _variant in (
     Variant("answer", answer_rows, from_teacher=False),
     Variant("cot", cot_rows, from_teacher=True),
-    Variant(GOLD, gold_rows, from_teacher=False, filter_keys=("gold_noise", "gold_coverage")),
+    Variant(GOLD, gold_rows, from_teacher=False, filter_keys=("gold_noise", "gold_coverage", "gold_questions")),
     Variant(
         "multitask",
         multitask_rows,
