@@ -47,6 +47,8 @@ def main(argv=None):
         teacher_kept = {k["id"] for k in kept} if cfg.gold_questions == "teacher_kept" else None
         if cfg.missing_cot == "answer":
             kept = add_missing_cot(records, kept)
+        # questions trained on the answer alone for want of a kept CoT
+        metrics[split]["fallbacks"] = sum(bool(k.get("fallback")) for k in kept)
         rows[split] = {v.name: v.rows(records, kept) for v in variants}
         if GOLD in rows[split]:
             rows[split][GOLD], metrics[split]["gold"] = degrade(

@@ -1,5 +1,10 @@
 """generate: the teacher writes a chain of thought for every train and validation question.
 
+With generate.k_max, verified sampling: each question is sampled in rounds of
+generate.num_samples until one CoT passes the filter's checks (its final answer, and its
+steps where the dataset has a step checker) or k_max samples are spent; every sample is
+written, and the filter then keeps what its settings say.
+
 Requests go through a persistent cache at the repository root, so a rerun, a resumed
 run or another experiment with the same teacher settings pays for nothing twice.
 """
@@ -11,11 +16,47 @@ from cotdistill.core.catalog.teachers import TEACHERS
 from cotdistill.core.config import load_params, to_dict
 from cotdistill.core.io import read_jsonl, write_json, write_jsonl
 from cotdistill.core.paths import shared_path
+from cotdistill.filter.filtering import classify
+from cotdistill.filter.steps import STEP_CHECKERS
 from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import close_backend, make_backend
 from cotdistill.generate.teachers.cache import RequestCache
-from cotdistill.generate.teachers.generation import generate_all
+from cotdistill.generate.teachers.generation import generate_all, generate_verified
+
+
+def verifier(records: list[dict], params):
+    """(record index, completion) -> whether the filter would keep it as right: its final
+    answer, and every step where the dataset has a step checker (the stop rule of verified
+    sampling; filter.extraction and filter.verify_equations as the filter reads them)."""
+    checker = STEP_CHECKERS.get(params.dataset) if params.dataset in STEP_CHECKERS else None
+    f = params.filter
+
+    def verified(i: int, c) -> bool:
+        gen = {"text": c.text, "finish_reason": c.finish_reason}
+        return classify(gen, records[i], f.extraction, f.verify_equations, checker) is None
+
+    return verified
+
+
+def verified_counts(results, first_ok, round_size: int, k_max: int) -> dict:
+    """What verified sampling spent and found (an outcome: the same from a warm cache)."""
+    drawn = [len(samples) for samples in results]
+    found = sum(x is not None for x in first_ok)
+    return {
+        "k_max": k_max,
+        "round_size": round_size,
+        "questions": len(results),
+        "verified_questions": found,
+        "yield": round(found / len(results), 4) if results else 0.0,
+        "samples": sum(drawn),
+        "samples_per_verified": round(sum(drawn) / found, 2) if found else None,
+        # questions by the round their first verified sample came in (budget spent: none)
+        "verified_in_round": {
+            str(r + 1): sum(1 for x in first_ok if x is not None and x // round_size == r)
+            for r in range(-(-k_max // round_size))
+        },
+    }
 
 
 def main(argv=None):
@@ -49,8 +90,21 @@ def main(argv=None):
     if preset.backend == "hf":  # a local model computes here: keep its threads fixed too
         threads = stage.set_threads(params.threads)
     backend = make_backend(preset, cfg, shared_prefix=few_shot_prefix(prompt_file, cfg.shots, hint))
+    first_ok = None
     try:  # a server that keeps failing is an Outage: one line, exit 1 (stage.run)
-        results, stats = generate_all(backend, prompts, sampling, cache, cfg.batch_size, cfg.num_samples)
+        if cfg.k_max is None:
+            results, stats = generate_all(backend, prompts, sampling, cache, cfg.batch_size, cfg.num_samples)
+        else:
+            results, stats, first_ok = generate_verified(
+                backend,
+                prompts,
+                sampling,
+                cache,
+                cfg.batch_size,
+                cfg.num_samples,
+                cfg.k_max,
+                verifier(records, params),
+            )
     finally:
         cache.close()
         close_backend(backend)  # a server the backend started (llamacpp) stops here, error or not
@@ -72,10 +126,15 @@ def main(argv=None):
             )
     write_jsonl(args.out, rows)
     metrics = {"teacher": params.teacher, "questions": len(records), **stats.outcome()}
+    costs = stats.costs()
+    if first_ok is not None:
+        metrics["verified_sampling"] = verified_counts(results, first_ok, cfg.num_samples, cfg.k_max)
+        found = metrics["verified_sampling"]["verified_questions"]
+        costs["teacher_s_per_verified"] = round(costs["teacher_s"] / found, 2) if found else None
     if threads is not None:  # the teacher's floats were computed here: what they depend on
         metrics["machine"] = machine.signature(threads)
     write_json(args.metrics, metrics)
-    stage.write_timings(args.timings, stats.costs())
+    stage.write_timings(args.timings, costs)
 
 
 if __name__ == "__main__":

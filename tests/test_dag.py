@@ -152,10 +152,12 @@ def test_the_walk_sees_function_level_and_relative_imports(tmp_path):
     assert (
         "src/cotdistill/prepare/datasets/arithmetic.py" in filt and "src/cotdistill/filter/steps/arithmetic.py" in filt
     )
-    # generate loads the backends through the registry's lazy imports, and never a student
+    # generate loads the backends through the registry's lazy imports, the filter's checks
+    # (verified sampling's stop rule), and never a student
     gen = {str(p.relative_to(REPO)) for p in loaded_files(REPO / "stages/generate.py")}
     assert {"src/cotdistill/generate/teachers/hf_local.py", "src/cotdistill/generate/teachers/openai_compat.py"} <= gen
-    assert not any(p.startswith(("src/cotdistill/train/students/", "src/cotdistill/text/answers/")) for p in gen)
+    assert "src/cotdistill/filter/filtering.py" in gen
+    assert not any(p.startswith(("src/cotdistill/train/", "src/cotdistill/evaluate/")) for p in gen)
 
 
 def test_an_unlisted_import_is_caught(tmp_path):

@@ -129,3 +129,13 @@ def test_evaluate_config_checks(base_params):
     base_params["evaluate"].update(temperature=0.7, calculater=True)
     with pytest.raises(ConfigError, match="unknown key 'evaluate.calculater' \\(did you mean 'calculator'\\?\\)"):
         parse_params(base_params)
+
+
+def test_report_gives_the_teachers_yield_precision_and_cost_per_right_cot():
+    params = SimpleNamespace(dataset="multistep_arith", model="t5-small", teacher="t")
+    steps = {"yield": 0.25, "precision": 0.05, "kept_step_correct": 5, "samples_per_step_correct": 20.0}
+    filt = {**FILTER, "generations": 200, "questions_asked": 20, "fallbacks": 12, "steps": steps}
+    md = render_report(params, EVALS[:1], filt, None)
+    assert "12 questions without one trained on the answer alone" in md
+    assert "(yield): 25.0 [11.2, 46.9]%; samples right in every step (precision): 5.0 [2.7, 9.0]%" in md
+    assert "; 20.0 samples per step-correct question." in md

@@ -90,6 +90,7 @@ def test_filter_stage_with_checks(tmp_path, python):
     )
     m = json.loads((tmp_path / "filter.json").read_text())
     assert m["kept"] == 1 and m["dropped_by_reason"]["wrong_step"] == 1 and m["validation"]["kept"] == 1
+    assert m["fallbacks"] == 0 and m["steps"]["samples_per_step_correct"] == 2.0
     params["filter"]["verify_step"] = True
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     bad = run_cmd(

@@ -306,3 +306,74 @@ def test_generate_all_pays_once(tmp_path):
 def test_cut_at_stop():
     assert cut_at_stop("abc\n\nQuestion: x", ("\nQuestion:", "\n\n")) == ("abc", True)
     assert cut_at_stop("abc", ("\n\n",)) == ("abc", False)
+
+
+def test_verified_sampling_stops_each_question_at_its_first_verified_round(tmp_path):
+    """Rounds of 2 samples, at most 6: a question stops after the round that holds its first
+    verified sample; a rerun pays nothing, and a larger budget pays only the rounds it adds
+    for the questions still open."""
+    from cotdistill.generate.teachers.generation import generate_verified
+
+    prompts = [f"q{i}" for i in range(12)]
+
+    def verified(i, c):  # question i is verified by its sample i % 5 (and by no other)
+        seed = int(c.text.split("seed=")[1])
+        return seed == for_sample(Sampling(8, temperature=0.7), i % 5).seed
+
+    sampling = Sampling(8, temperature=0.7)
+    cache = RequestCache(tmp_path / "c.sqlite")
+    backend = ThreadedBackend()
+    results, stats, first_ok = generate_verified(backend, prompts, sampling, cache, 4, 2, 6, verified, progress=False)
+    # question i is verified in round (i % 5) // 2 + 1 (sample 4: the third and last round)
+    assert first_ok == [i % 5 for i in range(12)]
+    assert [len(r) for r in results] == [2 * (i % 5 // 2 + 1) for i in range(12)]
+    assert stats.sent == len(backend.calls) == sum(len(r) for r in results)
+    assert sorted(backend.calls) == sorted((f"q{i}", s) for i in range(12) for s in range(len(results[i])))
+    again, stats2, ok2 = generate_verified(ThreadedBackend(), prompts, sampling, cache, 4, 2, 6, verified, False)
+    assert stats2.sent == 0 and again == results and ok2 == first_ok
+
+    # a question no sample verifies spends the budget; a larger one pays only the new rounds
+    def never(i, c):
+        return False
+
+    small, stats3, ok3 = generate_verified(ThreadedBackend(), prompts[:3], sampling, cache, 4, 2, 4, never, False)
+    assert ok3 == [None] * 3 and [len(r) for r in small] == [4, 4, 4]
+    more = ThreadedBackend()
+    big, stats4, _ = generate_verified(more, prompts[:3], sampling, cache, 4, 2, 8, never, False)
+    assert [len(r) for r in big] == [8, 8, 8] and [r[:4] for r in big] == small
+    # samples 0-3 of q0..q2 are cached: only 4-7 are sent
+    assert sorted(more.calls) == sorted((f"q{i}", s) for i in range(3) for s in (4, 5, 6, 7))
+    assert stats4.cache_hits == 12 and stats4.sent == 12
+
+
+def test_a_later_round_of_a_batched_backend_asks_the_next_sample_indices(tmp_path):
+    class SeedBackend(CountingBackend):
+        def complete(self, prompts, sampling):
+            self.calls += [(p, sampling.seed) for p in prompts]
+            return [Completion(f"{p} {sampling.seed}", "stop", 1, 1) for p in prompts]
+
+    sampling = Sampling(8, temperature=0.7, seed=3)
+    cache = RequestCache(tmp_path / "c.sqlite")
+    backend = SeedBackend()
+    first, _ = generate_all(backend, ["a", "b"], sampling, cache, 4, 2, False)
+    later, stats = generate_all(backend, ["a", "b"], sampling, cache, 4, 2, False, first_sample=2)
+    assert stats.sent == 4 and stats.cache_hits == 0
+    assert [c.text for c in later[0]] == [f"a {for_sample(sampling, s).seed}" for s in (2, 3)]
+    both, stats = generate_all(backend, ["a", "b"], sampling, cache, 4, 4, False)
+    assert stats.sent == 0 and [row[2:] for row in both] == later and [row[:2] for row in both] == first
+
+
+@pytest.mark.parametrize(
+    "generate, message",
+    [
+        ({"k_max": 8, "temperature": 0.0}, "generate.k_max: rounds of samples at generate.temperature 0"),
+        ({"k_max": 2, "num_samples": 4, "temperature": 0.7}, "generate.k_max: 2 is below generate.num_samples"),
+        ({"k_max": 0, "temperature": 0.7}, "generate.k_max"),
+    ],
+)
+def test_impossible_verified_sampling_params_are_refused(generate, message):
+    from .conftest import make_params
+
+    with pytest.raises(ConfigError, match=message):
+        make_params({"generate": generate})
+    make_params({"generate": {"k_max": 8, "num_samples": 4, "temperature": 0.7}})

@@ -315,3 +315,44 @@ def test_chat_api_and_samples_when_the_server_ignores_n(server, model_dir):
     )
     assert len(out) == 3 and all(c.text and c.completion_tokens > 0 for c in out)
     assert backend._n_supported is False and backend.identity["api"] == "chat"
+
+
+def test_verified_sampling_through_a_real_server(proxy_factory, model_dir, tmp_path):
+    """generate.k_max against `transformers serve`: each question is sampled in rounds until
+    one CoT passes the filter's checks or k_max samples are spent; the rerun sends nothing,
+    and a larger k_max sends one more round for the questions still open, and only that.
+    (Six new tokens verify no CoT here: the early stop is tested in test_teacher_loop.py.)"""
+    from cotdistill.core.config import load_params
+    from cotdistill.filter.filtering import classify
+
+    proxy = proxy_factory()
+    extra = {"concurrency": 4, "temperature": 0.9, "num_samples": 1, "k_max": 2}
+    cmd, env = _stage_env(tmp_path, proxy.url, model_dir, extra)
+    _run(cmd, env, tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "data/teacher/generations.jsonl").read_text().splitlines()]
+    m = json.loads((tmp_path / "metrics/generate.json").read_text())["verified_sampling"]
+    params = load_params(tmp_path / "params.yaml")
+    records = {f"q{i}": {"question": q, "answer": a, "answer_type": "yes_no"} for i, (q, a) in enumerate(QUESTIONS)}
+    open_after = []
+    for qid, rec in records.items():
+        samples = [r for r in rows if r["id"] == qid]
+        assert [r["sample"] for r in samples] == list(range(len(samples)))
+        ok = [classify(r, rec, params.filter.extraction, params.filter.verify_equations) is None for r in samples]
+        if any(ok):  # stopped at its first verified sample (rounds of one)
+            assert len(samples) == ok.index(True) + 1
+        else:
+            assert len(samples) == 2
+            open_after.append(qid)
+    assert m["samples"] == len(rows) == proxy.count and m["questions"] == len(QUESTIONS)
+    assert m["verified_questions"] == len(QUESTIONS) - len(open_after)
+    print(f"verified {m['verified_questions']} of {len(QUESTIONS)} questions in {len(rows)} samples")
+
+    _run(cmd, env, tmp_path)  # the rerun: every round from the cache
+    assert json.loads((tmp_path / "timings/generate.json").read_text())["requests_sent"] == 0
+    assert proxy.count == len(rows)
+    params_yaml = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params_yaml["generate"]["k_max"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_yaml))
+    _run(cmd, env, tmp_path)
+    t = json.loads((tmp_path / "timings/generate.json").read_text())
+    assert t["requests_sent"] == len(open_after) and proxy.count == len(rows) + len(open_after)

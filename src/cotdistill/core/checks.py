@@ -107,6 +107,16 @@ def _sampling(p, where: str) -> None:
             f"{where}: generate.num_samples: {g.num_samples} samples at generate.temperature 0 "
             "are the same greedy CoT each time; set a temperature > 0 or num_samples: 1"
         )
+    if g.k_max is not None and g.temperature == 0:
+        raise ConfigError(
+            f"{where}: generate.k_max: rounds of samples at generate.temperature 0 are the same greedy "
+            "CoT each time; set a temperature > 0 (e.g. 0.7) or k_max: null"
+        )
+    if g.k_max is not None and g.k_max < g.num_samples:
+        raise ConfigError(
+            f"{where}: generate.k_max: {g.k_max} is below generate.num_samples ({g.num_samples}), the "
+            "samples of one round; set k_max >= num_samples"
+        )
     if p.evaluate.do_sample and p.evaluate.temperature <= 0:
         raise ConfigError(
             f"{where}: evaluate.temperature must be > 0 when evaluate.do_sample is true "

@@ -122,7 +122,10 @@ class GenerateConfig:
     max_new_tokens: int = _range(1)
     temperature: float = _range(0.0)
     top_p: float = _range(0.0, 1.0)
-    num_samples: int = _range(1)
+    num_samples: int = _range(1)  # per question; with k_max: per round
+    # verified sampling: rounds of num_samples until one CoT passes the filter's checks, at
+    # most k_max samples per question (null: num_samples each, unchecked)
+    k_max: Optional[int] = _range(1)
     max_questions: Optional[int] = _range(1)  # cap on teacher calls
     # openai backend: requests in flight, per-request timeout, retries with backoff
     concurrency: int = _range(1)

@@ -135,6 +135,8 @@ def filter_generations(
             "yield": _share(len(step_right_ids), asked),
             "kept_step_correct": kept_step_right,
             "kept_step_correct_rate": _share(kept_step_right, len(kept)),
+            # the cost of a right CoT: samples drawn per question with one (verified sampling)
+            "samples_per_step_correct": round(n / len(step_right_ids), 2) if step_right_ids else None,
         }
     metrics["labels"] = label_counts(records, kept)
     return kept, metrics

@@ -16,7 +16,7 @@ from cotdistill.core import machine
 from cotdistill.core.io import read_jsonl
 from cotdistill.core.splits import PREFIX_LABELS, TEST_SPLITS
 
-from .stats import mcnemar_exact
+from .stats import mcnemar_exact, rate_text
 
 ACCURACY_FIELDS = ("run", "variant", "split", "calculator", "accuracy", "ci95_low", "ci95_high")
 
@@ -135,14 +135,24 @@ def render_report(
         "",
         f"Teacher CoTs kept by the filter: {filter_metrics['kept']} of {filter_metrics['generations']} "
         f"({100 * filter_metrics['keep_rate']:.1f}%); dropped by reason: "
-        + ", ".join(f"{k} {v}" for k, v in drops.items()),
+        + ", ".join(f"{k} {v}" for k, v in drops.items())
+        + (
+            f"; {filter_metrics['fallbacks']} questions without one trained on the answer alone"
+            if filter_metrics.get("fallbacks")
+            else ""
+        ),
     ]
     steps = filter_metrics.get("steps")
     if steps:
+        asked = filter_metrics.get("questions_asked") or 0
+        found = round(steps["yield"] * asked)
+        cost = steps.get("samples_per_step_correct")
         lines.append(
             f"Kept CoTs right in every step (the dataset's step checker): {steps['kept_step_correct']} "
-            f"of {filter_metrics['kept']}; questions with at least one step-correct CoT: "
-            f"{100 * steps['yield']:.1f}%."
+            f"of {filter_metrics['kept']}; questions with at least one step-correct CoT (yield): "
+            f"{rate_text(found, asked)}%; samples right in every step (precision): "
+            f"{rate_text(round(steps['precision'] * filter_metrics['generations']), filter_metrics['generations'])}%"
+            + (f"; {cost} samples per step-correct question." if cost is not None else ".")
         )
     labels = filter_metrics.get("labels")
     if labels:

@@ -19,6 +19,12 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def rate_text(k: int, n: int) -> str:
+    """k of n as '12.5 [10.1, 15.3]': the rate in % with its 95% Wilson interval."""
+    lo, hi = wilson_interval(k, n)
+    return f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" if n else "n/a (n=0)"
+
+
 def binomial_half_cdf(k: int, n: int) -> float:
     """P[X <= k] for X ~ Binomial(n, 1/2), in O(k) float steps at most.
 

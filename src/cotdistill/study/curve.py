@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cotdistill.report.stats import wilson_interval
+from cotdistill.report.stats import rate_text, wilson_interval
 from cotdistill.train.variants import BASELINE, GOLD
 
 from .analysis import SPLIT_NAMES, SPLITS, StudentRun, pooled_counts
@@ -66,10 +66,7 @@ def pooled(runs: list[StudentRun], label: str, split: str) -> Optional[tuple[int
 
 def rate(kn: Optional[tuple[int, int]]) -> str:
     """'12.5 [10.1, 15.3]': a rate in % with its 95% Wilson interval ('' without counts)."""
-    if not kn or not kn[1]:
-        return ""
-    lo, hi = wilson_interval(*kn)
-    return f"{100 * kn[0] / kn[1]:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return rate_text(*kn) if kn and kn[1] else ""
 
 
 def break_even(pts: list[Point], verdicts: dict[str, str], axis: str) -> tuple[Optional[Point], Optional[Point]]:

@@ -8,9 +8,11 @@ thread, so a kill -9 loses only what was in flight and a rerun sends only that.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 from tqdm import tqdm
 
@@ -50,6 +52,18 @@ class GenerationStats:
             self.made_seconds += seconds
         if backend:
             self.backends.add(backend)
+
+    def add(self, other: "GenerationStats") -> None:
+        """Count another call's stats into these (the rounds of generate_verified)."""
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                for k, v in theirs.items():
+                    mine[k] = mine.get(k, 0) + v
+            elif isinstance(mine, set):
+                mine |= theirs
+            else:
+                setattr(self, f.name, mine + theirs)
 
     def outcome(self) -> dict:
         """What the returned generations are, whoever paid for them: the same whether they
@@ -118,8 +132,10 @@ def generate_all(
     batch_size: int,
     num_samples: int = 1,
     progress: bool = True,
+    first_sample: int = 0,
 ) -> tuple[list[list[Completion]], GenerationStats]:
-    """Complete every prompt `num_samples` times; results[i][s] is prompt i, sample s.
+    """Complete every prompt `num_samples` times; results[i][j] is prompt i, sample
+    `first_sample + j` (a later round of samples starts where the last one stopped).
 
     Cached requests are answered from the cache. The rest go to the backend: in
     batches of similar prompt length (batched backends), or one question per call
@@ -134,18 +150,18 @@ def generate_all(
     redacted0 = getattr(backend, "redacted", 0)
     results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
     pending: list[tuple[int, int, str]] = []  # (prompt index, sample index, key)
-    keys = [[request_key(backend.identity, p, sampling, s) for s in range(num_samples)] for p in prompts]
+    keys = [[request_key(backend.identity, p, sampling, first_sample + j) for j in range(num_samples)] for p in prompts]
     hits = cache.get_many([k for row in keys for k in row])
     for i, row in enumerate(keys):
-        for s, key in enumerate(row):
+        for j, key in enumerate(row):
             stats.requests += 1
             if key in hits:
                 hit = hits[key]
-                results[i][s] = hit.completion
+                results[i][j] = hit.completion
                 stats.cache_hits += 1
                 stats.made(hit.completion, hit.seconds, hit.backend)
             else:
-                pending.append((i, s, key))
+                pending.append((i, first_sample + j, key))
     bar = _Progress(len(pending), stats, start, backend, progress)
 
     name = backend.identity.get("backend")
@@ -157,7 +173,7 @@ def generate_all(
         share = seconds / len(completions) if completions else 0.0
         cache.put_many((key, c, share, name) for (_, _, key), c in zip(done, completions))
         for (i, s, _), c in zip(done, completions):
-            results[i][s] = c
+            results[i][s - first_sample] = c
             stats.sent += 1
             stats.prompt_tokens += c.prompt_tokens
             stats.completion_tokens += c.completion_tokens
@@ -178,6 +194,51 @@ def generate_all(
         stats.redacted = getattr(backend, "redacted", 0) - redacted0
         stats.prefix_cache_batches = getattr(backend, "prefix_hits", 0) - prefix0
     return results, stats  # type: ignore[return-value]
+
+
+def generate_verified(
+    backend: Backend,
+    prompts: list[str],
+    sampling: Sampling,
+    cache: RequestCache,
+    batch_size: int,
+    round_size: int,
+    k_max: int,
+    verified: Callable[[int, Completion], bool],
+    progress: bool = True,
+) -> tuple[list[list[Completion]], GenerationStats, list[Optional[int]]]:
+    """Verified sampling with an adaptive budget: every prompt is sampled in rounds of
+    `round_size` until one of its completions passes `verified(prompt index, completion)`
+    or `k_max` samples are spent, so that easy questions stop early. Returns every sample
+    drawn (results[i][s] is sample s of prompt i), the stats of all rounds, and per
+    prompt the index of its first verified sample (None: the budget ran out).
+
+    A round is one generate_all call over the prompts still open, with the sample indices
+    that follow the last round's: every sample is cached under its index, so a rerun
+    repeats the same rounds from the cache, and a larger `k_max` pays only for the rounds
+    it adds."""
+    results: list[list[Completion]] = [[] for _ in prompts]
+    first_ok: list[Optional[int]] = [None] * len(prompts)
+    total = GenerationStats()
+    still = list(range(len(prompts)))
+    for first in range(0, k_max, round_size):
+        if not still:
+            break
+        n = min(round_size, k_max - first)
+        got, stats = generate_all(
+            backend, [prompts[i] for i in still], sampling, cache, batch_size, n, progress, first_sample=first
+        )
+        total.add(stats)
+        left = []
+        for i, samples in zip(still, got):
+            results[i] += samples
+            hit = next((first + j for j, c in enumerate(samples) if verified(i, c)), None)
+            if hit is None:
+                left.append(i)
+            else:
+                first_ok[i] = hit
+        still = left
+    return results, total, first_ok
 
 
 def _run_batched(backend, prompts, sampling, pending, batch_size, record) -> None:
