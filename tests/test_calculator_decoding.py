@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from cotdistill.evaluate.decoding import calculator_processor
 from cotdistill.text.calculator import calculate
+from cotdistill.text.calculator_processor import calculator_processor
 
 from .standins import MISSING, standin, t5_tokenizer
 

@@ -134,7 +134,7 @@ def test_evaluate_splits_scores_both_modes(student):
 def test_processor_forces_value_then_closes_the_number(student):
     """The mechanism under controlled scores: after '2 + 3 =' the only allowed token is the
     value's; once it is written, digits that would extend it are banned."""
-    from cotdistill.evaluate.decoding import calculator_processor
+    from cotdistill.text.calculator_processor import calculator_processor
 
     _, tok = student
     proc = calculator_processor(tok, forcing="ids")
@@ -158,7 +158,7 @@ def test_generate_goes_on_where_the_calculator_cannot_help(student):
     value is forced and stays closed."""
     from transformers import LogitsProcessorList
 
-    from cotdistill.evaluate.decoding import calculator_processor
+    from cotdistill.text.calculator_processor import calculator_processor
 
     model, tok = student
     procs = LogitsProcessorList([calculator_processor(tok, forcing="ids")])

@@ -104,3 +104,37 @@ def test_bitsandbytes_loading(backends, smollm2_folder, quantization, layer):
     assert backend.identity["quantization"] == quantization
     out = backend.complete(prompts[1:2], Sampling(6, stop=STOP_STRINGS))
     assert out[0].text and out[0].completion_tokens > 0
+
+
+def test_the_teachers_calculator_makes_every_equation_it_writes_true(smollm2_folder):
+    """generate.calculator: the hf teacher's CoTs on multistep_arith with the calculator in
+    its decoding (the loop and `generate` alike) state the true value after every 'a op b ='
+    the CoT writes; the exemplars' '=' in the prompt force nothing. The setting is part of
+    the teacher's identity (its cache key)."""
+    import torch
+
+    from cotdistill.text.calculator import find_equations
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        preset = TeacherPreset(name="local", backend="hf", model=str(smollm2_folder), params_b=0.135)
+        pf = load_prompt_file(prompt_path("multistep_arith"))
+        prefix = few_shot_prefix(pf, 2, True)
+        questions = [
+            ("Ned has 10 apples. He buys 7 more. He sells 4. How many apples does Ned have now?", "13"),
+            ("Ann has 6 pens. She gets 3 times as many. She gives 5 away. How many pens does Ann have now?", "13"),
+        ]
+        prompts = [render(pf, q, a, 2) for q, a in questions]
+        calc = make_backend(preset, section("generate", calculator=True), shared_prefix=prefix)
+        plain = make_backend(preset, section("generate"), shared_prefix=prefix)
+        assert calc.identity["calculator"] == "text" and "calculator" not in plain.identity
+        sampling = Sampling(48, stop=STOP_STRINGS)
+        out = calc.complete(prompts, sampling)
+        equations = [e for c in out for e in find_equations(c.text)]
+        assert equations and all(e.holds for e in equations), [c.text for c in out]
+        calc.decode = "generate"
+        assert calc.complete(prompts, sampling) == out
+        print("plain:", [c.text for c in plain.complete(prompts, sampling)], "calculator:", [c.text for c in out])
+    finally:
+        torch.set_num_threads(threads)

@@ -377,3 +377,12 @@ def test_impossible_verified_sampling_params_are_refused(generate, message):
     with pytest.raises(ConfigError, match=message):
         make_params({"generate": generate})
     make_params({"generate": {"k_max": 8, "num_samples": 4, "temperature": 0.7}})
+
+
+def test_the_teachers_calculator_is_refused_for_a_backend_without_it():
+    from .conftest import make_params
+
+    over = {"teacher": "vllm-local", "generate": {"calculator": True, "base_url": "http://127.0.0.1:8000/v1"}}
+    with pytest.raises(ConfigError, match="generate.calculator: the teacher's calculator runs in the hf backend"):
+        make_params(over)
+    assert make_params({"generate": {"calculator": True}}).generate.calculator is True

@@ -127,6 +127,9 @@ class GenerateConfig:
     # most k_max samples per question (null: num_samples each, unchecked)
     k_max: Optional[int] = _range(1)
     max_questions: Optional[int] = _range(1)  # cap on teacher calls
+    # the external calculator in the teacher's decoding (hf backend): the value after every
+    # "a op b =" is computed and forced, as for the students (off: the paper's teacher had none)
+    calculator: bool
     # openai backend: requests in flight, per-request timeout, retries with backoff
     concurrency: int = _range(1)
     request_timeout_s: float = _range(0.1)

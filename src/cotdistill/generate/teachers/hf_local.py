@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, L
 from cotdistill.core import hub, machine
 from cotdistill.core.paths import shared_path
 from cotdistill.core.quantization import dequantized, quantization_config
+from cotdistill.text.calculator_processor import CALCULATOR_FORCING, calculator_processor
 
 from . import Completion, Sampling, cut_at_stop
 
@@ -159,6 +160,10 @@ class HFBackend:
         }
         if cfg.model_path:  # a local copy may differ from the preset's weights (only when set: old keys stay)
             self.identity["model_path"] = cfg.model_path
+        self.calculator = None
+        if cfg.calculator:  # another CoT than the plain teacher's: another cache key (only when set)
+            self.identity["calculator"] = CALCULATOR_FORCING
+            self.calculator = CALCULATOR_FORCING
         eos = self.model.generation_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else [eos]
         self._end_ids = {t for t in (*eos, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
@@ -206,10 +211,12 @@ class HFBackend:
             cache = copy.deepcopy(self._prefix_kv)
             cache.batch_repeat_interleave(len(rows))
             self.prefix_hits += 1
+        # the calculator reads each row's CoT only: an "=" in the prompt (its exemplars) is context
+        calc = calculator_processor(self.tokenizer, width, self.calculator) if self.calculator else None
         if self.decode == "loop":
-            new_ids = self._decode_loop(input_ids, mask, n_prefix, cache, sampling, seeds)
+            new_ids = self._decode_loop(input_ids, mask, n_prefix, cache, sampling, seeds, calc)
         else:
-            new_ids = self._decode_generate(input_ids, mask, cache, sampling, seeds)
+            new_ids = self._decode_generate(input_ids, mask, cache, sampling, seeds, calc)
         completions = []
         for ids, prompt_ids in zip(new_ids, rows):
             n = len(ids)
@@ -224,8 +231,10 @@ class HFBackend:
             completions.append(Completion(text.strip(), finish, len(prompt_ids), n))
         return completions
 
-    def _decode_loop(self, input_ids, mask, n_prefix, cache, sampling: Sampling, seeds) -> list[list[int]]:
+    def _decode_loop(self, input_ids, mask, n_prefix, cache, sampling: Sampling, seeds, calc=None) -> list[list[int]]:
         """Greedy (or per-row sampled) decoding; a row leaves the batch when it is done.
+        `calc`: the calculator's logits processor, applied after the sampler (a forced
+        token wins whatever the noise), to each row's padded prompt and new tokens.
 
         Returns the new tokens of every row, ending with the EOS that ended it (if any).
         """
@@ -251,6 +260,9 @@ class HFBackend:
             scores = res.logits[:, -1, :].float()
             if sampler is not None:
                 scores = sampler(None, scores)
+            if calc is not None:
+                written = torch.tensor([out[i] for i in alive], dtype=torch.long, device=device)
+                scores = calc(torch.cat([ids[alive], written.reshape(len(alive), -1)], dim=-1), scores)
             nxt = scores.argmax(-1)
             keep = []
             for b, token in enumerate(nxt.tolist()):
@@ -275,7 +287,7 @@ class HFBackend:
             step_pos = att.sum(-1, keepdim=True) - 1
         return out
 
-    def _decode_generate(self, input_ids, mask, cache, sampling: Sampling, seeds) -> list[list[int]]:
+    def _decode_generate(self, input_ids, mask, cache, sampling: Sampling, seeds, calc=None) -> list[list[int]]:
         """The same decoding through `model.generate` (finished rows stay in the batch)."""
         device = self.model.device
         pad = self.tokenizer.pad_token_id
@@ -294,10 +306,11 @@ class HFBackend:
             gen_kwargs["cache"] = cache
         if sampling.stop:
             gen_kwargs["stop_strings"] = list(sampling.stop)
-        if seeds:
-            gen_kwargs["logits_processor"] = LogitsProcessorList(
-                [RowSampler(seeds, sampling.temperature, sampling.top_p)]
-            )
+        processors = [RowSampler(seeds, sampling.temperature, sampling.top_p)] if seeds else []
+        if calc is not None:
+            processors.append(calc)
+        if processors:
+            gen_kwargs["logits_processor"] = LogitsProcessorList(processors)
         out = self.model.generate(**gen_kwargs)
         return out[:, len(input_ids[0]) :].tolist()
 
