@@ -3,7 +3,7 @@ and tool make the offline teacher write CoTs that are right step by step. One co
 makes the committed table:
 
     python benchmarks/teacher_levers.py [--questions 200] [--datasets multistep_arith,gsm_symbolic,coin_flip]
-        [--k-max 64] [--round 16] [--threads 2] [--out benchmarks/results/teacher_levers.md]
+        [--k-max 64] [--round 16] [--threads 2] [--levers NAME,...] [--out benchmarks/results/teacher_levers.md]
 
 Levers (every one with the answer hint, the paper's prompting, on the questions of the
 seed-0 train split): greedy with the dataset's default exemplars; greedy with the `echo`
@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--round", type=int, default=16, help="samples per round of verified sampling")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--levers", default=None, help="comma-separated lever names to run (default: all)")
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--out", default="benchmarks/results/teacher_levers.md")
     args = ap.parse_args()
@@ -189,7 +190,9 @@ def main() -> None:
         "# The teacher's levers (SmolLM2-135M-Instruct, answer hint)",
         "",
         f"Made by `python benchmarks/teacher_levers.py --questions {args.questions} --datasets {args.datasets} "
-        f"--k-max {args.k_max} --round {args.round} --threads {args.threads}` on {time.strftime('%Y-%m-%d')}; "
+        f"--k-max {args.k_max} --round {args.round} --threads {args.threads}"
+        + (f" --levers '{args.levers}'" if args.levers else "")
+        + f"` on {time.strftime('%Y-%m-%d')}; "
         f"{sig}. The same train questions (seed 0) for every lever of a dataset. Rates in % with 95% "
         "Wilson intervals. Answer-correct: samples whose final answer is right; yield: questions with at "
         "least one CoT right in every step (the dataset's step checker; '-' where it has none); precision: "
@@ -205,7 +208,10 @@ def main() -> None:
         params = params_for(dataset, args.questions, args.threads)
         records = prepare_dataset(params, exemplar_questions(prompt_path(dataset))).splits["train"]
         failed_all = []
-        for name, settings in levers(dataset, args.k_max, args.round).items():
+        chosen = levers(dataset, args.k_max, args.round)
+        if args.levers:
+            chosen = {k: v for k, v in chosen.items() if k in args.levers.split(",")}
+        for name, settings in chosen.items():
             r = run_lever(folder, params, records, settings, cache, args.batch_size)
             failed_all += r["failed"]
             q, s = r["questions"], r["samples"]

@@ -109,6 +109,30 @@ def test_a_study_whose_queue_workers_died_stops_with_what_to_run(tmp_path, base_
         study_run.run_cells(cells, tmp_path, jobs=2, poll_s=0, on_progress=lambda _: None)
 
 
+def test_a_study_in_a_clone_without_the_locks_outputs_says_to_reproduce_first(tmp_path, base_params, monkeypatch):
+    """Seen in a fresh clone: a queued cell whose prepare the run cache restored failed with
+    "failed to load directory ('data', 'prepared')": the experiment starts from the committed
+    dvc.lock and loads its objects, which that clone's cache never held."""
+    cells = load_grid(grid_file(tmp_path), base_params).cells()[:1]
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  prepare:\n    outs:\n    - path: data/prepared\n"
+        "      md5: 8eb554848bb0cd33968a2a04f07d11d4.dir\n"
+    )
+    cache = tmp_path / "cache"
+
+    def fake_dvc(args, repo, check=True):
+        return subprocess.CompletedProcess(args, 0, f"{cache}\n" if args == ["cache", "dir"] else "", "")
+
+    monkeypatch.setattr(study_run, "_dvc", fake_dvc)
+    monkeypatch.setattr(study_run, "experiments", lambda repo, all_commits: {})
+    assert study_run.missing_lock_outputs(tmp_path) == ["data/prepared"]
+    with pytest.raises(RuntimeError, match=r"lacks the committed dvc.lock's outputs \(data/prepared\).*make repro"):
+        study_run.run_cells(cells, tmp_path, jobs=1, poll_s=0, on_progress=lambda _: None)
+    (cache / "files/md5/8e").mkdir(parents=True)
+    (cache / "files/md5/8e/b554848bb0cd33968a2a04f07d11d4.dir").write_text("[]")
+    assert study_run.missing_lock_outputs(tmp_path) == []
+
+
 def test_a_running_cell_is_waited_for_though_dvc_counts_no_worker(tmp_path, base_params, monkeypatch):
     """Seen on loaded cores: `dvc queue status` said "0 active, 0 idle" while a cell ran, and
     the study stopped (the cell went on and finished)."""

@@ -76,6 +76,27 @@ def queue_status(repo: Path) -> tuple[dict[str, str], int | None]:
     return out, workers
 
 
+def missing_lock_outputs(repo: Path) -> list[str]:
+    """The outputs of the committed dvc.lock whose objects the DVC cache lacks. A queued
+    experiment starts from that lock, and when DVC's run cache restores one of its stages
+    it loads the lock's objects: in a fresh clone that never ran the default pipeline the
+    cell fails ("failed to load directory ('data', 'prepared')")."""
+    import yaml
+
+    lock = repo / "dvc.lock"
+    if not lock.exists():
+        return []
+    cache = Path(_dvc(["cache", "dir"], repo).stdout.strip() or repo / ".dvc/cache")
+    cache = cache if cache.is_absolute() else repo / cache
+    missing = []
+    for stage in (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {}).values():
+        for out in stage.get("outs", []):
+            md5 = out.get("md5")
+            if md5 and not (cache / "files" / "md5" / md5[:2] / md5[2:]).exists():
+                missing.append(out["path"])
+    return sorted(set(missing))
+
+
 def run_cells(
     cells: Iterable[Cell],
     repo: Path,
@@ -107,6 +128,13 @@ def run_cells(
         )
     if not todo:
         return {}
+    missing = missing_lock_outputs(repo)
+    if missing:
+        raise RuntimeError(
+            f"the DVC cache lacks the committed dvc.lock's outputs ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}), which queued experiments load when the run cache "
+            "restores a stage: run `make repro` (or `dvc pull`) first"
+        )
     _dvc(["queue", "remove", "--failed"], repo, check=False)
     for cell in queue:
         _dvc(queue_args(cell), repo)
