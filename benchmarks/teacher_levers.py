@@ -19,6 +19,7 @@ first equation copied from the first exemplar, a last stated value that is not t
 answer the CoT ends with). Every request goes through the pipeline's request cache
 (.cache/teacher/requests.sqlite): a rerun pays nothing, a larger --k-max only what it adds.
 """
+# ruff: noqa: E402  (the float paths are set before torch is imported)
 
 from __future__ import annotations
 
@@ -29,11 +30,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cotdistill.core import machine
+
+machine.apply()  # the pipeline's portable float paths, set before torch is imported (as the stages do)
+
 import torch
 import yaml
 from teacher_common import model_folder
 
-from cotdistill.core import machine
 from cotdistill.core.catalog.datasets import DATASETS
 from cotdistill.core.catalog.teachers import TeacherPreset
 from cotdistill.core.config import parse_params

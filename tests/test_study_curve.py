@@ -92,6 +92,11 @@ def test_the_curve_states_each_axis_break_even(tmp_path, base_params):
     # every rate carries its interval
     row = next(line for line in text.splitlines() if line.startswith("| gold[f50] | 0.5 | 1 | 0.5 |"))
     assert re.fullmatch(r"\| gold\[f50\] \| 0\.5 \| 1 \| 0\.5 \| \d+\.\d \[\d+\.\d, \d+\.\d\] \|", row)
+    # a point not yet measured in every seed is left out of the break-even points
+    short = [r for r in runs if not (r.label == "gold[c05]" and r.seed == 2)]
+    text = "\n".join(curve_section(g, short, comparisons(short), verdict, "out"))
+    assert "(from the points measured in every seed; not yet in every seed: gold[c05])" in text
+    assert "coverage: beats answer-only at every measured coverage point, down to c = 0.25." in text
     assert plot_curve(g, runs, "arith", tmp_path / "quality_arith.png")
     assert (tmp_path / "quality_arith.png").stat().st_size > 1000
 

@@ -150,9 +150,20 @@ def curve_section(grid: Grid, runs: list[StudentRun], tests: list[dict], verdict
                 v = verdict(t, grid.alpha) if t else None
                 cells.append(f"{names.get(v, v)} ({100 * t['diff']:+.1f})" if t else "")
             lines.append(f"| {p.label} | " + " | ".join(cells) + " |")
-        lines += ["", "Break-even points:", ""]
+        partial = sorted({lab for (lab, _), t in by.items() if len(t["seeds"]) < len(grid.seeds)})
+        lines += [
+            "",
+            "Break-even points (from the points measured in every seed"
+            + (f"; not yet in every seed: {', '.join(partial)}" if partial else "")
+            + "):",
+            "",
+        ]
         for s in splits:
-            verdicts = {lab: verdict(t, grid.alpha) for (lab, sp), t in by.items() if sp == s}
+            verdicts = {
+                lab: verdict(t, grid.alpha)
+                for (lab, sp), t in by.items()
+                if sp == s and len(t["seeds"]) == len(grid.seeds)
+            }
             for axis in ("noise", "coverage"):
                 sentence = _axis_sentence(axis, task, s, pts, verdicts)
                 if sentence:
