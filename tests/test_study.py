@@ -131,6 +131,18 @@ def test_a_study_in_a_clone_without_the_locks_outputs_says_to_reproduce_first(tm
     (cache / "files/md5/8e").mkdir(parents=True)
     (cache / "files/md5/8e/b554848bb0cd33968a2a04f07d11d4.dir").write_text("[]")
     assert study_run.missing_lock_outputs(tmp_path) == []
+    # the metrics dvc.yaml keeps out of the cache are in git, not missing (a foreach
+    # stage's ${item} matches any variant)
+    (tmp_path / "dvc.lock").write_text(
+        (tmp_path / "dvc.lock").read_text()
+        + "  train@gold:\n    outs:\n    - path: metrics/train/gold.json\n      md5: 0123456789abcdef0123456789abcdef\n"
+        "    - path: models/gold\n      md5: 1123456789abcdef0123456789abcdef.dir\n"
+    )
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  train:\n    foreach: ${train.variants}\n    do:\n      cmd: x\n      outs:\n"
+        "        - models/${item}\n      metrics:\n        - metrics/train/${item}.json:\n            cache: false\n"
+    )
+    assert study_run.missing_lock_outputs(tmp_path) == ["models/gold"]
 
 
 def test_a_running_cell_is_waited_for_though_dvc_counts_no_worker(tmp_path, base_params, monkeypatch):

@@ -5,8 +5,10 @@ its verdict against answer-only and the break-even points."""
 import random
 import re
 
+import pytest
 import yaml
 
+from cotdistill.core.config import ConfigError
 from cotdistill.study.analysis import StudentRun, comparisons, select_runs
 from cotdistill.study.curve import break_even, curve_section, plot_curve, points
 from cotdistill.study.grid import load_grid, per_mode
@@ -107,3 +109,35 @@ def test_a_grid_without_quality_modes_has_no_curve(tmp_path, base_params):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     g = load_grid(path, base_params)
     assert points(g) == [] and curve_section(g, [], [], verdict, "out") == []
+
+
+def test_a_lever_on_the_train_split_places_the_teacher_on_the_curve(tmp_path, base_params):
+    data = {**GRID, "levers": {"teacher": {}}, "lever_questions": 200, "lever_split": "train"}
+    path = tmp_path / "quality.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    g = load_grid(path, base_params)
+    lever = next(c for c in g.cells() if c.kind == "lever")
+    assert lever.overrides["generate.max_questions"] == 200 and lever.seed == 0
+    runs = select_runs(runs_of(g), "f0")[0]
+    tests = comparisons(runs)
+    row = {"task": "arith", "mode": "teacher", "questions": 200, "step_yield": 0.015}
+    text = "\n".join(curve_section(g, runs, tests, verdict, "out", [row]))
+    assert (
+        "- **arith, the teacher** (lever `teacher`: the grid's params; 200 train questions of seed 0): a CoT "
+        "right in every step for 3 of them, 1.5 [0.5, 4.3] %, so a student of its kept CoTs with the answer "
+        "for the rest has right rationales for that share: left of every point that beats answer-only on "
+        "ID +calc (the fewest right rationales: gold[c25], 0.25)." in text
+    )
+    # a teacher as good as the points that pay off is not placed left of them
+    better = {**row, "step_yield": 0.3}
+    assert "not separable from every point that beats" in "\n".join(
+        curve_section(g, runs, tests, verdict, "out", [better])
+    )
+    assert plot_curve(g, runs, "arith", tmp_path / "quality_arith.png", [row])
+    # measured on validation questions, a lever says nothing about the students' data
+    g_val = load_grid(tmp_path / "quality.yaml", base_params)
+    object.__setattr__(g_val, "lever_split", "validation")
+    assert "the teacher" not in "\n".join(curve_section(g_val, runs, tests, verdict, "out", [row]))
+    path.write_text(yaml.safe_dump({**data, "lever_split": "test"}, sort_keys=False))
+    with pytest.raises(ConfigError, match="lever_split: expected one of validation, train, got 'test'"):
+        load_grid(path, base_params)

@@ -55,12 +55,12 @@ def _wall(cell: Cell, metrics: dict[str, dict], first_mode: str) -> dict | None:
     }
 
 
-def cell_record(cell: Cell, exp: dict, first_mode: str) -> dict:
+def cell_record(cell: Cell, exp: dict, first_mode: str, lever_split: str = "validation") -> dict:
     """What cells.json keeps of one finished cell (see committed.py)."""
     m = exp["metrics"]
     variants = cell.overrides["train.variants"] if cell.kind == "student" else []
     machine = machine_blocks(m, variants)
-    split = "validation" if cell.kind == "lever" else "train"
+    split = lever_split if cell.kind == "lever" else "train"
     teacher = {
         k: v
         for k, v in teacher_row(cell.task, cell.mode, m.get("metrics/filter.json", {}), split).items()
@@ -94,7 +94,7 @@ def collect(grid: Grid, repo: Path) -> tuple[dict[str, dict], dict[str, Table]]:
         exp = exps.get(cell.name)
         if not finished(cell, exp):
             continue
-        cells[cell.name] = cell_record(cell, exp, first_mode)
+        cells[cell.name] = cell_record(cell, exp, first_mode, grid.lever_split)
         if cell.kind == "student":
             tables[cell.name] = table_from_predictions(
                 {v: read_predictions(repo, exp["rev"], v) for v in cell.overrides["train.variants"]}

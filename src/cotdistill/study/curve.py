@@ -13,6 +13,12 @@ answer filter alone) or replacing them by the answer (a step checker with
 Break-even: along each axis from the all-right end, the last point at which the student
 still beats the baseline by the page's verdict (pooled exact McNemar below the grid's
 alpha and the same sign in every seed), and the first at which it does not.
+
+The teacher on the curve: a lever cell measured on the students' train questions
+(`lever_split: train`) gives the share of questions for which the teacher writes a CoT
+right in every step (its step-correct yield). A student of its kept CoTs with
+`filter.missing_cot: answer` has a right rationale for that share of its questions, so
+the yield, with its interval, is the teacher's place on the x axis.
 """
 
 from __future__ import annotations
@@ -97,8 +103,48 @@ def _axis_sentence(axis: str, task: str, split: str, pts, verdicts) -> str:
     return f"- **{task}, {SPLIT_NAMES[split]}**, {axis}: {head}."
 
 
-def curve_section(grid: Grid, runs: list[StudentRun], tests: list[dict], verdict, out_dir: str) -> list[str]:
-    """The page's Markdown section on the curve (empty for a grid without quality modes)."""
+def teacher_yield(row: dict) -> Optional[tuple[int, int]]:
+    """(questions with a CoT right in every step, questions asked) of one lever row."""
+    n, y = row.get("questions"), row.get("step_yield")
+    return (round(y * n), n) if n and y is not None else None
+
+
+def teacher_sentences(grid: Grid, task: str, levers: list[dict], beating: dict[str, list[Point]]) -> list[str]:
+    """Where each teacher lever of `task` measured on the train split sits on the curve:
+    its step-correct yield against the points that beat answer-only, split by split."""
+    if grid.lever_split != "train":
+        return []
+    out = []
+    for row in (r for r in levers if r["task"] == task):
+        kn = teacher_yield(row)
+        if not kn:
+            continue
+        lo, hi = wilson_interval(*kn)
+        settings = ", ".join(f"{k}={v}" for k, v in grid.levers.get(row["mode"], {}).items()) or "the grid's params"
+        where = []
+        for split, pts in beating.items():
+            if not pts:
+                where.append(f"no point beats answer-only on {SPLIT_NAMES[split]}")
+                continue
+            least = min(pts, key=lambda p: p.right)
+            side = "left of" if hi < least.right else "right of" if lo > least.right else "not separable from"
+            where.append(
+                f"{side} every point that beats answer-only on {SPLIT_NAMES[split]} "
+                f"(the fewest right rationales: {least.label}, {least.right:.3g})"
+            )
+        out.append(
+            f"- **{task}, the teacher** (lever `{row['mode']}`: {settings}; {kn[1]} train questions of seed "
+            f"{grid.seeds[0]}): a CoT right in every step for {kn[0]} of them, {rate(kn)} %, so a student of its "
+            f"kept CoTs with the answer for the rest has right rationales for that share: " + "; ".join(where) + "."
+        )
+    return out
+
+
+def curve_section(
+    grid: Grid, runs: list[StudentRun], tests: list[dict], verdict, out_dir: str, levers: list[dict] = ()
+) -> list[str]:
+    """The page's Markdown section on the curve (empty for a grid without quality modes),
+    with the teacher's place on it where a lever measured it on the train split."""
     pts = points(grid)
     if not pts:
         return []
@@ -158,23 +204,30 @@ def curve_section(grid: Grid, runs: list[StudentRun], tests: list[dict], verdict
             + "):",
             "",
         ]
+        beating = {}
         for s in splits:
             verdicts = {
                 lab: verdict(t, grid.alpha)
                 for (lab, sp), t in by.items()
                 if sp == s and len(t["seeds"]) == len(grid.seeds)
             }
+            beating[s] = [p for p in pts if verdicts.get(p.label) == "beats"]
             for axis in ("noise", "coverage"):
                 sentence = _axis_sentence(axis, task, s, pts, verdicts)
                 if sentence:
                     lines.append(sentence)
+        teacher = teacher_sentences(grid, task, list(levers), beating)
+        if teacher:
+            lines += ["", "Where the teacher sits:", "", *teacher]
         lines += ["", f"![{task}: rationale quality](quality_{task}.png)", ""]
     return lines
 
 
-def plot_curve(grid: Grid, runs: list[StudentRun], task: str, path: Path) -> bool:
+def plot_curve(grid: Grid, runs: list[StudentRun], task: str, path: Path, levers: list[dict] = ()) -> bool:
     """Accuracy against the share of right rationales, a panel per split: the noise line,
-    the coverage line, the baseline's interval as a band. False when there is nothing to plot."""
+    the coverage line, the baseline's interval as a band, and the teacher's step-correct
+    yield (with its interval) where a lever measured it on the train split. False when
+    there is nothing to plot."""
     pts = points(grid)
     task_runs = [r for r in runs if r.task == task]
     splits = [s for s in SPLITS if pooled(task_runs, BASELINE, s)]
@@ -208,6 +261,12 @@ def plot_curve(grid: Grid, runs: list[StudentRun], task: str, path: Path) -> boo
                 err[1].append(100 * (hi - k / n))
             what = "the rest wrong in a step (noise)" if axis == "noise" else "the rest answer-only (coverage)"
             ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=2, label=what)
+        for row in (r for r in levers if r["task"] == task) if grid.lever_split == "train" else ():
+            kn = teacher_yield(row)
+            if kn:
+                lo, hi = wilson_interval(*kn)
+                ax.axvspan(lo, hi, color="tab:red", alpha=0.25, label=f"teacher `{row['mode']}`: yield (95%)")
+                ax.axvline(kn[0] / kn[1], color="tab:red", lw=1)
         ax.set_title(f"{task}, {SPLIT_NAMES[s]}")
         ax.set_xlabel("share of train questions with a right rationale")
         ax.set_ylabel("test accuracy (%)")

@@ -3,8 +3,9 @@
 A cell is one DVC experiment. Student cells are (task, teacher mode, seed): each trains
 `variants` (the answer-only baseline, the gold-rationale student and the teacher-CoT
 student) on the task's data, with the teacher prompted as the mode says. Lever cells
-measure the teacher alone (yield of step-verified CoTs) on a few validation questions,
-for (task, lever) at the first seed. The first teacher mode's cells run first (phase 1);
+measure the teacher alone (yield of step-verified CoTs) on a few validation questions
+(or, with `lever_split: train`, on the students' own train questions), for (task, lever)
+at the first seed. The first teacher mode's cells run first (phase 1);
 the other cells then find the answer and gold students in DVC's run cache, since those
 depend on neither the teacher nor the filter.
 """
@@ -35,8 +36,11 @@ TOP_KEYS = (
     "teachers",
     "levers",
     "lever_questions",
+    "lever_split",
     "alpha",
 )
+
+LEVER_SPLITS = ("validation", "train")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Grid:
     teachers: dict[str, dict[str, Any]]
     levers: dict[str, dict[str, Any]] = field(default_factory=dict)
     lever_questions: int = 32
+    lever_split: str = "validation"  # the split a lever cell's teacher is measured on (train: the students' questions)
     task_teachers: dict[str, list[str]] = field(default_factory=dict)  # task -> its modes (default: all)
     alpha: float = 0.01  # the one significance level of every verdict on the study's page
 
@@ -233,6 +238,9 @@ def load_grid(path: str | Path, base_params: dict, check_cells: bool = True) -> 
     for key in ("threads", "jobs", "lever_questions"):
         if key in data and (not isinstance(data[key], int) or data[key] < 1):
             raise _fail(path, f"{key}: expected an integer >= 1, got {data[key]!r}")
+    lever_split = data.get("lever_split", "validation")
+    if lever_split not in LEVER_SPLITS:
+        raise _fail(path, f"lever_split: expected one of {', '.join(LEVER_SPLITS)}, got {lever_split!r}")
     alpha = data.get("alpha", 0.01)
     if not isinstance(alpha, float) or not 0 < alpha < 1:
         raise _fail(path, f"alpha: expected a significance level between 0 and 1, got {alpha!r}")
@@ -254,6 +262,7 @@ def load_grid(path: str | Path, base_params: dict, check_cells: bool = True) -> 
         },
         levers={_name(path, "levers", k): dict(v or {}) for k, v in (data.get("levers") or {}).items()},
         lever_questions=data.get("lever_questions", 32),
+        lever_split=lever_split,
         task_teachers=_task_teachers(path, data),
         alpha=alpha,
     )

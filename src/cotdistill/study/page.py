@@ -330,7 +330,7 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
             ),
             "",
         ]
-    lines += curve_section(grid, runs, tests, verdict, out_dir)
+    lines += curve_section(grid, runs, tests, verdict, out_dir, res.levers)
     lines += [
         "## Paired tests against the answer-only baseline",
         "",
@@ -352,12 +352,13 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
         sorted(res.teacher, key=lambda r: (r["task"], list(grid.teachers).index(r["mode"]), r["questions"])), "train"
     ) + [""]
     if res.levers:
-        lines += ["### Teacher levers, on validation questions (no student trained)", ""]
+        split = f"{grid.lever_split} questions of seed {grid.seeds[0]}"
+        lines += [f"### Teacher levers, on {split} (no student trained)", ""]
         lines += ["| lever | settings |", "|---|---|"]
         lines += [
             f"| {name} | " + ", ".join(f"{k}={v}" for k, v in p.items()) + " |" for name, p in grid.levers.items()
         ]
-        lines += [""] + teacher_table(res.levers, "validation") + [""]
+        lines += [""] + teacher_table(res.levers, grid.lever_split) + [""]
     lines += ["## Wall time", ""]
     if res.walls:
         lines += ["| cell | teacher (s) | training (s) | evaluation (s) |", "|---|---|---|---|"]
@@ -398,7 +399,7 @@ def render(grid: Grid, res: Results, root: str | Path, out_dir: str) -> Path:
     for task in grid.tasks:
         if any(x.task == task for x in summaries):
             plot_accuracy(summaries, grid, task, folder / f"accuracy_{task}.png")
-            plot_curve(grid, runs, task, folder / f"quality_{task}.png")
+            plot_curve(grid, runs, task, folder / f"quality_{task}.png", res.levers)
     page = folder / "README.md"
     write_text(page, page_text(grid, res, out_dir))
     return page

@@ -76,11 +76,32 @@ def queue_status(repo: Path) -> tuple[dict[str, str], int | None]:
     return out, workers
 
 
+def _uncached_patterns(repo: Path) -> list[re.Pattern]:
+    """The outputs dvc.yaml declares with `cache: false` (metrics and plots git keeps), as
+    patterns: a foreach stage's `${item}` matches any one path part."""
+    import yaml
+
+    spec = repo / "dvc.yaml"
+    stages = (yaml.safe_load(spec.read_text(encoding="utf-8")) or {}).get("stages", {}) if spec.exists() else {}
+    out = []
+    for stage in stages.values():
+        body = stage.get("do", stage) if isinstance(stage, dict) else {}
+        for kind in ("outs", "metrics", "plots"):
+            for entry in body.get(kind) or []:
+                if isinstance(entry, dict):
+                    for path, opts in entry.items():
+                        if isinstance(opts, dict) and opts.get("cache") is False:
+                            parts = re.split(r"\$\{[^}]+\}", path)
+                            out.append(re.compile("[^/]+".join(re.escape(x) for x in parts)))
+    return out
+
+
 def missing_lock_outputs(repo: Path) -> list[str]:
-    """The outputs of the committed dvc.lock whose objects the DVC cache lacks. A queued
-    experiment starts from that lock, and when DVC's run cache restores one of its stages
-    it loads the lock's objects: in a fresh clone that never ran the default pipeline the
-    cell fails ("failed to load directory ('data', 'prepared')")."""
+    """The outputs of the committed dvc.lock whose objects the DVC cache lacks (outputs
+    dvc.yaml keeps out of the cache, `cache: false`, are in git). A queued experiment
+    starts from that lock, and when DVC's run cache restores one of its stages it loads the
+    lock's objects: in a fresh clone that never ran the default pipeline the cell fails
+    ("failed to load directory ('data', 'prepared')")."""
     import yaml
 
     lock = repo / "dvc.lock"
@@ -88,10 +109,13 @@ def missing_lock_outputs(repo: Path) -> list[str]:
         return []
     cache = Path(_dvc(["cache", "dir"], repo).stdout.strip() or repo / ".dvc/cache")
     cache = cache if cache.is_absolute() else repo / cache
+    in_git = _uncached_patterns(repo)
     missing = []
     for stage in (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {}).values():
         for out in stage.get("outs", []):
             md5 = out.get("md5")
+            if any(p.fullmatch(out["path"]) for p in in_git):
+                continue
             if md5 and not (cache / "files" / "md5" / md5[:2] / md5[2:]).exists():
                 missing.append(out["path"])
     return sorted(set(missing))
