@@ -24,7 +24,6 @@ answer the CoT ends with). Every request goes through the pipeline's request cac
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import time
 from collections import Counter
@@ -43,7 +42,7 @@ from cotdistill.core.catalog.teachers import TeacherPreset
 from cotdistill.core.config import parse_params
 from cotdistill.core.io import write_text
 from cotdistill.core.paths import repo_root
-from cotdistill.filter.filtering import ANSWER_DROPS, classify, cot_text
+from cotdistill.filter.filtering import ANSWER_DROPS, classify, cot_text, verifier
 from cotdistill.filter.steps import STEP_CHECKERS
 from cotdistill.generate.prompts import (
     STOP_STRINGS,
@@ -66,7 +65,6 @@ from cotdistill.text.calculator import find_equations
 def params_for(dataset: str, n: int, threads: int):
     """params.yaml with the dataset, a train split of n questions (seed 0) and the thread count."""
     data = yaml.safe_load((repo_root() / "params.yaml").read_text())
-    data = copy.deepcopy(data)
     data.update(dataset=dataset, seed=0, threads=threads)
     data["prepare"].update(n_train=n, n_validation=0, n_test=1, n_test_ood=0)
     return parse_params(data, f"params.yaml (+ dataset={dataset})")
@@ -98,11 +96,7 @@ def run_lever(folder, params, records, settings: dict, cache: RequestCache, batc
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS, params.seed)
     checker = STEP_CHECKERS.get(params.dataset) if params.dataset in STEP_CHECKERS else None
     extraction = params.filter.extraction
-
-    def verified(i, c) -> bool:
-        return (
-            classify({"text": c.text, "finish_reason": c.finish_reason}, records[i], extraction, False, checker) is None
-        )
+    verified = verifier(records, params.dataset, extraction)  # the generate stage's stop rule
 
     start = time.perf_counter()
     if cfg.k_max is None:

@@ -16,27 +16,12 @@ from cotdistill.core.catalog.teachers import TEACHERS
 from cotdistill.core.config import load_params, to_dict
 from cotdistill.core.io import read_jsonl, write_json, write_jsonl
 from cotdistill.core.paths import shared_path
-from cotdistill.filter.filtering import classify
-from cotdistill.filter.steps import STEP_CHECKERS
+from cotdistill.filter.filtering import verifier
 from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import close_backend, make_backend
 from cotdistill.generate.teachers.cache import RequestCache
 from cotdistill.generate.teachers.generation import generate_all, generate_verified
-
-
-def verifier(records: list[dict], params):
-    """(record index, completion) -> whether the filter would keep it as right: its final
-    answer, and every step where the dataset has a step checker (the stop rule of verified
-    sampling; filter.extraction and filter.verify_equations as the filter reads them)."""
-    checker = STEP_CHECKERS.get(params.dataset) if params.dataset in STEP_CHECKERS else None
-    f = params.filter
-
-    def verified(i: int, c) -> bool:
-        gen = {"text": c.text, "finish_reason": c.finish_reason}
-        return classify(gen, records[i], f.extraction, f.verify_equations, checker) is None
-
-    return verified
 
 
 def verified_counts(results, first_ok, round_size: int, k_max: int) -> dict:
@@ -103,7 +88,7 @@ def main(argv=None):
                 cfg.batch_size,
                 cfg.num_samples,
                 cfg.k_max,
-                verifier(records, params),
+                verifier(records, params.dataset, params.filter.extraction, params.filter.verify_equations),
             )
     finally:
         cache.close()

@@ -6,8 +6,9 @@ import json
 import pytest
 import yaml
 
-from cotdistill.filter.filtering import DROP_REASONS, filter_generations
+from cotdistill.filter.filtering import DROP_REASONS, filter_generations, verifier
 from cotdistill.filter.steps import STEP_CHECKERS
+from cotdistill.generate.teachers import Completion
 from cotdistill.text.rationale import close_rationale
 
 from .conftest import REPO, run_cmd
@@ -21,6 +22,20 @@ NUM = [
     {"id": "n0", "question": "q", "answer": "-23", "answer_type": "number"},
     {"id": "n1", "question": "q", "answer": "27", "answer_type": "number"},
 ]
+
+
+def test_verified_sampling_stops_on_what_the_filter_keeps():
+    """The stop rule of generate.k_max is the filter's own verdict: the final answer, the
+    equations where asked, the steps where the dataset has a step checker."""
+
+    def c(text, finish="stop"):
+        return Completion(text, finish, 0, 0)
+
+    coin = verifier(RECS, "coin_flip", "strict")
+    assert coin(0, c(COIN[0][0])) and not coin(1, c(COIN[2][0]))  # COIN[2]: the right answer, a wrong step
+    num = verifier(NUM, "gsm8k", "strict")  # no step checker: the answer alone
+    assert num(0, c("42 - 65 = 25, so -23. The answer is -23.")) and not num(1, c("3 * 9 = 28. The answer is 28."))
+    assert not verifier(NUM, "gsm8k", "strict", verify_equations=True)(0, c("42 - 65 = 25, so -23. The answer is -23."))
 
 
 def test_filter_drops_false_equations_and_wrong_steps():

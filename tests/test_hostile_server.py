@@ -89,7 +89,7 @@ def test_a_malformed_reply_is_retried_like_a_5xx(stub, tmp_path, mode):
 def test_an_empty_text_the_server_stopped_on_is_an_answer():
     # the model wrote its end of sequence first: a real (useless) answer, which the filter drops
     body = b'{"choices": [{"text": "", "finish_reason": "stop"}], "usage": {"prompt_tokens": 3}}'
-    assert parse_reply(body, chat=False) == ([("", "stop")], 3, 0)
+    assert parse_reply(body, chat=False) == ([("", "stop", None)], 3, 0)
     with pytest.raises(MalformedReply):
         parse_reply(b'{"choices": [{"message": {"content": null}, "finish_reason": "stop"}]}', chat=True)
 

@@ -8,7 +8,15 @@ import openai
 import pytest
 
 from cotdistill.core.config import ConfigError, parse_params
-from cotdistill.generate.teachers import Completion, Sampling, TeacherRequestError, cut_at_stop, for_sample, sample_seed
+from cotdistill.generate.teachers import (
+    Completion,
+    Sampling,
+    TeacherRequestError,
+    cut_at_first_stop,
+    cut_at_stop,
+    for_sample,
+    sample_seed,
+)
 from cotdistill.generate.teachers.cache import RequestCache, request_key
 from cotdistill.generate.teachers.generation import generate_all
 from cotdistill.generate.teachers.openai_compat import backoff_delay, failure_kind, resolve_api_key
@@ -382,7 +390,74 @@ def test_impossible_verified_sampling_params_are_refused(generate, message):
 def test_the_teachers_calculator_is_refused_for_a_backend_without_it():
     from .conftest import make_params
 
-    over = {"teacher": "vllm-local", "generate": {"calculator": True, "base_url": "http://127.0.0.1:8000/v1"}}
-    with pytest.raises(ConfigError, match="generate.calculator: the teacher's calculator runs in the hf backend"):
+    over = {"teacher": "openai-gpt-4o-mini", "generate": {"calculator": True}}
+    with pytest.raises(ConfigError, match="generate.calculator: .* backend openai with the chat API"):
         make_params(over)
+    with pytest.raises(ConfigError, match="generate.calculator: .* has backend llamacpp"):
+        make_params({"teacher": "smollm2-135m-llamacpp", "generate": {"calculator": True}})
     assert make_params({"generate": {"calculator": True}}).generate.calculator is True
+    server = {"teacher": "vllm-local", "generate": {"calculator": True, "base_url": "http://127.0.0.1:8000/v1"}}
+    assert make_params(server).generate.calculator is True
+
+
+class RoundsBackend:
+    """A stand-in for a completions server, to test the calculator rounds without a model:
+    it writes one scripted CoT (wrong values glued to every "="), continuing after the "="
+    the prompt's CoT has reached, up to the first of the request's stop strings (naming it,
+    as `transformers serve` does by returning it; with `say_stop=False`, as OpenAI does,
+    not). Each reply costs 4 tokens."""
+
+    identity = {"backend": "rounds", "model": "m"}
+    rounds = True
+    SCRIPT = " 3 + 4 =9. 9 * 2 =5. Then 17 + 1 =8. The answer is 18.\n\nQuestion: next"
+
+    def __init__(self, say_stop=True, fail_at=None):
+        self.concurrency, self.say_stop, self.fail_at = 3, say_stop, fail_at
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def complete_samples(self, prompt, sampling, samples):
+        cot = prompt.partition("A:")[2]
+        with self.lock:
+            self.calls.append((prompt, sampling.max_new_tokens))
+            if self.fail_at is not None and len(self.calls) > self.fail_at:
+                raise TeacherRequestError("the server died")
+        rest = self.SCRIPT.split("=", cot.count("="))[-1]
+        cut, at = cut_at_first_stop(rest, sampling.stop)
+        return [Completion(cut, "stop" if at else "length", 10 + len(cot), 4, at if self.say_stop else None)]
+
+
+def test_a_server_teachers_calculator_writes_each_cot_in_cached_rounds(tmp_path):
+    """generate.calculator on a server: each CoT goes round by round to the next "=", the
+    calculator's value is written after every arithmetic expression (and closed: digits
+    glued to it are dropped), a round is a cached request, and a rerun after a failure
+    sends only the rounds that were not answered."""
+    prompts = [f"Q{i}? A:" for i in range(4)]
+    sampling = Sampling(64, stop=("\n\nQuestion:", "\n\n"))
+    want = "3 + 4 = 7. 9 * 2 = 18. Then 17 + 1 = 18. The answer is 18."
+    for say_stop in (True, False):
+        cache = RequestCache(tmp_path / f"c{say_stop}.sqlite")
+        backend = RoundsBackend(say_stop=say_stop)
+        results, stats = generate_all(backend, prompts, sampling, cache, 8, progress=False)
+        assert [r[0].text for r in results] == [want] * 4, results[0][0].text
+        assert all(r[0].finish_reason == "stop" for r in results)
+        assert stats.sent == stats.requests == 16 and len(backend.calls) == 16  # 4 rounds per CoT
+        assert stats.made_completion_tokens == 4 * 16  # every round's tokens count
+        # the budget left shrinks round by round (4 tokens each)
+        assert sorted({n for _, n in backend.calls}) == [52, 56, 60, 64]
+        again, stats2 = generate_all(RoundsBackend(say_stop), prompts, sampling, cache, 8, progress=False)
+        assert again == results and stats2.sent == 0 and stats2.cache_hits == 16
+
+    # a server that dies after 6 rounds: what came back is cached; the rerun sends the rest
+    cache = RequestCache(tmp_path / "crash.sqlite")
+    with pytest.raises(TeacherRequestError):
+        generate_all(RoundsBackend(fail_at=6), prompts, sampling, cache, 8, progress=False)
+    answered = len(cache)
+    assert 1 <= answered <= 6
+    rerun = RoundsBackend()
+    results, stats = generate_all(rerun, prompts, sampling, cache, 8, progress=False)
+    assert [r[0].text for r in results] == [want] * 4
+    assert stats.cache_hits == answered and stats.sent == len(rerun.calls) == 16 - answered
+    # out of budget at an "=": the CoT ends there, as cut by length
+    short, _ = generate_all(RoundsBackend(), prompts[:1], Sampling(8, stop=sampling.stop), cache, 8, progress=False)
+    assert short[0][0].finish_reason == "length" and short[0][0].text == "3 + 4 = 7. 9 * 2 ="

@@ -45,6 +45,11 @@ QUESTIONS = [
     ("A coin is heads up. Jo flips the coin. Ka does not flip the coin. Is the coin still heads up?", "no"),
     ("A coin is heads up. Li flips the coin. Mo flips the coin. Is the coin still heads up?", "yes"),
 ]
+ARITH = [
+    ("Ned has 10 apples. He buys 7 more. He sells 4. How many apples does Ned have now?", "13"),
+    ("Ann has 6 pens. She gets 3 times as many. She gives 5 away. How many pens does Ann have now?", "13"),
+    ("Bo has 12 cards. He gives away 5. He buys 9 more. How many cards does Bo have now?", "16"),
+]
 PLANTED_KEY = "sk-planted-" + hashlib.sha256(b"cotdistill").hexdigest()[:24]
 
 
@@ -184,13 +189,17 @@ def test_fault_injection_every_question_answered_once(proxy_factory, model_dir, 
     print("fault injection:", json.dumps({"attempts": proxy.count, **stats.costs()}))
 
 
-def _stage_env(tmp: Path, proxy_url: str, model_dir: Path, extra: dict) -> tuple[list[str], dict]:
+def _stage_env(
+    tmp: Path, proxy_url: str, model_dir: Path, extra: dict, dataset: str = "coin_flip"
+) -> tuple[list[str], dict]:
     """A generate stage run in `tmp`: prepared inputs, params, the command, the env."""
     (tmp / "data/prepared").mkdir(parents=True, exist_ok=True)
-    rows = [{"id": f"q{i}", "question": q, "answer": a, "answer_type": "yes_no"} for i, (q, a) in enumerate(QUESTIONS)]
+    questions, kind = (ARITH, "number") if dataset == "multistep_arith" else (QUESTIONS, "yes_no")
+    rows = [{"id": f"q{i}", "question": q, "answer": a, "answer_type": kind} for i, (q, a) in enumerate(questions)]
     (tmp / "data/prepared/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["teacher"] = "transformers-serve"
+    params["dataset"] = dataset
     params["generate"].update(
         {
             "base_url": proxy_url,
@@ -210,7 +219,7 @@ def _stage_env(tmp: Path, proxy_url: str, model_dir: Path, extra: dict) -> tuple
         "--inputs",
         "data/prepared/train.jsonl",
         "--prompt",
-        str(prompt_path("coin_flip")),
+        str(prompt_path(dataset)),
         "--cache",
         str(tmp / ".cache/requests.sqlite"),
         "--out",
@@ -356,3 +365,56 @@ def test_verified_sampling_through_a_real_server(proxy_factory, model_dir, tmp_p
     _run(cmd, env, tmp_path)
     t = json.loads((tmp_path / "timings/generate.json").read_text())
     assert t["requests_sent"] == len(open_after) and proxy.count == len(rows) + len(open_after)
+
+
+def test_calculator_rounds_through_a_real_server_survive_kill_9(proxy_factory, model_dir, tmp_path):
+    """generate.calculator on the openai backend, against `transformers serve`: every CoT is
+    written in rounds that stop at "=", and every equation in it states the calculator's
+    value; each round is a cached request, so a kill -9 in the middle of the CoTs loses
+    only the rounds in flight, and the rerun sends only the rounds not yet committed and
+    writes what an uninterrupted run writes. Every round's tokens count in the metrics."""
+    from cotdistill.text.calculator import find_equations
+
+    extra = {"concurrency": 2, "calculator": True, "shots": 2, "max_new_tokens": 40}
+    proxy = proxy_factory()
+    fresh = tmp_path / "fresh"
+    cmd, env = _stage_env(fresh, proxy.url, model_dir, extra, dataset="multistep_arith")
+    _run(cmd, env, fresh)
+    rows = [json.loads(x) for x in (fresh / "data/teacher/generations.jsonl").read_text().splitlines()]
+    rounds = proxy.count
+    equations = [e for r in rows for e in find_equations(r["text"])]
+    print("calculator rounds:", rounds, "for", len(rows), "CoTs:", [r["text"] for r in rows])
+    assert len(rows) == len(ARITH) and rounds > len(ARITH)  # more than one round per CoT
+    assert equations and all(e.holds for e in equations), [r["text"] for r in rows]
+    metrics = json.loads((fresh / "metrics/generate.json").read_text())
+    timings = json.loads((fresh / "timings/generate.json").read_text())
+    assert metrics["requests"] == timings["requests_sent"] == rounds
+    assert metrics["generations"]["completion_tokens"] == timings["sent"]["completion_tokens"] > 0
+
+    killed = tmp_path / "killed"
+    cmd, env = _stage_env(killed, proxy.url, model_dir, extra, dataset="multistep_arith")
+    db = killed / ".cache/requests.sqlite"
+    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, cached = time.monotonic() + 240, 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            with contextlib.suppress(sqlite3.Error):
+                cached = sqlite3.connect(db).execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+        if cached >= len(ARITH):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "generate finished before it could be killed"
+    assert not (killed / "data/teacher/generations.jsonl").exists()  # nothing half-written
+    committed = RequestCache(db)
+    n_committed = len(committed)
+    committed.close()
+    assert len(ARITH) <= n_committed < rounds
+    _run(cmd, env, killed)
+    t = json.loads((killed / "timings/generate.json").read_text())
+    assert t["cache_hits"] == n_committed and t["requests_sent"] == rounds - n_committed
+    assert (killed / "data/teacher/generations.jsonl").read_text() == (
+        fresh / "data/teacher/generations.jsonl"
+    ).read_text()
+    print(f"kill -9 after {n_committed} of {rounds} rounds; rerun sent {t['requests_sent']}")

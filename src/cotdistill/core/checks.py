@@ -90,10 +90,12 @@ def _teacher_keys(p, where: str) -> None:
             f"{where}: generate.base_url: teacher '{p.teacher}' has no endpoint; set one "
             "(e.g. http://127.0.0.1:8000/v1)"
         )
-    if g.calculator and backend != "hf":
+    if g.calculator and (backend not in ("hf", "openai") or TEACHERS.get(p.teacher).chat):
         raise ConfigError(
-            f"{where}: generate.calculator: the teacher's calculator runs in the hf backend's decoding; "
-            f"teacher '{p.teacher}' has backend {backend} (set it to false)"
+            f"{where}: generate.calculator: the teacher's calculator runs in the hf backend's decoding or in "
+            f"rounds of an openai completions server; teacher '{p.teacher}' has backend {backend}"
+            + (" with the chat API" if backend == "openai" else "")
+            + " (set it to false)"
         )
     only = {"hf": ("quantization", "device_map", "model_path"), "openai": ("base_url", "served_model", "api_key_env")}
     for other, keys in only.items():

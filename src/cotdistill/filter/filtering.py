@@ -8,7 +8,7 @@ dataset's step checker from steps/).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from cotdistill.core.errors import DataError
 from cotdistill.text.answers import extract, matches, reasoning_before_answer, through_first_answer
@@ -16,7 +16,7 @@ from cotdistill.text.calculator import false_equations
 from cotdistill.text.rationale import close_rationale
 from cotdistill.text.sentence import answer_sentence
 
-from .steps import StepChecker
+from .steps import STEP_CHECKERS, StepChecker
 
 ANSWER_DROPS = ("empty", "truncated", "no_answer", "wrong_answer")
 DROP_REASONS = (
@@ -59,6 +59,22 @@ def classify(
     if step_checker is not None and step_checker(record["question"], text) is not None:
         return "wrong_step"
     return None
+
+
+def verifier(
+    records: list[dict], dataset: str, mode: str, verify_equations: bool = False
+) -> Callable[[int, Any], bool]:
+    """(record index, completion) -> whether the filter keeps that completion as right: its
+    final answer (extraction `mode`), its equations with `verify_equations`, and every step
+    where `dataset` has a step checker. The stop rule of verified sampling (generate.k_max),
+    for the generate stage and the lever benchmark alike."""
+    checker = STEP_CHECKERS.get(dataset) if dataset in STEP_CHECKERS else None
+
+    def verified(i: int, completion: Any) -> bool:
+        gen = {"text": completion.text, "finish_reason": completion.finish_reason}
+        return classify(gen, records[i], mode, verify_equations, checker) is None
+
+    return verified
 
 
 def filter_generations(

@@ -21,8 +21,13 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def rate_text(k: int, n: int) -> str:
     """k of n as '12.5 [10.1, 15.3]': the rate in % with its 95% Wilson interval."""
+    return f"{100 * k / n:.1f} [{interval_text(k, n)}]" if n else "n/a (n=0)"
+
+
+def interval_text(k: int, n: int) -> str:
+    """The 95% Wilson interval of k of n in %, as '10.1, 15.3'."""
     lo, hi = wilson_interval(k, n)
-    return f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" if n else "n/a (n=0)"
+    return f"{100 * lo:.1f}, {100 * hi:.1f}"
 
 
 def binomial_half_cdf(k: int, n: int) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cotdistill.core.io import atomic_path, write_text
 from cotdistill.core.machine import describe, float_key
-from cotdistill.report.stats import wilson_interval
+from cotdistill.report.stats import interval_text
 from cotdistill.train.variants import BASELINE
 
 from .analysis import SPLIT_NAMES, SPLITS, StudentRun, Summary, comparisons, select_runs, summarise
@@ -57,7 +57,7 @@ def accuracy_table(summaries: list[Summary], grid: Grid, ran_on: dict[tuple[str,
         if x.train_examples and min(x.train_examples) == max(x.train_examples):
             ex = str(x.train_examples[0])
         cells = [
-            f"{_pct(x.mean[s])} ± {_pct(x.sd.get(s))}" + (f" [{_interval(x.pooled[s])}]" if s in x.pooled else "")
+            f"{_pct(x.mean[s])} ± {_pct(x.sd.get(s))}" + (f" [{interval_text(*x.pooled[s])}]" if s in x.pooled else "")
             if s in x.mean
             else ""
             for s in splits
@@ -68,11 +68,6 @@ def accuracy_table(summaries: list[Summary], grid: Grid, ran_on: dict[tuple[str,
             + f" | {ran_on.get((x.task, x.label), '')} |"
         )
     return lines
-
-
-def _interval(kn: tuple[int, int]) -> str:
-    lo, hi = wilson_interval(*kn)
-    return f"{100 * lo:.1f}, {100 * hi:.1f}"
 
 
 def _count_rate(share: float | None, n: int | None) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Optional, Protocol
 
 from cotdistill.core.errors import Outage
 
@@ -34,6 +34,9 @@ class Completion:
     finish_reason: str  # stop | length
     prompt_tokens: int
     completion_tokens: int
+    # the stop string the text ended at, where it is known (a server that returned it, or
+    # vLLM's stop_reason): the calculator rounds tell "=" from the end of a CoT by it
+    stopped_at: Optional[str] = None
 
 
 class TeacherRequestError(Outage):
@@ -42,8 +45,18 @@ class TeacherRequestError(Outage):
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """Cut `text` at the earliest stop string; report whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+    cut, _ = cut_at_first_stop(text, stop)
+    return cut, _ is not None
+
+
+def cut_at_first_stop(text: str, stop: tuple[str, ...]) -> tuple[str, Optional[str]]:
+    """`text` cut at the earliest stop string, and that string (None: none found; of two
+    at the same place, the longer)."""
+    found = [(i, -len(s), s) for s in stop if s and (i := text.find(s)) >= 0]
+    if not found:
+        return text, None
+    i, _, s = min(found)
+    return text[:i], s
 
 
 def sample_seed(seed: int, sample_index: int) -> int:

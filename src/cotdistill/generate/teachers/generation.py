@@ -139,7 +139,8 @@ def generate_all(
 
     Cached requests are answered from the cache. The rest go to the backend: in
     batches of similar prompt length (batched backends), or one question per call
-    from `backend.concurrency` threads (servers). Sample s is drawn with the seed
+    from `backend.concurrency` threads (servers); a server teacher with the calculator
+    writes each CoT in rounds, each round a cached request (calculator_rounds.py). Sample s is drawn with the seed
     `sample_seed(sampling.seed, s)`, so samples differ and reruns repeat them.
     """
     stats = GenerationStats()
@@ -148,6 +149,16 @@ def generate_all(
     failures0 = dict(getattr(backend, "failures", {}))
     retries0, prefix0 = getattr(backend, "retries", 0), getattr(backend, "prefix_hits", 0)
     redacted0 = getattr(backend, "redacted", 0)
+    if getattr(backend, "rounds", False):  # generate.calculator on a server: rounds that stop at "="
+        from .calculator_rounds import generate_in_rounds
+
+        bar = _Progress(len(prompts) * num_samples, stats, start, backend, progress)
+        try:
+            rounds = generate_in_rounds(backend, prompts, sampling, cache, num_samples, stats, bar, first_sample)
+        finally:
+            bar.close()
+            _count_backend(stats, backend, start, failures0, retries0, prefix0, redacted0)
+        return rounds, stats
     results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
     pending: list[tuple[int, int, str]] = []  # (prompt index, sample index, key)
     keys = [[request_key(backend.identity, p, sampling, first_sample + j) for j in range(num_samples)] for p in prompts]
@@ -187,13 +198,18 @@ def generate_all(
             _run_batched(backend, prompts, sampling, pending, batch_size, record)
     finally:
         bar.close()
-        stats.wall_s = time.perf_counter() - start
-        failures = dict(getattr(backend, "failures", {}))
-        stats.failures = {k: v - failures0.get(k, 0) for k, v in failures.items() if v > failures0.get(k, 0)}
-        stats.retries = getattr(backend, "retries", 0) - retries0
-        stats.redacted = getattr(backend, "redacted", 0) - redacted0
-        stats.prefix_cache_batches = getattr(backend, "prefix_hits", 0) - prefix0
+        _count_backend(stats, backend, start, failures0, retries0, prefix0, redacted0)
     return results, stats  # type: ignore[return-value]
+
+
+def _count_backend(stats: GenerationStats, backend, start: float, failures0, retries0, prefix0, redacted0) -> None:
+    """This call's share of the backend's lifetime counters, and its wall time."""
+    stats.wall_s = time.perf_counter() - start
+    failures = dict(getattr(backend, "failures", {}))
+    stats.failures = {k: v - failures0.get(k, 0) for k, v in failures.items() if v > failures0.get(k, 0)}
+    stats.retries = getattr(backend, "retries", 0) - retries0
+    stats.redacted = getattr(backend, "redacted", 0) - redacted0
+    stats.prefix_cache_batches = getattr(backend, "prefix_hits", 0) - prefix0
 
 
 def generate_verified(

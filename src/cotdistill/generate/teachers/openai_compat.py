@@ -32,7 +32,7 @@ import openai
 
 from cotdistill.core.errors import ConfigError
 
-from . import Completion, Sampling, TeacherRequestError, cut_at_stop, for_sample
+from . import Completion, Sampling, TeacherRequestError, cut_at_first_stop, for_sample
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,9 @@ def _quote(body: str) -> str:
     return repr(body[:200]) + (" ..." if len(body) > 200 else "")
 
 
-def parse_reply(body: bytes, chat: bool) -> tuple[list[tuple[str, str | None]], int, int]:
-    """([(text, finish_reason)] per choice, prompt tokens, completion tokens) of a 200
+def parse_reply(body: bytes, chat: bool) -> tuple[list[tuple[str, str | None, str | None]], int, int]:
+    """([(text, finish_reason, stop_reason)] per choice, prompt tokens, completion tokens)
+    of a 200
     reply's body, or MalformedReply: not JSON, an error object, no choices, a choice
     without text, or an empty text that the server did not stop on (a null text was
     once cached as "" and served for good)."""
@@ -181,7 +182,9 @@ def parse_reply(body: bytes, chat: bool) -> tuple[list[tuple[str, str | None]], 
             raise MalformedReply(
                 f"a choice has {'no' if not isinstance(content, str) else 'an empty'} text: {_quote(text)}"
             )
-        out.append((content, finish if isinstance(finish, str) else None))
+        # vLLM names the stop string a choice ended at (the others return it in the text or not at all)
+        reason = choice.get("stop_reason")
+        out.append((content, finish if isinstance(finish, str) else None, reason if isinstance(reason, str) else None))
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
 
     def tokens(key: str) -> int:
@@ -240,6 +243,15 @@ class OpenAIBackend:
         # The endpoint is left out on purpose: the same model behind another URL (a
         # proxy, a second replica) answers alike and must hit the same cache entries.
         self.identity = {"backend": "openai", "model": self.model, "api": "chat" if self.chat else "completions"}
+        # generate.calculator: every CoT is written in rounds that stop at "=" (calculator_rounds.py)
+        self.rounds = bool(getattr(cfg, "calculator", False))
+        if self.rounds:
+            if self.chat:
+                raise ConfigError(
+                    f"generate.calculator: teacher '{preset.name}' uses the chat API, where a reply cannot be "
+                    "continued after the calculator's value; use a completions preset (or set it to false)"
+                )
+            self.identity["calculator"] = "rounds"
 
     # ------------------------------------------------------------------ requests
 
@@ -269,15 +281,18 @@ class OpenAIBackend:
         # usage counts all choices together; split it evenly between them
         completion_tokens //= len(texts)
         out = []
-        for text, finish in texts:
+        for text, finish, stop_reason in texts:
             text, n = scrub(text, self._secrets)
             if n:
                 with self._lock:
                     self.redacted += n
             # some servers (transformers serve) return the stop string itself
-            text, stopped = cut_at_stop(text, sampling.stop)
-            finish = "stop" if stopped or finish == "stop" else (finish or "length")
-            out.append(Completion(text.strip(), finish, int(prompt_tokens), int(completion_tokens)))
+            text, at = cut_at_first_stop(text, sampling.stop)
+            at = at or (stop_reason if stop_reason in sampling.stop else None)
+            finish = "stop" if at or finish == "stop" else (finish or "length")
+            # a calculator round keeps its spaces: the next round continues this very text
+            text = text if self.rounds else text.strip()
+            out.append(Completion(text, finish, int(prompt_tokens), int(completion_tokens), at))
         return out
 
     def _with_retries(self, prompt: str, sampling: Sampling, n: int) -> list[Completion]:
