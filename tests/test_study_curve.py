@@ -10,7 +10,7 @@ import yaml
 
 from cotdistill.core.config import ConfigError
 from cotdistill.study.analysis import StudentRun, comparisons, select_runs
-from cotdistill.study.curve import break_even, curve_section, plot_curve, points
+from cotdistill.study.curve import break_even, curve_section, plot_curve, points, teacher_sentences
 from cotdistill.study.grid import load_grid, per_mode
 from cotdistill.study.page import verdict
 
@@ -132,6 +132,11 @@ def test_a_lever_on_the_train_split_places_the_teacher_on_the_curve(tmp_path, ba
     better = {**row, "step_yield": 0.3}
     assert "not separable from every point that beats" in "\n".join(
         curve_section(g, runs, tests, verdict, "out", [better])
+    )
+    beating = {"id_calc": points(g)[:2], "id": [], "ood": []}
+    assert teacher_sentences(g, "arith", [row], beating)[0].endswith(
+        "left of every point that beats answer-only on ID +calc (the fewest right rationales: gold[f50], 0.5); "
+        "on ID and OOD no point beats answer-only."
     )
     assert plot_curve(g, runs, "arith", tmp_path / "quality_arith.png", [row])
     # measured on validation questions, a lever says nothing about the students' data

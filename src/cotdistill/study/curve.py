@@ -123,15 +123,17 @@ def teacher_sentences(grid: Grid, task: str, levers: list[dict], beating: dict[s
         settings = ", ".join(f"{k}={v}" for k, v in grid.levers.get(row["mode"], {}).items()) or "the grid's params"
         where = []
         for split, pts in beating.items():
-            if not pts:
-                where.append(f"no point beats answer-only on {SPLIT_NAMES[split]}")
-                continue
-            least = min(pts, key=lambda p: p.right)
-            side = "left of" if hi < least.right else "right of" if lo > least.right else "not separable from"
-            where.append(
-                f"{side} every point that beats answer-only on {SPLIT_NAMES[split]} "
-                f"(the fewest right rationales: {least.label}, {least.right:.3g})"
-            )
+            if pts:
+                least = min(pts, key=lambda p: p.right)
+                side = "left of" if hi < least.right else "right of" if lo > least.right else "not separable from"
+                where.append(
+                    f"{side} every point that beats answer-only on {SPLIT_NAMES[split]} "
+                    f"(the fewest right rationales: {least.label}, {least.right:.3g})"
+                )
+        none = [SPLIT_NAMES[s] for s, pts in beating.items() if not pts]
+        if none:
+            names = ", ".join(none[:-1]) + " and " + none[-1] if len(none) > 1 else none[0]
+            where.append(f"on {names} no point beats answer-only")
         out.append(
             f"- **{task}, the teacher** (lever `{row['mode']}`: {settings}; {kn[1]} train questions of seed "
             f"{grid.seeds[0]}): a CoT right in every step for {kn[0]} of them, {rate(kn)} %, so a student of its "
