@@ -267,7 +267,9 @@ def plot_curve(grid: Grid, runs: list[StudentRun], task: str, path: Path, levers
             kn = teacher_yield(row)
             if kn:
                 lo, hi = wilson_interval(*kn)
-                ax.axvspan(lo, hi, color="tab:red", alpha=0.25, label=f"teacher `{row['mode']}`: yield (95%)")
+                ax.axvspan(
+                    lo, hi, color="tab:red", alpha=0.25, label=f"the teacher ({row['mode']}): step-correct yield, 95%"
+                )
                 ax.axvline(kn[0] / kn[1], color="tab:red", lw=1)
         ax.set_title(f"{task}, {SPLIT_NAMES[s]}")
         ax.set_xlabel("share of train questions with a right rationale")
