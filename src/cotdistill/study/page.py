@@ -351,7 +351,8 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
         lines += [f"### Teacher levers, on {split} (no student trained)", ""]
         lines += ["| lever | settings |", "|---|---|"]
         lines += [
-            f"| {name} | " + ", ".join(f"{k}={v}" for k, v in p.items()) + " |" for name, p in grid.levers.items()
+            f"| {name} | " + (", ".join(f"{k}={v}" for k, v in p.items()) or "the grid's params") + " |"
+            for name, p in grid.levers.items()
         ]
         lines += [""] + teacher_table(res.levers, grid.lever_split) + [""]
     lines += ["## Wall time", ""]
