@@ -31,9 +31,8 @@ from typing import Optional
 
 from cotdistill.text.calculator import CalcError, result_text, trailing_expression
 
-from . import Completion, Sampling
+from . import Completion, Sampling, timed
 from .cache import CacheWriteError, RequestCache, request_key
-from .generation import _timed
 
 EQUALS = "="
 MAX_ROUNDS = 64  # per CoT: a server that reports no tokens cannot loop for ever
@@ -126,7 +125,7 @@ def generate_in_rounds(
                 prompt, smp, key = request(cot)
                 hit = cache.get_many([key]).get(key)
                 if hit is None:
-                    futures[pool.submit(_timed, backend.complete_samples, prompt, smp, [cot.s])] = (cot, key)
+                    futures[pool.submit(timed, backend.complete_samples, prompt, smp, [cot.s])] = (cot, key)
                     return
                 stats.cache_hits += 1
                 made(cot, hit.completion, hit.seconds, hit.backend)

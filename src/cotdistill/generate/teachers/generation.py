@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from . import Backend, Completion, Sampling, for_sample
+from . import Backend, Completion, Sampling, for_sample, timed
 from .cache import CacheWriteError, RequestCache, request_key
 
 
@@ -272,13 +272,6 @@ def _run_batched(backend, prompts, sampling, pending, batch_size, record) -> Non
             record(items, completions, time.perf_counter() - start)
 
 
-def _timed(fn, *args) -> tuple:
-    """(fn(*args), the seconds it took): a request's own time, measured in its thread."""
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
-
-
 def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
     """One task per question (its missing samples), `backend.concurrency` in flight.
 
@@ -294,10 +287,10 @@ def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
         for i, items in groups.items():
             samples = [s for _, s, _ in items]
             if hasattr(backend, "complete_samples"):
-                fut = pool.submit(_timed, backend.complete_samples, prompts[i], sampling, samples)
+                fut = pool.submit(timed, backend.complete_samples, prompts[i], sampling, samples)
             else:
                 fut = pool.submit(
-                    _timed,
+                    timed,
                     lambda p, ss: [backend.complete([p], for_sample(sampling, s))[0] for s in ss],
                     prompts[i],
                     samples,
