@@ -40,24 +40,29 @@ def grid(tmp_path, base_params):
     return load_grid(path, base_params)
 
 
+def student(cell, variant: str, accuracy: float, key: str) -> StudentRun:
+    """A student of `cell` right on each of 300 ID +calc questions with chance `accuracy`
+    (questions drawn from `key`: the same key, the same outcomes)."""
+    rng = random.Random(f"{cell.seed}:{key}")
+    right = {f"q{i}": rng.random() < accuracy for i in range(300)}
+    return StudentRun(
+        cell.task,
+        cell.mode,
+        cell.seed,
+        variant,
+        {"id_calc": sum(right.values()) / 300},
+        {"id_calc": right},
+        cell=cell.name,
+        mode_own=per_mode(variant, cell.overrides),
+    )
+
+
 def runs_of(g) -> list[StudentRun]:
     out = []
     for cell in g.student_cells():
         for variant in ("answer", "gold"):
             key = "answer" if variant == "answer" else cell.mode
-            rng = random.Random(f"{cell.seed}:{key}")
-            right = {f"q{i}": rng.random() < ACCURACY[key] for i in range(300)}
-            out.append(
-                StudentRun(
-                    cell.task,
-                    cell.mode,
-                    cell.seed,
-                    variant,
-                    {"id_calc": sum(right.values()) / 300},
-                    {"id_calc": right},
-                    mode_own=per_mode(variant, cell.overrides),
-                )
-            )
+            out.append(student(cell, variant, ACCURACY[key], key))
     return out
 
 
@@ -146,3 +151,42 @@ def test_a_lever_on_the_train_split_places_the_teacher_on_the_curve(tmp_path, ba
     path.write_text(yaml.safe_dump({**data, "lever_split": "test"}, sort_keys=False))
     with pytest.raises(ConfigError, match="lever_split: expected one of validation, train, got 'test'"):
         load_grid(path, base_params)
+
+
+def test_the_teacher_cot_student_is_tested_against_its_size_matched_gold_control(tmp_path, base_params):
+    """A mode with filter.gold_questions: teacher_kept makes its own gold student (gold on
+    exactly the teacher's kept questions): the page tests cot[mode] against it as well as
+    against answer-only; a mode without it has no control, and gold stays shared."""
+    from cotdistill.study.analysis import control_comparisons
+    from cotdistill.study.committed import Results
+    from cotdistill.study.page import page_text
+
+    spec = {
+        **GRID,
+        "params": {"model": "t5-mini", "train.max_steps": 5},
+        "variants": ["answer", "cot", "gold"],
+        "teachers": {
+            "kept": {"filter.missing_cot": "answer", "filter.gold_questions": "teacher_kept"},
+            "plain": {"filter.missing_cot": "answer"},
+        },
+    }
+    path = tmp_path / "teacher.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    g = load_grid(path, base_params)
+    assert g.matched_modes() == {"kept"}
+    acc = {"answer": 0.1, "cot": 0.1, "gold": 0.4}  # the control beats the teacher's CoTs
+    runs = [
+        student(cell, v, acc[v], v if v == "answer" else f"{v}:{cell.mode}")
+        for cell in g.student_cells()
+        for v in g.variants
+    ]
+    chosen, _ = select_runs(runs, "kept")
+    assert sorted({r.label for r in chosen}) == ["answer", "cot[kept]", "cot[plain]", "gold[kept]"]
+    controls = control_comparisons(chosen, g.matched_modes())
+    assert [(t["student"], t["baseline"]) for t in controls] == [("cot[kept]", "gold[kept]")]
+    assert controls[0]["diff"] < 0 and verdict(controls[0], g.alpha) == "loses to"
+    cells = {c.name: {"commit": "0" * 40, "machine": {}} for c in g.student_cells()}
+    text = page_text(g, Results(runs=runs, cells=cells), "out")
+    assert "### Against the size-matched control" in text
+    assert re.search(r"`cot\[kept\]` loses to `gold\[kept\]` on ID \+calc", text)
+    assert "`cot[plain]` loses to `gold" not in text  # no control in a mode without one

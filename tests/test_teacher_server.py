@@ -270,28 +270,35 @@ def test_stage_through_server_rerun_is_free_and_key_never_written(proxy_factory,
     print("rerun cache hits:", m2["cache_hits"], "sent:", m2["requests_sent"])
 
 
-def test_kill_9_then_rerun_equals_uninterrupted_run(proxy_factory, model_dir, tmp_path):
-    proxy = proxy_factory()
-    killed = tmp_path / "killed"
-    cmd, env = _stage_env(killed, proxy.url, model_dir, {"concurrency": 2})
-    db = killed / ".cache/requests.sqlite"
-    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    cached = 0
+def _kill_9_after(cmd, env, cwd: Path, n: int) -> int:
+    """Start the generate stage, kill -9 it once its request cache holds `n` rows, check
+    that it wrote no half output, and return how many requests it had committed."""
+    db = cwd / ".cache/requests.sqlite"
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, cached = time.monotonic() + 240, 0
     while time.monotonic() < deadline and proc.poll() is None:
         if db.exists():
             with contextlib.suppress(sqlite3.Error):
                 cached = sqlite3.connect(db).execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-        if cached >= 3:
+        if cached >= n:
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.05)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "generate finished before it could be killed"
-    assert not (killed / "data/teacher/generations.jsonl").exists()  # nothing half-written
+    assert not (cwd / "data/teacher/generations.jsonl").exists()  # nothing half-written
     committed = RequestCache(db)
-    n_committed = len(committed)
-    committed.close()
+    try:
+        return len(committed)
+    finally:
+        committed.close()
+
+
+def test_kill_9_then_rerun_equals_uninterrupted_run(proxy_factory, model_dir, tmp_path):
+    proxy = proxy_factory()
+    killed = tmp_path / "killed"
+    cmd, env = _stage_env(killed, proxy.url, model_dir, {"concurrency": 2})
+    n_committed = _kill_9_after(cmd, env, killed, 3)
     assert 3 <= n_committed < len(QUESTIONS)
     before = list(proxy.received)  # the killed process sends nothing more
     _run(cmd, env, killed)
@@ -393,23 +400,7 @@ def test_calculator_rounds_through_a_real_server_survive_kill_9(proxy_factory, m
 
     killed = tmp_path / "killed"
     cmd, env = _stage_env(killed, proxy.url, model_dir, extra, dataset="multistep_arith")
-    db = killed / ".cache/requests.sqlite"
-    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, cached = time.monotonic() + 240, 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            with contextlib.suppress(sqlite3.Error):
-                cached = sqlite3.connect(db).execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-        if cached >= len(ARITH):
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "generate finished before it could be killed"
-    assert not (killed / "data/teacher/generations.jsonl").exists()  # nothing half-written
-    committed = RequestCache(db)
-    n_committed = len(committed)
-    committed.close()
+    n_committed = _kill_9_after(cmd, env, killed, len(ARITH))
     assert len(ARITH) <= n_committed < rounds
     _run(cmd, env, killed)
     t = json.loads((killed / "timings/generate.json").read_text())

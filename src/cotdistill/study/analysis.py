@@ -17,7 +17,7 @@ from typing import Optional
 
 from cotdistill.core.splits import PREFIX_LABELS, TEST_SPLITS
 from cotdistill.report.stats import mcnemar_exact
-from cotdistill.train.variants import BASELINE, VARIANTS
+from cotdistill.train.variants import BASELINE, GOLD, VARIANTS
 
 from .seeds import paired_t_test
 
@@ -181,18 +181,46 @@ def pooled_test(a: list[StudentRun], b: list[StudentRun], split: str) -> Optiona
 
 def comparisons(runs: list[StudentRun], baseline: str = BASELINE) -> list[dict]:
     """Every student against the baseline, per task and split, pooled over seeds."""
-    out = []
+    by = _by_label(runs)
+    pairs = [(task, label, baseline) for task, label in sorted(by) if label != baseline]
+    return _tests(by, pairs)
+
+
+def control_comparisons(runs: list[StudentRun], modes: set[str]) -> list[dict]:
+    """In each teacher mode of `modes` (those that set filter.gold_questions: teacher_kept:
+    gold rationales on exactly the questions whose teacher CoT was kept), each student made
+    from the teacher's CoTs against the mode's gold student, the size-matched control: the
+    teacher's rationales against right ones, with the questions and their number fixed."""
+    by = _by_label(runs)
+    own_gold = {(r.task, r.mode): r.label for r in runs if r.variant == GOLD and r.per_mode and r.mode in modes}
+    pairs = sorted(
+        {
+            (r.task, r.label, own_gold[(r.task, r.mode)])
+            for r in runs
+            if VARIANTS.get(r.variant).from_teacher and (r.task, r.mode) in own_gold
+        }
+    )
+    return _tests(by, pairs)
+
+
+def _by_label(runs: list[StudentRun]) -> dict[tuple[str, str], list[StudentRun]]:
     by: dict[tuple[str, str], list[StudentRun]] = {}
     for r in runs:
         by.setdefault((r.task, r.label), []).append(r)
-    for (task, label), rs in sorted(by.items()):
-        base = by.get((task, baseline))
-        if label == baseline or not base:
+    return by
+
+
+def _tests(by: dict[tuple[str, str], list[StudentRun]], pairs: list[tuple[str, str, str]]) -> list[dict]:
+    """(task, student, against) -> the pooled test of each split both have."""
+    out = []
+    for task, label, other in pairs:
+        base = by.get((task, other))
+        if not base:
             continue
         for split in SPLITS:
-            t = pooled_test(rs, base, split)
+            t = pooled_test(by[(task, label)], base, split)
             if t is not None:
-                out.append({"task": task, "student": label, "baseline": baseline, "split": split, **t})
+                out.append({"task": task, "student": label, "baseline": other, "split": split, **t})
     return out
 
 

@@ -122,6 +122,11 @@ class Grid:
                 out.append(Cell(f"{self.name}-{task}-lever-{lever}", "lever", task, lever, seed, 2, over))
         return out
 
+    def matched_modes(self) -> set[str]:
+        """The teacher modes whose gold student is the size-matched control (their cells set
+        filter.gold_questions: teacher_kept)."""
+        return {c.mode for c in self.student_cells() if c.overrides.get("filter.gold_questions") == "teacher_kept"}
+
     def cells(self) -> list[Cell]:
         return sorted(self.student_cells() + self.lever_cells(), key=lambda c: c.phase)
 

@@ -18,7 +18,16 @@ from cotdistill.core.machine import describe, float_key
 from cotdistill.report.stats import interval_text
 from cotdistill.train.variants import BASELINE
 
-from .analysis import SPLIT_NAMES, SPLITS, StudentRun, Summary, comparisons, select_runs, summarise
+from .analysis import (
+    SPLIT_NAMES,
+    SPLITS,
+    StudentRun,
+    Summary,
+    comparisons,
+    control_comparisons,
+    select_runs,
+    summarise,
+)
 from .committed import CELLS, OUTCOMES, Results
 from .curve import curve_section, plot_curve, rate
 from .grid import Grid
@@ -262,6 +271,7 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
     runs, stable = select_runs(res.runs, first)
     summaries = summarise(runs)
     tests = comparisons(runs)
+    controls = control_comparisons(runs, grid.matched_modes())
     labels = signature_labels(res)
     grid_file = grid.path.as_posix()
     lines = [
@@ -284,6 +294,15 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
             "",
         ]
         lines += findings(tests, grid) + [""]
+    if controls:
+        lines += [
+            "Against the size-matched control: each teacher-CoT student against its teacher mode's gold "
+            "student, trained on the dataset's own rationales for exactly the questions whose teacher CoT "
+            "was kept and on the answer sentence for the rest (the same questions and number of rationales, "
+            "right ones); same test and level.",
+            "",
+        ]
+        lines += findings(controls, grid) + [""]
     threads = ", ".join(str(t) for t in sorted({t for rec in res.cells.values() for t in rec.get("threads", [])}))
     lines += [
         "## Set-up",
@@ -335,6 +354,15 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
         "",
     ]
     lines += tests_table(tests, grid) + [""]
+    if controls:
+        lines += [
+            "### Against the size-matched control",
+            "",
+            "Each teacher-CoT student against its mode's gold student on the same questions "
+            "(`vs`; `only baseline right` counts the control's), the same two tests.",
+            "",
+        ]
+        lines += tests_table(controls, grid) + [""]
     lines += [
         "## The teacher",
         "",

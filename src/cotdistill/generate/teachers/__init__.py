@@ -11,11 +11,13 @@ request twice. Two kinds of backend share the interface:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from cotdistill.core.errors import Outage
 
@@ -65,6 +67,65 @@ def timed(fn, *args) -> tuple:
     start = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - start
+
+
+class InFlight:
+    """Requests sent from a thread pool and answered in the calling thread, the one way
+    both server paths (one request per question, and the calculator's rounds) wait on them.
+
+    `submit(item, fn, *args)` sends `timed(fn, *args)`; `drain(on_result)` calls
+    `on_result(item, (result, seconds))` here, as each returns (the SQLite cache is never
+    shared between threads); `on_result` may submit more (a CoT's next round). A failed
+    request stops the sending: nothing queued starts and nothing more is submitted, what
+    is running finishes and is answered, then drain raises the first error. Any other
+    exit (Ctrl-C, a failed cache commit) cancels what is queued and hands the answers
+    that came back but were not answered yet to `keep`: they are paid for.
+
+        with InFlight(concurrency, keep) as flight:
+            for item in items:
+                flight.submit(item, send, item)
+            flight.drain(on_result)
+    """
+
+    def __init__(self, concurrency: int, keep: Callable[[Any, tuple], None]):
+        self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="teacher")
+        self.keep = keep
+        self.futures: dict[Future, Any] = {}
+        self.error: BaseException | None = None
+
+    def submit(self, item: Any, fn: Callable, *args) -> None:
+        if self.error is None:
+            self.futures[self.pool.submit(timed, fn, *args)] = item
+
+    def drain(self, on_result: Callable[[Any, tuple], None]) -> None:
+        while self.futures:
+            done, _ = wait(list(self.futures), return_when=FIRST_COMPLETED)
+            for fut in done:
+                exc = None if fut.cancelled() else fut.exception()
+                if exc is not None and self.error is None:
+                    self.error = exc
+                    for other in self.futures:
+                        other.cancel()
+                if not fut.cancelled() and exc is None:
+                    on_result(self.futures[fut], fut.result())
+                del self.futures[fut]  # only once answered: an exit in on_result keeps it
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> "InFlight":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None:
+            for fut in self.futures:
+                fut.cancel()
+        # the pool waits for what is running; keep those answers
+        self.pool.shutdown(wait=True)
+        if exc is not None:
+            for fut, item in self.futures.items():
+                if not fut.cancelled() and fut.exception() is None:
+                    with contextlib.suppress(Exception):
+                        self.keep(item, fut.result())
 
 
 def sample_seed(seed: int, sample_index: int) -> int:

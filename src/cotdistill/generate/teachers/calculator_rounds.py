@@ -22,17 +22,15 @@ that gives none (OpenAI) ended at "=" when the text ends with an arithmetic expr
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import re
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Optional
 
 from cotdistill.text.calculator import CalcError, result_text, trailing_expression
 
-from . import Completion, Sampling, timed
-from .cache import CacheWriteError, RequestCache, request_key
+from . import Completion, InFlight, Sampling
+from .cache import RequestCache, request_key
 
 EQUALS = "="
 MAX_ROUNDS = 64  # per CoT: a server that reports no tokens cannot loop for ever
@@ -108,67 +106,38 @@ def generate_in_rounds(
         prompt, smp = prompts[cot.i] + cot.text, round_sampling(sampling, cot)
         return prompt, smp, request_key(backend.identity, prompt, smp, cot.s)
 
-    def made(cot: Cot, c: Completion, seconds: Optional[float], backend_name: Optional[str]) -> None:
+    def advanced(cot: Cot, c: Completion) -> None:
         stats.requests += 1
-        stats.made(c, seconds, backend_name)
         advance(cot, c, budget)
         if cot.finish is not None:
             bar.update(1)
 
-    with ThreadPoolExecutor(max_workers=max(1, backend.concurrency), thread_name_prefix="teacher") as pool:
-        futures: dict[Future, tuple[Cot, str]] = {}
-        error: BaseException | None = None
+    def schedule(cot: Cot) -> None:
+        """Walk the rounds the cache holds, then send the first one it does not."""
+        while cot.finish is None:
+            prompt, smp, key = request(cot)
+            hit = cache.get_many([key]).get(key)
+            if hit is None:
+                flight.submit((cot, key), backend.complete_samples, prompt, smp, [cot.s])
+                return
+            stats.from_cache(hit)
+            advanced(cot, hit.completion)
 
-        def schedule(cot: Cot) -> None:
-            """Walk the rounds the cache holds, then send the first one it does not."""
-            while cot.finish is None:
-                prompt, smp, key = request(cot)
-                hit = cache.get_many([key]).get(key)
-                if hit is None:
-                    futures[pool.submit(timed, backend.complete_samples, prompt, smp, [cot.s])] = (cot, key)
-                    return
-                stats.cache_hits += 1
-                made(cot, hit.completion, hit.seconds, hit.backend)
+    def keep(sent: tuple[Cot, str], got: tuple) -> None:
+        (completions, seconds), key = got, sent[1]
+        cache.put_many([(key, completions[0], seconds, name)])
 
-        try:
-            for cot in cots:
-                schedule(cot)
-            while futures:
-                done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    cot, key = futures.pop(fut)
-                    if fut.cancelled():
-                        continue
-                    exc = fut.exception()
-                    if exc is not None:
-                        if error is None:
-                            error = exc
-                            for other in futures:
-                                other.cancel()
-                        continue
-                    (got, seconds) = fut.result()
-                    c = got[0]
-                    cache.put_many([(key, c, seconds, name)])
-                    stats.sent += 1
-                    stats.prompt_tokens += c.prompt_tokens
-                    stats.completion_tokens += c.completion_tokens
-                    made(cot, c, seconds, name)
-                    if error is None:
-                        schedule(cot)
-        except BaseException as exc:
-            # Ctrl-C or a failed commit: send nothing more; the rounds in flight that came
-            # back are paid for: keep them (storing twice is harmless)
-            for fut in futures:
-                fut.cancel()
-            if isinstance(exc, (KeyboardInterrupt, CacheWriteError)):
-                for fut, (_, key) in futures.items():
-                    if not fut.cancelled() and fut.done() and fut.exception() is None:
-                        (got, seconds) = fut.result()
-                        with contextlib.suppress(CacheWriteError):
-                            cache.put_many([(key, got[0], seconds, name)])
-            raise
-        if error is not None:
-            raise error
+    def answered(sent: tuple[Cot, str], got: tuple) -> None:
+        keep(sent, got)
+        (completions, seconds), cot = got, sent[0]
+        stats.from_backend(completions[0], seconds, name)
+        advanced(cot, completions[0])
+        schedule(cot)  # its next round (nothing is sent after a failed request)
+
+    with InFlight(backend.concurrency, keep) as flight:
+        for cot in cots:
+            schedule(cot)
+        flight.drain(answered)
     results: list[list[Completion]] = [[] for _ in prompts]
     for cot in cots:
         results[cot.i].append(cot.completion())

@@ -7,17 +7,15 @@ thread, so a kill -9 loses only what was in flight and a rerun sends only that.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from . import Backend, Completion, Sampling, for_sample, timed
-from .cache import CacheWriteError, RequestCache, request_key
+from . import Backend, Completion, InFlight, Sampling, for_sample
+from .cache import Cached, RequestCache, request_key
 
 
 @dataclass
@@ -52,6 +50,18 @@ class GenerationStats:
             self.made_seconds += seconds
         if backend:
             self.backends.add(backend)
+
+    def from_cache(self, hit: Cached) -> None:
+        """A request answered from the cache, at what it cost when it was made."""
+        self.cache_hits += 1
+        self.made(hit.completion, hit.seconds, hit.backend)
+
+    def from_backend(self, completion: Completion, seconds: float, backend: str | None) -> None:
+        """A request the backend answered in this call, in `seconds` (its share of the call)."""
+        self.sent += 1
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.made(completion, seconds, backend)
 
     def add(self, other: "GenerationStats") -> None:
         """Count another call's stats into these (the rounds of generate_verified)."""
@@ -167,10 +177,8 @@ def generate_all(
         for j, key in enumerate(row):
             stats.requests += 1
             if key in hits:
-                hit = hits[key]
-                results[i][j] = hit.completion
-                stats.cache_hits += 1
-                stats.made(hit.completion, hit.seconds, hit.backend)
+                results[i][j] = hits[key].completion
+                stats.from_cache(hits[key])
             else:
                 pending.append((i, first_sample + j, key))
     bar = _Progress(len(pending), stats, start, backend, progress)
@@ -185,10 +193,7 @@ def generate_all(
         cache.put_many((key, c, share, name) for (_, _, key), c in zip(done, completions))
         for (i, s, _), c in zip(done, completions):
             results[i][s - first_sample] = c
-            stats.sent += 1
-            stats.prompt_tokens += c.prompt_tokens
-            stats.completion_tokens += c.completion_tokens
-            stats.made(c, share, name)
+            stats.from_backend(c, share, name)
         bar.update(len(done))
 
     try:
@@ -273,61 +278,21 @@ def _run_batched(backend, prompts, sampling, pending, batch_size, record) -> Non
 
 
 def _run_concurrent(backend, prompts, sampling, pending, record) -> None:
-    """One task per question (its missing samples), `backend.concurrency` in flight.
-
-    Results are recorded here, in the caller's thread, as they complete: the SQLite
-    connection is never shared between threads. On a failure the tasks not yet started
-    are cancelled, the running ones finish and are cached, then the error is raised.
-    """
+    """One task per question (its missing samples), `backend.concurrency` in flight,
+    each recorded in the caller's thread as it returns (InFlight)."""
     groups: dict[int, list[tuple[int, int, str]]] = {}
     for item in pending:
         groups.setdefault(item[0], []).append(item)
-    with ThreadPoolExecutor(max_workers=backend.concurrency, thread_name_prefix="teacher") as pool:
-        futures: dict[Future, list] = {}
+
+    def samples(prompt: str, ss: list[int]) -> list[Completion]:
+        if hasattr(backend, "complete_samples"):
+            return backend.complete_samples(prompt, sampling, ss)
+        return [backend.complete([prompt], for_sample(sampling, s))[0] for s in ss]
+
+    def answered(items: list, got: tuple) -> None:
+        record(items, *got)
+
+    with InFlight(backend.concurrency, keep=answered) as flight:
         for i, items in groups.items():
-            samples = [s for _, s, _ in items]
-            if hasattr(backend, "complete_samples"):
-                fut = pool.submit(timed, backend.complete_samples, prompts[i], sampling, samples)
-            else:
-                fut = pool.submit(
-                    timed,
-                    lambda p, ss: [backend.complete([p], for_sample(sampling, s))[0] for s in ss],
-                    prompts[i],
-                    samples,
-                )
-            futures[fut] = items
-        error: BaseException | None = None
-        remaining = set(futures)
-        unrecorded = set(futures)
-        try:
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    if fut.cancelled():
-                        continue
-                    exc = fut.exception()
-                    if exc is not None:
-                        if error is None:
-                            error = exc
-                            for other in remaining:
-                                other.cancel()
-                        continue
-                    record(futures[fut], *fut.result())
-                    unrecorded.discard(fut)
-        except BaseException as exc:
-            # Ctrl-C or a failed commit: do not start what is queued (the pool's exit
-            # would otherwise wait for every queued request to be sent)
-            for fut in remaining:
-                fut.cancel()
-            if isinstance(exc, (KeyboardInterrupt, CacheWriteError)):
-                # The answers in flight (or done but not yet stored) are paid for, and the
-                # pool waits for them anyway: keep them, so that the rerun does not send
-                # them again (in the cache's spill file when the cache takes none). Storing
-                # twice is harmless (the cache ignores a known key).
-                for fut in unrecorded:
-                    if not fut.cancelled() and fut.exception() is None:
-                        with contextlib.suppress(CacheWriteError):
-                            record(futures[fut], *fut.result())
-            raise
-        if error is not None:
-            raise error
+            flight.submit(items, samples, prompts[i], [s for _, s, _ in items])
+        flight.drain(answered)
