@@ -461,3 +461,56 @@ def test_a_server_teachers_calculator_writes_each_cot_in_cached_rounds(tmp_path)
     # out of budget at an "=": the CoT ends there, as cut by length
     short, _ = generate_all(RoundsBackend(), prompts[:1], Sampling(8, stop=sampling.stop), cache, 8, progress=False)
     assert short[0][0].finish_reason == "length" and short[0][0].text == "3 + 4 = 7. 9 * 2 ="
+
+
+def test_requests_in_flight_stop_on_a_failure_and_keep_what_came_back():
+    """InFlight, the one loop both server paths wait on: after a failed request nothing
+    more is sent (not even a CoT's next round) and the first error is raised once every
+    running request is answered; on any other exit (here an error while answering, as a
+    failed cache commit or Ctrl-C would be) nothing queued starts, what runs finishes, and
+    every answer that came back but was not answered goes to `keep`."""
+    from cotdistill.generate.teachers import InFlight
+
+    sent = []
+    gate = threading.Event()
+    threading.Timer(1.0, gate.set).start()
+
+    def send(x):
+        sent.append(x)
+        if x == "bad":
+            raise TeacherRequestError("boom")
+        if x == "slow":
+            gate.wait(10)
+        return x
+
+    answered = []
+    with pytest.raises(TeacherRequestError):
+        with InFlight(2, keep=lambda item, got: None) as flight:
+
+            def next_round(item, got):
+                answered.append(item)
+                flight.submit(f"{item}+", send, f"{item}+")  # refused once a request failed
+
+            flight.submit("slow", send, "slow")
+            flight.submit("bad", send, "bad")
+            flight.drain(next_round)
+    assert answered == ["slow"] and "slow+" not in sent  # the running one was answered, no next round
+
+    sent.clear()
+    gate.clear()
+    threading.Timer(1.0, gate.set).start()
+    answered, kept = [], []
+    with pytest.raises(KeyboardInterrupt):
+        with InFlight(1, keep=lambda item, got: kept.append((item, got[0]))) as flight:
+            for x in ("fast", "slow", "queued"):
+                flight.submit(x, send, x)
+
+            def interrupted(item, got):
+                answered.append(item)
+                raise KeyboardInterrupt
+
+            flight.drain(interrupted)
+    # "fast" was being answered: kept; what else ran (the worker may have started "slow"
+    # before the cancel) came back and was kept too: nothing that was sent is lost
+    assert answered == ["fast"] and kept[0] == ("fast", "fast")
+    assert sorted(sent) == sorted(item for item, _ in kept)
