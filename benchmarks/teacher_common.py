@@ -8,7 +8,7 @@ from pathlib import Path
 from cotdistill.core.catalog.teachers import TEACHERS
 from cotdistill.core.config import load_params
 from cotdistill.core.paths import repo_root
-from cotdistill.generate.prompts import few_shot_prefix, load_prompt_file, prompt_path, render
+from cotdistill.generate.prompts import load_prompt_file, prompt_path, teacher_prompts
 from cotdistill.generate.teachers.hf_local import export_folder
 from cotdistill.prepare.datasets.synthetic import coin_flip_example
 
@@ -24,7 +24,7 @@ def coin_flip_prompts(n: int, shots: int, seed: int = 0) -> tuple[list[str], str
     rng = random.Random(seed)
     pf = load_prompt_file(prompt_path("coin_flip"))
     rows = [coin_flip_example(rng, rng.randint(2, 4)) for _ in range(n)]
-    return [render(pf, r["question"], r["answer"], shots) for r in rows], few_shot_prefix(pf, shots, True)
+    return teacher_prompts(pf, [{**r, "id": str(i)} for i, r in enumerate(rows)], shots, True)
 
 
 def generate_config(**overrides):

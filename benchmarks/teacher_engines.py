@@ -40,7 +40,7 @@ from cotdistill.core.catalog.teachers import TEACHERS
 from cotdistill.core.config import load_params
 from cotdistill.evaluate.evaluation import wilson_interval
 from cotdistill.filter.filtering import filter_generations
-from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, teacher_prompts
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import close_backend, make_backend
 from cotdistill.generate.teachers.cache import RequestCache
@@ -67,9 +67,9 @@ def default_questions(params_path: str):
     prepared = prepare_dataset(params, [ex.question for ex in pf.exemplars])
     records = prepared.splits["train"] + prepared.splits["validation"]
     cfg = params.generate
-    prompts = [render(pf, r["question"], r["answer"] if cfg.answer_hint else None, cfg.shots) for r in records]
+    prompts, shared = teacher_prompts(pf, records, cfg.shots, cfg.answer_hint, cfg.exemplars, params.seed)
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS, params.seed)
-    return params, records, prompts, few_shot_prefix(pf, cfg.shots, cfg.answer_hint), sampling
+    return params, records, prompts, shared, sampling
 
 
 def make_engines(names, params, prefix, lcp_python: str | None, logdir: Path) -> list[Engine]:

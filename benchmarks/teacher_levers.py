@@ -7,7 +7,9 @@ makes the committed table:
 
 Levers (every one with the answer hint, the paper's prompting, on the questions of the
 seed-0 train split): greedy with the dataset's default exemplars; greedy with the `echo`
-format (where the prompt file has it); greedy with the calculator in the teacher's
+and `plan` formats (where the prompt file has them); 8 shots instead of 4, and exemplars
+drawn per question from the file's pool (generate.exemplars: per_question) with 4 and 8
+shots (where it holds 8 or more); greedy with the calculator in the teacher's
 decoding (number answers); verified sampling (generate.k_max: rounds of --round samples
 at temperature 0.7 until a CoT passes the filter's checks, at most --k-max), default and
 echo. Per lever: the answer-correct rate of the samples, the step-correct yield (questions
@@ -15,7 +17,7 @@ with a CoT right in every step) and precision (samples right in every step), eac
 its 95% Wilson interval; samples and teacher seconds per step-verified question; useful
 tokens/s (completion tokens per teacher second). Then the error kinds of up to 50 failed
 CoTs per dataset, read from the step checker's verdicts (and, for multistep_arith, a
-first equation copied from the first exemplar, a last stated value that is not the
+first equation copied from an exemplar, a last stated value that is not the
 answer the CoT ends with). Every request goes through the pipeline's request cache
 (.cache/teacher/requests.sqlite): a rerun pays nothing, a larger --k-max only what it adds.
 """
@@ -47,11 +49,10 @@ from cotdistill.filter.steps import STEP_CHECKERS
 from cotdistill.generate.prompts import (
     STOP_STRINGS,
     exemplar_questions,
-    few_shot_prefix,
     format_names,
     load_prompt_file,
     prompt_path,
-    render,
+    teacher_prompts,
 )
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import make_backend
@@ -73,9 +74,16 @@ def params_for(dataset: str, n: int, threads: int):
 def levers(dataset: str, k_max: int, round_size: int) -> dict[str, dict]:
     """Lever name -> generate overrides (and the sampling budget), for one dataset."""
     formats = format_names(prompt_path(dataset))
+    pool = len(load_prompt_file(prompt_path(dataset)).exemplars)
     out = {"greedy": {}}
     if "echo" in formats:
         out["greedy echo"] = {"prompt_format": "echo"}
+    if "plan" in formats:
+        out["greedy plan"] = {"prompt_format": "plan"}
+    if pool >= 8:  # 4 vs 8 shots, fixed or drawn per question from the pool (generate.exemplars)
+        out["greedy 8 shots"] = {"shots": 8}
+        out["greedy drawn"] = {"exemplars": "per_question"}
+        out["greedy drawn 8 shots"] = {"exemplars": "per_question", "shots": 8}
     if DATASETS.get(dataset).answer_type == "number":
         out["greedy +calculator"] = {"calculator": True}
     sampled = {"temperature": 0.7, "num_samples": round_size, "k_max": k_max}
@@ -90,9 +98,9 @@ def run_lever(folder, params, records, settings: dict, cache: RequestCache, batc
 
     cfg = dataclasses.replace(params.generate, **settings, answer_hint=True, batch_size=batch_size)
     pf = load_prompt_file(prompt_path(params.dataset), cfg.prompt_format)
-    prompts = [render(pf, r["question"], r["answer"], cfg.shots) for r in records]
+    prompts, shared = teacher_prompts(pf, records, cfg.shots, True, cfg.exemplars, params.seed)
     preset = TeacherPreset(name="smollm2-135m", backend="hf", model=str(folder), params_b=0.135)
-    backend = make_backend(preset, cfg, shared_prefix=few_shot_prefix(pf, cfg.shots, True))
+    backend = make_backend(preset, cfg, shared_prefix=shared)
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS, params.seed)
     checker = STEP_CHECKERS.get(params.dataset) if params.dataset in STEP_CHECKERS else None
     extraction = params.filter.extraction
@@ -140,10 +148,10 @@ def run_lever(folder, params, records, settings: dict, cache: RequestCache, batc
 def error_kinds(dataset: str, failed: list[tuple[dict, str, str]], limit: int = 50) -> Counter:
     """What went wrong in up to `limit` answer-correct CoTs that fail the step checker."""
     kinds: Counter[str] = Counter()
-    first_exemplar = None
+    firsts: set[str] = set()  # the first equation of every exemplar (any format, any draw)
     if dataset == "multistep_arith":
         pf = load_prompt_file(prompt_path(dataset))
-        first_exemplar = find_equations(pf.exemplars[0].rationale)[0]
+        firsts = {find_equations(ex.rationale)[0].expression.strip() for ex in pf.exemplars}
     for rec, text, why in failed[:limit]:
         if dataset == "multistep_arith":
             if why.startswith("stops after"):
@@ -159,8 +167,8 @@ def error_kinds(dataset: str, failed: list[tuple[dict, str, str]], limit: int = 
             else:
                 kinds["other: " + re.sub(r"\d+", "N", why)] += 1
             eqs = find_equations(text)
-            if eqs and first_exemplar and eqs[0].expression.strip() == first_exemplar.expression.strip():
-                kinds["  (also) first equation copied from the first exemplar"] += 1
+            if eqs and eqs[0].expression.strip() in firsts:
+                kinds["  (also) first equation copied from an exemplar"] += 1
             if eqs and eqs[-1].stated.strip() != rec["answer"]:
                 kinds["  (also) hinted answer copied after a chain that ends elsewhere"] += 1
         else:

@@ -17,7 +17,7 @@ from cotdistill.core.config import load_params, to_dict
 from cotdistill.core.io import read_jsonl, write_json, write_jsonl
 from cotdistill.core.paths import shared_path
 from cotdistill.filter.filtering import verifier
-from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, render
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, teacher_prompts
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import close_backend, make_backend
 from cotdistill.generate.teachers.cache import RequestCache
@@ -66,15 +66,16 @@ def main(argv=None):
         if cfg.max_questions is not None:
             rows = rows[: cfg.max_questions]
         records += rows
-    hint = cfg.answer_hint
-    prompts = [render(prompt_file, r["question"], r["answer"] if hint else None, cfg.shots) for r in records]
+    prompts, shared_prefix = teacher_prompts(
+        prompt_file, records, cfg.shots, cfg.answer_hint, cfg.exemplars, params.seed
+    )
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, STOP_STRINGS, params.seed)
 
     cache = RequestCache(shared_path(args.cache))
     threads = None
     if preset.backend == "hf":  # a local model computes here: keep its threads fixed too
         threads = stage.set_threads(params.threads)
-    backend = make_backend(preset, cfg, shared_prefix=few_shot_prefix(prompt_file, cfg.shots, hint))
+    backend = make_backend(preset, cfg, shared_prefix=shared_prefix)
     first_ok = None
     try:  # a server that keeps failing is an Outage: one line, exit 1 (stage.run)
         if cfg.k_max is None:

@@ -20,11 +20,13 @@ def test_prompt_formats_share_questions_and_unknown_format_is_named():
     from cotdistill.generate.prompts import exemplar_questions, load_prompt_file, prompt_path
 
     path = prompt_path("multistep_arith")
-    default, echo = load_prompt_file(path), load_prompt_file(path, "echo")
+    default, echo, plan = (load_prompt_file(path, f) for f in ("default", "echo", "plan"))
     assert [e.question for e in default.exemplars] == [e.question for e in echo.exemplars]
+    assert [e.question for e in default.exemplars] == [e.question for e in plan.exemplars]
     assert default.exemplars[0].rationale != echo.exemplars[0].rationale
+    assert plan.exemplars[0].rationale.startswith("Plan: start at 19, times 4, minus 4. 19 * 4 = 76.")
     assert exemplar_questions(path) == [e.question for e in default.exemplars]
-    with pytest.raises(ValueError, match="no format 'ech'; allowed: default, echo"):
+    with pytest.raises(ValueError, match="no format 'ech'; allowed: default, echo, plan"):
         load_prompt_file(path, "ech")
 
 
@@ -45,3 +47,32 @@ def test_prompt_file_errors_name_file_and_exemplar(tmp_path):
     bad.write_text("instruction: x\nexemplars:\n  - question: q\n    answer: 'yes'\n    rationale: no ending\n")
     with pytest.raises(ValueError, match=r"p.yaml: exemplars\[0\]: rationale must end with 'The answer is yes.'"):
         load_prompt_file(bad)
+
+
+def test_exemplars_drawn_per_question_are_seeded_by_question_and_differ_between_questions():
+    """generate.exemplars: per_question shows each question `shots` exemplars of the whole
+    pool, drawn by (seed, question id): the same on a rerun and whatever the questions
+    around it; fixed is the first `shots` for every question, as before."""
+    from cotdistill.generate.prompts import draw_exemplars, few_shot_prefix, teacher_prompts
+
+    pf = load_prompt_file(prompt_path("multistep_arith"))
+    assert len(pf.exemplars) >= 16
+    rows = [
+        {"id": f"q{i}", "question": f"Ann has {i + 2} pens. She finds 1 more. How many?", "answer": "1"}
+        for i in range(40)
+    ]
+    fixed, shared = teacher_prompts(pf, rows, 4, True)
+    assert fixed == [render(pf, r["question"], r["answer"], 4) for r in rows]
+    assert shared == few_shot_prefix(pf, 4, True) and all(p.startswith(shared) for p in fixed)
+
+    drawn, shared = teacher_prompts(pf, rows, 4, True, "per_question", seed=0)
+    assert drawn == teacher_prompts(pf, list(reversed(rows)), 4, True, "per_question", 0)[0][::-1]
+    assert shared == pf.instruction + "\n\n" and all(p.startswith(shared) for p in drawn)
+    sets = [draw_exemplars(pf, 4, "per_question", 0, r["id"]) for r in rows]
+    assert all(len(set(s)) == 4 and set(s) <= set(pf.exemplars) for s in sets)
+    assert sum(a[0] == b[0] for a, b in zip(sets, sets[1:])) <= 8  # neighbours rarely lead alike
+    assert len({s for x in sets for s in x}) == len(pf.exemplars)  # the whole pool is used
+    assert sets != [draw_exemplars(pf, 4, "per_question", 1, r["id"]) for r in rows]  # the seed matters
+    assert all(p.count("Question:") == 5 and p.endswith("Correct answer: 1\nReasoning:") for p in drawn)
+    with pytest.raises(ValueError, match="only 16 exemplars"):
+        draw_exemplars(pf, 17, "per_question", 0, "q0")

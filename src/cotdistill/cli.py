@@ -127,7 +127,7 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
     import logging
 
     from .core.catalog.datasets import DATASETS
-    from .generate.prompts import load_prompt_file, prompt_path, render
+    from .generate.prompts import load_prompt_file, prompt_path, teacher_prompts
     from .prepare.datasets.prepare import example_question
 
     try:
@@ -141,10 +141,14 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
         logging.getLogger("cotdistill.prepare.datasets").setLevel(logging.ERROR)
         example, where = example_question(params, prompt)
         click.echo(f"# question: {where}", err=True)
+        g, record = params.generate, {"id": "exemplar", **example}
+        hinted, plain = (
+            teacher_prompts(prompt, [record], n, hint, g.exemplars, params.seed)[0][0] for hint in (True, False)
+        )
         click.echo("=== answer-conditioned prompt (generate.answer_hint: true) ===")
-        click.echo(render(prompt, example["question"], example["answer"], n))
+        click.echo(hinted)
         click.echo("\n=== plain CoT prompt (generate.answer_hint: false) ===")
-        click.echo(render(prompt, example["question"], None, n))
+        click.echo(plain)
     except UserError as exc:
         exit_with(str(exc))
 

@@ -152,7 +152,8 @@ def _prompt(p, where: str) -> None:
     if g.shots:
         # Every word is at least one token: a CoT shaped like the shortest exemplar shown
         # cannot fit, and the filter would drop every CoT as truncated.
-        words = min(len(str((ex or {}).get("rationale", "")).split()) for ex in exemplars[: g.shots])
+        shown = exemplars[: g.shots] if g.exemplars == "fixed" else exemplars
+        words = min(len(str((ex or {}).get("rationale", "")).split()) for ex in shown)
         if g.max_new_tokens < words:
             raise ConfigError(
                 f"{where}: generate.max_new_tokens: {g.max_new_tokens} tokens cannot hold a CoT like "

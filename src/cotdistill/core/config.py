@@ -118,6 +118,9 @@ class GenerateConfig:
     answer_hint: bool  # the paper's change: show the teacher the gold answer
     shots: int = _range(0)
     prompt_format: str  # which exemplar format of the prompt file (its `formats:`)
+    # which of the format's exemplars a question is shown: the first `shots` (fixed), or
+    # `shots` drawn per question from all of them, seeded by (seed, question id)
+    exemplars: Literal["fixed", "per_question"]
     batch_size: int = _range(1)
     max_new_tokens: int = _range(1)
     temperature: float = _range(0.0)

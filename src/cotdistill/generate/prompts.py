@@ -9,6 +9,7 @@ guessing one.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,17 +87,53 @@ def _block(question: str, answer: str | None, rationale: str | None = None) -> s
 
 
 def few_shot_prefix(prompt: PromptFile, shots: int, answer_hint: bool) -> str:
-    """The part shared by every question (its KV cache can be reused)."""
+    """The part shared by every question with fixed exemplars (its KV cache can be reused)."""
+    _check_shots(prompt, shots)
+    return _prefix(prompt, prompt.exemplars[:shots], answer_hint)
+
+
+def draw_exemplars(prompt: PromptFile, shots: int, draw: str, seed: int, question_id: str) -> tuple[Exemplar, ...]:
+    """The exemplars one question is shown (generate.exemplars): the file's first `shots`
+    (fixed), or `shots` of all of them drawn for this question (per_question), seeded by
+    (seed, question id): the same on every rerun and whatever the questions around it,
+    and different from question to question, so that a teacher that copies an exemplar's
+    numbers copies other numbers for each question."""
+    _check_shots(prompt, shots)
+    if draw == "fixed":
+        return prompt.exemplars[:shots]
+    return tuple(random.Random(f"exemplars:{seed}:{question_id}").sample(prompt.exemplars, shots))
+
+
+def teacher_prompts(
+    prompt: PromptFile, records: list[dict], shots: int, answer_hint: bool, draw: str = "fixed", seed: int = 0
+) -> tuple[list[str], str]:
+    """Every record's teacher prompt (answer-conditioned with `answer_hint`), and the text
+    all of them start with (the backend reuses its KV cache): the few-shot prefix with
+    fixed exemplars, the instruction alone when they are drawn per question."""
+    prompts = []
+    for r in records:
+        exemplars = draw_exemplars(prompt, shots, draw, seed, str(r["id"]))
+        answer = r["answer"] if answer_hint else None
+        prompts.append(_prefix(prompt, exemplars, answer_hint) + _block(r["question"], answer))
+    shared = few_shot_prefix(prompt, shots, answer_hint) if draw == "fixed" else _prefix(prompt, (), answer_hint)
+    return prompts, shared
+
+
+def render(prompt: PromptFile, question: str, answer: str | None, shots: int) -> str:
+    """One teacher prompt with the fixed exemplars; `answer` is the gold answer
+    (answer-conditioned) or None."""
+    return few_shot_prefix(prompt, shots, answer is not None) + _block(question, answer)
+
+
+def _check_shots(prompt: PromptFile, shots: int) -> None:
     if shots > len(prompt.exemplars):
         raise DataError(
             f"{prompt.path}: generate.shots is {shots} but the file has only {len(prompt.exemplars)} exemplars"
         )
+
+
+def _prefix(prompt: PromptFile, exemplars: tuple[Exemplar, ...], answer_hint: bool) -> str:
     parts = [prompt.instruction] if prompt.instruction else []
-    for ex in prompt.exemplars[:shots]:
+    for ex in exemplars:
         parts.append(_block(ex.question, ex.answer if answer_hint else None, ex.rationale))
     return "\n\n".join(parts) + "\n\n"
-
-
-def render(prompt: PromptFile, question: str, answer: str | None, shots: int) -> str:
-    """A full teacher prompt; `answer` is the gold answer (answer-conditioned) or None."""
-    return few_shot_prefix(prompt, shots, answer is not None) + _block(question, answer)
