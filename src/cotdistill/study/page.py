@@ -283,13 +283,15 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
     if grid.description:
         lines += [grid.description, ""]
     if tests:
+        n = max(len(t["seeds"]) for t in tests)
         lines += [f"## What it shows (significance level {grid.alpha})", ""]
         lines += [
             "A student beats (or loses to) the baseline where the pooled exact McNemar test is below "
             f'{grid.alpha} and the difference has the same sign in every seed; "differs from" where the pooled '
             "test is below it but the seeds disagree in sign. The pooled test treats every question as "
             "independent; the paired t-test across seeds (also below) measures the difference against how "
-            "much it moves from seed to seed, and with 3 seeds (2 degrees of freedom) it is the stricter "
+            f"much it moves from seed to seed, and with {n} seed{'s' if n != 1 else ''} ({n - 1} degree"
+            f"{'s' if n != 2 else ''} of freedom) it is the stricter "
             f"test: a claim it does not hold below {grid.alpha} rests on the pooled test alone.",
             "",
         ]
