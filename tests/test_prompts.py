@@ -4,7 +4,7 @@ prompt file and exemplar, and every prompt file's exemplars against its step che
 import pytest
 
 from cotdistill.filter.steps import STEP_CHECKERS
-from cotdistill.generate.prompts import load_prompt_file, prompt_path, render
+from cotdistill.generate.prompts import load_prompt_file, prompt_path, teacher_prompts
 
 
 @pytest.mark.parametrize("dataset", ["coin_flip", "last_letters", "multistep_arith"])
@@ -30,6 +30,10 @@ def test_prompt_formats_share_questions_and_unknown_format_is_named():
         load_prompt_file(path, "ech")
 
 
+def render(pf, question: str, answer: str | None, shots: int) -> str:
+    return teacher_prompts(pf, [{"id": "q", "question": question, "answer": answer}], shots, answer is not None)[0][0]
+
+
 def test_prompt_renders_with_and_without_hint():
     pf = load_prompt_file(prompt_path("coin_flip"))
     hinted = render(pf, "A coin is heads up. Bo flips the coin. Is the coin still heads up?", "no", 2)
@@ -38,6 +42,11 @@ def test_prompt_renders_with_and_without_hint():
     assert plain.endswith("Is the coin still heads up?\nReasoning:")
     assert "Correct answer" not in plain
     assert hinted.count("Question:") == 3 and plain.count("Question:") == 3
+    # the layout, byte for byte: instruction, then one block per exemplar, then the question
+    ex = pf.exemplars[0]
+    assert hinted.startswith(
+        f"{pf.instruction}\n\nQuestion: {ex.question}\nCorrect answer: {ex.answer}\nReasoning: {ex.rationale}\n\n"
+    )
     with pytest.raises(ValueError, match="only 5 exemplars"):
         render(pf, "q", None, 9)
 
@@ -53,7 +62,7 @@ def test_exemplars_drawn_per_question_are_seeded_by_question_and_differ_between_
     """generate.exemplars: per_question shows each question `shots` exemplars of the whole
     pool, drawn by (seed, question id): the same on a rerun and whatever the questions
     around it; fixed is the first `shots` for every question, as before."""
-    from cotdistill.generate.prompts import draw_exemplars, few_shot_prefix, teacher_prompts
+    from cotdistill.generate.prompts import draw_exemplars
 
     pf = load_prompt_file(prompt_path("multistep_arith"))
     assert len(pf.exemplars) >= 16
@@ -63,7 +72,7 @@ def test_exemplars_drawn_per_question_are_seeded_by_question_and_differ_between_
     ]
     fixed, shared = teacher_prompts(pf, rows, 4, True)
     assert fixed == [render(pf, r["question"], r["answer"], 4) for r in rows]
-    assert shared == few_shot_prefix(pf, 4, True) and all(p.startswith(shared) for p in fixed)
+    assert shared == fixed[0][: fixed[0].rindex("Question:")] and all(p.startswith(shared) for p in fixed)
 
     drawn, shared = teacher_prompts(pf, rows, 4, True, "per_question", seed=0)
     assert drawn == teacher_prompts(pf, list(reversed(rows)), 4, True, "per_question", 0)[0][::-1]

@@ -5,7 +5,7 @@ import pytest
 from cotdistill.core.catalog.teachers import TEACHERS
 from cotdistill.core.errors import DataError
 from cotdistill.core.hub import package_folder
-from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, teacher_prompts
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import make_backend
 
@@ -28,8 +28,11 @@ def test_offline_teacher_completes_a_batch():
     backend = make_backend(TEACHERS.get("smollm2-135m"), section("generate"))
     pf = load_prompt_file(prompt_path("coin_flip"))
     prompts = [
-        render(pf, "A coin is heads up. Bo flips the coin. Ann flips the coin. Is the coin still heads up?", "yes", 4),
-        render(pf, "A coin is heads up. Cy does not flip the coin. Is the coin still heads up?", "yes", 2),
+        teacher_prompts(pf, [{"id": "0", "question": q, "answer": "yes"}], shots, True)[0][0]
+        for q, shots in [
+            ("A coin is heads up. Bo flips the coin. Ann flips the coin. Is the coin still heads up?", 4),
+            ("A coin is heads up. Cy does not flip the coin. Is the coin still heads up?", 2),
+        ]
     ]
     out = backend.complete(prompts, Sampling(max_new_tokens=60, stop=STOP_STRINGS))
     assert len(out) == 2

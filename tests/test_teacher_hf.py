@@ -4,7 +4,7 @@ sampling per row."""
 import pytest
 
 from cotdistill.core.catalog.teachers import TeacherPreset
-from cotdistill.generate.prompts import STOP_STRINGS, few_shot_prefix, load_prompt_file, prompt_path, render
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, teacher_prompts
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import make_backend
 from cotdistill.generate.teachers.cache import RequestCache
@@ -25,6 +25,10 @@ QUESTIONS = [
 ]
 
 
+def _records(questions: list[tuple[str, str]]) -> list[dict]:
+    return [{"id": str(i), "question": q, "answer": a} for i, (q, a) in enumerate(questions)]
+
+
 @pytest.fixture(scope="module")
 def backends(request, smollm2_folder):
     import torch
@@ -37,8 +41,7 @@ def backends(request, smollm2_folder):
     folder = smollm2_folder
     preset = TeacherPreset(name="local", backend="hf", model=str(folder), params_b=0.135)
     pf = load_prompt_file(prompt_path("coin_flip"))
-    prefix = few_shot_prefix(pf, 2, True)
-    prompts = [render(pf, q, a, 2) for q, a in QUESTIONS]
+    prompts, prefix = teacher_prompts(pf, _records(QUESTIONS), 2, True)
     reuse = make_backend(preset, section("generate", prefix_cache=True), shared_prefix=prefix)
     plain = make_backend(preset, section("generate", prefix_cache=False), shared_prefix=prefix)
     return reuse, plain, prompts
@@ -120,12 +123,11 @@ def test_the_teachers_calculator_makes_every_equation_it_writes_true(smollm2_fol
     try:
         preset = TeacherPreset(name="local", backend="hf", model=str(smollm2_folder), params_b=0.135)
         pf = load_prompt_file(prompt_path("multistep_arith"))
-        prefix = few_shot_prefix(pf, 2, True)
         questions = [
             ("Ned has 10 apples. He buys 7 more. He sells 4. How many apples does Ned have now?", "13"),
             ("Ann has 6 pens. She gets 3 times as many. She gives 5 away. How many pens does Ann have now?", "13"),
         ]
-        prompts = [render(pf, q, a, 2) for q, a in questions]
+        prompts, prefix = teacher_prompts(pf, _records(questions), 2, True)
         calc = make_backend(preset, section("generate", calculator=True), shared_prefix=prefix)
         plain = make_backend(preset, section("generate"), shared_prefix=prefix)
         assert calc.identity["calculator"] == "text" and "calculator" not in plain.identity

@@ -113,6 +113,10 @@ class PrepareConfig:
     local: LocalFileOptions
 
 
+# generate.exemplars: which exemplars a teacher prompt shows (generate/prompts.py draw_exemplars)
+ExemplarDraw = Literal["fixed", "per_question"]
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     answer_hint: bool  # the paper's change: show the teacher the gold answer
@@ -120,7 +124,7 @@ class GenerateConfig:
     prompt_format: str  # which exemplar format of the prompt file (its `formats:`)
     # which of the format's exemplars a question is shown: the first `shots` (fixed), or
     # `shots` drawn per question from all of them, seeded by (seed, question id)
-    exemplars: Literal["fixed", "per_question"]
+    exemplars: ExemplarDraw
     batch_size: int = _range(1)
     max_new_tokens: int = _range(1)
     temperature: float = _range(0.0)

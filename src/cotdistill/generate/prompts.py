@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cotdistill.core.catalog.prompts import DEFAULT_FORMAT, prompt_path, read_formats  # noqa: F401  (prompt_path: re-exported)
+from cotdistill.core.config import ExemplarDraw
 from cotdistill.core.errors import DataError
 from cotdistill.text.sentence import answer_sentence
 
@@ -86,13 +87,9 @@ def _block(question: str, answer: str | None, rationale: str | None = None) -> s
     return "\n".join(lines)
 
 
-def few_shot_prefix(prompt: PromptFile, shots: int, answer_hint: bool) -> str:
-    """The part shared by every question with fixed exemplars (its KV cache can be reused)."""
-    _check_shots(prompt, shots)
-    return _prefix(prompt, prompt.exemplars[:shots], answer_hint)
-
-
-def draw_exemplars(prompt: PromptFile, shots: int, draw: str, seed: int, question_id: str) -> tuple[Exemplar, ...]:
+def draw_exemplars(
+    prompt: PromptFile, shots: int, draw: ExemplarDraw, seed: int, question_id: str
+) -> tuple[Exemplar, ...]:
     """The exemplars one question is shown (generate.exemplars): the file's first `shots`
     (fixed), or `shots` of all of them drawn for this question (per_question), seeded by
     (seed, question id): the same on every rerun and whatever the questions around it,
@@ -105,24 +102,28 @@ def draw_exemplars(prompt: PromptFile, shots: int, draw: str, seed: int, questio
 
 
 def teacher_prompts(
-    prompt: PromptFile, records: list[dict], shots: int, answer_hint: bool, draw: str = "fixed", seed: int = 0
+    prompt: PromptFile,
+    records: list[dict],
+    shots: int,
+    answer_hint: bool,
+    draw: ExemplarDraw = "fixed",
+    seed: int = 0,
 ) -> tuple[list[str], str]:
-    """Every record's teacher prompt (answer-conditioned with `answer_hint`), and the text
-    all of them start with (the backend reuses its KV cache): the few-shot prefix with
-    fixed exemplars, the instruction alone when they are drawn per question."""
-    prompts = []
-    for r in records:
-        exemplars = draw_exemplars(prompt, shots, draw, seed, str(r["id"]))
-        answer = r["answer"] if answer_hint else None
-        prompts.append(_prefix(prompt, exemplars, answer_hint) + _block(r["question"], answer))
-    shared = few_shot_prefix(prompt, shots, answer_hint) if draw == "fixed" else _prefix(prompt, (), answer_hint)
+    """Every record's teacher prompt (answer-conditioned with `answer_hint`: a record's
+    `answer` is shown before the reasoning), and the text all of them start with (the
+    backend reuses its KV cache): the few-shot prefix with fixed exemplars, the
+    instruction alone when they are drawn per question."""
+    _check_shots(prompt, shots)
+    if draw == "fixed":
+        shared = _prefix(prompt, prompt.exemplars[:shots], answer_hint)
+        prefixes = [shared] * len(records)
+    else:
+        shared = _prefix(prompt, (), answer_hint)
+        prefixes = [
+            _prefix(prompt, draw_exemplars(prompt, shots, draw, seed, str(r["id"])), answer_hint) for r in records
+        ]
+    prompts = [p + _block(r["question"], r["answer"] if answer_hint else None) for p, r in zip(prefixes, records)]
     return prompts, shared
-
-
-def render(prompt: PromptFile, question: str, answer: str | None, shots: int) -> str:
-    """One teacher prompt with the fixed exemplars; `answer` is the gold answer
-    (answer-conditioned) or None."""
-    return few_shot_prefix(prompt, shots, answer is not None) + _block(question, answer)
 
 
 def _check_shots(prompt: PromptFile, shots: int) -> None:

@@ -195,7 +195,7 @@ def results(grid: Grid, cells: dict[str, dict], tables: dict[str, Table]) -> Res
             res.missing.append(cell.name)
             continue
         res.cells[cell.name] = rec
-        row = {"task": cell.task, "mode": cell.mode, **rec["teacher"]}
+        row = {"task": cell.task, "mode": cell.mode, "seed": cell.seed, **rec["teacher"]}
         if cell.kind == "lever":
             res.levers.append(row)
             continue

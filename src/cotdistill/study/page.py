@@ -185,17 +185,17 @@ def _labels(d: dict | None) -> str:
 
 def teacher_table(rows: list[dict], title_split: str) -> list[str]:
     lines = [
-        f"| task | teacher mode | {title_split} questions | samples per question | answer right "
+        f"| task | teacher mode | seed | {title_split} questions | samples per question | answer right "
         "| kept | step-correct yield (questions) | step-correct precision (samples) | kept CoTs step-correct "
         "| labels: split | labels: kept |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gens = (
             round(r["questions"] * r["samples_per_question"]) if r["questions"] and r["samples_per_question"] else None
         )
         lines.append(
-            f"| {r['task']} | {r['mode']} | {r['questions']} | {r['samples_per_question'] or ''} | "
+            f"| {r['task']} | {r['mode']} | {r['seed']} | {r['questions']} | {r['samples_per_question'] or ''} | "
             f"{_count_rate(r['answer_correct'], gens)} | {r['kept'] if r['kept'] is not None else ''} | "
             f"{_count_rate(r['step_yield'], r['questions'])} | {_count_rate(r['step_precision'], gens)} | "
             f"{_count_rate(r['kept_step_correct'], r['kept'])} | "
@@ -373,9 +373,9 @@ def page_text(grid: Grid, res: Results, out_dir: str) -> str:
         "precision: share of all samples right in every step. Rates in %, with their 95% Wilson intervals.",
         "",
     ]
-    lines += teacher_table(
-        sorted(res.teacher, key=lambda r: (r["task"], list(grid.teachers).index(r["mode"]), r["questions"])), "train"
-    ) + [""]
+    modes = list(grid.teachers)
+    rows = sorted(res.teacher, key=lambda r: (r["task"], modes.index(r["mode"]), r["questions"], r["seed"]))
+    lines += teacher_table(rows, "train") + [""]
     if res.levers:
         split = f"{grid.lever_split} questions of seed {grid.seeds[0]}"
         lines += [f"### Teacher levers, on {split} (no student trained)", ""]
