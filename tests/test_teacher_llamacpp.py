@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cotdistill.core.catalog.teachers import TEACHERS
-from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, teacher_prompts
 from cotdistill.generate.teachers import Completion, Sampling, TeacherRequestError
 from cotdistill.generate.teachers.backends import close_backend, make_backend
 from cotdistill.generate.teachers.cache import RequestCache, request_key
@@ -141,7 +141,8 @@ QUESTIONS = [
 
 def prompts(shots=2):
     pf = load_prompt_file(prompt_path("coin_flip"))
-    return [render(pf, q, a, shots) for q, a in QUESTIONS]
+    records = [{"id": str(i), "question": q, "answer": a} for i, (q, a) in enumerate(QUESTIONS)]
+    return teacher_prompts(pf, records, shots, True)[0]
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from cotdistill.core.catalog.teachers import TEACHERS, TeacherPreset
-from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, render
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, teacher_prompts
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.cache import RequestCache
 from cotdistill.generate.teachers.generation import generate_all
@@ -158,7 +158,7 @@ def proxy_factory(server):
 
 def _prompts():
     pf = load_prompt_file(prompt_path("coin_flip"))
-    return [render(pf, q, a, 0) for q, a in QUESTIONS]  # short prompts: a loaded CPU stays fast
+    return teacher_prompts(pf, _records(), 0, True)[0]  # short prompts: a loaded CPU stays fast
 
 
 def test_fault_injection_every_question_answered_once(proxy_factory, model_dir, tmp_path):
@@ -236,9 +236,14 @@ def _stage_env(
 def _prompts_of(cmd, cwd) -> list[str]:
     from cotdistill.core.config import load_params
 
-    g = load_params(cwd / "params.yaml").generate
+    params = load_params(cwd / "params.yaml")
+    g = params.generate
     pf = load_prompt_file(prompt_path("coin_flip"))
-    return [render(pf, q, a if g.answer_hint else None, g.shots) for q, a in QUESTIONS]
+    return teacher_prompts(pf, _records(), g.shots, g.answer_hint, g.exemplars, params.seed)[0]
+
+
+def _records() -> list[dict]:
+    return [{"id": str(i), "question": q, "answer": a} for i, (q, a) in enumerate(QUESTIONS)]
 
 
 def _run(cmd, env, cwd):
