@@ -47,6 +47,7 @@ from cotdistill.core.paths import repo_root
 from cotdistill.filter.filtering import ANSWER_DROPS, classify, cot_text, verifier
 from cotdistill.filter.steps import STEP_CHECKERS
 from cotdistill.generate.prompts import (
+    DEFAULT_FORMAT,
     STOP_STRINGS,
     exemplar_questions,
     format_names,
@@ -59,7 +60,7 @@ from cotdistill.generate.teachers.backends import make_backend
 from cotdistill.generate.teachers.cache import RequestCache
 from cotdistill.generate.teachers.generation import generate_all, generate_verified
 from cotdistill.prepare.datasets.prepare import prepare_dataset
-from cotdistill.report.stats import rate_text
+from cotdistill.report.stats import mcnemar_exact, rate_text
 from cotdistill.text.calculator import find_equations
 
 
@@ -75,11 +76,10 @@ def levers(dataset: str, k_max: int, round_size: int) -> dict[str, dict]:
     """Lever name -> generate overrides (and the sampling budget), for one dataset."""
     formats = format_names(prompt_path(dataset))
     pool = len(load_prompt_file(prompt_path(dataset)).exemplars)
+    others = [f for f in formats if f != DEFAULT_FORMAT]  # the file's other formats (echo, plan, ...)
     out = {"greedy": {}}
-    if "echo" in formats:
-        out["greedy echo"] = {"prompt_format": "echo"}
-    if "plan" in formats:
-        out["greedy plan"] = {"prompt_format": "plan"}
+    for fmt in others:
+        out[f"greedy {fmt}"] = {"prompt_format": fmt}
     if pool >= 8:  # 4 vs 8 shots, fixed or drawn per question from the pool (generate.exemplars)
         out["greedy 8 shots"] = {"shots": 8}
         out["greedy drawn"] = {"exemplars": "per_question"}
@@ -88,14 +88,17 @@ def levers(dataset: str, k_max: int, round_size: int) -> dict[str, dict]:
         out["greedy +calculator"] = {"calculator": True}
     sampled = {"temperature": 0.7, "num_samples": round_size, "k_max": k_max}
     out[f"verified k<={k_max}"] = sampled
-    if "echo" in formats:
-        out[f"verified k<={k_max} echo"] = {**sampled, "prompt_format": "echo"}
+    for fmt in others:
+        out[f"verified k<={k_max} {fmt}"] = {**sampled, "prompt_format": fmt}
     return out
 
 
 def run_lever(folder, params, records, settings: dict, cache: RequestCache, batch_size: int) -> dict:
     import dataclasses
 
+    # every lever names its format: "greedy" is the file's top-level exemplars, whatever
+    # the dataset's pipeline default (generate.prompt_format: null) is
+    settings = {"prompt_format": DEFAULT_FORMAT, **settings}
     cfg = dataclasses.replace(params.generate, **settings, answer_hint=True, batch_size=batch_size)
     pf = load_prompt_file(prompt_path(params.dataset), cfg.prompt_format)
     prompts, shared = teacher_prompts(pf, records, cfg.shots, True, cfg.exemplars, params.seed)
@@ -115,7 +118,7 @@ def run_lever(folder, params, records, settings: dict, cache: RequestCache, batc
         )
     wall = time.perf_counter() - start
     samples = answer_ok = step_ok = 0
-    verified_q, failed = 0, []
+    verified_q, failed, per_question = 0, [], []
     for rec, outs in zip(records, results):
         any_ok = False
         for c in outs:
@@ -130,6 +133,7 @@ def run_lever(folder, params, records, settings: dict, cache: RequestCache, batc
             step_ok += ok
             any_ok = any_ok or ok
         verified_q += any_ok
+        per_question.append(any_ok)
     n = len(records)
     return {
         "questions": n,
@@ -142,6 +146,7 @@ def run_lever(folder, params, records, settings: dict, cache: RequestCache, batc
         "wall_s": wall,
         "failed": failed,
         "has_checker": checker is not None,
+        "per_question": per_question,
     }
 
 
@@ -203,11 +208,13 @@ def main() -> None:
         "Wilson intervals. Answer-correct: samples whose final answer is right; yield: questions with at "
         "least one CoT right in every step (the dataset's step checker; '-' where it has none); precision: "
         "samples right in every step. Seconds are the teacher's time for the samples when they were made "
-        "(cached or not).",
+        "(cached or not). Paired: each lever against the dataset's first lever on the same questions, "
+        "as questions only the first verifies / only this one verifies (verified: a CoT right in every "
+        "step; answer-correct where the dataset has no step checker) and the exact McNemar p.",
         "",
         "| dataset | lever | questions | samples | answer-correct | step-correct yield | step-correct precision "
-        "| samples per verified question | teacher s per verified question | useful tokens/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| samples per verified question | teacher s per verified question | useful tokens/s | paired |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     kinds_lines = []
     for dataset in args.datasets.split(","):
@@ -217,8 +224,14 @@ def main() -> None:
         chosen = levers(dataset, args.k_max, args.round)
         if args.levers:
             chosen = {k: v for k, v in chosen.items() if k in args.levers.split(",")}
+        first = None  # (name, per-question verified) of the dataset's first lever
         for name, settings in chosen.items():
             r = run_lever(folder, params, records, settings, cache, args.batch_size)
+            if first is None:
+                first, paired = (name, r["per_question"]), "-"
+            else:
+                t = mcnemar_exact(first[1], r["per_question"])
+                paired = f"{t['only_a']} / {t['only_b']} against {first[0]}, p {t['p_value']:.2g}"
             failed_all += r["failed"]
             q, s = r["questions"], r["samples"]
             found = r["verified_q"]
@@ -228,7 +241,7 @@ def main() -> None:
             step = (rate_text(found, q), rate_text(r["step_ok"], s)) if r["has_checker"] else ("-", "-")
             lines.append(
                 f"| {dataset} | {name} | {q} | {s} | {rate_text(r['answer_ok'], s)} | {step[0]} | {step[1]} "
-                f"| {per_n} | {per_s} | {tps} |"
+                f"| {per_n} | {per_s} | {tps} | {paired} |"
             )
             print(lines[-1], flush=True)
         if failed_all:

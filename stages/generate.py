@@ -17,7 +17,7 @@ from cotdistill.core.config import load_params, to_dict
 from cotdistill.core.io import read_jsonl, write_json, write_jsonl
 from cotdistill.core.paths import shared_path
 from cotdistill.filter.filtering import verifier
-from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, teacher_prompts
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, resolve_format, teacher_prompts
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.backends import close_backend, make_backend
 from cotdistill.generate.teachers.cache import RequestCache
@@ -57,8 +57,9 @@ def main(argv=None):
     params = load_params(args.params)
     cfg = params.generate
     preset = TEACHERS.get(params.teacher)
-    prompt_file = load_prompt_file(args.prompt, cfg.prompt_format)
-    stage.log_config("generate", {"teacher": params.teacher, **to_dict(cfg)})
+    prompt_format = resolve_format(params.dataset, cfg.prompt_format)
+    prompt_file = load_prompt_file(args.prompt, prompt_format)
+    stage.log_config("generate", {"teacher": params.teacher, **to_dict(cfg), "prompt_format": prompt_format})
 
     records = []
     for path in args.inputs:
@@ -111,7 +112,7 @@ def main(argv=None):
                 }
             )
     write_jsonl(args.out, rows)
-    metrics = {"teacher": params.teacher, "questions": len(records), **stats.outcome()}
+    metrics = {"teacher": params.teacher, "prompt_format": prompt_format, "questions": len(records), **stats.outcome()}
     costs = stats.costs()
     if first_ok is not None:
         metrics["verified_sampling"] = verified_counts(results, first_ok, cfg.num_samples, cfg.k_max)

@@ -192,14 +192,14 @@ CROSS_FIELD = [
     ),
     (
         {"generate": {"max_new_tokens": 12}},
-        "generate.max_new_tokens: 12 tokens cannot hold a CoT like the exemplars shown (the shortest is 17 words",
+        "generate.max_new_tokens: 12 tokens cannot hold a CoT like the exemplars shown (the shortest is 19 words",
     ),
     ({"train": {"launch": " "}}, "train.launch: empty"),
     (
         {"generate": {"prompt_format": "terse"}},
-        "generate.prompt_format: coin_flip.yaml has no format 'terse'; allowed: default, echo",
+        "generate.prompt_format: coin_flip.yaml has no format 'terse'; allowed: default, echo, or null (the dataset's: echo)",
     ),
-    ({"generate": {"shots": 9}}, "generate.shots: 9, but format 'default' of coin_flip.yaml has 5 exemplars"),
+    ({"generate": {"shots": 9}}, "generate.shots: 9, but format 'echo' of coin_flip.yaml has 5 exemplars"),
     (
         {"model": "t5-small", "train": {"tokenizer": "char"}},
         "train.tokenizer: only students built from a config train a tokenizer (t5-tiny, t5-mini, t5-mini4, llama-tiny)",

@@ -30,6 +30,18 @@ def test_prompt_formats_share_questions_and_unknown_format_is_named():
         load_prompt_file(path, "ech")
 
 
+def test_every_dataset_default_format_is_in_its_prompt_file_and_null_selects_it():
+    from cotdistill.core.catalog.datasets import DATASETS
+    from cotdistill.generate.prompts import format_names, resolve_format
+
+    for name in DATASETS.names():
+        assert resolve_format(name, None) in format_names(prompt_path(name)), name
+        assert resolve_format(name, "default") == "default"
+    # coin_flip's teacher writes more step-correct CoTs with echo (benchmarks/results/teacher_levers*.md)
+    assert resolve_format("coin_flip", None) == "echo"
+    assert resolve_format("multistep_arith", None) == "default"
+
+
 def render(pf, question: str, answer: str | None, shots: int) -> str:
     return teacher_prompts(pf, [{"id": "q", "question": question, "answer": answer}], shots, answer is not None)[0][0]
 

@@ -127,7 +127,7 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
     import logging
 
     from .core.catalog.datasets import DATASETS
-    from .generate.prompts import load_prompt_file, prompt_path, teacher_prompts
+    from .generate.prompts import load_prompt_file, prompt_path, resolve_format, teacher_prompts
     from .prepare.datasets.prepare import example_question
 
     try:
@@ -135,7 +135,7 @@ def show_prompt(dataset: str | None, params_path: str, shots: int | None) -> Non
         name = dataset or params.dataset
         DATASETS.get(name)
         params = dataclasses.replace(params, dataset=name)
-        prompt = load_prompt_file(prompt_path(name), params.generate.prompt_format)
+        prompt = load_prompt_file(prompt_path(name), resolve_format(name, params.generate.prompt_format))
         n = params.generate.shots if shots is None else shots
         # a loaded dataset logs each malformed row; here only the prompt matters
         logging.getLogger("cotdistill.prepare.datasets").setLevel(logging.ERROR)

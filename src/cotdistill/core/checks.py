@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .catalog.datasets import DATASETS, LOCAL_FORMATS
-from .catalog.prompts import prompt_path, read_formats
+from .catalog.prompts import prompt_path, read_formats, resolve_format
 from .catalog.students import STUDENTS
 from .catalog.teachers import TEACHERS
 from .errors import ConfigError, DataError
@@ -138,16 +138,16 @@ def _prompt(p, where: str) -> None:
         formats = read_formats(path)
     except DataError as exc:
         raise ConfigError(f"{where}: dataset '{p.dataset}': {exc}") from None
-    if g.prompt_format not in formats:
+    fmt = resolve_format(p.dataset, g.prompt_format)
+    if fmt not in formats:
         raise ConfigError(
-            f"{where}: generate.prompt_format: {path.name} has no format '{g.prompt_format}'; "
-            f"allowed: {', '.join(formats)}"
+            f"{where}: generate.prompt_format: {path.name} has no format '{fmt}'; "
+            f"allowed: {', '.join(formats)}, or null (the dataset's: {resolve_format(p.dataset, None)})"
         )
-    exemplars = formats[g.prompt_format]["exemplars"]
+    exemplars = formats[fmt]["exemplars"]
     if g.shots > len(exemplars):
         raise ConfigError(
-            f"{where}: generate.shots: {g.shots}, but format '{g.prompt_format}' of {path.name} "
-            f"has {len(exemplars)} exemplars"
+            f"{where}: generate.shots: {g.shots}, but format '{fmt}' of {path.name} has {len(exemplars)} exemplars"
         )
     if g.shots:
         # Every word is at least one token: a CoT shaped like the shortest exemplar shown

@@ -121,7 +121,9 @@ ExemplarDraw = Literal["fixed", "per_question"]
 class GenerateConfig:
     answer_hint: bool  # the paper's change: show the teacher the gold answer
     shots: int = _range(0)
-    prompt_format: str  # which exemplar format of the prompt file (its `formats:`)
+    # which exemplar format of the prompt file (default | its `formats:`); null: the
+    # dataset's (catalog/prompts.py resolve_format)
+    prompt_format: Optional[str]
     # which of the format's exemplars a question is shown: the first `shots` (fixed), or
     # `shots` drawn per question from all of them, seeded by (seed, question id)
     exemplars: ExemplarDraw

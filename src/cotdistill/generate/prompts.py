@@ -13,7 +13,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from cotdistill.core.catalog.prompts import DEFAULT_FORMAT, prompt_path, read_formats  # noqa: F401  (prompt_path: re-exported)
+from cotdistill.core.catalog.prompts import (  # noqa: F401  (prompt_path, resolve_format: re-exported)
+    DEFAULT_FORMAT,
+    prompt_path,
+    read_formats,
+    resolve_format,
+)
 from cotdistill.core.config import ExemplarDraw
 from cotdistill.core.errors import DataError
 from cotdistill.text.sentence import answer_sentence

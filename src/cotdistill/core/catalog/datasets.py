@@ -28,6 +28,9 @@ class DatasetInfo:
     # local file has one when prepare.local.rationale names its column.
     rationale_sources: tuple[str, ...] = ("synthetic",)
     step_checker: bool = False  # steps/ can check a CoT's intermediate steps (filter.verify_steps)
+    # what generate.prompt_format: null selects, a format of its prompt file: where another
+    # format measured better with the offline teacher (benchmarks/results/teacher_levers*.md)
+    prompt_format: str = "default"
     splits: str = "generated: train, validation, test, test_ood"
     sizes: str = "any (prepare.n_*)"
     # Templated questions share long n-grams by construction, so only exact matches count
@@ -55,6 +58,7 @@ _add(
         "yes_no",
         "Is the coin still heads up after N people flip it or not (Wei et al., 2022)",
         step_checker=True,
+        prompt_format="echo",
         ngram_check=False,
     )
 )

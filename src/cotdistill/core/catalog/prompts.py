@@ -10,6 +10,7 @@ import yaml
 
 from ..errors import DataError, yaml_error
 from ..io import read_text
+from .datasets import DATASETS
 
 PROMPT_DIR = Path(__file__).resolve().parents[2] / "generate" / "prompts"
 DEFAULT_FORMAT = "default"
@@ -17,6 +18,12 @@ DEFAULT_FORMAT = "default"
 
 def prompt_path(dataset: str) -> Path:
     return PROMPT_DIR / f"{dataset}.yaml"
+
+
+def resolve_format(dataset: str, fmt: str | None) -> str:
+    """generate.prompt_format as the stages use it: null selects the dataset's own choice
+    (DatasetInfo.prompt_format: `default`, or a format that measured better)."""
+    return fmt if fmt is not None else DATASETS.get(dataset).prompt_format
 
 
 def read_formats(path: str | Path) -> dict[str, dict]:
