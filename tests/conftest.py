@@ -102,6 +102,13 @@ def make_params(overrides: dict, where: str = "params.yaml"):
     return parse_params(_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides), where)
 
 
+def qa_records(pairs, answer_type: str | None = None) -> list[dict]:
+    """Records as prepare writes them (id q0, q1, ..., question, answer and, given, the
+    answer type) from (question, answer) pairs: what the teacher and filter tests feed."""
+    extra = {"answer_type": answer_type} if answer_type else {}
+    return [{"id": f"q{i}", "question": q, "answer": a, **extra} for i, (q, a) in enumerate(pairs)]
+
+
 _HANDLER_LEAKS: list[str] = []
 
 

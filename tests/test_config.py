@@ -197,7 +197,8 @@ CROSS_FIELD = [
     ({"train": {"launch": " "}}, "train.launch: empty"),
     (
         {"generate": {"prompt_format": "terse"}},
-        "generate.prompt_format: coin_flip.yaml has no format 'terse'; allowed: default, echo, or null (the dataset's: echo)",
+        "generate.prompt_format: coin_flip.yaml has no format 'terse'; "
+        "allowed: default, echo, or null (the dataset's: echo)",
     ),
     ({"generate": {"shots": 9}}, "generate.shots: 9, but format 'echo' of coin_flip.yaml has 5 exemplars"),
     (

@@ -6,6 +6,8 @@ import pytest
 from cotdistill.filter.steps import STEP_CHECKERS
 from cotdistill.generate.prompts import load_prompt_file, prompt_path, teacher_prompts
 
+from .conftest import qa_records
+
 
 @pytest.mark.parametrize("dataset", ["coin_flip", "last_letters", "multistep_arith"])
 def test_prompt_exemplars_pass_their_step_checker(dataset):
@@ -43,7 +45,7 @@ def test_every_dataset_default_format_is_in_its_prompt_file_and_null_selects_it(
 
 
 def render(pf, question: str, answer: str | None, shots: int) -> str:
-    return teacher_prompts(pf, [{"id": "q", "question": question, "answer": answer}], shots, answer is not None)[0][0]
+    return teacher_prompts(pf, qa_records([(question, answer)]), shots, answer is not None)[0][0]
 
 
 def test_prompt_renders_with_and_without_hint():
@@ -78,10 +80,7 @@ def test_exemplars_drawn_per_question_are_seeded_by_question_and_differ_between_
 
     pf = load_prompt_file(prompt_path("multistep_arith"))
     assert len(pf.exemplars) >= 16
-    rows = [
-        {"id": f"q{i}", "question": f"Ann has {i + 2} pens. She finds 1 more. How many?", "answer": "1"}
-        for i in range(40)
-    ]
+    rows = qa_records((f"Ann has {i + 2} pens. She finds 1 more. How many?", "1") for i in range(40))
     fixed, shared = teacher_prompts(pf, rows, 4, True)
     assert fixed == [render(pf, r["question"], r["answer"], 4) for r in rows]
     assert shared == fixed[0][: fixed[0].rindex("Question:")] and all(p.startswith(shared) for p in fixed)

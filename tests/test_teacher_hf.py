@@ -10,7 +10,7 @@ from cotdistill.generate.teachers.backends import make_backend
 from cotdistill.generate.teachers.cache import RequestCache
 from cotdistill.generate.teachers.generation import generate_all
 
-from .conftest import section
+from .conftest import qa_records, section
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +25,6 @@ QUESTIONS = [
 ]
 
 
-def _records(questions: list[tuple[str, str]]) -> list[dict]:
-    return [{"id": str(i), "question": q, "answer": a} for i, (q, a) in enumerate(questions)]
-
-
 @pytest.fixture(scope="module")
 def backends(request, smollm2_folder):
     import torch
@@ -41,7 +37,7 @@ def backends(request, smollm2_folder):
     folder = smollm2_folder
     preset = TeacherPreset(name="local", backend="hf", model=str(folder), params_b=0.135)
     pf = load_prompt_file(prompt_path("coin_flip"))
-    prompts, prefix = teacher_prompts(pf, _records(QUESTIONS), 2, True)
+    prompts, prefix = teacher_prompts(pf, qa_records(QUESTIONS), 2, True)
     reuse = make_backend(preset, section("generate", prefix_cache=True), shared_prefix=prefix)
     plain = make_backend(preset, section("generate", prefix_cache=False), shared_prefix=prefix)
     return reuse, plain, prompts
@@ -127,7 +123,7 @@ def test_the_teachers_calculator_makes_every_equation_it_writes_true(smollm2_fol
             ("Ned has 10 apples. He buys 7 more. He sells 4. How many apples does Ned have now?", "13"),
             ("Ann has 6 pens. She gets 3 times as many. She gives 5 away. How many pens does Ann have now?", "13"),
         ]
-        prompts, prefix = teacher_prompts(pf, _records(questions), 2, True)
+        prompts, prefix = teacher_prompts(pf, qa_records(questions), 2, True)
         calc = make_backend(preset, section("generate", calculator=True), shared_prefix=prefix)
         plain = make_backend(preset, section("generate"), shared_prefix=prefix)
         assert calc.identity["calculator"] == "text" and "calculator" not in plain.identity

@@ -23,7 +23,7 @@ from cotdistill.generate.teachers.cache import RequestCache, request_key
 from cotdistill.generate.teachers.generation import generate_all
 from cotdistill.generate.teachers.local_server import LocalServer, free_port
 
-from .conftest import REPO, run_cmd, section
+from .conftest import REPO, qa_records, run_cmd, section
 
 HAS_ENGINE = importlib.util.find_spec("xllamacpp") is not None or importlib.util.find_spec("llama_cpp") is not None
 needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="no llama.cpp engine installed (make install-llamacpp)")
@@ -218,7 +218,7 @@ def test_generate_stage_records_the_engine(tmp_path, base_params, python):
     params = {**base_params, "teacher": "smollm2-135m-llamacpp"}
     params["generate"] = {**params["generate"], "max_questions": 2, "concurrency": 2, "shots": 2}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    rows = [{"id": f"q{i}", "question": q, "answer": a, "answer_type": "yes_no"} for i, (q, a) in enumerate(QUESTIONS)]
+    rows = qa_records(QUESTIONS, "yes_no")
     write_jsonl(tmp_path / "train.jsonl", rows[:2])
     write_jsonl(tmp_path / "validation.jsonl", rows[2:])
     run_cmd(

@@ -31,7 +31,7 @@ from cotdistill.generate.teachers.generation import generate_all
 from cotdistill.generate.teachers.local_server import free_port, transformers_serve
 from cotdistill.generate.teachers.openai_compat import OpenAIBackend
 
-from .conftest import REPO, section
+from .conftest import REPO, qa_records, section
 
 pytestmark = pytest.mark.slow
 
@@ -158,7 +158,7 @@ def proxy_factory(server):
 
 def _prompts():
     pf = load_prompt_file(prompt_path("coin_flip"))
-    return teacher_prompts(pf, _records(), 0, True)[0]  # short prompts: a loaded CPU stays fast
+    return teacher_prompts(pf, qa_records(QUESTIONS), 0, True)[0]  # short prompts: a loaded CPU stays fast
 
 
 def test_fault_injection_every_question_answered_once(proxy_factory, model_dir, tmp_path):
@@ -195,7 +195,7 @@ def _stage_env(
     """A generate stage run in `tmp`: prepared inputs, params, the command, the env."""
     (tmp / "data/prepared").mkdir(parents=True, exist_ok=True)
     questions, kind = (ARITH, "number") if dataset == "multistep_arith" else (QUESTIONS, "yes_no")
-    rows = [{"id": f"q{i}", "question": q, "answer": a, "answer_type": kind} for i, (q, a) in enumerate(questions)]
+    rows = qa_records(questions, kind)
     (tmp / "data/prepared/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["teacher"] = "transformers-serve"
@@ -239,11 +239,7 @@ def _prompts_of(cmd, cwd) -> list[str]:
     params = load_params(cwd / "params.yaml")
     g = params.generate
     pf = load_prompt_file(prompt_path("coin_flip"))
-    return teacher_prompts(pf, _records(), g.shots, g.answer_hint, g.exemplars, params.seed)[0]
-
-
-def _records() -> list[dict]:
-    return [{"id": str(i), "question": q, "answer": a} for i, (q, a) in enumerate(QUESTIONS)]
+    return teacher_prompts(pf, qa_records(QUESTIONS), g.shots, g.answer_hint, g.exemplars, params.seed)[0]
 
 
 def _run(cmd, env, cwd):
