@@ -226,3 +226,17 @@ def test_study_without_a_subcommand_still_runs_a_grid(repo_root):
         str(repo_root),
     )
     assert out.exit_code == 2 and "did you mean 'arithbudget-arith-gold_only-s0'" in out.output
+
+
+def test_teacher_table_names_the_seed_of_each_row(study):
+    """Seeds of one task and mode are rows of their own, each naming its seed."""
+    root, grid = study
+    res = committed.results(grid, *committed.read(root / "study"))
+    assert sorted((r["mode"], r["seed"]) for r in res.teacher) == [
+        ("hint", 0),
+        ("hint", 1),
+        ("no_hint", 0),
+        ("no_hint", 1),
+    ]
+    rows = [line.split("|") for line in _page(root, grid).splitlines() if line.startswith("| arith | hint |")]
+    assert [cells[3].strip() for cells in rows] == ["0", "1"]
