@@ -141,8 +141,7 @@ QUESTIONS = [
 
 def prompts(shots=2):
     pf = load_prompt_file(prompt_path("coin_flip"))
-    records = [{"id": str(i), "question": q, "answer": a} for i, (q, a) in enumerate(QUESTIONS)]
-    return teacher_prompts(pf, records, shots, True)[0]
+    return teacher_prompts(pf, qa_records(QUESTIONS), shots, True)[0]
 
 
 @pytest.mark.slow

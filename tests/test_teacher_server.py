@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from cotdistill.core.catalog.teachers import TEACHERS, TeacherPreset
-from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, teacher_prompts
+from cotdistill.generate.prompts import STOP_STRINGS, load_prompt_file, prompt_path, resolve_format, teacher_prompts
 from cotdistill.generate.teachers import Sampling
 from cotdistill.generate.teachers.cache import RequestCache
 from cotdistill.generate.teachers.generation import generate_all
@@ -238,7 +238,7 @@ def _prompts_of(cmd, cwd) -> list[str]:
 
     params = load_params(cwd / "params.yaml")
     g = params.generate
-    pf = load_prompt_file(prompt_path("coin_flip"))
+    pf = load_prompt_file(prompt_path("coin_flip"), resolve_format("coin_flip", g.prompt_format))  # as the stage
     return teacher_prompts(pf, qa_records(QUESTIONS), g.shots, g.answer_hint, g.exemplars, params.seed)[0]
 
 
