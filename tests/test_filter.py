@@ -11,13 +11,13 @@ from cotdistill.filter.steps import STEP_CHECKERS
 from cotdistill.generate.teachers import Completion
 from cotdistill.text.rationale import close_rationale
 
-from .conftest import REPO, run_cmd
+from .conftest import REPO, qa_records, run_cmd
 from .test_steps import COIN
 
 Q2 = "A coin is heads up. Mia flips the coin. Tom does not flip the coin. Is the coin still heads up?"
 
 
-RECS = [{"id": f"q{i}", "question": Q2, "answer": "no", "answer_type": "yes_no"} for i in range(3)]
+RECS = qa_records([(Q2, "no")] * 3, "yes_no")
 NUM = [
     {"id": "n0", "question": "q", "answer": "-23", "answer_type": "number"},
     {"id": "n1", "question": "q", "answer": "27", "answer_type": "number"},
