@@ -3,22 +3,23 @@ and tool make the offline teacher write CoTs that are right step by step. One co
 makes the committed table:
 
     python benchmarks/teacher_levers.py [--questions 200] [--datasets multistep_arith,gsm_symbolic,coin_flip]
-        [--k-max 64] [--round 16] [--threads 2] [--levers NAME,...] [--out benchmarks/results/teacher_levers.md]
+        [--k-max 64[,K...]] [--round 16] [--threads 2] [--levers NAME,...] [--out benchmarks/results/teacher_levers.md]
 
 Levers (every one with the answer hint, the paper's prompting, on the questions of the
-seed-0 train split): greedy with the dataset's default exemplars; greedy with the `echo`
-and `plan` formats (where the prompt file has them); 8 shots instead of 4, and exemplars
-drawn per question from the file's pool (generate.exemplars: per_question) with 4 and 8
-shots (where it holds 8 or more); greedy with the calculator in the teacher's
-decoding (number answers); verified sampling (generate.k_max: rounds of --round samples
-at temperature 0.7 until a CoT passes the filter's checks, at most --k-max), default and
-echo. Per lever: the answer-correct rate of the samples, the step-correct yield (questions
-with a CoT right in every step) and precision (samples right in every step), each with
-its 95% Wilson interval; samples and teacher seconds per step-verified question; useful
+seed-0 train split): greedy with the dataset's default exemplars; greedy with the `echo` and
+`plan` formats (where the prompt file has them); 8 shots instead of 4, and exemplars drawn
+per question from the file's pool (generate.exemplars: per_question) with 4 and 8 shots
+(where it holds 8 or more); greedy with the calculator in the teacher's decoding (number
+answers); verified sampling (generate.k_max: rounds of --round samples at temperature 0.7
+until a CoT passes the filter's checks, at most --k-max; a list of budgets gives a lever per
+budget, and sample s of a question is the same sample under every budget and round size),
+default and echo. Per lever: the answer-correct rate of the samples, the step-correct yield
+(questions with a CoT right in every step) and precision (samples right in every step), each
+with its 95% Wilson interval; samples and teacher seconds per step-verified question; useful
 tokens/s (completion tokens per teacher second). Then the error kinds of up to 50 failed
-CoTs per dataset, read from the step checker's verdicts (and, for multistep_arith, a
-first equation copied from an exemplar, a last stated value that is not the
-answer the CoT ends with). Every request goes through the pipeline's request cache
+CoTs per dataset, read from the step checker's verdicts (and, for multistep_arith, a first
+equation copied from an exemplar, a last stated value that is not the answer the CoT ends
+with). Every request goes through the pipeline's request cache
 (.cache/teacher/requests.sqlite): a rerun pays nothing, a larger --k-max only what it adds.
 """
 # ruff: noqa: E402  (the float paths are set before torch is imported)
@@ -72,7 +73,7 @@ def params_for(dataset: str, n: int, threads: int):
     return parse_params(data, f"params.yaml (+ dataset={dataset})")
 
 
-def levers(dataset: str, k_max: int, round_size: int) -> dict[str, dict]:
+def levers(dataset: str, budgets: list[int], round_size: int) -> dict[str, dict]:
     """Lever name -> generate overrides (and the sampling budget), for one dataset."""
     formats = format_names(prompt_path(dataset))
     pool = len(load_prompt_file(prompt_path(dataset)).exemplars)
@@ -86,10 +87,11 @@ def levers(dataset: str, k_max: int, round_size: int) -> dict[str, dict]:
         out["greedy drawn 8 shots"] = {"exemplars": "per_question", "shots": 8}
     if DATASETS.get(dataset).answer_type == "number":
         out["greedy +calculator"] = {"calculator": True}
-    sampled = {"temperature": 0.7, "num_samples": round_size, "k_max": k_max}
-    out[f"verified k<={k_max}"] = sampled
-    for fmt in others:
-        out[f"verified k<={k_max} {fmt}"] = {**sampled, "prompt_format": fmt}
+    for k_max in budgets:
+        sampled = {"temperature": 0.7, "num_samples": min(round_size, k_max), "k_max": k_max}
+        out[f"verified k<={k_max}"] = sampled
+        for fmt in others:
+            out[f"verified k<={k_max} {fmt}"] = {**sampled, "prompt_format": fmt}
     return out
 
 
@@ -185,7 +187,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--questions", type=int, default=200)
     ap.add_argument("--datasets", default="multistep_arith,gsm_symbolic,coin_flip")
-    ap.add_argument("--k-max", type=int, default=64)
+    ap.add_argument("--k-max", default="64", help="verified sampling's budget, or budgets (comma-separated)")
     ap.add_argument("--round", type=int, default=16, help="samples per round of verified sampling")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
@@ -193,6 +195,12 @@ def main() -> None:
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--out", default="benchmarks/results/teacher_levers.md")
     args = ap.parse_args()
+    try:
+        budgets = [int(k) for k in args.k_max.split(",")]
+    except ValueError:
+        ap.error(f"--k-max {args.k_max!r}: allowed is a positive integer or a comma-separated list of them")
+    if any(k < 1 for k in budgets):
+        ap.error(f"--k-max {args.k_max!r}: every budget must be at least 1")
     torch.set_num_threads(args.threads)
     folder = model_folder(args.model_dir)
     cache = RequestCache(repo_root() / ".cache/teacher/requests.sqlite")
@@ -221,7 +229,7 @@ def main() -> None:
         params = params_for(dataset, args.questions, args.threads)
         records = prepare_dataset(params, exemplar_questions(prompt_path(dataset))).splits["train"]
         failed_all = []
-        chosen = levers(dataset, args.k_max, args.round)
+        chosen = levers(dataset, budgets, args.round)
         if args.levers:
             chosen = {k: v for k, v in chosen.items() if k in args.levers.split(",")}
         first = None  # (name, per-question verified) of the dataset's first lever
