@@ -201,6 +201,12 @@ def main() -> None:
         ap.error(f"--k-max {args.k_max!r}: allowed is a positive integer or a comma-separated list of them")
     if any(k < 1 for k in budgets):
         ap.error(f"--k-max {args.k_max!r}: every budget must be at least 1")
+    datasets = args.datasets.split(",")
+    known = {name for d in datasets for name in levers(d, budgets, args.round)}
+    wanted = args.levers.split(",") if args.levers else None
+    unknown = [name for name in wanted or [] if name not in known]
+    if unknown:  # a misspelt lever, or a budget not in --k-max, would leave its row out silently
+        ap.error(f"--levers: unknown {', '.join(map(repr, unknown))}; allowed here: {', '.join(sorted(known))}")
     torch.set_num_threads(args.threads)
     folder = model_folder(args.model_dir)
     cache = RequestCache(repo_root() / ".cache/teacher/requests.sqlite")
@@ -225,13 +231,13 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     kinds_lines = []
-    for dataset in args.datasets.split(","):
+    for dataset in datasets:
         params = params_for(dataset, args.questions, args.threads)
         records = prepare_dataset(params, exemplar_questions(prompt_path(dataset))).splits["train"]
         failed_all = []
         chosen = levers(dataset, budgets, args.round)
-        if args.levers:
-            chosen = {k: v for k, v in chosen.items() if k in args.levers.split(",")}
+        if wanted:
+            chosen = {k: v for k, v in chosen.items() if k in wanted}
         first = None  # (name, per-question verified) of the dataset's first lever
         for name, settings in chosen.items():
             r = run_lever(folder, params, records, settings, cache, args.batch_size)

@@ -18,10 +18,7 @@ Q2 = "A coin is heads up. Mia flips the coin. Tom does not flip the coin. Is the
 
 
 RECS = qa_records([(Q2, "no")] * 3, "yes_no")
-NUM = [
-    {"id": "n0", "question": "q", "answer": "-23", "answer_type": "number"},
-    {"id": "n1", "question": "q", "answer": "27", "answer_type": "number"},
-]
+NUM = qa_records([("q", "-23"), ("q", "27")], "number")
 
 
 def test_verified_sampling_stops_on_what_the_filter_keeps():
@@ -40,13 +37,13 @@ def test_verified_sampling_stops_on_what_the_filter_keeps():
 
 def test_filter_drops_false_equations_and_wrong_steps():
     gens = [
-        {"id": "n0", "text": "42 - 65 = 25, so -23. The answer is -23.", "finish_reason": "stop"},
-        {"id": "n1", "text": "3 * 9 = 27. The answer is 27.", "finish_reason": "stop"},
+        {"id": "q0", "text": "42 - 65 = 25, so -23. The answer is -23.", "finish_reason": "stop"},
+        {"id": "q1", "text": "3 * 9 = 27. The answer is 27.", "finish_reason": "stop"},
     ]
     kept, m = filter_generations(NUM, gens, "strict")
     assert len(kept) == 2 and m["dropped_by_reason"]["false_equation"] == 0
     kept, m = filter_generations(NUM, gens, "strict", verify_equations=True)
-    assert [k["id"] for k in kept] == ["n1"] and m["dropped_by_reason"]["false_equation"] == 1
+    assert [k["id"] for k in kept] == ["q1"] and m["dropped_by_reason"]["false_equation"] == 1
     assert list(m["dropped_by_reason"]) == list(DROP_REASONS)
 
     coin = [{"id": "q0", "text": COIN[0][0]}, {"id": "q1", "text": COIN[2][0]}, {"id": "q2", "text": COIN[6][0]}]
